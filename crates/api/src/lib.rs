@@ -1,0 +1,74 @@
+//! The HTTP API: routes, extractors, RFC 9457 problem answers, and the OpenAPI contract.
+
+// A problem answer is the cold path of a request; boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
+pub mod extract;
+mod layers;
+pub mod metrics;
+mod openapi;
+mod pagination;
+mod problem;
+mod routes;
+mod settings;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::serve::ListenerExt;
+use jointeval_store::PgPool;
+use tokio::net::TcpListener;
+
+pub use openapi::{openapi, openapi_yaml};
+pub use problem::{ApiError, FieldError, Problem};
+pub use settings::{HttpSettings, MetricsAccess};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: Arc<HttpSettings>,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, settings: HttpSettings) -> Self {
+        Self {
+            pool,
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+/// The whole service: every route, wrapped in the production middleware.
+pub fn router(state: AppState) -> Router {
+    let (api, spec) = routes::api().split_for_parts();
+    let api = api
+        .merge(routes::docs(&spec))
+        .merge(metrics::public_route(&state.settings.metrics));
+    with_middleware(api.with_state(state.clone()), &state.settings)
+}
+
+/// Wraps routes built elsewhere (a separate metrics listener, tests of an extractor)
+/// in the same middleware as the service's own.
+pub fn with_middleware(router: Router, settings: &HttpSettings) -> Router {
+    layers::wrap(router, settings)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight
+/// requests finish. Accepted sockets get `TCP_NODELAY`: without it a keep-alive
+/// answer can wait about 40 ms behind Nagle's algorithm.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,134 @@
+//! Cursor pagination: `limit` and an opaque `cursor` in, `items` and `next_cursor` out.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::problem::{FieldError, Problem};
+
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 200;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// How many items to answer, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200, example = 50)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A validated page request: the limit, and the sort key to continue after.
+pub struct PageRequest {
+    pub limit: u32,
+    pub after: Option<String>,
+}
+
+impl PageQuery {
+    pub fn validate(self) -> Result<PageRequest, Problem> {
+        let mut errors = Vec::new();
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            errors.push(FieldError {
+                field: "limit".into(),
+                message: format!("must be between 1 and {MAX_LIMIT}"),
+            });
+        }
+        let after = match self.cursor.as_deref().map(decode_cursor) {
+            None => None,
+            Some(Some(after)) => Some(after),
+            Some(None) => {
+                errors.push(FieldError {
+                    field: "cursor".into(),
+                    message: "is not a cursor this service gave out".into(),
+                });
+                None
+            }
+        };
+        if errors.is_empty() {
+            Ok(PageRequest { limit, after })
+        } else {
+            Err(Problem::validation(errors))
+        }
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// `rows` was fetched with one more than `limit`, so a further page is known to exist
+    /// without counting; `key` gives the sort key a cursor continues after.
+    pub fn from_rows(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> String) -> Self {
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|last| encode_cursor(&key(last)))
+        } else {
+            None
+        };
+        Self {
+            items: rows,
+            next_cursor,
+        }
+    }
+}
+
+impl<T> Page<T> {
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
+}
+
+fn encode_cursor(after: &str) -> String {
+    URL_SAFE_NO_PAD.encode(after)
+}
+
+fn decode_cursor(cursor: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_continues_after_the_last_item_of_a_full_page() {
+        let page = Page::from_rows(vec!["a", "b", "c"], 2, |s| s.to_string());
+        assert_eq!(page.items, vec!["a", "b"]);
+        let next = PageQuery {
+            limit: Some(2),
+            cursor: page.next_cursor,
+        }
+        .validate()
+        .expect("valid");
+        assert_eq!(next.after.as_deref(), Some("b"));
+        let last = Page::from_rows(vec!["c"], 2, |s| s.to_string());
+        assert_eq!(last.next_cursor, None);
+    }
+
+    #[test]
+    fn limits_out_of_range_and_foreign_cursors_are_refused_by_name() {
+        let problem = PageQuery {
+            limit: Some(0),
+            cursor: Some("!!not base64!!".into()),
+        }
+        .validate()
+        .err()
+        .expect("invalid");
+        let fields: Vec<_> = problem.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["limit", "cursor"]);
+        assert_eq!(problem.status, 422);
+    }
+}

@@ -1,0 +1,182 @@
+//! RFC 9457 problem details: the one wire format of every error this service answers.
+
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jointeval_domain::ValidationError;
+use jointeval_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error answer (RFC 9457, `application/problem+json`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:jointeval:problem:validation",
+    "title": "Invalid request",
+    "status": 422,
+    "detail": "the request has 1 invalid field",
+    "errors": [{"field": "limit", "message": "must be between 1 and 200"}]
+}))]
+pub struct Problem {
+    /// A URI naming the kind of problem; `about:blank` when the status says it all.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request, for a person to read.
+    pub detail: String,
+    /// The fields that failed validation, when there are any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    #[serde(skip)]
+    #[schema(ignore)]
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct FieldError {
+    /// Where the field is: a query parameter's name, or a path into the JSON body.
+    #[schema(example = "limit")]
+    pub field: String,
+    #[schema(example = "must be between 1 and 200")]
+    pub message: String,
+}
+
+impl From<ValidationError> for FieldError {
+    fn from(e: ValidationError) -> Self {
+        Self {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+impl Problem {
+    /// A problem that the status code describes fully.
+    pub fn status(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            kind: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A problem of a kind of our own, named `urn:jointeval:problem:<kind>`.
+    pub fn typed(status: StatusCode, kind: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("urn:jointeval:problem:{kind}"),
+            title: title.into(),
+            ..Self::status(status, detail)
+        }
+    }
+
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = match errors.as_slice() {
+            [one] => format!("{}: {}", one.field, one.message),
+            many => format!("the request has {} invalid fields", many.len()),
+        };
+        Self {
+            errors,
+            ..Self::typed(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Invalid request",
+                detail,
+            )
+        }
+    }
+
+    /// The middleware adds `Retry-After` to every 503.
+    pub fn unavailable() -> Self {
+        Self::typed(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database-unavailable",
+            "Database unavailable",
+            "the database cannot be reached right now; retry later",
+        )
+    }
+
+    /// The answer to a failure of ours: it says nothing of the cause, which is logged.
+    pub fn internal() -> Self {
+        Self::status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the service failed to answer this request; the failure has been logged",
+        )
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (
+            self.status_code(),
+            [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+            body,
+        )
+            .into_response();
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+/// What a handler fails with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{}", .0.detail)]
+    Problem(Problem),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        ApiError::Problem(p)
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::Problem(Problem::validation(vec![e.into()]))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Problem(p) => p.into_response(),
+            ApiError::Store(StoreError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Problem::unavailable().into_response()
+            }
+            ApiError::Store(StoreError::Conflict { constraint }) => Problem::typed(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict",
+                format!("the change conflicts with existing data ({constraint})"),
+            )
+            .into_response(),
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "request failed");
+                Problem::internal().into_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use jointeval_domain::Institute;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::extract::ApiQuery;
+use crate::pagination::{Page, PageQuery};
+use crate::problem::{ApiError, Problem};
+
+/// A party to the partnership.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d11",
+    "code": "UK",
+    "name": "UK AI Safety Institute",
+    "created_at": "2026-11-27T14:00:00Z"
+}))]
+pub struct InstituteBody {
+    pub id: Uuid,
+    /// Short code, 2–16 upper-case letters, digits or `_`.
+    pub code: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Institute> for InstituteBody {
+    fn from(i: Institute) -> Self {
+        Self {
+            id: i.id,
+            code: i.code.to_string(),
+            name: i.name,
+            created_at: i.created_at,
+        }
+    }
+}
+
+/// Lists the institutes of the partnership, ordered by code.
+#[utoipa::path(
+    get, path = "/v1/institutes", tag = "institutes",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of institutes", body = Page<InstituteBody>),
+        (status = 422, description = "A query parameter is invalid", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = Problem,
+         content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    )
+)]
+pub async fn list_institutes(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<Page<InstituteBody>>, ApiError> {
+    let page = query.validate()?;
+    let rows = jointeval_store::institutes::list(
+        &state.pool,
+        page.after.as_deref(),
+        i64::from(page.limit) + 1,
+    )
+    .await?;
+    let page = Page::from_rows(rows, page.limit, |i| i.code.to_string());
+    Ok(Json(page.map(InstituteBody::from)))
+}

@@ -1,0 +1,49 @@
+use std::fmt;
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+
+/// How the HTTP layer behaves; set once at start from flags and environment.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest request body accepted, in bytes; larger bodies are answered 413.
+    pub body_limit: usize,
+    /// A request still running after this is answered 503.
+    pub request_timeout: Duration,
+    /// Origins allowed to call the API from a browser; empty means CORS is closed.
+    pub cors_origins: Vec<HeaderValue>,
+    /// Who may read the Prometheus metrics on the API's own address.
+    pub metrics: MetricsAccess,
+    /// `Retry-After` (seconds) sent when the database is unavailable.
+    pub retry_after: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            body_limit: 16 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
+            metrics: MetricsAccess::Closed,
+            retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `/metrics` on the API address: absent (404), or open to holders of a token.
+/// A separate listen address for metrics is the binary's business, not the router's.
+#[derive(Clone, Default)]
+pub enum MetricsAccess {
+    #[default]
+    Closed,
+    Token(String),
+}
+
+impl fmt::Debug for MetricsAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetricsAccess::Closed => f.write_str("Closed"),
+            MetricsAccess::Token(_) => f.write_str("Token(<redacted>)"),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The domain: types that are valid by construction, and the decisions of the service.
+//! Pure Rust, no IO: every rule here is reached by a unit test without a database.
+
+pub mod institute;
+
+pub use institute::{Institute, InstituteCode};
+
+/// Why a value given to the service was refused, with the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::StoreError;
+
+/// The schema, embedded in the binary from `migrations/`.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it is answered 503.
+    pub acquire_timeout: Duration,
+}
+
+/// A bounded pool. It connects lazily, so a service started while its database is
+/// down still starts answering (503) and recovers when the database returns.
+pub fn connect(options: PgConnectOptions, settings: &PoolSettings) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_lazy_with(options.application_name("jointeval"))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Whether the database answers.
+pub async fn ping(pool: &PgPool) -> Result<(), StoreError> {
+    sqlx::query_scalar!("select 1 as \"one!\"")
+        .fetch_one(pool)
+        .await?;
+    Ok(())
+}
+
+/// Whether every migration this build knows has been applied, unchanged.
+pub async fn migrations_current(pool: &PgPool) -> Result<bool, StoreError> {
+    let table_exists =
+        sqlx::query_scalar!("select to_regclass('_sqlx_migrations') is not null as \"exists!\"")
+            .fetch_one(pool)
+            .await?;
+    if !table_exists {
+        return Ok(false);
+    }
+    // sqlx's own bookkeeping table is not part of our schema, so this query is not
+    // checked at compile time.
+    let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "select version, checksum from _sqlx_migrations where success order by version",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(MIGRATOR.iter().all(|m| {
+        applied
+            .iter()
+            .any(|(version, checksum)| *version == m.version && *checksum == m.checksum.as_ref())
+    }))
+}

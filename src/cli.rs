@@ -1,0 +1,120 @@
+//! Flags and environment variables, read once at start. The README's configuration
+//! table lists the same.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jointeval",
+    version,
+    about = "The system of record for joint AI safety evaluations"
+)]
+pub struct Cli {
+    /// How log lines are written (to standard error).
+    #[arg(long, env = "JOINTEVAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (on a private PostgreSQL when DATABASE_URL is unset).
+    Serve(ServeArgs),
+    /// Apply pending migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Print the OpenAPI contract as YAML.
+    Openapi,
+}
+
+/// Where the data lives.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL to use. Unset: a private cluster in --data-dir, from the machine's
+    /// own PostgreSQL binaries.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<Secret>,
+    /// Folder of the private cluster (created on first start, reused after).
+    #[arg(long, env = "JOINTEVAL_DATA_DIR", default_value = ".jointeval")]
+    pub data_dir: PathBuf,
+    /// Unprivileged user that runs the private cluster when jointeval runs as root.
+    #[arg(long, env = "JOINTEVAL_PG_USER", default_value = "postgres")]
+    pub pg_user: String,
+    /// Folder of the PostgreSQL binaries (initdb, postgres) for the private cluster;
+    /// found on PATH, by pg_config or under /usr/lib/postgresql when unset.
+    #[arg(long, env = "JOINTEVAL_PG_BIN_DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
+    /// Most connections the service holds open to PostgreSQL.
+    #[arg(long, env = "JOINTEVAL_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_connections: u32,
+    /// Seconds a request waits for a database connection before it is answered 503.
+    #[arg(long, env = "JOINTEVAL_DB_ACQUIRE_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub db_acquire_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address the API listens on.
+    #[arg(long, env = "JOINTEVAL_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Do not apply pending migrations at start.
+    #[arg(long, env = "JOINTEVAL_NO_MIGRATE")]
+    pub no_migrate: bool,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "JOINTEVAL_BODY_LIMIT", default_value_t = 16 * 1024 * 1024)]
+    pub body_limit: usize,
+    /// Seconds after which a request still running is answered 503.
+    #[arg(long, env = "JOINTEVAL_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout: u64,
+    /// Seconds in-flight requests get to finish after SIGINT or SIGTERM.
+    #[arg(long, env = "JOINTEVAL_SHUTDOWN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_timeout: u64,
+    /// Browser origins allowed to call the API (CORS); none by default.
+    #[arg(
+        long = "cors-origin",
+        env = "JOINTEVAL_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Serve Prometheus metrics at /metrics on this separate address.
+    #[arg(long, env = "JOINTEVAL_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+    /// Serve /metrics on the API address to holders of this bearer token.
+    #[arg(long, env = "JOINTEVAL_METRICS_TOKEN")]
+    pub metrics_token: Option<Secret>,
+}
+
+/// A value that must not reach a log line.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}

@@ -1,0 +1,11 @@
+//! Black-box tests of the API: the real router over HTTP, on a real PostgreSQL.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod errors;
+mod health;
+mod institutes;
+mod migrations;
+mod observability;
+mod openapi;

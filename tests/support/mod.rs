@@ -1,0 +1,308 @@
+//! What the black-box tests stand on: a PostgreSQL server (DATABASE_URL, or one private
+//! cluster per test process started by the same launcher as `jointeval serve`), a fresh
+//! database per test cloned from a migrated template, and the real router served on
+//! 127.0.0.1:0, driven over HTTP.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use jointeval_api::{AppState, HttpSettings};
+use jointeval_embedded_pg::{Cluster, ClusterConfig};
+use jointeval_store::{PgPool, PoolSettings};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+use tokio::sync::{OnceCell, oneshot};
+
+/// The server every test database lives on.
+static SERVER: OnceCell<PgConnectOptions> = OnceCell::const_new();
+/// The migrated database each test database is cloned from.
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+/// Options reaching the test server's maintenance database.
+pub async fn server() -> &'static PgConnectOptions {
+    SERVER
+        .get_or_init(|| async {
+            match std::env::var("DATABASE_URL") {
+                Ok(url) => {
+                    PgConnectOptions::from_str(&url).expect("DATABASE_URL is a PostgreSQL URL")
+                }
+                Err(_) => start_private_cluster().await,
+            }
+        })
+        .await
+}
+
+/// One throwaway cluster for this test process. The launcher asks it to shut down when
+/// the process exits; its folder is removed by the next test process.
+async fn start_private_cluster() -> PgConnectOptions {
+    let root = scratch_root();
+    remove_leftovers(&root);
+    let dir = root.join(std::process::id().to_string());
+    std::fs::create_dir_all(&dir).expect("create the test cluster folder");
+    let cluster = Cluster::start(&ClusterConfig {
+        data_dir: dir,
+        user_when_root: "postgres".into(),
+        bin_dir: None,
+        durable: false,
+    })
+    .await
+    .expect("start a private PostgreSQL for the tests (or set DATABASE_URL)");
+    let options = cluster.connect_options("postgres");
+    // The cluster lives as long as this process: its keeper thread stops it when the
+    // process exits.
+    std::mem::forget(cluster);
+    options
+}
+
+/// Under /tmp, which the unprivileged cluster user can reach when tests run as root.
+pub fn scratch_root() -> PathBuf {
+    let root = std::env::temp_dir().join("jointeval-tests");
+    std::fs::create_dir_all(&root).expect("create the scratch folder");
+    open_to_all(&root);
+    root
+}
+
+pub fn open_to_all(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Folders of test processes that are gone.
+fn remove_leftovers(root: &std::path::Path) {
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        let cluster_running = entry.path().join("pg/postmaster.pid").exists();
+        if !alive && !cluster_running {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+async fn admin_connection() -> PgConnection {
+    server()
+        .await
+        .connect()
+        .await
+        .expect("connect to the test server")
+}
+
+/// A template migrated with this build's migrations, shared by every test process of
+/// the same build (its name carries a digest of the migrations).
+async fn template() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = format!("jointeval_template_{}", migrations_digest());
+            let mut admin = admin_connection().await;
+            // Serialises template creation between test processes.
+            sqlx::query("select pg_advisory_lock(727072)")
+                .execute(&mut admin)
+                .await
+                .expect("lock");
+            let exists: bool =
+                sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
+                    .bind(&name)
+                    .fetch_one(&mut admin)
+                    .await
+                    .expect("look for the template");
+            if !exists {
+                let building = format!("{name}_building");
+                sqlx::raw_sql(&format!("drop database if exists {building} with (force)"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("drop a half-built template");
+                sqlx::raw_sql(&format!("create database {building}"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create the template");
+                let pool = PgPool::connect_with(server().await.clone().database(&building))
+                    .await
+                    .expect("connect to the template");
+                jointeval_store::migrate(&pool)
+                    .await
+                    .expect("migrate the template");
+                pool.close().await;
+                sqlx::raw_sql(&format!("alter database {building} rename to {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("publish the template");
+            }
+            sqlx::query("select pg_advisory_unlock(727072)")
+                .execute(&mut admin)
+                .await
+                .expect("unlock");
+            let _ = admin.close().await;
+            name
+        })
+        .await
+}
+
+fn migrations_digest() -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for m in jointeval_store::MIGRATOR.iter() {
+        m.version.hash(&mut hasher);
+        m.checksum.hash(&mut hasher);
+    }
+    format!("{:016x}", hasher.finish())
+}
+
+/// A database of its own for one test, dropped when the value is dropped.
+pub struct TestDatabase {
+    pub name: String,
+    pub options: PgConnectOptions,
+}
+
+impl TestDatabase {
+    /// A migrated database.
+    pub async fn migrated() -> Self {
+        let template = template().await;
+        Self::create(&format!("template {template}")).await
+    }
+
+    /// A database with no schema at all.
+    pub async fn empty() -> Self {
+        Self::create("").await
+    }
+
+    async fn create(clause: &str) -> Self {
+        let name = format!("jointeval_test_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = admin_connection().await;
+        sqlx::raw_sql(&format!("create database {name} {clause}"))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        let _ = admin.close().await;
+        let options = server().await.clone().database(&name);
+        Self { name, options }
+    }
+
+    pub fn pool(&self) -> PgPool {
+        jointeval_store::connect(
+            self.options.clone(),
+            &PoolSettings {
+                max_connections: 5,
+                acquire_timeout: Duration::from_secs(5),
+            },
+        )
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on: drop the
+        // database from a thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let mut admin = admin_connection().await;
+                sqlx::raw_sql(&format!("drop database if exists {name} with (force)"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("drop the test database");
+            });
+        })
+        .join();
+        if dropped.is_err() && !std::thread::panicking() {
+            panic!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
+/// The real service on its own database, listening on 127.0.0.1:0.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    stop: Option<oneshot::Sender<()>>,
+    // Dropped last: the server's connections go before the database does.
+    pub db: TestDatabase,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::with_settings(HttpSettings::default()).await
+    }
+
+    pub async fn with_settings(settings: HttpSettings) -> Self {
+        Self::on(TestDatabase::migrated().await, settings).await
+    }
+
+    pub async fn on(db: TestDatabase, settings: HttpSettings) -> Self {
+        let pool = db.pool();
+        let router = jointeval_api::router(AppState::new(pool.clone(), settings));
+        Self::serve(router, pool, db).await
+    }
+
+    /// Serves any router (e.g. one built around a test route) the same way.
+    pub async fn serve(router: axum::Router, pool: PgPool, db: TestDatabase) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(jointeval_api::serve(listener, router, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            pool,
+            stop: Some(stop),
+            db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The body of a problem answer, after checking that it is one.
+pub async fn problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: serde_json::Value = response.json().await.expect("a JSON problem body");
+    assert_eq!(body["status"], status, "status in the body: {body}");
+    assert!(
+        body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}

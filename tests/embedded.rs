@@ -1,0 +1,367 @@
+//! The `jointeval` binary itself, run as a newcomer runs it: on the embedded default
+//! (no DATABASE_URL), stopped with signals, restarted, and with its database pulled away.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use jointeval_api::{AppState, HttpSettings};
+use jointeval_embedded_pg::{Cluster, ClusterConfig};
+use jointeval_store::PoolSettings;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use support::{TestApp, TestDatabase, problem};
+
+/// A fresh folder for one test, reachable by the unprivileged cluster user.
+fn scratch(name: &str) -> PathBuf {
+    let dir = support::scratch_root().join(format!("{name}-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    support::open_to_all(&dir);
+    dir
+}
+
+fn jointeval() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_jointeval"));
+    command
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    command
+}
+
+/// `jointeval serve` on the embedded default, once it answers /readyz.
+struct Service {
+    child: Child,
+    base: String,
+    data_dir: PathBuf,
+}
+
+impl Service {
+    async fn start(data_dir: &Path) -> Service {
+        let mut child = jointeval()
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run jointeval");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(url) = line.strip_prefix("jointeval listening on ") {
+                    return url.to_owned();
+                }
+            }
+            panic!("jointeval exited before listening")
+        })
+        .await
+        .expect("jointeval listens within two minutes");
+        let service = Service {
+            child,
+            base,
+            data_dir: data_dir.to_path_buf(),
+        };
+        let ready = service.get("/readyz").await;
+        assert_eq!(ready.status(), 200, "ready once listening");
+        service
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(format!("{}{path}", self.base))
+            .await
+            .expect("request")
+    }
+
+    fn postmaster_pid(&self) -> i32 {
+        let text =
+            std::fs::read_to_string(self.data_dir.join("pg/postmaster.pid")).expect("pid file");
+        text.lines()
+            .next()
+            .and_then(|l| l.parse().ok())
+            .expect("a pid")
+    }
+
+    fn database(&self) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .socket(self.data_dir.join("pg"))
+            .username("postgres")
+            .database("jointeval")
+    }
+
+    async fn signal_and_wait(mut self, signal: Signal) -> std::process::ExitStatus {
+        let pid = Pid::from_raw(self.child.id().expect("running") as i32);
+        kill(pid, signal).expect("signal jointeval");
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("jointeval exits within a minute")
+            .expect("wait")
+    }
+}
+
+fn is_running(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+}
+
+async fn institute_codes(service: &Service) -> Vec<String> {
+    let body: serde_json::Value = service
+        .get("/v1/institutes")
+        .await
+        .json()
+        .await
+        .expect("json");
+    body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["code"].as_str().expect("code").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_embedded_default_stops_cleanly_and_keeps_its_data() {
+    let dir = scratch("embedded");
+    let data_dir = dir.join("data");
+
+    let first = Service::start(&data_dir).await;
+    let mut conn = first
+        .database()
+        .connect()
+        .await
+        .expect("reach the private cluster");
+    sqlx::query(
+        "insert into institutes (id, code, name) values ($1, 'UK', 'UK AI Safety Institute')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .execute(&mut conn)
+    .await
+    .expect("write");
+    conn.close().await.expect("close");
+    assert_eq!(institute_codes(&first).await, ["UK"]);
+    let postgres = first.postmaster_pid();
+
+    let status = first.signal_and_wait(Signal::SIGTERM).await;
+    assert!(status.success(), "jointeval exits 0 on SIGTERM: {status}");
+    assert!(
+        !is_running(postgres),
+        "PostgreSQL {postgres} still runs after jointeval stopped"
+    );
+    assert!(
+        !data_dir.join("pg/postmaster.pid").exists(),
+        "the cluster did not shut down cleanly"
+    );
+
+    let second = Service::start(&data_dir).await;
+    assert_eq!(
+        institute_codes(&second).await,
+        ["UK"],
+        "the data survives a restart"
+    );
+    let status = second.signal_and_wait(Signal::SIGINT).await;
+    assert!(status.success(), "jointeval exits 0 on SIGINT: {status}");
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+#[tokio::test]
+async fn a_killed_service_does_not_block_the_next_start() {
+    let dir = scratch("killed");
+    let data_dir = dir.join("data");
+    let first = Service::start(&data_dir).await;
+    let postgres = first.postmaster_pid();
+    first.signal_and_wait(Signal::SIGKILL).await;
+
+    let second = Service::start(&data_dir).await;
+    assert_ne!(second.postmaster_pid(), postgres);
+    assert!(
+        !is_running(postgres),
+        "the orphaned PostgreSQL was left running"
+    );
+    let status = second.signal_and_wait(Signal::SIGTERM).await;
+    assert!(status.success());
+
+    // A lock file naming a process that is gone, as a power cut leaves it.
+    let lock = data_dir.join("pg/postmaster.pid");
+    std::fs::write(
+        &lock,
+        format!("{postgres}\n{}\n", data_dir.join("pg").display()),
+    )
+    .expect("write");
+    let third = Service::start(&data_dir).await;
+    assert!(third.signal_and_wait(Signal::SIGTERM).await.success());
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+async fn serve_fails(args: &[&str], data_dir: &Path) -> String {
+    let output = jointeval()
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .await
+        .expect("run jointeval");
+    assert!(
+        !output.status.success(),
+        "jointeval should have refused to start"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_socket_path_over_the_limit_is_refused_with_advice() {
+    let dir = scratch("long");
+    let data_dir = dir.join("d".repeat(100));
+    let stderr = serve_fails(&["serve", "--bind", "127.0.0.1:0"], &data_dir).await;
+    assert!(stderr.contains("socket path"), "{stderr}");
+    assert!(stderr.contains("shorter --data-dir"), "{stderr}");
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+#[tokio::test]
+async fn a_data_dir_closed_to_the_cluster_user_is_named() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // Only a root service hands the cluster to another user.
+    }
+    let dir = scratch("closed");
+    let closed = dir.join("closed");
+    std::fs::create_dir(&closed).expect("mkdir");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let stderr = serve_fails(&["serve", "--bind", "127.0.0.1:0"], &closed.join("data")).await;
+    assert!(stderr.contains("cannot reach the data folder"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} is closed to it", closed.display())),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+#[tokio::test]
+async fn an_unknown_cluster_user_is_named() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let dir = scratch("nouser");
+    let stderr = serve_fails(
+        &["serve", "--pg-user", "no-such-user-here"],
+        &dir.join("data"),
+    )
+    .await;
+    assert!(stderr.contains("`no-such-user-here`"), "{stderr}");
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+/// A URL for `DATABASE_URL` that reaches `options` (over TCP or a Unix socket).
+fn url_of(options: &PgConnectOptions) -> String {
+    let db = options.get_database().expect("database");
+    let user = options.get_username();
+    match options.get_socket() {
+        Some(socket) => format!("postgres:///{db}?host={}&user={user}", socket.display()),
+        None => format!(
+            "postgres://{user}@{}:{}/{db}",
+            options.get_host(),
+            options.get_port()
+        ),
+    }
+}
+
+#[tokio::test]
+async fn migrate_applies_the_schema_once() {
+    let db = TestDatabase::empty().await;
+    for _ in 0..2 {
+        let output = jointeval()
+            .arg("migrate")
+            .env("DATABASE_URL", url_of(&db.options))
+            .output()
+            .await
+            .expect("run jointeval migrate");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let pool = db.pool();
+    assert!(
+        jointeval_store::migrations_current(&pool)
+            .await
+            .expect("check")
+    );
+    let runs: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(runs as usize, jointeval_store::MIGRATOR.iter().count());
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn openapi_prints_the_committed_contract() {
+    let output = jointeval()
+        .arg("openapi")
+        .output()
+        .await
+        .expect("run jointeval openapi");
+    assert!(output.status.success());
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
+        .expect("openapi.yaml");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), committed);
+}
+
+#[tokio::test]
+async fn the_service_answers_503_while_its_database_is_down_and_recovers() {
+    let dir = scratch("outage");
+    let config = ClusterConfig {
+        data_dir: dir.join("data"),
+        user_when_root: "postgres".into(),
+        bin_dir: None,
+        durable: false,
+    };
+    let cluster = Cluster::start(&config).await.expect("start a cluster");
+    cluster
+        .ensure_database("jointeval")
+        .await
+        .expect("create the database");
+    let pool = jointeval_store::connect(
+        cluster.connect_options("jointeval"),
+        &PoolSettings {
+            max_connections: 4,
+            acquire_timeout: Duration::from_millis(500),
+        },
+    );
+    jointeval_store::migrate(&pool).await.expect("migrate");
+    let router = jointeval_api::router(AppState::new(pool.clone(), HttpSettings::default()));
+    let app = TestApp::serve(router, pool, TestDatabase::empty().await).await;
+    assert_eq!(app.get("/v1/institutes").await.status(), 200);
+
+    cluster.stop().await.expect("stop the cluster");
+    for path in ["/readyz", "/v1/institutes"] {
+        let response = tokio::time::timeout(Duration::from_secs(10), app.get(path))
+            .await
+            .expect("an answer, not a hang");
+        assert!(response.headers().contains_key("retry-after"), "{path}");
+        let body = problem(response, 503).await;
+        assert_eq!(body["type"], "urn:jointeval:problem:database-unavailable");
+    }
+
+    let cluster = Cluster::start(&config).await.expect("restart the cluster");
+    let mut ready = false;
+    for _ in 0..100 {
+        if app.get("/readyz").await.status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the same server recovers once the database returns");
+    assert_eq!(app.get("/v1/institutes").await.status(), 200);
+    drop(app);
+    cluster.stop().await.expect("stop");
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}

@@ -45,11 +45,24 @@ struct Service {
 
 impl Service {
     async fn start(data_dir: &Path) -> Service {
+        Self::start_logging_to(data_dir, Stdio::inherit()).await
+    }
+
+    /// With JSON log lines written to `logs`.
+    async fn start_logging_to(data_dir: &Path, logs: impl Into<Stdio>) -> Service {
         let mut child = jointeval()
-            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--data-dir",
+            ])
             .arg(data_dir)
+            .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(logs)
             .spawn()
             .expect("run jointeval");
         let stdout = child.stdout.take().expect("stdout");
@@ -166,6 +179,55 @@ async fn the_embedded_default_stops_cleanly_and_keeps_its_data() {
     );
     let status = second.signal_and_wait(Signal::SIGINT).await;
     assert!(status.success(), "jointeval exits 0 on SIGINT: {status}");
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+#[tokio::test]
+async fn every_log_line_of_a_request_carries_its_id_and_route() {
+    let dir = scratch("logs");
+    let log_path = dir.join("jointeval.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let service = Service::start_logging_to(&dir.join("data"), log).await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/institutes", service.base))
+        .header("x-request-id", "trace-me-7")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.headers()["x-request-id"], "trace-me-7");
+    assert!(service.signal_and_wait(Signal::SIGTERM).await.success());
+
+    let text = std::fs::read_to_string(&log_path).expect("logs");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every log line is JSON"))
+        .collect();
+    let of_request: Vec<_> = lines
+        .iter()
+        .filter(|l| l["span"]["request_id"] == "trace-me-7")
+        .collect();
+    assert!(
+        !of_request.is_empty(),
+        "no log line carries the request id:\n{text}"
+    );
+    for line in of_request {
+        assert_eq!(line["span"]["route"], "/v1/institutes", "{line}");
+    }
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+#[tokio::test]
+async fn a_pg_bin_dir_without_the_programs_is_named() {
+    let dir = scratch("bindir");
+    let stderr = serve_fails(
+        &["serve", "--pg-bin-dir", "/nonexistent/bin"],
+        &dir.join("data"),
+    )
+    .await;
+    assert!(
+        stderr.contains("/nonexistent/bin does not hold the PostgreSQL server programs"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(dir).expect("cleanup");
 }
 

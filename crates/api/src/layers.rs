@@ -84,7 +84,13 @@ fn request_span(req: &Request) -> Span {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    tracing::info_span!("request", method = %req.method(), route, request_id)
+    tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{} {route}", req.method()),
+        method = %req.method(),
+        route,
+        request_id
+    )
 }
 
 fn log_response<B>(res: &axum::http::Response<B>, latency: Duration, _span: &Span) {

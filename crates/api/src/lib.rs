@@ -42,7 +42,7 @@ impl AppState {
 
 /// The whole service: every route, wrapped in the production middleware.
 pub fn router(state: AppState) -> Router {
-    let (api, spec) = routes::api().split_for_parts();
+    let (api, spec) = routes::api();
     let api = api
         .merge(routes::docs(&spec))
         .merge(metrics::public_route(&state.settings.metrics));

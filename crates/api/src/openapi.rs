@@ -2,6 +2,7 @@
 
 use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as Spec;
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use crate::routes;
 
@@ -16,6 +17,7 @@ use crate::routes;
                        body. Lists are cursor-paginated: pass a page's `next_cursor` as `cursor`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
+    components(schemas(crate::problem::Problem, crate::problem::FieldError)),
     tags(
         (name = "operations", description = "Liveness, readiness and the contract itself"),
         (name = "institutes", description = "The parties to the partnership"),
@@ -29,7 +31,43 @@ pub(crate) fn base() -> Spec {
 
 /// The whole contract.
 pub fn openapi() -> Spec {
-    routes::api().split_for_parts().1
+    routes::api().1
+}
+
+/// Any operation can fail on our side (a panic is caught and answered); say so once
+/// here rather than on every route.
+pub(crate) fn add_internal_error(spec: &mut Spec) {
+    let response = ResponseBuilder::new()
+        .description("A failure of the service; the cause is logged, never sent")
+        .content(
+            crate::problem::PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .example(Some(serde_json::json!({
+                    "type": "about:blank",
+                    "title": "Internal Server Error",
+                    "status": 500,
+                    "detail": "the service failed to answer this request; the failure has been logged"
+                })))
+                .build(),
+        )
+        .build();
+    for item in spec.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation
+                .responses
+                .responses
+                .entry("500".to_owned())
+                .or_insert_with(|| response.clone().into());
+        }
+    }
 }
 
 /// The contract as YAML, as committed in `openapi.yaml`.

@@ -1,34 +1,48 @@
 //! Finding the machine's PostgreSQL server binaries.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The first folder holding both `initdb` and `postgres`: on `PATH`, then at
 /// `pg_config --bindir`, then the newest of `/usr/lib/postgresql/*/bin`.
 pub fn find_bin_dir() -> Option<PathBuf> {
-    candidates().into_iter().find(|dir| is_server_bin_dir(dir))
+    let pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    search(
+        std::env::var_os("PATH"),
+        pg_config,
+        Path::new("/usr/lib/postgresql"),
+    )
 }
 
-fn candidates() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect())
-        .unwrap_or_default();
+/// Whether `dir` holds the two programs a private cluster needs.
+pub fn is_server_bin_dir(dir: &Path) -> bool {
+    dir.join("initdb").is_file() && dir.join("postgres").is_file()
+}
+
+fn search(
+    path: Option<OsString>,
+    pg_config: Option<PathBuf>,
+    debian_root: &Path,
+) -> Option<PathBuf> {
     // Links on PATH (e.g. /usr/local/bin/initdb) are followed to the real folder, so
     // that `postgres` is taken from the same installation as `initdb`.
-    dirs = dirs
-        .into_iter()
-        .map(|dir| match std::fs::canonicalize(dir.join("initdb")) {
-            Ok(real) => real.parent().map(Path::to_path_buf).unwrap_or(dir),
-            Err(_) => dir,
-        })
-        .collect();
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
-        && out.status.success()
-    {
-        dirs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    }
-    dirs.extend(debian_bin_dirs(Path::new("/usr/lib/postgresql")));
-    dirs
+    let on_path =
+        path.iter().flat_map(std::env::split_paths).map(|dir| {
+            match std::fs::canonicalize(dir.join("initdb")) {
+                Ok(real) => real.parent().map(Path::to_path_buf).unwrap_or(dir),
+                Err(_) => dir,
+            }
+        });
+    on_path
+        .chain(pg_config)
+        .chain(debian_bin_dirs(debian_root))
+        .find(|dir| is_server_bin_dir(dir))
 }
 
 /// `/usr/lib/postgresql/<major>/bin`, newest major first.
@@ -46,31 +60,87 @@ fn debian_bin_dirs(root: &Path) -> Vec<PathBuf> {
     versions.into_iter().map(|(_, dir)| dir).collect()
 }
 
-fn is_server_bin_dir(dir: &Path) -> bool {
-    dir.join("initdb").is_file() && dir.join("postgres").is_file()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn debian_folders_are_ordered_newest_major_first() {
-        let root = tempfile_dir();
-        for major in ["9", "15", "16", "not-a-version"] {
-            std::fs::create_dir_all(root.join(major).join("bin")).expect("mkdir");
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir()
+                .join(format!("jointeval-bin-test-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            Self(dir)
         }
-        let found = debian_bin_dirs(&root);
-        assert_eq!(
-            found,
-            vec![root.join("16/bin"), root.join("15/bin"), root.join("9/bin")]
-        );
-        std::fs::remove_dir_all(root).expect("cleanup");
+
+        fn server_bin(&self, sub: &str) -> PathBuf {
+            let bin = self.0.join(sub);
+            std::fs::create_dir_all(&bin).expect("mkdir");
+            for program in ["initdb", "postgres"] {
+                std::fs::write(bin.join(program), "").expect("write");
+            }
+            bin
+        }
     }
 
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("jointeval-bin-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        dir
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_newest_debian_major_wins() {
+        let root = Scratch::new("debian");
+        for major in ["9", "15", "16"] {
+            root.server_bin(&format!("{major}/bin"));
+        }
+        std::fs::create_dir_all(root.0.join("not-a-version/bin")).expect("mkdir");
+        assert_eq!(
+            debian_bin_dirs(&root.0),
+            [
+                root.0.join("16/bin"),
+                root.0.join("15/bin"),
+                root.0.join("9/bin")
+            ]
+        );
+        assert_eq!(search(None, None, &root.0), Some(root.0.join("16/bin")));
+    }
+
+    #[test]
+    fn path_comes_before_pg_config_before_debian_folders() {
+        let scratch = Scratch::new("order");
+        let on_path = scratch.server_bin("path");
+        let from_pg_config = scratch.server_bin("pg_config");
+        let debian = scratch.0.join("debian");
+        scratch.server_bin("debian/17/bin");
+        let path = std::env::join_paths([scratch.0.join("empty"), on_path.clone()]).ok();
+        assert_eq!(
+            search(path, Some(from_pg_config.clone()), &debian),
+            Some(on_path)
+        );
+        assert_eq!(
+            search(None, Some(from_pg_config.clone()), &debian),
+            Some(from_pg_config)
+        );
+    }
+
+    #[test]
+    fn nothing_found_when_no_folder_has_both_programs() {
+        let scratch = Scratch::new("none");
+        std::fs::create_dir_all(scratch.0.join("half")).expect("mkdir");
+        std::fs::write(scratch.0.join("half/initdb"), "").expect("write");
+        let path = std::env::join_paths([scratch.0.join("half")]).ok();
+        assert_eq!(search(path, None, &scratch.0.join("missing")), None);
+    }
+
+    #[test]
+    fn the_not_found_error_names_both_ways_out() {
+        let message = crate::Error::NoBinaries.to_string();
+        assert!(message.contains("install PostgreSQL"), "{message}");
+        assert!(message.contains("DATABASE_URL"), "{message}");
+        assert!(message.contains("docker compose"), "{message}");
     }
 }

@@ -42,6 +42,8 @@ pub enum Error {
          or point jointeval at a running server with DATABASE_URL (or use `docker compose up`)"
     )]
     NoBinaries,
+    #[error("{0} does not hold the PostgreSQL server programs initdb and postgres")]
+    NotBinDir(PathBuf),
     #[error(
         "the cluster must not run as root and the user `{0}` that should run it does not exist; \
          name an existing unprivileged user with --pg-user"
@@ -118,7 +120,8 @@ impl Cluster {
     /// Creates the cluster on first use, then starts it and waits until it accepts connections.
     pub async fn start(config: &ClusterConfig) -> Result<Cluster, Error> {
         let bin_dir = match &config.bin_dir {
-            Some(dir) => dir.clone(),
+            Some(dir) if binaries::is_server_bin_dir(dir) => dir.clone(),
+            Some(dir) => return Err(Error::NotBinDir(dir.clone())),
             None => find_bin_dir().ok_or(Error::NoBinaries)?,
         };
         let user = ClusterUser::resolve(&config.user_when_root)?;

@@ -2,6 +2,8 @@ mod docs;
 mod health;
 mod institutes;
 
+use axum::Router;
+use utoipa::openapi::OpenApi as Spec;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -9,8 +11,14 @@ use crate::AppState;
 
 pub(crate) use docs::docs;
 
-/// Every documented route; the contract is generated from exactly these.
-pub(crate) fn api() -> OpenApiRouter<AppState> {
+/// Every documented route, and the contract generated from exactly these.
+pub(crate) fn api() -> (Router<AppState>, Spec) {
+    let (router, mut spec) = documented().split_for_parts();
+    crate::openapi::add_internal_error(&mut spec);
+    (router, spec)
+}
+
+fn documented() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))

@@ -1,0 +1,251 @@
+//! The access policy: one pure function deciding whether an actor may take an action
+//! on a resource. Handlers ask it before acting; list queries are filtered by the same
+//! facts (`Actor::administered_institutes`), so what a caller may not see is absent
+//! everywhere, not only on single reads.
+
+use uuid::Uuid;
+
+use crate::identity::{AccountKind, ActiveRole, Role, Scope};
+
+/// Who is acting, as the database says now: the account and the roles it holds at
+/// this moment (direct memberships, and host roles of exchanges in progress).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub account_id: Uuid,
+    pub kind: AccountKind,
+    pub home_institute_id: Uuid,
+    pub roles: Vec<ActiveRole>,
+    /// What a service account's secret allows; empty for persons.
+    pub scopes: Vec<Scope>,
+}
+
+impl Actor {
+    pub fn has_role(&self, institute_id: Uuid, role: Role) -> bool {
+        self.roles
+            .iter()
+            .any(|r| r.institute_id == institute_id && r.role == role)
+    }
+
+    /// Persons administer; service accounts never do, whatever roles they were given.
+    pub fn is_admin_of(&self, institute_id: Uuid) -> bool {
+        self.kind == AccountKind::Person && self.has_role(institute_id, Role::Admin)
+    }
+
+    /// The institutes whose accounts and exchanges this actor administers.
+    pub fn administered_institutes(&self) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self
+            .roles
+            .iter()
+            .filter(|r| r.role == Role::Admin && self.kind == AccountKind::Person)
+            .map(|r| r.institute_id)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    ListInstitutes,
+    ReadAccount,
+    CreateAccount,
+    UpdateAccount,
+    ChangeAccountStatus,
+    ResetPassword,
+    ManageServiceCredentials,
+    GrantMembership,
+    RevokeMembership,
+    ReadExchange,
+    ProposeExchange,
+    DecideExchange,
+    EndExchange,
+}
+
+/// An account as the policy needs to know it.
+#[derive(Debug, Clone)]
+pub struct AccountRef {
+    pub id: Uuid,
+    pub home_institute_id: Uuid,
+    /// Institutes hosting this account through an exchange in progress.
+    pub hosted_by: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExchangeRef {
+    pub account_id: Uuid,
+    pub home_institute_id: Uuid,
+    pub host_institute_id: Uuid,
+    pub proposed_by: Uuid,
+    pub proposed_by_institute_id: Uuid,
+}
+
+#[derive(Debug, Clone)]
+pub enum Resource<'a> {
+    /// The partnership itself: its institutes.
+    Partnership,
+    Account(&'a AccountRef),
+    /// An account not yet created, at this home institute.
+    NewAccount {
+        home_institute_id: Uuid,
+    },
+    /// A role at `institute_id` for `account`.
+    Membership {
+        account: &'a AccountRef,
+        institute_id: Uuid,
+    },
+    Exchange(&'a ExchangeRef),
+    /// An exchange not yet proposed.
+    NewExchange {
+        home_institute_id: Uuid,
+        host_institute_id: Uuid,
+    },
+}
+
+/// Why not: `NotFound` when the actor may not even know the resource exists
+/// (answered 404), `Forbidden` when it may see it but not do this (403).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    NotFound,
+    Forbidden(&'static str),
+}
+
+pub type Decision = Result<(), Denial>;
+
+pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decision {
+    use Action::*;
+    match (action, resource) {
+        (ListInstitutes, Resource::Partnership) => Ok(()),
+        (ReadAccount, Resource::Account(account)) => see_account(actor, account),
+        (
+            UpdateAccount | ChangeAccountStatus | ResetPassword | ManageServiceCredentials,
+            Resource::Account(account),
+        ) => {
+            see_account(actor, account)?;
+            if !actor.is_admin_of(account.home_institute_id) {
+                return Err(Denial::Forbidden(
+                    "only admins of the account's home institute manage it",
+                ));
+            }
+            if account.id == actor.account_id && action != UpdateAccount {
+                return Err(Denial::Forbidden("nobody changes their own access"));
+            }
+            Ok(())
+        }
+        (CreateAccount, Resource::NewAccount { home_institute_id }) => {
+            if actor.is_admin_of(*home_institute_id) {
+                Ok(())
+            } else {
+                Err(Denial::Forbidden(
+                    "only admins of an institute create its accounts",
+                ))
+            }
+        }
+        (
+            GrantMembership | RevokeMembership,
+            Resource::Membership {
+                account,
+                institute_id,
+            },
+        ) => {
+            see_account(actor, account)?;
+            if !actor.is_admin_of(*institute_id) {
+                return Err(Denial::Forbidden(
+                    "only admins of an institute grant or revoke its roles",
+                ));
+            }
+            if account.id == actor.account_id {
+                return Err(Denial::Forbidden(
+                    "nobody grants or revokes their own roles",
+                ));
+            }
+            if account.home_institute_id != *institute_id {
+                return Err(Denial::Forbidden(
+                    "roles at another institute than the home institute come through an exchange",
+                ));
+            }
+            Ok(())
+        }
+        (ReadExchange, Resource::Exchange(exchange)) => see_exchange(actor, exchange),
+        (DecideExchange, Resource::Exchange(exchange)) => {
+            see_exchange(actor, exchange)?;
+            let other_side = if exchange.proposed_by_institute_id == exchange.home_institute_id {
+                exchange.host_institute_id
+            } else {
+                exchange.home_institute_id
+            };
+            if !actor.is_admin_of(other_side) {
+                return Err(Denial::Forbidden(
+                    "only an admin of the institute that did not propose it approves or rejects an exchange",
+                ));
+            }
+            if actor.account_id == exchange.proposed_by || actor.account_id == exchange.account_id {
+                return Err(Denial::Forbidden(
+                    "nobody approves their own proposal or their own exchange",
+                ));
+            }
+            Ok(())
+        }
+        (EndExchange, Resource::Exchange(exchange)) => {
+            see_exchange(actor, exchange)?;
+            if actor.is_admin_of(exchange.home_institute_id)
+                || actor.is_admin_of(exchange.host_institute_id)
+            {
+                Ok(())
+            } else {
+                Err(Denial::Forbidden(
+                    "only admins of either institute end an exchange",
+                ))
+            }
+        }
+        (
+            ProposeExchange,
+            Resource::NewExchange {
+                home_institute_id,
+                host_institute_id,
+            },
+        ) => {
+            if actor.is_admin_of(*home_institute_id) || actor.is_admin_of(*host_institute_id) {
+                Ok(())
+            } else {
+                Err(Denial::Forbidden(
+                    "only admins of the home or the host institute propose an exchange",
+                ))
+            }
+        }
+        // An action asked of a resource it does not apply to is a mistake of ours;
+        // refusing is the safe answer.
+        _ => Err(Denial::NotFound),
+    }
+}
+
+/// Admins see the accounts of their institute and the people exchanged into it;
+/// everyone sees their own account.
+fn see_account(actor: &Actor, account: &AccountRef) -> Decision {
+    let visible = account.id == actor.account_id
+        || actor.is_admin_of(account.home_institute_id)
+        || account
+            .hosted_by
+            .iter()
+            .any(|host| actor.is_admin_of(*host));
+    if visible {
+        Ok(())
+    } else {
+        Err(Denial::NotFound)
+    }
+}
+
+/// Admins of either side see an exchange, and so does the person exchanged.
+fn see_exchange(actor: &Actor, exchange: &ExchangeRef) -> Decision {
+    let visible = exchange.account_id == actor.account_id
+        || actor.is_admin_of(exchange.home_institute_id)
+        || actor.is_admin_of(exchange.host_institute_id);
+    if visible {
+        Ok(())
+    } else {
+        Err(Denial::NotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,319 @@
+//! The policy as a table: every actor against every action on every kind of resource.
+
+use uuid::Uuid;
+
+use super::*;
+
+const US: Uuid = Uuid::from_u128(0x05);
+const UK: Uuid = Uuid::from_u128(0x0b);
+const JP: Uuid = Uuid::from_u128(0x0f);
+
+fn person(id: u128, home: Uuid, roles: &[(Uuid, Role)]) -> Actor {
+    Actor {
+        account_id: Uuid::from_u128(id),
+        kind: AccountKind::Person,
+        home_institute_id: home,
+        roles: roles
+            .iter()
+            .map(|&(institute_id, role)| ActiveRole {
+                institute_id,
+                role,
+                exchange_id: None,
+            })
+            .collect(),
+        scopes: Vec::new(),
+    }
+}
+
+struct World {
+    us_admin: Actor,
+    uk_admin: Actor,
+    us_viewer: Actor,
+    /// A UK reviewer exchanged to the US, where the exchange makes them an author.
+    uk_exchanged: Actor,
+    /// A US service account that was (wrongly) given the admin role.
+    us_service: Actor,
+    jp_admin: Actor,
+    both_admin: Actor,
+}
+
+fn world() -> World {
+    let mut uk_exchanged = person(4, UK, &[(UK, Role::Reviewer)]);
+    uk_exchanged.roles.push(ActiveRole {
+        institute_id: US,
+        role: Role::Author,
+        exchange_id: Some(Uuid::from_u128(99)),
+    });
+    let mut us_service = person(5, US, &[(US, Role::Admin), (US, Role::Evaluator)]);
+    us_service.kind = AccountKind::Service;
+    us_service.scopes = vec![Scope::RunsWrite];
+    World {
+        us_admin: person(1, US, &[(US, Role::Admin)]),
+        uk_admin: person(2, UK, &[(UK, Role::Admin)]),
+        us_viewer: person(3, US, &[(US, Role::Viewer)]),
+        uk_exchanged,
+        us_service,
+        jp_admin: person(6, JP, &[(JP, Role::Admin)]),
+        both_admin: person(7, US, &[(US, Role::Admin), (UK, Role::Admin)]),
+    }
+}
+
+fn account(actor: &Actor, hosted_by: &[Uuid]) -> AccountRef {
+    AccountRef {
+        id: actor.account_id,
+        home_institute_id: actor.home_institute_id,
+        hosted_by: hosted_by.to_vec(),
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum Want {
+    Allow,
+    NotFound,
+    Forbidden,
+}
+use Want::*;
+
+fn outcome(decision: Decision) -> Want {
+    match decision {
+        Ok(()) => Allow,
+        Err(Denial::NotFound) => NotFound,
+        Err(Denial::Forbidden(_)) => Forbidden,
+    }
+}
+
+#[test]
+fn everyone_authenticated_lists_the_institutes() {
+    let w = world();
+    for actor in [
+        &w.us_admin,
+        &w.uk_admin,
+        &w.us_viewer,
+        &w.uk_exchanged,
+        &w.us_service,
+        &w.jp_admin,
+    ] {
+        assert_eq!(
+            outcome(decide(
+                actor,
+                Action::ListInstitutes,
+                &Resource::Partnership
+            )),
+            Allow
+        );
+    }
+}
+
+#[test]
+fn accounts_are_seen_by_their_admins_their_hosts_and_themselves() {
+    let w = world();
+    let us_viewer = account(&w.us_viewer, &[]);
+    let exchanged = account(&w.uk_exchanged, &[US]);
+    let uk_admin = account(&w.uk_admin, &[]);
+    let table: Vec<(&Actor, &AccountRef, Want)> = vec![
+        (&w.us_admin, &us_viewer, Allow),
+        (&w.us_admin, &exchanged, Allow), // hosted at the US
+        (&w.us_admin, &uk_admin, NotFound),
+        (&w.uk_admin, &us_viewer, NotFound),
+        (&w.uk_admin, &exchanged, Allow),  // home admin
+        (&w.us_viewer, &us_viewer, Allow), // self
+        (&w.us_viewer, &exchanged, NotFound),
+        (&w.uk_exchanged, &exchanged, Allow),
+        (&w.uk_exchanged, &us_viewer, NotFound),
+        (&w.us_service, &us_viewer, NotFound), // service accounts never administer
+        (&w.jp_admin, &us_viewer, NotFound),
+        (&w.jp_admin, &exchanged, NotFound),
+    ];
+    for (actor, target, want) in table {
+        assert_eq!(
+            outcome(decide(
+                actor,
+                Action::ReadAccount,
+                &Resource::Account(target)
+            )),
+            want,
+            "{:?} reads {:?}",
+            actor.account_id,
+            target.id
+        );
+    }
+}
+
+#[test]
+fn only_home_admins_manage_an_account_and_nobody_their_own_access() {
+    let w = world();
+    let us_viewer = account(&w.us_viewer, &[]);
+    let exchanged = account(&w.uk_exchanged, &[US]);
+    let us_admin = account(&w.us_admin, &[]);
+    for action in [
+        Action::UpdateAccount,
+        Action::ChangeAccountStatus,
+        Action::ResetPassword,
+        Action::ManageServiceCredentials,
+    ] {
+        let table: Vec<(&Actor, &AccountRef, Want)> = vec![
+            (&w.us_admin, &us_viewer, Allow),
+            (&w.us_admin, &exchanged, Forbidden), // a host sees, the home manages
+            (&w.uk_admin, &exchanged, Allow),
+            (&w.uk_admin, &us_viewer, NotFound),
+            (&w.us_viewer, &us_viewer, Forbidden),
+            (&w.us_service, &us_viewer, NotFound),
+            (&w.jp_admin, &us_viewer, NotFound),
+            (
+                &w.us_admin,
+                &us_admin,
+                if action == Action::UpdateAccount {
+                    Allow
+                } else {
+                    Forbidden
+                },
+            ),
+        ];
+        for (actor, target, want) in table {
+            assert_eq!(
+                outcome(decide(actor, action, &Resource::Account(target))),
+                want,
+                "{action:?} by {:?} on {:?}",
+                actor.account_id,
+                target.id
+            );
+        }
+    }
+}
+
+#[test]
+fn accounts_are_created_by_admins_of_their_home_institute() {
+    let w = world();
+    let table = [
+        (&w.us_admin, US, Allow),
+        (&w.us_admin, UK, Forbidden),
+        (&w.uk_admin, UK, Allow),
+        (&w.us_viewer, US, Forbidden),
+        (&w.uk_exchanged, US, Forbidden),
+        (&w.us_service, US, Forbidden),
+        (&w.jp_admin, US, Forbidden),
+    ];
+    for (actor, home, want) in table {
+        let resource = Resource::NewAccount {
+            home_institute_id: home,
+        };
+        assert_eq!(
+            outcome(decide(actor, Action::CreateAccount, &resource)),
+            want
+        );
+    }
+}
+
+#[test]
+fn roles_are_granted_at_home_by_its_admins_never_to_oneself() {
+    let w = world();
+    let us_viewer = account(&w.us_viewer, &[]);
+    let exchanged = account(&w.uk_exchanged, &[US]);
+    let both = account(&w.both_admin, &[]);
+    for action in [Action::GrantMembership, Action::RevokeMembership] {
+        let table: Vec<(&Actor, &AccountRef, Uuid, Want)> = vec![
+            (&w.us_admin, &us_viewer, US, Allow),
+            (&w.us_admin, &us_viewer, UK, Forbidden), // not a UK admin
+            (&w.uk_admin, &us_viewer, UK, NotFound),
+            (&w.us_admin, &exchanged, US, Forbidden), // host roles come through the exchange
+            (&w.uk_admin, &exchanged, UK, Allow),
+            (&w.us_viewer, &us_viewer, US, Forbidden),
+            (&w.both_admin, &both, US, Forbidden), // not to oneself
+            (&w.both_admin, &us_viewer, UK, Forbidden), // not at another home
+            (&w.us_service, &us_viewer, US, NotFound),
+            (&w.jp_admin, &us_viewer, US, NotFound),
+        ];
+        for (actor, target, institute_id, want) in table {
+            let resource = Resource::Membership {
+                account: target,
+                institute_id,
+            };
+            assert_eq!(
+                outcome(decide(actor, action, &resource)),
+                want,
+                "{action:?} by {:?} for {:?} at {institute_id:?}",
+                actor.account_id,
+                target.id
+            );
+        }
+    }
+}
+
+#[test]
+fn exchanges_are_proposed_by_one_side_and_decided_by_the_other() {
+    let w = world();
+    let proposed_by_uk = ExchangeRef {
+        account_id: w.uk_exchanged.account_id,
+        home_institute_id: UK,
+        host_institute_id: US,
+        proposed_by: w.uk_admin.account_id,
+        proposed_by_institute_id: UK,
+    };
+    let proposed_by_both = ExchangeRef {
+        proposed_by: w.both_admin.account_id,
+        proposed_by_institute_id: US,
+        ..proposed_by_uk.clone()
+    };
+    let r = Resource::Exchange(&proposed_by_uk);
+    let table: Vec<(&Actor, Action, &Resource<'_>, Want)> = vec![
+        (&w.us_admin, Action::ReadExchange, &r, Allow),
+        (&w.uk_admin, Action::ReadExchange, &r, Allow),
+        (&w.uk_exchanged, Action::ReadExchange, &r, Allow),
+        (&w.us_viewer, Action::ReadExchange, &r, NotFound),
+        (&w.jp_admin, Action::ReadExchange, &r, NotFound),
+        (&w.us_service, Action::ReadExchange, &r, NotFound),
+        (&w.us_admin, Action::DecideExchange, &r, Allow),
+        (&w.uk_admin, Action::DecideExchange, &r, Forbidden), // the proposing side
+        (&w.uk_exchanged, Action::DecideExchange, &r, Forbidden),
+        (&w.jp_admin, Action::DecideExchange, &r, NotFound),
+        (&w.us_admin, Action::EndExchange, &r, Allow),
+        (&w.uk_admin, Action::EndExchange, &r, Allow),
+        (&w.uk_exchanged, Action::EndExchange, &r, Forbidden),
+        (&w.us_viewer, Action::EndExchange, &r, NotFound),
+    ];
+    for (actor, action, resource, want) in table {
+        assert_eq!(
+            outcome(decide(actor, action, resource)),
+            want,
+            "{action:?} by {:?}",
+            actor.account_id
+        );
+    }
+    // Admin of both sides, but the proposer: may not approve their own proposal.
+    assert_eq!(
+        outcome(decide(
+            &w.both_admin,
+            Action::DecideExchange,
+            &Resource::Exchange(&proposed_by_both)
+        )),
+        Forbidden
+    );
+
+    let new = Resource::NewExchange {
+        home_institute_id: UK,
+        host_institute_id: US,
+    };
+    for (actor, want) in [
+        (&w.us_admin, Allow),
+        (&w.uk_admin, Allow),
+        (&w.us_viewer, Forbidden),
+        (&w.uk_exchanged, Forbidden),
+        (&w.us_service, Forbidden),
+        (&w.jp_admin, Forbidden),
+    ] {
+        assert_eq!(outcome(decide(actor, Action::ProposeExchange, &new)), want);
+    }
+}
+
+#[test]
+fn an_action_on_a_resource_it_does_not_apply_to_is_refused() {
+    let w = world();
+    assert_eq!(
+        outcome(decide(
+            &w.us_admin,
+            Action::DecideExchange,
+            &Resource::Partnership
+        )),
+        NotFound
+    );
+}

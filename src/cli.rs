@@ -35,6 +35,33 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Print the OpenAPI contract as YAML.
     Openapi,
+    /// Administer the service itself.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create the institutes and one admin for each, printing each one-time password
+    /// once. Institutes and admins that exist are left as they are.
+    Bootstrap(BootstrapArgs),
+    /// Add a new token signing key; tokens signed by the previous one verify until
+    /// they expire.
+    RotateSigningKey(DatabaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// An institute to create, as CODE=Name (repeatable). Default: US and UK.
+    #[arg(long = "institute", value_name = "CODE=NAME")]
+    pub institutes: Vec<String>,
+    /// The first admin's e-mail address at an institute, as CODE=EMAIL (repeatable).
+    /// Default: admin@<code>.jointeval.invalid. Their password is taken from
+    /// JOINTEVAL_ADMIN_PASSWORD_<CODE> when set, else generated and printed once.
+    #[arg(long = "admin", value_name = "CODE=EMAIL")]
+    pub admins: Vec<String>,
 }
 
 /// Where the data lives.
@@ -94,6 +121,19 @@ pub struct ServeArgs {
     /// Serve /metrics on the API address to holders of this bearer token.
     #[arg(long, env = "JOINTEVAL_METRICS_TOKEN")]
     pub metrics_token: Option<Secret>,
+    /// Seconds an access token lives.
+    #[arg(long, env = "JOINTEVAL_TOKEN_TTL", default_value_t = 900, value_parser = clap::value_parser!(u64).range(60..=86400))]
+    pub token_ttl: u64,
+    /// `iss` of the tokens this service issues and accepts.
+    #[arg(long, env = "JOINTEVAL_TOKEN_ISSUER", default_value = "jointeval")]
+    pub token_issuer: String,
+    /// `aud` of the tokens this service issues and accepts.
+    #[arg(
+        long,
+        env = "JOINTEVAL_TOKEN_AUDIENCE",
+        default_value = "jointeval-api"
+    )]
+    pub token_audience: String,
 }
 
 /// A value that must not reach a log line.

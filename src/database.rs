@@ -71,6 +71,11 @@ impl Database {
         Ok(())
     }
 
+    /// Whether this is the private cluster of the embedded default.
+    pub fn is_embedded(&self) -> bool {
+        self.cluster.is_some()
+    }
+
     pub async fn migrate(&self) -> anyhow::Result<()> {
         jointeval_store::migrate(&self.pool)
             .await

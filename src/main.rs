@@ -1,5 +1,6 @@
 //! `jointeval`: serve the API, migrate the database, print the contract.
 
+mod admin;
 mod cli;
 mod database;
 mod serve;
@@ -7,7 +8,7 @@ mod telemetry;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{AdminCommand, Cli, Command};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -16,6 +17,10 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Migrate(args) => database::migrate_and_exit(&args).await,
+        Command::Admin(AdminCommand::Bootstrap(args)) => admin::bootstrap_and_exit(&args).await,
+        Command::Admin(AdminCommand::RotateSigningKey(args)) => {
+            admin::rotate_signing_key_and_exit(&args).await
+        }
         Command::Openapi => {
             print!("{}", jointeval_api::openapi_yaml());
             Ok(())

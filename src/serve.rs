@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::http::HeaderValue;
-use jointeval_api::{AppState, HttpSettings, MetricsAccess};
+use jointeval_api::{AppState, AuthSettings, HttpSettings, MetricsAccess, TokenSettings};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -27,7 +27,13 @@ async fn serve(
     } else {
         database.migrate().await?;
     }
-    let state = AppState::new(database.pool.clone(), settings);
+    jointeval_api::auth::tokens::ensure_signing_key(&database.pool)
+        .await
+        .context("creating the token signing key")?;
+    if database.is_embedded() {
+        crate::admin::bootstrap_if_empty(&database.pool).await?;
+    }
+    let state = AppState::new(database.pool.clone(), settings, auth_settings(args));
     let listener = TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("listening on {}", args.bind))?;
@@ -74,6 +80,17 @@ async fn serve(
     }
     tracing::info!("stopped serving");
     Ok(())
+}
+
+fn auth_settings(args: &ServeArgs) -> AuthSettings {
+    AuthSettings {
+        tokens: TokenSettings {
+            issuer: args.token_issuer.clone(),
+            audience: args.token_audience.clone(),
+            lifetime: Duration::from_secs(args.token_ttl),
+        },
+        ..AuthSettings::default()
+    }
 }
 
 fn http_settings(args: &ServeArgs) -> anyhow::Result<HttpSettings> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use jointeval_api::{AppState, HttpSettings};
+use jointeval_api::{AppState, AuthSettings, HttpSettings};
 use jointeval_embedded_pg::{Cluster, ClusterConfig};
 use jointeval_store::PoolSettings;
 use nix::sys::signal::{Signal, kill};
@@ -41,7 +41,12 @@ struct Service {
     child: Child,
     base: String,
     data_dir: PathBuf,
+    /// What it printed before it listened (first-start logins among it).
+    printed: Vec<String>,
 }
+
+/// The first admins' password, given through the environment so tests can log in.
+const ADMIN_PASSWORD: &str = "bootstrap admin passphrase";
 
 impl Service {
     async fn start(data_dir: &Path) -> Service {
@@ -50,7 +55,15 @@ impl Service {
 
     /// With JSON log lines written to `logs`.
     async fn start_logging_to(data_dir: &Path, logs: impl Into<Stdio>) -> Service {
-        let mut child = jointeval()
+        let mut command = jointeval();
+        command
+            .env("JOINTEVAL_ADMIN_PASSWORD_US", ADMIN_PASSWORD)
+            .env("JOINTEVAL_ADMIN_PASSWORD_UK", ADMIN_PASSWORD);
+        Self::start_with(command, data_dir, logs).await
+    }
+
+    async fn start_with(mut command: Command, data_dir: &Path, logs: impl Into<Stdio>) -> Service {
+        let mut child = command
             .args([
                 "serve",
                 "--bind",
@@ -67,11 +80,13 @@ impl Service {
             .expect("run jointeval");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut printed = Vec::new();
         let base = tokio::time::timeout(Duration::from_secs(120), async {
             while let Some(line) = lines.next_line().await.expect("read stdout") {
                 if let Some(url) = line.strip_prefix("jointeval listening on ") {
                     return url.to_owned();
                 }
+                printed.push(line);
             }
             panic!("jointeval exited before listening")
         })
@@ -81,10 +96,33 @@ impl Service {
             child,
             base,
             data_dir: data_dir.to_path_buf(),
+            printed,
         };
         let ready = service.get("/readyz").await;
         assert_eq!(ready.status(), 200, "ready once listening");
         service
+    }
+
+    async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/v1/auth/token", self.base))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", email),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .expect("request")
+    }
+
+    async fn admin_token(&self) -> String {
+        let response = self
+            .login("admin@us.jointeval.invalid", ADMIN_PASSWORD)
+            .await;
+        assert_eq!(response.status(), 200, "the bootstrapped US admin logs in");
+        let body: serde_json::Value = response.json().await.expect("json");
+        body["access_token"].as_str().expect("token").to_owned()
     }
 
     async fn get(&self, path: &str) -> reqwest::Response {
@@ -123,13 +161,16 @@ fn is_running(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
 }
 
+/// The institutes, as the bootstrapped US admin sees them through the API.
 async fn institute_codes(service: &Service) -> Vec<String> {
-    let body: serde_json::Value = service
-        .get("/v1/institutes")
+    let token = service.admin_token().await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/institutes", service.base))
+        .bearer_auth(token)
+        .send()
         .await
-        .json()
-        .await
-        .expect("json");
+        .expect("request");
+    let body: serde_json::Value = response.json().await.expect("json");
     body["items"]
         .as_array()
         .expect("items")
@@ -150,14 +191,14 @@ async fn the_embedded_default_stops_cleanly_and_keeps_its_data() {
         .await
         .expect("reach the private cluster");
     sqlx::query(
-        "insert into institutes (id, code, name) values ($1, 'UK', 'UK AI Safety Institute')",
+        "insert into institutes (id, code, name) values ($1, 'JP', 'Japan AI Safety Institute')",
     )
     .bind(uuid::Uuid::now_v7())
     .execute(&mut conn)
     .await
     .expect("write");
     conn.close().await.expect("close");
-    assert_eq!(institute_codes(&first).await, ["UK"]);
+    assert_eq!(institute_codes(&first).await, ["JP", "UK", "US"]);
     let postgres = first.postmaster_pid();
 
     let status = first.signal_and_wait(Signal::SIGTERM).await;
@@ -174,7 +215,7 @@ async fn the_embedded_default_stops_cleanly_and_keeps_its_data() {
     let second = Service::start(&data_dir).await;
     assert_eq!(
         institute_codes(&second).await,
-        ["UK"],
+        ["JP", "UK", "US"],
         "the data survives a restart"
     );
     let status = second.signal_and_wait(Signal::SIGINT).await;
@@ -228,6 +269,83 @@ async fn a_pg_bin_dir_without_the_programs_is_named() {
         stderr.contains("/nonexistent/bin does not hold the PostgreSQL server programs"),
         "{stderr}"
     );
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+/// The README's first-login walk-through, as a newcomer follows it.
+#[tokio::test]
+async fn the_first_start_prints_one_time_logins_that_must_be_changed() {
+    let dir = scratch("first-login");
+    let service = Service::start_with(jointeval(), &dir.join("data"), Stdio::inherit()).await;
+    let line = service
+        .printed
+        .iter()
+        .find(|l| l.starts_with("US: admin admin@us.jointeval.invalid created; one-time password"))
+        .unwrap_or_else(|| panic!("no US login printed: {:?}", service.printed));
+    let one_time = line.rsplit(": ").next().expect("password").to_owned();
+    assert!(
+        service
+            .printed
+            .iter()
+            .any(|l| l.starts_with("UK: admin admin@uk.jointeval.invalid"))
+    );
+
+    let response = service.login("admin@us.jointeval.invalid", &one_time).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    let token = body["access_token"].as_str().expect("token").to_owned();
+    let client = reqwest::Client::new();
+    let blocked = client
+        .get(format!("{}/v1/institutes", service.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    let problem = problem(blocked, 403).await;
+    assert_eq!(
+        problem["type"],
+        "urn:jointeval:problem:password-change-required"
+    );
+
+    let changed = client
+        .post(format!("{}/v1/me/password", service.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"current_password": one_time, "new_password": "my own long passphrase"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(changed.status(), 204);
+    let listed = client
+        .get(format!("{}/v1/institutes", service.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(listed.status(), 200);
+    assert_eq!(
+        service
+            .login("admin@us.jointeval.invalid", &one_time)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        service
+            .login("admin@us.jointeval.invalid", "my own long passphrase")
+            .await
+            .status(),
+        200
+    );
+    assert!(service.signal_and_wait(Signal::SIGTERM).await.success());
+
+    // The second start bootstraps nothing and prints no password.
+    let again = Service::start_with(jointeval(), &dir.join("data"), Stdio::inherit()).await;
+    assert!(
+        again.printed.iter().all(|l| !l.contains("password")),
+        "{:?}",
+        again.printed
+    );
+    assert!(again.signal_and_wait(Signal::SIGTERM).await.success());
     std::fs::remove_dir_all(dir).expect("cleanup");
 }
 
@@ -398,12 +516,16 @@ async fn the_service_answers_503_while_its_database_is_down_and_recovers() {
         },
     );
     jointeval_store::migrate(&pool).await.expect("migrate");
-    let router = jointeval_api::router(AppState::new(pool.clone(), HttpSettings::default()));
+    let router = jointeval_api::router(AppState::new(
+        pool.clone(),
+        HttpSettings::default(),
+        AuthSettings::default(),
+    ));
     let app = TestApp::serve(router, pool, TestDatabase::empty().await).await;
-    assert_eq!(app.get("/v1/institutes").await.status(), 200);
+    assert_eq!(app.get("/.well-known/jwks.json").await.status(), 200);
 
     cluster.stop().await.expect("stop the cluster");
-    for path in ["/readyz", "/v1/institutes"] {
+    for path in ["/readyz", "/.well-known/jwks.json"] {
         let response = tokio::time::timeout(Duration::from_secs(10), app.get(path))
             .await
             .expect("an answer, not a hang");
@@ -422,7 +544,7 @@ async fn the_service_answers_503_while_its_database_is_down_and_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "the same server recovers once the database returns");
-    assert_eq!(app.get("/v1/institutes").await.status(), 200);
+    assert_eq!(app.get("/.well-known/jwks.json").await.status(), 200);
     drop(app);
     cluster.stop().await.expect("stop");
     std::fs::remove_dir_all(dir).expect("cleanup");

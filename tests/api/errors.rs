@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 use jointeval_api::extract::ApiJson;
-use jointeval_api::{AppState, HttpSettings};
+use jointeval_api::{AppState, AuthSettings, HttpSettings};
 use jointeval_store::PoolSettings;
 use serde::Deserialize;
 use sqlx::postgres::PgConnectOptions;
@@ -43,6 +43,7 @@ async fn app_with_test_routes(settings: HttpSettings) -> TestApp {
         routes.merge(jointeval_api::router(AppState::new(
             pool.clone(),
             settings.clone(),
+            AuthSettings::default(),
         ))),
         &settings,
     );
@@ -242,9 +243,13 @@ async fn a_database_that_cannot_be_reached_is_503_not_a_hang() {
         },
     );
     let settings = HttpSettings::default();
-    let router = jointeval_api::router(AppState::new(pool.clone(), settings));
+    let router = jointeval_api::router(AppState::new(
+        pool.clone(),
+        settings,
+        AuthSettings::default(),
+    ));
     let app = TestApp::serve(router, pool, db).await;
-    for path in ["/readyz", "/v1/institutes"] {
+    for path in ["/readyz", "/.well-known/jwks.json"] {
         let response = app.get(path).await;
         assert_eq!(response.headers()["retry-after"], "5", "{path}");
         let body = problem(response, 503).await;

@@ -1,6 +1,12 @@
-use jointeval_domain::InstituteCode;
+use jointeval_domain::{InstituteCode, Role};
 
 use crate::support::{TestApp, problem};
+
+/// A token of a US viewer: anyone signed in lists the institutes.
+async fn viewer_token(app: &TestApp) -> String {
+    let viewer = app.person("viewer@nist.gov", "US", &[Role::Viewer]).await;
+    app.login(&viewer).await
+}
 
 async fn add(app: &TestApp, code: &str, name: &str) {
     let code = InstituteCode::parse("code", code).expect("code");
@@ -14,8 +20,9 @@ async fn institutes_are_listed_by_code() {
     let app = TestApp::spawn().await;
     add(&app, "US", "U.S. AI Safety Institute").await;
     add(&app, "UK", "UK AI Safety Institute").await;
+    let token = viewer_token(&app).await;
 
-    let response = app.get("/v1/institutes").await;
+    let response = app.get_as(&token, "/v1/institutes").await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.expect("json");
     let codes: Vec<&str> = body["items"]
@@ -40,10 +47,12 @@ async fn institutes_page_with_a_cursor_until_the_last_page() {
     for code in ["AA", "BB", "CC", "DD", "EE"] {
         add(&app, code, &format!("Institute {code}")).await;
     }
+    let viewer = app.person("viewer@aa.example", "AA", &[Role::Viewer]).await;
+    let token = app.login(&viewer).await;
     let mut seen = Vec::new();
     let mut path = "/v1/institutes?limit=2".to_owned();
     loop {
-        let body: serde_json::Value = app.get(&path).await.json().await.expect("json");
+        let body: serde_json::Value = app.get_as(&token, &path).await.json().await.expect("json");
         let items = body["items"].as_array().expect("items");
         assert!(items.len() <= 2);
         seen.extend(
@@ -62,6 +71,7 @@ async fn institutes_page_with_a_cursor_until_the_last_page() {
 #[tokio::test]
 async fn out_of_range_limits_and_bad_cursors_are_named() {
     let app = TestApp::spawn().await;
+    let token = viewer_token(&app).await;
     for (query, field) in [
         ("limit=0", "limit"),
         ("limit=201", "limit"),
@@ -70,8 +80,26 @@ async fn out_of_range_limits_and_bad_cursors_are_named() {
         ("cursor=%25%25", "cursor"),
         ("color=blue", "color"),
     ] {
-        let body = problem(app.get(&format!("/v1/institutes?{query}")).await, 422).await;
+        let body = problem(
+            app.get_as(&token, &format!("/v1/institutes?{query}")).await,
+            422,
+        )
+        .await;
         assert_eq!(body["type"], "urn:jointeval:problem:validation", "{query}");
         assert_eq!(body["errors"][0]["field"], field, "{query}: {body}");
     }
+}
+
+#[tokio::test]
+async fn outsiders_and_forged_tokens_list_nothing() {
+    let app = TestApp::spawn().await;
+    add(&app, "US", "U.S. AI Safety Institute").await;
+    let anonymous = app.get("/v1/institutes").await;
+    assert_eq!(
+        anonymous.headers()["www-authenticate"],
+        r#"Bearer realm="jointeval""#
+    );
+    let body = problem(anonymous, 401).await;
+    assert!(!body.to_string().contains("U.S. AI"));
+    problem(app.get_as("not-a-token", "/v1/institutes").await, 401).await;
 }

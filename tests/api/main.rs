@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod auth;
 mod errors;
 mod health;
 mod institutes;

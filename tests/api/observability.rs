@@ -37,7 +37,7 @@ async fn metrics_open_to_the_holder_of_the_token() {
         ..HttpSettings::default()
     })
     .await;
-    app.get("/v1/institutes").await;
+    app.get("/healthz").await;
 
     let anonymous = app.get("/metrics").await;
     assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
@@ -61,7 +61,7 @@ async fn metrics_open_to_the_holder_of_the_token() {
     assert_eq!(response.status(), 200);
     let text = response.text().await.expect("text");
     assert!(
-        text.contains(r#"http_requests_total{route="/v1/institutes",method="GET",status="200"}"#),
+        text.contains(r#"http_requests_total{route="/healthz",method="GET",status="200"}"#),
         "{text}"
     );
     assert!(

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use jointeval_api::{AppState, HttpSettings};
+use jointeval_api::{AppState, AuthSettings, HttpSettings};
+use jointeval_domain::{AccountKind, DisplayName, Email, InstituteCode, Role};
 use jointeval_embedded_pg::{Cluster, ClusterConfig};
 use jointeval_store::{PgPool, PoolSettings};
 use sqlx::postgres::PgConnectOptions;
@@ -243,8 +244,20 @@ impl TestApp {
     }
 
     pub async fn on(db: TestDatabase, settings: HttpSettings) -> Self {
+        Self::with_auth(db, settings, AuthSettings::default()).await
+    }
+
+    pub async fn with_auth(db: TestDatabase, settings: HttpSettings, auth: AuthSettings) -> Self {
         let pool = db.pool();
-        let router = jointeval_api::router(AppState::new(pool.clone(), settings));
+        if jointeval_store::migrations_current(&pool)
+            .await
+            .unwrap_or(false)
+        {
+            jointeval_api::auth::tokens::ensure_signing_key(&pool)
+                .await
+                .expect("signing key");
+        }
+        let router = jointeval_api::router(AppState::new(pool.clone(), settings, auth));
         Self::serve(router, pool, db).await
     }
 
@@ -278,6 +291,131 @@ impl TestApp {
             .await
             .expect("request")
     }
+
+    /// A GET with a bearer token.
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// A POST of JSON with a bearer token.
+    pub async fn post_as(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The institute with `code`, created on first use.
+    pub async fn institute(&self, code: &str) -> uuid::Uuid {
+        if let Some(i) = jointeval_store::institutes::get_by_code(&self.pool, code)
+            .await
+            .expect("look up institute")
+        {
+            return i.id;
+        }
+        let parsed = InstituteCode::parse("code", code).expect("code");
+        jointeval_store::institutes::insert(
+            &self.pool,
+            &parsed,
+            &format!("{code} AI Safety Institute"),
+        )
+        .await
+        .expect("insert institute")
+        .id
+    }
+
+    /// A person of `home` with `roles` there (from a minute ago, open-ended), who logs
+    /// in with [`PASSWORD`].
+    pub async fn person(&self, email: &str, home: &str, roles: &[Role]) -> TestUser {
+        let home_id = self.institute(home).await;
+        let mut conn = self.pool.acquire().await.expect("connection");
+        let email_value = Email::parse("email", email).expect("email");
+        let account = jointeval_store::accounts::insert(
+            &mut conn,
+            &jointeval_store::accounts::NewAccount {
+                kind: AccountKind::Person,
+                email: Some(&email_value),
+                display_name: &DisplayName::parse("name", email).expect("name"),
+                home_institute_id: home_id,
+            },
+        )
+        .await
+        .expect("insert account");
+        jointeval_store::credentials::set_password(
+            &mut conn,
+            account.id,
+            password_hash().await,
+            false,
+        )
+        .await
+        .expect("password");
+        for role in roles {
+            jointeval_store::memberships::grant(
+                &mut conn,
+                &jointeval_store::memberships::NewMembership {
+                    account_id: account.id,
+                    institute_id: home_id,
+                    role: *role,
+                    valid_from: chrono::Utc::now() - chrono::Duration::minutes(1),
+                    valid_until: None,
+                    granted_by: None,
+                },
+            )
+            .await
+            .expect("grant");
+        }
+        TestUser {
+            id: account.id,
+            email: email.to_owned(),
+        }
+    }
+
+    /// Logs `user` in with [`PASSWORD`] and answers the access token.
+    pub async fn login(&self, user: &TestUser) -> String {
+        let response = self
+            .client
+            .post(self.url("/v1/auth/token"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", user.email.as_str()),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200, "login of {}", user.email);
+        let body: serde_json::Value = response.json().await.expect("json");
+        body["access_token"].as_str().expect("token").to_owned()
+    }
+}
+
+/// The password of every test person.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Hashed once per test process: argon2 is slow on purpose.
+async fn password_hash() -> &'static str {
+    static HASH: OnceCell<String> = OnceCell::const_new();
+    HASH.get_or_init(|| jointeval_api::auth::secrets::hash_password(PASSWORD.to_owned()))
+        .await
+}
+
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: uuid::Uuid,
+    pub email: String,
 }
 
 impl Drop for TestApp {

@@ -3,6 +3,7 @@
 // A problem answer is the cold path of a request; boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
 
+pub mod auth;
 pub mod extract;
 mod layers;
 pub mod metrics;
@@ -20,6 +21,7 @@ use axum::serve::ListenerExt;
 use jointeval_store::PgPool;
 use tokio::net::TcpListener;
 
+pub use auth::{AuthSettings, TokenSettings};
 pub use openapi::{openapi, openapi_yaml};
 pub use problem::{ApiError, FieldError, Problem};
 pub use settings::{HttpSettings, MetricsAccess};
@@ -29,13 +31,15 @@ pub use settings::{HttpSettings, MetricsAccess};
 pub struct AppState {
     pub pool: PgPool,
     pub settings: Arc<HttpSettings>,
+    pub auth: Arc<AuthSettings>,
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, settings: HttpSettings) -> Self {
+    pub fn new(pool: PgPool, settings: HttpSettings, auth: AuthSettings) -> Self {
         Self {
             pool,
             settings: Arc::new(settings),
+            auth: Arc::new(auth),
         }
     }
 }
@@ -68,7 +72,11 @@ pub async fn serve(
             tracing::warn!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer address feeds login throttling.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

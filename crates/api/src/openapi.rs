@@ -1,8 +1,9 @@
 //! The API contract, generated from the route annotations.
 
-use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as Spec;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
 
 use crate::routes;
 
@@ -18,12 +19,36 @@ use crate::routes;
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     components(schemas(crate::problem::Problem, crate::problem::FieldError)),
+    modifiers(&BearerAuth),
     tags(
         (name = "operations", description = "Liveness, readiness and the contract itself"),
+        (name = "auth", description = "Tokens and the keys that verify them"),
+        (name = "me", description = "The caller's own account"),
         (name = "institutes", description = "The parties to the partnership"),
     )
 )]
 struct ApiDoc;
+
+/// `Authorization: Bearer <JWT>`, the token from `POST /v1/auth/token`.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, spec: &mut Spec) {
+        let components = spec.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An EdDSA-signed access token from POST /v1/auth/token, valid 15 minutes by default",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 pub(crate) fn base() -> Spec {
     ApiDoc::openapi()

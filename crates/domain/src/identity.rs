@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -27,6 +28,27 @@ impl Role {
         Role::Evaluator,
         Role::Viewer,
     ];
+
+    /// What the role lets its holder do at its institute, as `/v1/me` reports it.
+    pub fn permissions(self) -> &'static [&'static str] {
+        match self {
+            Role::Admin => &[
+                "read",
+                "accounts:manage",
+                "memberships:manage",
+                "exchanges:manage",
+            ],
+            Role::Author => &["read", "protocols:draft", "protocols:comment"],
+            Role::Reviewer => &[
+                "read",
+                "protocols:review",
+                "protocols:comment",
+                "results:release",
+            ],
+            Role::Evaluator => &["read", "runs:execute", "results:write"],
+            Role::Viewer => &["read"],
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -232,6 +254,43 @@ impl Password {
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password(<redacted>)")
+    }
+}
+
+/// An account as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: Uuid,
+    pub kind: AccountKind,
+    /// Persons only.
+    pub email: Option<String>,
+    pub display_name: String,
+    pub home_institute_id: Uuid,
+    pub status: AccountStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A role granted directly at an institute, for a window of time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub institute_id: Uuid,
+    pub role: Role,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: Option<DateTime<Utc>>,
+    /// `None` for the first admins, made by `jointeval admin bootstrap`.
+    pub granted_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl Membership {
+    pub fn is_active_at(&self, at: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none()
+            && self.valid_from <= at
+            && self.valid_until.is_none_or(|until| at < until)
     }
 }
 

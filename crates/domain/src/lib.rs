@@ -1,12 +1,15 @@
 //! The domain: types that are valid by construction, and the decisions of the service.
 //! Pure Rust, no IO: every rule here is reached by a unit test without a database.
 
+pub mod exchange;
 pub mod identity;
 pub mod institute;
 pub mod policy;
 
+pub use exchange::{Exchange, ExchangePhase, ExchangeStatus, TransitionRefused};
 pub use identity::{
-    AccountKind, AccountStatus, ActiveRole, DisplayName, Email, Password, Role, Scope,
+    Account, AccountKind, AccountStatus, ActiveRole, DisplayName, Email, Membership, Password,
+    Role, Scope,
 };
 pub use institute::{Institute, InstituteCode};
 pub use policy::{AccountRef, Action, Actor, Decision, Denial, ExchangeRef, Resource, decide};

@@ -28,7 +28,9 @@ impl From<sqlx::Error> for StoreError {
             return StoreError::Unavailable(e);
         }
         if let sqlx::Error::Database(db) = &e
-            && (db.is_unique_violation() || db.is_foreign_key_violation())
+            && (db.is_unique_violation()
+                || db.is_foreign_key_violation()
+                || db.code().as_deref() == Some(EXCLUSION_VIOLATION))
             && let Some(constraint) = db.constraint()
         {
             return StoreError::Conflict {
@@ -38,6 +40,8 @@ impl From<sqlx::Error> for StoreError {
         StoreError::Other(e)
     }
 }
+
+const EXCLUSION_VIOLATION: &str = "23P01";
 
 fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {

@@ -55,3 +55,31 @@ pub async fn insert(
         created_at,
     })
 }
+
+#[tracing::instrument(skip_all)]
+pub async fn get_by_code(
+    db: impl PgExecutor<'_>,
+    code: &str,
+) -> Result<Option<Institute>, StoreError> {
+    let row = sqlx::query!(
+        "select id, code, name, created_at from institutes where code = $1",
+        code
+    )
+    .fetch_optional(db)
+    .await?;
+    row.map(|r| {
+        Ok(Institute {
+            id: r.id,
+            code: InstituteCode::parse("code", &r.code).map_err(StoreError::corrupt)?,
+            name: r.name,
+            created_at: r.created_at,
+        })
+    })
+    .transpose()
+}
+
+/// Every institute; there are a handful.
+#[tracing::instrument(skip_all)]
+pub async fn all(db: impl PgExecutor<'_>) -> Result<Vec<Institute>, StoreError> {
+    list(db, None, i64::MAX).await
+}

@@ -1,10 +1,20 @@
 //! PostgreSQL: the connection pool, migrations, and one module of queries per resource.
 //! Every query is checked at compile time against the schema (`.sqlx/` offline data).
+//! Store functions take a connection inside a transaction begun with [`begin`], which
+//! records who is acting.
 
+pub mod accounts;
+mod actor;
+pub mod credentials;
 mod error;
+pub mod exchanges;
 pub mod institutes;
+pub mod login_failures;
+pub mod memberships;
 mod pool;
+pub mod signing_keys;
 
+pub use actor::{ActingAs, Tx, begin, commit};
 pub use error::StoreError;
 pub use pool::{MIGRATOR, PoolSettings, connect, migrate, migrations_current, ping};
-pub use sqlx::PgPool;
+pub use sqlx::{PgConnection, PgPool};

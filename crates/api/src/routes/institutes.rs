@@ -7,9 +7,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::extract::ApiQuery;
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, Problem};
+use jointeval_domain::{Action, Resource};
 
 /// A party to the partnership.
 #[derive(Debug, Serialize, ToSchema)]
@@ -41,9 +43,11 @@ impl From<Institute> for InstituteBody {
 /// Lists the institutes of the partnership, ordered by code.
 #[utoipa::path(
     get, path = "/v1/institutes", tag = "institutes",
+    security(("bearer" = [])),
     params(PageQuery),
     responses(
         (status = 200, description = "A page of institutes", body = Page<InstituteBody>),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid", body = Problem,
          content_type = "application/problem+json",
          example = json!({"type": "urn:jointeval:problem:validation", "title": "Invalid request",
@@ -59,15 +63,24 @@ impl From<Institute> for InstituteBody {
 )]
 pub async fn list_institutes(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<InstituteBody>>, ApiError> {
     let page = query.validate()?;
+    jointeval_domain::decide(
+        &caller.actor,
+        Action::ListInstitutes,
+        &Resource::Partnership,
+    )
+    .map_err(|d| Caller::deny(d, "institute"))?;
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let rows = jointeval_store::institutes::list(
-        &state.pool,
+        &mut *tx,
         page.after.as_deref(),
         i64::from(page.limit) + 1,
     )
     .await?;
+    jointeval_store::commit(tx).await?;
     let page = Page::from_rows(rows, page.limit, |i| i.code.to_string());
     Ok(Json(page.map(InstituteBody::from)))
 }

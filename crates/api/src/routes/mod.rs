@@ -1,6 +1,9 @@
+mod auth;
 mod docs;
 mod health;
 mod institutes;
+mod me;
+mod views;
 
 use axum::Router;
 use utoipa::openapi::OpenApi as Spec;
@@ -22,6 +25,10 @@ fn documented() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(auth::token))
+        .routes(routes!(auth::jwks))
+        .routes(routes!(me::me))
+        .routes(routes!(me::change_password))
         .routes(routes!(institutes::list_institutes))
         .fallback(docs::not_found)
 }

@@ -1,0 +1,168 @@
+//! How accounts, memberships and exchanges appear on the wire: one read type each,
+//! shared by every endpoint that answers them. Write types live with their endpoints.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use jointeval_domain::{Account, Exchange, Institute, Membership};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Institute codes by id, to show codes next to ids.
+pub struct Codes(HashMap<Uuid, String>);
+
+impl Codes {
+    pub fn new(institutes: &[Institute]) -> Self {
+        Self(
+            institutes
+                .iter()
+                .map(|i| (i.id, i.code.to_string()))
+                .collect(),
+        )
+    }
+
+    pub fn of(&self, id: Uuid) -> String {
+        self.0.get(&id).cloned().unwrap_or_default()
+    }
+}
+
+/// An account.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "kind": "person", "email": "ada@aisi.gov.uk",
+    "display_name": "Ada Lovelace", "home_institute": "UK",
+    "home_institute_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d11", "status": "active",
+    "created_at": "2026-11-27T14:00:00Z", "updated_at": "2026-11-27T14:00:00Z"
+}))]
+pub struct AccountView {
+    pub id: Uuid,
+    /// `person` or `service`.
+    pub kind: &'static str,
+    /// Persons only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub display_name: String,
+    /// The home institute's code.
+    pub home_institute: String,
+    pub home_institute_id: Uuid,
+    /// `active` or `disabled`.
+    pub status: &'static str,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl AccountView {
+    pub fn new(a: Account, codes: &Codes) -> Self {
+        Self {
+            id: a.id,
+            kind: a.kind.as_str(),
+            email: a.email,
+            display_name: a.display_name,
+            home_institute: codes.of(a.home_institute_id),
+            home_institute_id: a.home_institute_id,
+            status: a.status.as_str(),
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+/// A role granted at an institute for a window of time.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d13", "account_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12",
+    "institute": "UK", "institute_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d11", "role": "reviewer",
+    "valid_from": "2026-11-27T14:00:00Z", "valid_until": null, "granted_by": null,
+    "created_at": "2026-11-27T14:00:00Z", "revoked_at": null, "active": true
+}))]
+pub struct MembershipView {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub institute: String,
+    pub institute_id: Uuid,
+    /// `admin`, `author`, `reviewer`, `evaluator` or `viewer`.
+    pub role: &'static str,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: Option<DateTime<Utc>>,
+    /// Who granted it; `null` for the first admins.
+    pub granted_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Whether it is in force now.
+    pub active: bool,
+}
+
+impl MembershipView {
+    pub fn new(m: Membership, codes: &Codes, now: DateTime<Utc>) -> Self {
+        Self {
+            active: m.is_active_at(now),
+            id: m.id,
+            account_id: m.account_id,
+            institute: codes.of(m.institute_id),
+            institute_id: m.institute_id,
+            role: m.role.as_str(),
+            valid_from: m.valid_from,
+            valid_until: m.valid_until,
+            granted_by: m.granted_by,
+            created_at: m.created_at,
+            revoked_at: m.revoked_at,
+        }
+    }
+}
+
+/// An exchange of personnel.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d14", "account_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12",
+    "home_institute": "UK", "host_institute": "US", "roles": ["author", "viewer"],
+    "starts_at": "2027-01-04T00:00:00Z", "ends_at": "2027-07-02T00:00:00Z",
+    "status": "approved", "phase": "upcoming",
+    "proposed_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d15", "proposed_by_institute": "UK",
+    "decided_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d16", "decided_at": "2026-11-28T09:00:00Z",
+    "ended_by": null, "ended_at": null, "created_at": "2026-11-27T14:00:00Z"
+}))]
+pub struct ExchangeView {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub home_institute: String,
+    pub host_institute: String,
+    /// The roles the person holds at the host while the exchange is active.
+    pub roles: Vec<&'static str>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// As decided: `proposed`, `approved`, `rejected` or `ended` (ended early).
+    pub status: &'static str,
+    /// Where it stands now: `proposed`, `rejected`, `upcoming`, `active` or `ended`.
+    pub phase: &'static str,
+    pub proposed_by: Uuid,
+    pub proposed_by_institute: String,
+    pub decided_by: Option<Uuid>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub ended_by: Option<Uuid>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl ExchangeView {
+    pub fn new(e: Exchange, codes: &Codes, now: DateTime<Utc>) -> Self {
+        Self {
+            phase: e.phase(now).as_str(),
+            id: e.id,
+            account_id: e.account_id,
+            home_institute: codes.of(e.home_institute_id),
+            host_institute: codes.of(e.host_institute_id),
+            roles: e.roles.iter().map(|r| r.as_str()).collect(),
+            starts_at: e.starts_at,
+            ends_at: e.ends_at,
+            status: e.status.as_str(),
+            proposed_by: e.proposed_by,
+            proposed_by_institute: codes.of(e.proposed_by_institute_id),
+            decided_by: e.decided_by,
+            decided_at: e.decided_at,
+            ended_by: e.ended_by,
+            ended_at: e.ended_at,
+            created_at: e.created_at,
+        }
+    }
+}

@@ -3,10 +3,12 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin;
 mod auth;
 mod errors;
 mod health;
 mod institutes;
+mod matrix;
 mod migrations;
 mod observability;
 mod openapi;

@@ -444,3 +444,42 @@ pub async fn problem(response: reqwest::Response, status: u16) -> serde_json::Va
     );
     body
 }
+
+/// A token for `account`, expiring `expires_in_secs` from now (negative: already
+/// expired), signed with the service's own current key or, with `own_key` false, with
+/// a key the service never had.
+pub async fn forge_token(
+    pool: &PgPool,
+    account: uuid::Uuid,
+    expires_in_secs: i64,
+    own_key: bool,
+) -> String {
+    let (kid, der): (String, Vec<u8>) =
+        sqlx::query_as("select kid, private_key from signing_keys where retired_at is null")
+            .fetch_one(pool)
+            .await
+            .expect("the signing key");
+    let der = if own_key {
+        der
+    } else {
+        // RFC 8410's example private key.
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode("MC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC")
+            .expect("der")
+    };
+    let now = jsonwebtoken::get_current_timestamp() as i64;
+    let claims = serde_json::json!({
+        "iss": "jointeval", "aud": "jointeval-api", "sub": account.to_string(),
+        "iat": now - 1200, "nbf": now - 1200, "exp": now + expires_in_secs, "jti": "forged"
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(kid);
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ed_der(&der),
+    )
+    .expect("sign")
+}

@@ -116,3 +116,55 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             })
     }
 }
+
+/// Path parameters. A malformed id names nothing, so it is answered like an unknown one: 404.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|_| Problem::status(StatusCode::NOT_FOUND, "no resource at this address"))
+    }
+}
+
+/// The `If-Match` of an update: required (428 without it), compared with the
+/// resource's current `ETag` by the handler (412 when stale).
+#[derive(Debug, Clone)]
+pub struct IfMatch(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .headers
+            .get(header::IF_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| IfMatch(v.trim().to_owned()))
+            .ok_or_else(|| {
+                Problem::status(
+                    StatusCode::PRECONDITION_REQUIRED,
+                    "updates need If-Match with the ETag of the version you read",
+                )
+            })
+    }
+}
+
+impl IfMatch {
+    /// 412 unless the client read the current version.
+    pub fn check(&self, current_etag: &str) -> Result<(), Problem> {
+        if self.0 == current_etag || self.0 == "*" {
+            Ok(())
+        } else {
+            Err(Problem::status(
+                StatusCode::PRECONDITION_FAILED,
+                "the resource changed since you read it; read it again and retry with its new ETag",
+            ))
+        }
+    }
+}

@@ -24,6 +24,8 @@ use crate::routes;
         (name = "operations", description = "Liveness, readiness and the contract itself"),
         (name = "auth", description = "Tokens and the keys that verify them"),
         (name = "me", description = "The caller's own account"),
+        (name = "accounts", description = "Accounts and their roles, managed by each institute's admins"),
+        (name = "exchanges", description = "Personnel exchanged between institutes"),
         (name = "institutes", description = "The parties to the partnership"),
     )
 )]

@@ -118,13 +118,17 @@ pub async fn grant(conn: &mut PgConnection, new: &NewMembership) -> Result<Membe
     row.try_into()
 }
 
+/// Reads a membership and locks it until the transaction ends.
 #[tracing::instrument(skip_all)]
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Membership>, StoreError> {
+pub async fn get_for_update(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Membership>, StoreError> {
     let row = sqlx::query_as!(
         Row,
         "select id, account_id, institute_id, role, valid_from, valid_until, granted_by,
                 created_at, revoked_at
-         from memberships where id = $1",
+         from memberships where id = $1 for update",
         id
     )
     .fetch_optional(conn)

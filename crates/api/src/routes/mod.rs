@@ -1,8 +1,11 @@
+mod accounts;
 mod auth;
 mod docs;
+mod exchanges;
 mod health;
 mod institutes;
 mod me;
+mod memberships;
 mod views;
 
 use axum::Router;
@@ -30,5 +33,24 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(me::me))
         .routes(routes!(me::change_password))
         .routes(routes!(institutes::list_institutes))
+        .routes(routes!(accounts::create_account, accounts::list_accounts))
+        .routes(routes!(accounts::get_account, accounts::update_account))
+        .routes(routes!(accounts::disable_account))
+        .routes(routes!(accounts::enable_account))
+        .routes(routes!(accounts::reset_password))
+        .routes(routes!(accounts::rotate_secret))
+        .routes(routes!(
+            memberships::list_memberships,
+            memberships::grant_membership
+        ))
+        .routes(routes!(memberships::revoke_membership))
+        .routes(routes!(
+            exchanges::propose_exchange,
+            exchanges::list_exchanges
+        ))
+        .routes(routes!(exchanges::get_exchange))
+        .routes(routes!(exchanges::approve_exchange))
+        .routes(routes!(exchanges::reject_exchange))
+        .routes(routes!(exchanges::end_exchange))
         .fallback(docs::not_found)
 }

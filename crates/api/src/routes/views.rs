@@ -25,6 +25,13 @@ impl Codes {
     pub fn of(&self, id: Uuid) -> String {
         self.0.get(&id).cloned().unwrap_or_default()
     }
+
+    pub fn id_of(&self, code: &str) -> Option<Uuid> {
+        self.0
+            .iter()
+            .find(|(_, c)| c.as_str() == code)
+            .map(|(id, _)| *id)
+    }
 }
 
 /// An account.

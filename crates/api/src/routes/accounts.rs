@@ -1,0 +1,615 @@
+//! Administration of accounts: an institute's admins manage its own accounts, and see
+//! the people exchanged into it while the exchange lasts.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jointeval_domain::{
+    Account, AccountKind, AccountRef, AccountStatus, Action, DisplayName, Email, Resource, Scope,
+    ValidationError, decide,
+};
+use jointeval_store::PgConnection;
+use jointeval_store::accounts::{AccountFilter, NewAccount};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::{Caller, secrets};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch};
+use crate::pagination::{Page, PageQuery};
+use crate::problem::{ApiError, FieldError, Problem};
+use crate::routes::views::{AccountView, Codes};
+
+/// An account the caller may see, with what the policy needs to know of it. For any
+/// action but reading, the account is locked until the transaction ends, so that two
+/// changes based on the same read cannot both pass.
+pub(crate) async fn visible_account(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    id: Uuid,
+    action: Action,
+) -> Result<(Account, AccountRef), ApiError> {
+    let account = if action == Action::ReadAccount {
+        jointeval_store::accounts::get(conn, id).await?
+    } else {
+        jointeval_store::accounts::get_for_update(conn, id).await?
+    };
+    let account = account.ok_or_else(|| crate::auth::not_found("account"))?;
+    let reference = AccountRef {
+        id: account.id,
+        home_institute_id: account.home_institute_id,
+        hosted_by: jointeval_store::accounts::hosted_by(conn, account.id).await?,
+    };
+    decide(&caller.actor, action, &Resource::Account(&reference))
+        .map_err(|d| Caller::deny(d, "account"))?;
+    Ok((account, reference))
+}
+
+/// The strong validator of an account's current version.
+pub(crate) fn etag(account: &Account) -> String {
+    format!("\"{}\"", account.updated_at.timestamp_micros())
+}
+
+fn with_etag(account: Account, codes: &Codes, status: StatusCode) -> Response {
+    let tag = etag(&account);
+    let mut response = (status, Json(AccountView::new(account, codes))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&tag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// A new account. Its home is the caller's institute unless `home_institute` names
+/// another one the caller administers.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"kind": "person", "email": "grace@nist.gov", "display_name": "Grace Hopper"}))]
+pub struct NewAccountRequest {
+    /// `person` (logs in with a password) or `service` (a partner tool, logs in with a secret).
+    pub kind: AccountKind,
+    /// Persons only: their e-mail address, unique.
+    pub email: Option<String>,
+    pub display_name: String,
+    /// The code of the home institute, when the caller administers more than one.
+    pub home_institute: Option<String>,
+    /// Service accounts only: what the partner tool may do.
+    #[schema(value_type = Option<Vec<Scope>>, example = json!(["runs:write", "results:write"]))]
+    pub scopes: Option<Vec<String>>,
+}
+
+/// The new account, with its first credential: shown this once, never again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedAccount {
+    pub account: AccountView,
+    /// Persons: a one-time password, to be replaced at first login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_time_password: Option<String>,
+    /// Service accounts: the client id for `client_credentials`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<Uuid>,
+    /// Service accounts: the client secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+/// Creates an account at an institute the caller administers.
+#[utoipa::path(
+    post, path = "/v1/accounts", tag = "accounts",
+    security(("bearer" = [])),
+    request_body = NewAccountRequest,
+    responses(
+        (status = 201, description = "Created; the credential is shown this once", body = CreatedAccount,
+         headers(("Location" = String, description = "The new account"))),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller does not administer that institute", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The e-mail address is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<NewAccountRequest>,
+) -> Result<Response, ApiError> {
+    let mut errors: Vec<FieldError> = Vec::new();
+    let display_name = DisplayName::parse("display_name", &request.display_name)
+        .map_err(|e| errors.push(e.into()))
+        .ok();
+    let email = match (request.kind, request.email.as_deref()) {
+        (AccountKind::Person, Some(e)) => Email::parse("email", e)
+            .map_err(|e| errors.push(e.into()))
+            .ok(),
+        (AccountKind::Person, None) => {
+            errors.push(ValidationError::new("email", "is required for a person").into());
+            None
+        }
+        (AccountKind::Service, Some(_)) => {
+            errors.push(
+                ValidationError::new("email", "service accounts have no e-mail address").into(),
+            );
+            None
+        }
+        (AccountKind::Service, None) => None,
+    };
+    let scopes = match (request.kind, request.scopes.as_deref()) {
+        (AccountKind::Service, Some(scopes)) => {
+            parse_scopes(scopes).map_err(|e| errors.extend(e)).ok()
+        }
+        (AccountKind::Service, None) => {
+            errors.push(ValidationError::new("scopes", "is required for a service account").into());
+            None
+        }
+        (AccountKind::Person, Some(_)) => {
+            errors.push(ValidationError::new("scopes", "persons have roles, not scopes").into());
+            None
+        }
+        (AccountKind::Person, None) => None,
+    };
+
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let institutes = jointeval_store::institutes::all(&mut *tx).await?;
+    let codes = Codes::new(&institutes);
+    let home = match request.home_institute.as_deref() {
+        Some(code) => match institutes.iter().find(|i| i.code.as_str() == code) {
+            Some(i) => Some(i.id),
+            None => {
+                errors.push(ValidationError::new("home_institute", "is not an institute").into());
+                None
+            }
+        },
+        None => match caller.actor.administered_institutes().as_slice() {
+            [one] => Some(*one),
+            [] => Some(caller.account.home_institute_id),
+            _ => {
+                errors.push(
+                    ValidationError::new(
+                        "home_institute",
+                        "is required: you administer more than one institute",
+                    )
+                    .into(),
+                );
+                None
+            }
+        },
+    };
+    let (Some(display_name), Some(home), true) = (display_name, home, errors.is_empty()) else {
+        return Err(Problem::validation(errors).into());
+    };
+    decide(
+        &caller.actor,
+        Action::CreateAccount,
+        &Resource::NewAccount {
+            home_institute_id: home,
+        },
+    )
+    .map_err(|d| Caller::deny(d, "institute"))?;
+
+    let account = jointeval_store::accounts::insert(
+        &mut tx,
+        &NewAccount {
+            kind: request.kind,
+            email: email.as_ref(),
+            display_name: &display_name,
+            home_institute_id: home,
+        },
+    )
+    .await
+    .map_err(email_taken)?;
+    let mut created = CreatedAccount {
+        account: AccountView::new(account.clone(), &codes),
+        one_time_password: None,
+        client_id: None,
+        client_secret: None,
+    };
+    match scopes {
+        Some(scopes) => {
+            let secret = secrets::new_service_secret();
+            let hash = secrets::hash_service_secret(&secret);
+            jointeval_store::credentials::set_service_secret(&mut tx, account.id, &hash, &scopes)
+                .await?;
+            created.client_id = Some(account.id);
+            created.client_secret = Some(secret);
+        }
+        None => {
+            let password = secrets::one_time_password();
+            let hash = secrets::hash_password(password.clone()).await;
+            jointeval_store::credentials::set_password(&mut tx, account.id, &hash, true).await?;
+            created.one_time_password = Some(password);
+        }
+    }
+    jointeval_store::commit(tx).await?;
+    tracing::info!(account_id = %account.id, kind = account.kind.as_str(), "account created");
+    let location = format!("/v1/accounts/{}", account.id);
+    let mut response = (StatusCode::CREATED, no_store(), Json(created)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&etag(&account)) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    Ok(response)
+}
+
+fn parse_scopes(given: &[String]) -> Result<Vec<Scope>, Vec<FieldError>> {
+    if given.is_empty() || given.len() > Scope::ALL.len() {
+        return Err(vec![
+            ValidationError::new("scopes", "must name 1 to 6 scopes").into(),
+        ]);
+    }
+    let mut errors = Vec::new();
+    let mut scopes = Vec::new();
+    for (i, s) in given.iter().enumerate() {
+        match Scope::parse(&format!("scopes[{i}]"), s) {
+            Ok(scope) if !scopes.contains(&scope) => scopes.push(scope),
+            Ok(_) => {
+                errors.push(ValidationError::new(format!("scopes[{i}]"), "is named twice").into())
+            }
+            Err(e) => errors.push(e.into()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(scopes)
+    } else {
+        Err(errors)
+    }
+}
+
+fn email_taken(e: jointeval_store::StoreError) -> ApiError {
+    match e {
+        jointeval_store::StoreError::Conflict { constraint }
+            if constraint == "accounts_email_key" =>
+        {
+            Problem::typed(
+                StatusCode::CONFLICT,
+                "email-taken",
+                "E-mail address taken",
+                "an account with this e-mail address exists",
+            )
+            .into()
+        }
+        other => other.into(),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AccountQuery {
+    /// Only accounts whose home is this institute (code).
+    pub institute: Option<String>,
+    /// `person` or `service`.
+    pub kind: Option<AccountKind>,
+    /// `active` or `disabled`.
+    pub status: Option<AccountStatus>,
+    /// Text in the e-mail address or display name.
+    pub q: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Lists the accounts the caller administers: those of its institutes, and the people
+/// exchanged into them while the exchange lasts. Everyone else's are absent.
+#[utoipa::path(
+    get, path = "/v1/accounts", tag = "accounts",
+    security(("bearer" = [])),
+    params(AccountQuery),
+    responses(
+        (status = 200, description = "A page of accounts", body = Page<AccountView>),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_accounts(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<AccountQuery>,
+) -> Result<Json<Page<AccountView>>, ApiError> {
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .validate()?;
+    let after = match page.after.as_deref().map(Uuid::parse_str) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => return Err(bad_cursor()),
+        None => None,
+    };
+    if query.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(ValidationError::new("q", "must be at most 200 characters").into());
+    }
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    // An unknown code filters everything out, like a code the caller may not see.
+    let institute_id = query
+        .institute
+        .as_deref()
+        .map(|code| codes.id_of(code).unwrap_or(Uuid::nil()));
+    let rows = jointeval_store::accounts::list_visible(
+        &mut tx,
+        &caller.actor.administered_institutes(),
+        &AccountFilter {
+            home_institute_id: institute_id,
+            kind: query.kind,
+            status: query.status,
+            q: query.q,
+        },
+        after,
+        i64::from(page.limit) + 1,
+    )
+    .await?;
+    jointeval_store::commit(tx).await?;
+    let page = Page::from_rows(rows, page.limit, |a| a.id.to_string());
+    Ok(Json(page.map(|a| AccountView::new(a, &codes))))
+}
+
+pub(crate) fn bad_cursor() -> ApiError {
+    Problem::validation(vec![FieldError {
+        field: "cursor".into(),
+        message: "is not a cursor this service gave out".into(),
+    }])
+    .into()
+}
+
+/// Reads an account.
+#[utoipa::path(
+    get, path = "/v1/accounts/{id}", tag = "accounts",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The account")),
+    responses(
+        (status = 200, description = "The account", body = AccountView,
+         headers(("ETag" = String, description = "Send it back as If-Match to update"))),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account, or not one the caller may see", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let (account, _) = visible_account(&mut tx, &caller, id, Action::ReadAccount).await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::commit(tx).await?;
+    Ok(with_etag(account, &codes, StatusCode::OK))
+}
+
+/// What an admin may change of an account.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"display_name": "Grace B. Hopper"}))]
+pub struct AccountUpdate {
+    pub display_name: Option<String>,
+    /// Persons only.
+    pub email: Option<String>,
+}
+
+/// Updates an account's name or e-mail address. Needs `If-Match`.
+#[utoipa::path(
+    patch, path = "/v1/accounts/{id}", tag = "accounts",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The account"),
+           ("If-Match" = String, Header, description = "The ETag of the account as read")),
+    request_body = AccountUpdate,
+    responses(
+        (status = 200, description = "Updated", body = AccountView,
+         headers(("ETag" = String, description = "The new version"))),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only the home institute's admins update it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The e-mail address is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The account changed since it was read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    if_match: IfMatch,
+    ApiJson(update): ApiJson<AccountUpdate>,
+) -> Result<Response, ApiError> {
+    let display_name = update
+        .display_name
+        .as_deref()
+        .map(|n| DisplayName::parse("display_name", n))
+        .transpose()?;
+    let email = update
+        .email
+        .as_deref()
+        .map(|e| Email::parse("email", e))
+        .transpose()?;
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let (account, _) = visible_account(&mut tx, &caller, id, Action::UpdateAccount).await?;
+    if_match.check(&etag(&account))?;
+    if email.is_some() && account.kind == AccountKind::Service {
+        return Err(
+            ValidationError::new("email", "service accounts have no e-mail address").into(),
+        );
+    }
+    let updated =
+        jointeval_store::accounts::update(&mut tx, id, email.as_ref(), display_name.as_ref(), None)
+            .await
+            .map_err(email_taken)?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::commit(tx).await?;
+    Ok(with_etag(updated, &codes, StatusCode::OK))
+}
+
+async fn set_status(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    status: AccountStatus,
+) -> Result<Response, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    visible_account(&mut tx, caller, id, Action::ChangeAccountStatus).await?;
+    let updated = jointeval_store::accounts::update(&mut tx, id, None, None, Some(status)).await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::commit(tx).await?;
+    tracing::info!(account_id = %id, status = status.as_str(), "account status changed");
+    Ok(with_etag(updated, &codes, StatusCode::OK))
+}
+
+/// Disables an account: it loses access on its next request, whatever tokens it holds.
+#[utoipa::path(
+    post, path = "/v1/accounts/{id}/disable", tag = "accounts",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The account")),
+    responses(
+        (status = 200, description = "Disabled", body = AccountView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin of its home institute, or one's own account", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn disable_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    set_status(&state, &caller, id, AccountStatus::Disabled).await
+}
+
+/// Enables a disabled account again.
+#[utoipa::path(
+    post, path = "/v1/accounts/{id}/enable", tag = "accounts",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The account")),
+    responses(
+        (status = 200, description = "Enabled", body = AccountView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin of its home institute, or one's own account", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn enable_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    set_status(&state, &caller, id, AccountStatus::Active).await
+}
+
+/// A new credential, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewCredential {
+    /// Persons: a one-time password, to be replaced at the next login.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_time_password: Option<String>,
+    /// Service accounts: the client id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<Uuid>,
+    /// Service accounts: the new secret; the old one stops working now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+/// Resets a person's password to a one-time password, which must be changed at the
+/// next login.
+#[utoipa::path(
+    post, path = "/v1/accounts/{id}/reset-password", tag = "accounts",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The account")),
+    responses(
+        (status = 200, description = "The one-time password, shown this once", body = NewCredential),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin of its home institute, or one's own account", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A service account has a secret, not a password", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(HeaderMap, Json<NewCredential>), ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let (account, _) = visible_account(&mut tx, &caller, id, Action::ResetPassword).await?;
+    if account.kind != AccountKind::Person {
+        return Err(wrong_kind(
+            "a service account has a secret: rotate it instead",
+        ));
+    }
+    let password = secrets::one_time_password();
+    let hash = secrets::hash_password(password.clone()).await;
+    jointeval_store::credentials::set_password(&mut tx, id, &hash, true).await?;
+    jointeval_store::commit(tx).await?;
+    tracing::info!(account_id = %id, "password reset");
+    Ok((
+        no_store(),
+        Json(NewCredential {
+            one_time_password: Some(password),
+            client_id: None,
+            client_secret: None,
+        }),
+    ))
+}
+
+/// Replaces a service account's secret; the old one stops working at once.
+#[utoipa::path(
+    post, path = "/v1/accounts/{id}/rotate-secret", tag = "accounts",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The service account")),
+    responses(
+        (status = 200, description = "The new secret, shown this once", body = NewCredential),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin of its home institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A person has a password, not a secret", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(HeaderMap, Json<NewCredential>), ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let (account, _) =
+        visible_account(&mut tx, &caller, id, Action::ManageServiceCredentials).await?;
+    if account.kind != AccountKind::Service {
+        return Err(wrong_kind("a person has a password: reset it instead"));
+    }
+    let scopes = jointeval_store::credentials::service_secret(&mut tx, id)
+        .await?
+        .map(|s| s.scopes)
+        .unwrap_or_default();
+    let secret = secrets::new_service_secret();
+    jointeval_store::credentials::set_service_secret(
+        &mut tx,
+        id,
+        &secrets::hash_service_secret(&secret),
+        &scopes,
+    )
+    .await?;
+    jointeval_store::commit(tx).await?;
+    tracing::info!(account_id = %id, "service secret rotated");
+    Ok((
+        no_store(),
+        Json(NewCredential {
+            one_time_password: None,
+            client_id: Some(id),
+            client_secret: Some(secret),
+        }),
+    ))
+}
+
+fn wrong_kind(detail: &str) -> ApiError {
+    Problem::typed(
+        StatusCode::CONFLICT,
+        "wrong-account-kind",
+        "Wrong kind of account",
+        detail,
+    )
+    .into()
+}
+
+fn no_store() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers
+}

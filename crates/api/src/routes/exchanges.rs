@@ -1,0 +1,407 @@
+//! Exchanges of personnel: either side's admin proposes, the other side's approves or
+//! rejects, either side ends it. While active it gives the person the host roles.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use jointeval_domain::exchange::validate_proposal;
+use jointeval_domain::{
+    AccountKind, AccountStatus, Action, Exchange, ExchangeRef, ExchangeStatus, Resource, Role,
+    ValidationError, decide,
+};
+use jointeval_store::PgConnection;
+use jointeval_store::exchanges::{ExchangeFilter, NewExchange};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::pagination::{Page, PageQuery};
+use crate::problem::{ApiError, FieldError, Problem};
+use crate::routes::accounts::bad_cursor;
+use crate::routes::views::{Codes, ExchangeView};
+
+fn reference(e: &Exchange) -> ExchangeRef {
+    ExchangeRef {
+        account_id: e.account_id,
+        home_institute_id: e.home_institute_id,
+        host_institute_id: e.host_institute_id,
+        proposed_by: e.proposed_by,
+        proposed_by_institute_id: e.proposed_by_institute_id,
+    }
+}
+
+/// A proposed exchange.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "account_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "home_institute": "UK", "host_institute": "US",
+    "roles": ["author", "viewer"], "starts_at": "2027-01-04T00:00:00Z", "ends_at": "2027-07-02T00:00:00Z"
+}))]
+pub struct ProposeRequest {
+    /// The person exchanged: an account of the home institute.
+    pub account_id: Uuid,
+    /// Code of the person's home institute.
+    pub home_institute: String,
+    /// Code of the institute hosting them.
+    pub host_institute: String,
+    /// Their roles at the host while the exchange is active.
+    pub roles: Vec<Role>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// Proposes an exchange; an admin of the other institute approves or rejects it.
+#[utoipa::path(
+    post, path = "/v1/exchanges", tag = "exchanges",
+    security(("bearer" = [])),
+    request_body = ProposeRequest,
+    responses(
+        (status = 201, description = "Proposed", body = ExchangeView,
+         headers(("Location" = String, description = "The exchange"))),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin of either institute", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Overlaps a live exchange of the same person to the same host", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn propose_exchange(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(request): ApiJson<ProposeRequest>,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let home = codes.id_of(&request.home_institute);
+    let host = codes.id_of(&request.host_institute);
+    let mut errors: Vec<FieldError> = Vec::new();
+    if home.is_none() {
+        errors.push(ValidationError::new("home_institute", "is not an institute").into());
+    }
+    if host.is_none() {
+        errors.push(ValidationError::new("host_institute", "is not an institute").into());
+    }
+    let (Some(home), Some(host)) = (home, host) else {
+        return Err(Problem::validation(errors).into());
+    };
+    errors.extend(
+        validate_proposal(
+            home,
+            host,
+            &request.roles,
+            request.starts_at,
+            request.ends_at,
+            now,
+        )
+        .into_iter()
+        .map(FieldError::from),
+    );
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors).into());
+    }
+    decide(
+        &caller.actor,
+        Action::ProposeExchange,
+        &Resource::NewExchange {
+            home_institute_id: home,
+            host_institute_id: host,
+        },
+    )
+    .map_err(|d| Caller::deny(d, "institute"))?;
+    // One answer for every account that is not an active person of the home institute,
+    // so that a host admin learns nothing of the home institute's other accounts.
+    let person = jointeval_store::accounts::get(&mut tx, request.account_id)
+        .await?
+        .filter(|a| {
+            a.home_institute_id == home
+                && a.kind == AccountKind::Person
+                && a.status == AccountStatus::Active
+        });
+    if person.is_none() {
+        return Err(ValidationError::new(
+            "account_id",
+            "is not an active person of the home institute",
+        )
+        .into());
+    }
+    let proposer_institute = if caller.actor.is_admin_of(home) {
+        home
+    } else {
+        host
+    };
+    let exchange = jointeval_store::exchanges::insert(
+        &mut tx,
+        &NewExchange {
+            account_id: request.account_id,
+            home_institute_id: home,
+            host_institute_id: host,
+            roles: &request.roles,
+            starts_at: request.starts_at,
+            ends_at: request.ends_at,
+            proposed_by: caller.account.id,
+            proposed_by_institute_id: proposer_institute,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        jointeval_store::StoreError::Conflict { constraint } if constraint == "exchanges_no_overlap" => {
+            Problem::typed(
+                StatusCode::CONFLICT,
+                "exchange-overlap",
+                "Overlapping exchange",
+                "this person has a proposed or approved exchange to this host overlapping that window",
+            )
+            .into()
+        }
+        other => ApiError::from(other),
+    })?;
+    jointeval_store::commit(tx).await?;
+    tracing::info!(exchange_id = %exchange.id, "exchange proposed");
+    let location = format!("/v1/exchanges/{}", exchange.id);
+    let mut response = (
+        StatusCode::CREATED,
+        Json(ExchangeView::new(exchange, &codes, now)),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeQuery {
+    /// Only this person's exchanges.
+    pub account_id: Option<Uuid>,
+    /// Only exchanges from or to this institute (code).
+    pub institute: Option<String>,
+    /// `proposed`, `approved`, `rejected` or `ended`.
+    pub status: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Lists the exchanges the caller sees: those of the institutes it administers (either
+/// side), and its own.
+#[utoipa::path(
+    get, path = "/v1/exchanges", tag = "exchanges",
+    security(("bearer" = [])),
+    params(ExchangeQuery),
+    responses(
+        (status = 200, description = "A page of exchanges", body = Page<ExchangeView>),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_exchanges(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ExchangeQuery>,
+) -> Result<Json<Page<ExchangeView>>, ApiError> {
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .validate()?;
+    let after = match page.after.as_deref().map(Uuid::parse_str) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => return Err(bad_cursor()),
+        None => None,
+    };
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| s.parse::<ExchangeStatus>())
+        .transpose()?;
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let institute_id = query
+        .institute
+        .as_deref()
+        .map(|code| codes.id_of(code).unwrap_or(Uuid::nil()));
+    let rows = jointeval_store::exchanges::list_visible(
+        &mut tx,
+        &caller.actor.administered_institutes(),
+        caller.account.id,
+        &ExchangeFilter {
+            account_id: query.account_id,
+            institute_id,
+            status,
+        },
+        after,
+        i64::from(page.limit) + 1,
+    )
+    .await?;
+    jointeval_store::commit(tx).await?;
+    let now = Utc::now();
+    let page = Page::from_rows(rows, page.limit, |e| e.id.to_string());
+    Ok(Json(page.map(|e| ExchangeView::new(e, &codes, now))))
+}
+
+/// Reads an exchange.
+#[utoipa::path(
+    get, path = "/v1/exchanges/{id}", tag = "exchanges",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The exchange")),
+    responses(
+        (status = 200, description = "The exchange", body = ExchangeView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such exchange, or not one the caller may see", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_exchange(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<ExchangeView>, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let exchange = jointeval_store::exchanges::get(&mut tx, id)
+        .await?
+        .ok_or_else(|| crate::auth::not_found("exchange"))?;
+    decide(
+        &caller.actor,
+        Action::ReadExchange,
+        &Resource::Exchange(&reference(&exchange)),
+    )
+    .map_err(|d| Caller::deny(d, "exchange"))?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::commit(tx).await?;
+    Ok(Json(ExchangeView::new(exchange, &codes, Utc::now())))
+}
+
+#[derive(Clone, Copy)]
+enum Transition {
+    Approve,
+    Reject,
+    End,
+}
+
+async fn transition(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    id: Uuid,
+    transition: Transition,
+) -> Result<Exchange, ApiError> {
+    let now = Utc::now();
+    let exchange = jointeval_store::exchanges::get_for_update(conn, id)
+        .await?
+        .ok_or_else(|| crate::auth::not_found("exchange"))?;
+    let action = match transition {
+        Transition::Approve | Transition::Reject => Action::DecideExchange,
+        Transition::End => Action::EndExchange,
+    };
+    decide(
+        &caller.actor,
+        action,
+        &Resource::Exchange(&reference(&exchange)),
+    )
+    .map_err(|d| Caller::deny(d, "exchange"))?;
+    let checked = match transition {
+        Transition::Approve | Transition::Reject => exchange.check_decide(now),
+        Transition::End => exchange.check_end(now),
+    };
+    checked.map_err(|refused| {
+        ApiError::from(Problem::typed(
+            StatusCode::CONFLICT,
+            "exchange-state",
+            "Not possible in this state",
+            refused.0,
+        ))
+    })?;
+    let done = match transition {
+        Transition::Approve => {
+            jointeval_store::exchanges::decide(conn, id, true, caller.account.id).await?
+        }
+        Transition::Reject => {
+            jointeval_store::exchanges::decide(conn, id, false, caller.account.id).await?
+        }
+        Transition::End => jointeval_store::exchanges::end(conn, id, caller.account.id).await?,
+    };
+    Ok(done)
+}
+
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    t: Transition,
+) -> Result<Json<ExchangeView>, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let exchange = transition(&mut tx, caller, id, t).await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::commit(tx).await?;
+    tracing::info!(exchange_id = %id, status = exchange.status.as_str(), "exchange changed");
+    Ok(Json(ExchangeView::new(exchange, &codes, Utc::now())))
+}
+
+/// Approves a proposed exchange: only an admin of the institute that did not propose it,
+/// and not the person exchanged.
+#[utoipa::path(
+    post, path = "/v1/exchanges/{id}/approve", tag = "exchanges",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The exchange")),
+    responses(
+        (status = 200, description = "Approved", body = ExchangeView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin of the other side, or one's own proposal", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such exchange", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not a proposal any more", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn approve_exchange(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<ExchangeView>, ApiError> {
+    run(&state, &caller, id, Transition::Approve).await
+}
+
+/// Rejects a proposed exchange (same rules as approving).
+#[utoipa::path(
+    post, path = "/v1/exchanges/{id}/reject", tag = "exchanges",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The exchange")),
+    responses(
+        (status = 200, description = "Rejected", body = ExchangeView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin of the other side, or one's own proposal", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such exchange", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not a proposal any more", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn reject_exchange(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<ExchangeView>, ApiError> {
+    run(&state, &caller, id, Transition::Reject).await
+}
+
+/// Ends an exchange now (or withdraws a proposal): the host roles end with it.
+#[utoipa::path(
+    post, path = "/v1/exchanges/{id}/end", tag = "exchanges",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The exchange")),
+    responses(
+        (status = 200, description = "Ended", body = ExchangeView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin of either institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such exchange", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already over", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn end_exchange(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<ExchangeView>, ApiError> {
+    run(&state, &caller, id, Transition::End).await
+}

@@ -1,0 +1,196 @@
+//! Roles of an account at its home institute, granted and revoked by that institute's
+//! admins. Roles at another institute come through an exchange, never directly.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use jointeval_domain::{Action, Resource, Role, ValidationError, decide};
+use jointeval_store::memberships::NewMembership;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::extract::{ApiJson, ApiPath};
+use crate::problem::{ApiError, Problem};
+use crate::routes::accounts::visible_account;
+use crate::routes::views::{Codes, MembershipView};
+
+/// Lists an account's direct memberships, past, present and future.
+#[utoipa::path(
+    get, path = "/v1/accounts/{id}/memberships", tag = "accounts",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The account")),
+    responses(
+        (status = 200, description = "The memberships", body = Vec<MembershipView>),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_memberships(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<Vec<MembershipView>>, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    visible_account(&mut tx, &caller, id, Action::ReadAccount).await?;
+    let memberships = jointeval_store::memberships::list_for_account(&mut tx, id).await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::commit(tx).await?;
+    let now = Utc::now();
+    Ok(Json(
+        memberships
+            .into_iter()
+            .map(|m| MembershipView::new(m, &codes, now))
+            .collect(),
+    ))
+}
+
+/// A role to grant at the account's home institute.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "reviewer", "valid_from": "2026-12-01T00:00:00Z", "valid_until": "2027-06-01T00:00:00Z"}))]
+pub struct GrantRequest {
+    /// `admin`, `author`, `reviewer`, `evaluator` or `viewer`.
+    pub role: Role,
+    /// Default: now.
+    pub valid_from: Option<DateTime<Utc>>,
+    /// Default: open-ended.
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// Grants a role at the account's home institute for a window of time.
+#[utoipa::path(
+    post, path = "/v1/accounts/{id}/memberships", tag = "accounts",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The account")),
+    request_body = GrantRequest,
+    responses(
+        (status = 201, description = "Granted", body = MembershipView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin there, or one's own account", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The window overlaps one of the same role", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The window is inverted or over", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn grant_membership(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<GrantRequest>,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let valid_from = request.valid_from.unwrap_or(now);
+    if let Some(until) = request.valid_until {
+        if until <= valid_from {
+            return Err(ValidationError::new("valid_until", "must be after valid_from").into());
+        }
+        if until <= now {
+            return Err(ValidationError::new("valid_until", "must be in the future").into());
+        }
+    }
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let (account, reference) = visible_account(&mut tx, &caller, id, Action::ReadAccount).await?;
+    decide(
+        &caller.actor,
+        Action::GrantMembership,
+        &Resource::Membership {
+            account: &reference,
+            institute_id: account.home_institute_id,
+        },
+    )
+    .map_err(|d| Caller::deny(d, "account"))?;
+    let membership = jointeval_store::memberships::grant(
+        &mut tx,
+        &NewMembership {
+            account_id: id,
+            institute_id: account.home_institute_id,
+            role: request.role,
+            valid_from,
+            valid_until: request.valid_until,
+            granted_by: Some(caller.account.id),
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        jointeval_store::StoreError::Conflict { constraint }
+            if constraint == "memberships_no_overlap" =>
+        {
+            Problem::typed(
+                StatusCode::CONFLICT,
+                "membership-overlap",
+                "Overlapping membership",
+                "the account holds this role for part of that window already",
+            )
+            .into()
+        }
+        other => ApiError::from(other),
+    })?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::commit(tx).await?;
+    tracing::info!(account_id = %id, role = request.role.as_str(), "role granted");
+    let mut response = (
+        StatusCode::CREATED,
+        Json(MembershipView::new(membership, &codes, now)),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("/v1/accounts/{id}/memberships")) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// Revokes a membership now; it stays in the history.
+#[utoipa::path(
+    post, path = "/v1/accounts/{id}/memberships/{membership_id}/revoke", tag = "accounts",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The account"),
+           ("membership_id" = Uuid, Path, description = "The membership")),
+    responses(
+        (status = 200, description = "Revoked", body = MembershipView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin there, or one's own role", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such account or membership", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already revoked", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke_membership(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((id, membership_id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Json<MembershipView>, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let (_, reference) = visible_account(&mut tx, &caller, id, Action::ReadAccount).await?;
+    let membership = jointeval_store::memberships::get_for_update(&mut tx, membership_id)
+        .await?
+        .filter(|m| m.account_id == id)
+        .ok_or_else(|| crate::auth::not_found("membership"))?;
+    decide(
+        &caller.actor,
+        Action::RevokeMembership,
+        &Resource::Membership {
+            account: &reference,
+            institute_id: membership.institute_id,
+        },
+    )
+    .map_err(|d| Caller::deny(d, "membership"))?;
+    if membership.revoked_at.is_some() {
+        return Err(Problem::typed(
+            StatusCode::CONFLICT,
+            "already-revoked",
+            "Already revoked",
+            "this membership was revoked before",
+        )
+        .into());
+    }
+    let revoked =
+        jointeval_store::memberships::revoke(&mut tx, membership_id, caller.account.id).await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::commit(tx).await?;
+    tracing::info!(account_id = %id, %membership_id, "role revoked");
+    Ok(Json(MembershipView::new(revoked, &codes, Utc::now())))
+}

@@ -1,0 +1,830 @@
+//! The authorization matrix of the identity endpoints: every endpoint against every kind
+//! of caller. Allowed calls change what they should; every refused call gets the
+//! documented status and changes nothing in the database.
+
+use chrono::{Duration, Utc};
+use jointeval_domain::{AccountKind, DisplayName, Role, Scope};
+use jointeval_store::exchanges::NewExchange;
+use reqwest::Method;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::support::{PASSWORD, TestApp, forge_token};
+
+/// The callers, in the order of every row of expectations below.
+const ACTORS: [&str; 11] = [
+    "US admin",
+    "UK admin",
+    "US viewer",
+    "UK person before exchange to US",
+    "UK person during exchange to US",
+    "UK person after exchange to US",
+    "disabled US admin",
+    "US service account",
+    "anonymous",
+    "expired token",
+    "forged token",
+];
+
+struct Cast {
+    tokens: Vec<Option<String>>,
+    us_admin: Uuid,
+    uk_admin: Uuid,
+}
+
+/// Everyone in the matrix, logged in (or not) as the table says. The exchanged person's
+/// exchange would make them a US admin while it is active.
+async fn cast(app: &TestApp) -> Cast {
+    let us_admin = app.person("us-admin@nist.gov", "US", &[Role::Admin]).await;
+    let uk_admin = app
+        .person("uk-admin@aisi.gov.uk", "UK", &[Role::Admin])
+        .await;
+    let us_viewer = app.person("viewer@nist.gov", "US", &[Role::Viewer]).await;
+    let before = app
+        .person("before@aisi.gov.uk", "UK", &[Role::Viewer])
+        .await;
+    let during = app
+        .person("during@aisi.gov.uk", "UK", &[Role::Viewer])
+        .await;
+    let after = app.person("after@aisi.gov.uk", "UK", &[Role::Viewer]).await;
+    let disabled = app.person("gone@nist.gov", "US", &[Role::Admin]).await;
+    let (us, uk) = (app.institute("US").await, app.institute("UK").await);
+    let now = Utc::now();
+    for (person, starts, ends) in [
+        (&before, now + Duration::days(1), now + Duration::days(30)),
+        (&during, now - Duration::hours(1), now + Duration::days(30)),
+        (&after, now - Duration::days(30), now - Duration::days(1)),
+    ] {
+        exchange(
+            app,
+            person.id,
+            uk,
+            us,
+            uk_admin.id,
+            starts,
+            ends,
+            Some(us_admin.id),
+        )
+        .await;
+    }
+    let service = service_account(app, "US", &[Role::Admin]).await;
+
+    let mut tokens = Vec::new();
+    for user in [
+        &us_admin, &uk_admin, &us_viewer, &before, &during, &after, &disabled,
+    ] {
+        tokens.push(Some(app.login(user).await));
+    }
+    sqlx::query("update accounts set status = 'disabled' where id = $1")
+        .bind(disabled.id)
+        .execute(&app.pool)
+        .await
+        .expect("disable");
+    tokens.push(Some(service_token(app, service, "jes_matrix-secret").await));
+    tokens.push(None);
+    tokens.push(Some(forge_token(&app.pool, us_admin.id, -600, true).await));
+    tokens.push(Some(forge_token(&app.pool, us_admin.id, 600, false).await));
+    Cast {
+        tokens,
+        us_admin: us_admin.id,
+        uk_admin: uk_admin.id,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn exchange(
+    app: &TestApp,
+    account_id: Uuid,
+    home: Uuid,
+    host: Uuid,
+    proposed_by: Uuid,
+    starts_at: chrono::DateTime<Utc>,
+    ends_at: chrono::DateTime<Utc>,
+    approved_by: Option<Uuid>,
+) -> Uuid {
+    let mut conn = app.pool.acquire().await.expect("connection");
+    let e = jointeval_store::exchanges::insert(
+        &mut conn,
+        &NewExchange {
+            account_id,
+            home_institute_id: home,
+            host_institute_id: host,
+            roles: &[Role::Admin],
+            starts_at,
+            ends_at,
+            proposed_by,
+            proposed_by_institute_id: home,
+        },
+    )
+    .await
+    .expect("exchange");
+    if let Some(by) = approved_by {
+        jointeval_store::exchanges::decide(&mut conn, e.id, true, by)
+            .await
+            .expect("approve");
+    }
+    e.id
+}
+
+async fn service_account(app: &TestApp, home: &str, roles: &[Role]) -> Uuid {
+    let home_id = app.institute(home).await;
+    let mut conn = app.pool.acquire().await.expect("connection");
+    let account = jointeval_store::accounts::insert(
+        &mut conn,
+        &jointeval_store::accounts::NewAccount {
+            kind: AccountKind::Service,
+            email: None,
+            display_name: &DisplayName::parse("name", "Inspect runner").expect("name"),
+            home_institute_id: home_id,
+        },
+    )
+    .await
+    .expect("service account");
+    let hash = jointeval_api::auth::secrets::hash_service_secret("jes_matrix-secret");
+    jointeval_store::credentials::set_service_secret(
+        &mut conn,
+        account.id,
+        &hash,
+        &[Scope::RunsWrite],
+    )
+    .await
+    .expect("secret");
+    for role in roles {
+        jointeval_store::memberships::grant(
+            &mut conn,
+            &jointeval_store::memberships::NewMembership {
+                account_id: account.id,
+                institute_id: home_id,
+                role: *role,
+                valid_from: Utc::now() - Duration::minutes(1),
+                valid_until: None,
+                granted_by: None,
+            },
+        )
+        .await
+        .expect("grant");
+    }
+    account.id
+}
+
+async fn service_token(app: &TestApp, id: Uuid, secret: &str) -> String {
+    let response = app
+        .client
+        .post(app.url("/v1/auth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id.to_string()),
+            ("client_secret", secret),
+        ])
+        .send()
+        .await
+        .expect("send");
+    let body: Value = response.json().await.expect("json");
+    body["access_token"].as_str().expect("token").to_owned()
+}
+
+/// A digest of every identity row, to prove a refused call wrote nothing.
+async fn fingerprint(app: &TestApp) -> String {
+    sqlx::query_scalar(
+        "select md5(concat(
+            (select string_agg(a::text, '|' order by a.id) from accounts a),
+            (select string_agg(m::text, '|' order by m.id) from memberships m),
+            (select string_agg(e::text, '|' order by e.id) from exchanges e),
+            (select string_agg(c::text, '|' order by c.account_id) from password_credentials c),
+            (select string_agg(s::text, '|' order by s.account_id) from service_credentials s)))",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("fingerprint")
+}
+
+/// What a call is expected to answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Want {
+    /// This status.
+    S(u16),
+    /// 200 and a list in which the target is present (true) or absent (false).
+    Listed(bool),
+}
+use Want::{Listed, S};
+
+/// The object a call acts on, made fresh for each caller.
+struct Target {
+    id: Uuid,
+    /// A second id: a membership of the target, or an exchange.
+    other: Uuid,
+    etag: String,
+}
+
+/// A person of the US, with a viewer membership, and what they need.
+async fn us_person(app: &TestApp, cast: &Cast) -> Target {
+    let email = format!("target-{}@nist.gov", Uuid::now_v7().simple());
+    let user = app.person(&email, "US", &[Role::Viewer]).await;
+    let membership: Uuid = sqlx::query_scalar("select id from memberships where account_id = $1")
+        .bind(user.id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("membership");
+    let us_admin_token = cast.tokens[0].as_deref().expect("token");
+    let read = app
+        .get_as(us_admin_token, &format!("/v1/accounts/{}", user.id))
+        .await;
+    let etag = read.headers()["etag"].to_str().expect("etag").to_owned();
+    Target {
+        id: user.id,
+        other: membership,
+        etag,
+    }
+}
+
+async fn us_service(app: &TestApp, _cast: &Cast) -> Target {
+    Target {
+        id: service_account(app, "US", &[]).await,
+        other: Uuid::nil(),
+        etag: String::new(),
+    }
+}
+
+/// A UK person, and a proposal by the UK admin to exchange them to the US.
+async fn uk_proposal(app: &TestApp, cast: &Cast) -> Target {
+    let user = app
+        .person(
+            &format!("p-{}@aisi.gov.uk", Uuid::now_v7().simple()),
+            "UK",
+            &[Role::Viewer],
+        )
+        .await;
+    let (us, uk) = (app.institute("US").await, app.institute("UK").await);
+    let now = Utc::now();
+    let id = exchange(
+        app,
+        user.id,
+        uk,
+        us,
+        cast.uk_admin,
+        now + Duration::days(2),
+        now + Duration::days(20),
+        None,
+    )
+    .await;
+    Target {
+        id: user.id,
+        other: id,
+        etag: String::new(),
+    }
+}
+
+/// A UK person on an active exchange to the US.
+async fn uk_active_exchange(app: &TestApp, cast: &Cast) -> Target {
+    let user = app
+        .person(
+            &format!("a-{}@aisi.gov.uk", Uuid::now_v7().simple()),
+            "UK",
+            &[Role::Viewer],
+        )
+        .await;
+    let (us, uk) = (app.institute("US").await, app.institute("UK").await);
+    let now = Utc::now();
+    let id = exchange(
+        app,
+        user.id,
+        uk,
+        us,
+        cast.uk_admin,
+        now - Duration::hours(1),
+        now + Duration::days(20),
+        Some(cast.us_admin),
+    )
+    .await;
+    Target {
+        id: user.id,
+        other: id,
+        etag: String::new(),
+    }
+}
+
+/// A UK person without any exchange yet.
+async fn uk_person(app: &TestApp, _cast: &Cast) -> Target {
+    let user = app
+        .person(
+            &format!("n-{}@aisi.gov.uk", Uuid::now_v7().simple()),
+            "UK",
+            &[Role::Viewer],
+        )
+        .await;
+    Target {
+        id: user.id,
+        other: Uuid::nil(),
+        etag: String::new(),
+    }
+}
+
+async fn no_target(_app: &TestApp, _cast: &Cast) -> Target {
+    Target {
+        id: Uuid::nil(),
+        other: Uuid::nil(),
+        etag: String::new(),
+    }
+}
+
+type MakeTarget = for<'a> fn(
+    &'a TestApp,
+    &'a Cast,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Target> + 'a>>;
+
+macro_rules! target {
+    ($f:ident) => {{
+        fn make<'a>(
+            app: &'a TestApp,
+            cast: &'a Cast,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Target> + 'a>> {
+            Box::pin($f(app, cast))
+        }
+        make as MakeTarget
+    }};
+}
+
+struct Row {
+    method: Method,
+    path: fn(&Target) -> String,
+    body: fn(&Target) -> Option<Value>,
+    target: MakeTarget,
+    /// Whether an allowed call changes the database.
+    mutates: bool,
+    want: [Want; 11],
+}
+
+fn rows() -> Vec<Row> {
+    vec![
+        Row {
+            method: Method::GET,
+            path: |_| "/v1/me".into(),
+            body: |_| None,
+            target: target!(no_target),
+            mutates: false,
+            want: [
+                S(200),
+                S(200),
+                S(200),
+                S(200),
+                S(200),
+                S(200),
+                S(401),
+                S(200),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::POST,
+            path: |_| "/v1/me/password".into(),
+            body: |_| {
+                Some(
+                    json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}),
+                )
+            },
+            target: target!(no_target),
+            mutates: true,
+            want: [
+                S(204),
+                S(204),
+                S(204),
+                S(204),
+                S(204),
+                S(204),
+                S(401),
+                S(403),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::GET,
+            path: |_| "/v1/institutes".into(),
+            body: |_| None,
+            target: target!(no_target),
+            mutates: false,
+            want: [
+                S(200),
+                S(200),
+                S(200),
+                S(200),
+                S(200),
+                S(200),
+                S(401),
+                S(200),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::POST,
+            path: |_| "/v1/accounts".into(),
+            body: |_| {
+                Some(
+                    json!({"kind": "person", "email": format!("new-{}@nist.gov", Uuid::now_v7().simple()),
+                                    "display_name": "New Person", "home_institute": "US"}),
+                )
+            },
+            target: target!(no_target),
+            mutates: true,
+            want: [
+                S(201),
+                S(403),
+                S(403),
+                S(403),
+                S(201),
+                S(403),
+                S(401),
+                S(403),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::GET,
+            path: |_| "/v1/accounts?limit=200".into(),
+            body: |_| None,
+            target: target!(us_person),
+            mutates: false,
+            want: [
+                Listed(true),
+                Listed(false),
+                Listed(false),
+                Listed(false),
+                Listed(true),
+                Listed(false),
+                S(401),
+                Listed(false),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::GET,
+            path: |t| format!("/v1/accounts/{}", t.id),
+            body: |_| None,
+            target: target!(us_person),
+            mutates: false,
+            want: [
+                S(200),
+                S(404),
+                S(404),
+                S(404),
+                S(200),
+                S(404),
+                S(401),
+                S(404),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::PATCH,
+            path: |t| format!("/v1/accounts/{}", t.id),
+            body: |_| Some(json!({"display_name": "Renamed"})),
+            target: target!(us_person),
+            mutates: true,
+            want: [
+                S(200),
+                S(404),
+                S(404),
+                S(404),
+                S(200),
+                S(404),
+                S(401),
+                S(404),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::POST,
+            path: |t| format!("/v1/accounts/{}/disable", t.id),
+            body: |_| None,
+            target: target!(us_person),
+            mutates: true,
+            want: [
+                S(200),
+                S(404),
+                S(404),
+                S(404),
+                S(200),
+                S(404),
+                S(401),
+                S(404),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::POST,
+            path: |t| format!("/v1/accounts/{}/reset-password", t.id),
+            body: |_| None,
+            target: target!(us_person),
+            mutates: true,
+            want: [
+                S(200),
+                S(404),
+                S(404),
+                S(404),
+                S(200),
+                S(404),
+                S(401),
+                S(404),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::POST,
+            path: |t| format!("/v1/accounts/{}/rotate-secret", t.id),
+            body: |_| None,
+            target: target!(us_service),
+            mutates: true,
+            want: [
+                S(200),
+                S(404),
+                S(404),
+                S(404),
+                S(200),
+                S(404),
+                S(401),
+                S(404),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::GET,
+            path: |t| format!("/v1/accounts/{}/memberships", t.id),
+            body: |_| None,
+            target: target!(us_person),
+            mutates: false,
+            want: [
+                S(200),
+                S(404),
+                S(404),
+                S(404),
+                S(200),
+                S(404),
+                S(401),
+                S(404),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::POST,
+            path: |t| format!("/v1/accounts/{}/memberships", t.id),
+            body: |_| Some(json!({"role": "author"})),
+            target: target!(us_person),
+            mutates: true,
+            want: [
+                S(201),
+                S(404),
+                S(404),
+                S(404),
+                S(201),
+                S(404),
+                S(401),
+                S(404),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::POST,
+            path: |t| format!("/v1/accounts/{}/memberships/{}/revoke", t.id, t.other),
+            body: |_| None,
+            target: target!(us_person),
+            mutates: true,
+            want: [
+                S(200),
+                S(404),
+                S(404),
+                S(404),
+                S(200),
+                S(404),
+                S(401),
+                S(404),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::POST,
+            path: |_| "/v1/exchanges".into(),
+            body: |t| {
+                Some(
+                    json!({"account_id": t.id, "home_institute": "UK", "host_institute": "US", "roles": ["viewer"],
+                                    "starts_at": (Utc::now() + Duration::days(3)).to_rfc3339(),
+                                    "ends_at": (Utc::now() + Duration::days(60)).to_rfc3339()}),
+                )
+            },
+            target: target!(uk_person),
+            mutates: true,
+            want: [
+                S(201),
+                S(201),
+                S(403),
+                S(403),
+                S(201),
+                S(403),
+                S(401),
+                S(403),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::GET,
+            path: |_| "/v1/exchanges?limit=200".into(),
+            body: |_| None,
+            target: target!(uk_proposal),
+            mutates: false,
+            want: [
+                Listed(true),
+                Listed(true),
+                Listed(false),
+                Listed(false),
+                Listed(true),
+                Listed(false),
+                S(401),
+                Listed(false),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::GET,
+            path: |t| format!("/v1/exchanges/{}", t.other),
+            body: |_| None,
+            target: target!(uk_proposal),
+            mutates: false,
+            want: [
+                S(200),
+                S(200),
+                S(404),
+                S(404),
+                S(200),
+                S(404),
+                S(401),
+                S(404),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::POST,
+            path: |t| format!("/v1/exchanges/{}/approve", t.other),
+            body: |_| None,
+            target: target!(uk_proposal),
+            mutates: true,
+            want: [
+                S(200),
+                S(403),
+                S(404),
+                S(404),
+                S(200),
+                S(404),
+                S(401),
+                S(404),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::POST,
+            path: |t| format!("/v1/exchanges/{}/reject", t.other),
+            body: |_| None,
+            target: target!(uk_proposal),
+            mutates: true,
+            want: [
+                S(200),
+                S(403),
+                S(404),
+                S(404),
+                S(200),
+                S(404),
+                S(401),
+                S(404),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+        Row {
+            method: Method::POST,
+            path: |t| format!("/v1/exchanges/{}/end", t.other),
+            body: |_| None,
+            target: target!(uk_active_exchange),
+            mutates: true,
+            want: [
+                S(200),
+                S(200),
+                S(404),
+                S(404),
+                S(200),
+                S(404),
+                S(401),
+                S(404),
+                S(401),
+                S(401),
+                S(401),
+            ],
+        },
+    ]
+}
+
+#[tokio::test]
+async fn every_identity_endpoint_against_every_kind_of_caller() {
+    let mut failures = Vec::new();
+    let rows = rows();
+    let cells = rows.len() * ACTORS.len();
+    for row in rows {
+        // A fresh service for each endpoint, so that allowed calls do not disturb the next.
+        let app = TestApp::spawn().await;
+        let cast = cast(&app).await;
+        for (actor, (token, want)) in ACTORS.iter().zip(cast.tokens.iter().zip(row.want)) {
+            let target = (row.target)(&app, &cast).await;
+            let path = (row.path)(&target);
+            let before = fingerprint(&app).await;
+            let mut request = app.client.request(row.method.clone(), app.url(&path));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            if row.method == Method::PATCH {
+                request = request.header("if-match", &target.etag);
+            }
+            if let Some(body) = (row.body)(&target) {
+                request = request.json(&body);
+            }
+            let response = request.send().await.expect("send");
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            let got = match want {
+                Listed(_) if status == 200 => {
+                    let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    let id = target.other.to_string();
+                    let account = target.id.to_string();
+                    let present = body["items"].as_array().is_some_and(|items| {
+                        items
+                            .iter()
+                            .any(|i| i["id"] == json!(id) || i["id"] == json!(account))
+                    });
+                    Listed(present)
+                }
+                _ => S(status),
+            };
+            let after = fingerprint(&app).await;
+            let changed = before != after;
+            let allowed = matches!(got, S(200..=299) | Listed(_));
+            if got != want {
+                failures.push(format!(
+                    "{} {path} as {actor}: wanted {want:?}, got {got:?} {text}",
+                    row.method
+                ));
+            } else if allowed && row.mutates && !changed {
+                failures.push(format!(
+                    "{} {path} as {actor}: allowed but changed nothing",
+                    row.method
+                ));
+            } else if (!allowed || !row.mutates) && changed {
+                failures.push(format!(
+                    "{} {path} as {actor}: answered {got:?} but changed the database",
+                    row.method
+                ));
+            }
+            if !allowed && status != 200 && !text.contains("\"status\"") {
+                failures.push(format!(
+                    "{} {path} as {actor}: {status} without a problem body",
+                    row.method
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {cells} cells wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jointeval_domain::{AccountKind, DisplayName, Role, Scope};
+use jointeval_domain::{Role, Scope};
 use jointeval_store::PgPool;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -707,37 +707,17 @@ async fn tokens_of_a_rotated_key_verify_until_they_expire() {
     assert_eq!(jwks["keys"].as_array().expect("keys").len(), 1);
 }
 
-async fn service_account(app: &TestApp, home: &str, secret: &str, scopes: &[Scope]) -> uuid::Uuid {
-    let home_id = app.institute(home).await;
-    let mut conn = app.pool.acquire().await.expect("connection");
-    let account = jointeval_store::accounts::insert(
-        &mut conn,
-        &jointeval_store::accounts::NewAccount {
-            kind: AccountKind::Service,
-            email: None,
-            display_name: &DisplayName::parse("name", "Inspect runner").expect("name"),
-            home_institute_id: home_id,
-        },
-    )
-    .await
-    .expect("insert");
-    let hash = jointeval_api::auth::secrets::hash_service_secret(secret);
-    jointeval_store::credentials::set_service_secret(&mut conn, account.id, &hash, scopes)
-        .await
-        .expect("secret");
-    account.id
-}
-
 #[tokio::test]
 async fn service_accounts_get_tokens_with_at_most_their_scopes() {
     let app = TestApp::spawn().await;
-    let id = service_account(
-        &app,
-        "UK",
-        "jes_the-secret",
-        &[Scope::RunsWrite, Scope::ResultsWrite],
-    )
-    .await;
+    let id = app
+        .service(
+            "UK",
+            "jes_the-secret",
+            &[Scope::RunsWrite, Scope::ResultsWrite],
+            &[],
+        )
+        .await;
     let ask = |secret: &'static str, scope: Option<&'static str>| {
         let mut form = vec![
             ("grant_type", "client_credentials".to_owned()),

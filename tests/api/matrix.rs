@@ -3,7 +3,7 @@
 //! documented status and changes nothing in the database.
 
 use chrono::{Duration, Utc};
-use jointeval_domain::{AccountKind, DisplayName, Role, Scope};
+use jointeval_domain::{Role, Scope};
 use jointeval_store::exchanges::NewExchange;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -67,7 +67,14 @@ async fn cast(app: &TestApp) -> Cast {
         )
         .await;
     }
-    let service = service_account(app, "US", &[Role::Admin]).await;
+    let service = app
+        .service(
+            "US",
+            "jes_matrix-secret",
+            &[Scope::RunsWrite],
+            &[Role::Admin],
+        )
+        .await;
 
     let mut tokens = Vec::new();
     for user in [
@@ -124,47 +131,6 @@ async fn exchange(
             .expect("approve");
     }
     e.id
-}
-
-async fn service_account(app: &TestApp, home: &str, roles: &[Role]) -> Uuid {
-    let home_id = app.institute(home).await;
-    let mut conn = app.pool.acquire().await.expect("connection");
-    let account = jointeval_store::accounts::insert(
-        &mut conn,
-        &jointeval_store::accounts::NewAccount {
-            kind: AccountKind::Service,
-            email: None,
-            display_name: &DisplayName::parse("name", "Inspect runner").expect("name"),
-            home_institute_id: home_id,
-        },
-    )
-    .await
-    .expect("service account");
-    let hash = jointeval_api::auth::secrets::hash_service_secret("jes_matrix-secret");
-    jointeval_store::credentials::set_service_secret(
-        &mut conn,
-        account.id,
-        &hash,
-        &[Scope::RunsWrite],
-    )
-    .await
-    .expect("secret");
-    for role in roles {
-        jointeval_store::memberships::grant(
-            &mut conn,
-            &jointeval_store::memberships::NewMembership {
-                account_id: account.id,
-                institute_id: home_id,
-                role: *role,
-                valid_from: Utc::now() - Duration::minutes(1),
-                valid_until: None,
-                granted_by: None,
-            },
-        )
-        .await
-        .expect("grant");
-    }
-    account.id
 }
 
 async fn service_token(app: &TestApp, id: Uuid, secret: &str) -> String {
@@ -239,7 +205,9 @@ async fn us_person(app: &TestApp, cast: &Cast) -> Target {
 
 async fn us_service(app: &TestApp, _cast: &Cast) -> Target {
     Target {
-        id: service_account(app, "US", &[]).await,
+        id: app
+            .service("US", "jes_matrix-secret", &[Scope::RunsWrite], &[])
+            .await,
         other: Uuid::nil(),
         etag: String::new(),
     }

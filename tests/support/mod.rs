@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use jointeval_api::{AppState, AuthSettings, HttpSettings};
-use jointeval_domain::{AccountKind, DisplayName, Email, InstituteCode, Role};
+use jointeval_domain::{AccountKind, DisplayName, Email, InstituteCode, Role, Scope};
 use jointeval_embedded_pg::{Cluster, ClusterConfig};
 use jointeval_store::{PgPool, PoolSettings};
 use sqlx::postgres::PgConnectOptions;
@@ -340,28 +340,61 @@ impl TestApp {
     /// A person of `home` with `roles` there (from a minute ago, open-ended), who logs
     /// in with [`PASSWORD`].
     pub async fn person(&self, email: &str, home: &str, roles: &[Role]) -> TestUser {
+        let email_value = Email::parse("email", email).expect("email");
+        let id = self
+            .account(AccountKind::Person, Some(&email_value), email, home, roles)
+            .await;
+        let mut conn = self.pool.acquire().await.expect("connection");
+        jointeval_store::credentials::set_password(&mut conn, id, password_hash().await, false)
+            .await
+            .expect("password");
+        TestUser {
+            id,
+            email: email.to_owned(),
+        }
+    }
+
+    /// A service account of `home` that logs in with `secret`, holding `scopes` and
+    /// (though service accounts never administer) `roles`.
+    pub async fn service(
+        &self,
+        home: &str,
+        secret: &str,
+        scopes: &[Scope],
+        roles: &[Role],
+    ) -> uuid::Uuid {
+        let id = self
+            .account(AccountKind::Service, None, "Inspect runner", home, roles)
+            .await;
+        let mut conn = self.pool.acquire().await.expect("connection");
+        let hash = jointeval_api::auth::secrets::hash_service_secret(secret);
+        jointeval_store::credentials::set_service_secret(&mut conn, id, &hash, scopes)
+            .await
+            .expect("secret");
+        id
+    }
+
+    async fn account(
+        &self,
+        kind: AccountKind,
+        email: Option<&Email>,
+        name: &str,
+        home: &str,
+        roles: &[Role],
+    ) -> uuid::Uuid {
         let home_id = self.institute(home).await;
         let mut conn = self.pool.acquire().await.expect("connection");
-        let email_value = Email::parse("email", email).expect("email");
         let account = jointeval_store::accounts::insert(
             &mut conn,
             &jointeval_store::accounts::NewAccount {
-                kind: AccountKind::Person,
-                email: Some(&email_value),
-                display_name: &DisplayName::parse("name", email).expect("name"),
+                kind,
+                email,
+                display_name: &DisplayName::parse("name", name).expect("name"),
                 home_institute_id: home_id,
             },
         )
         .await
         .expect("insert account");
-        jointeval_store::credentials::set_password(
-            &mut conn,
-            account.id,
-            password_hash().await,
-            false,
-        )
-        .await
-        .expect("password");
         for role in roles {
             jointeval_store::memberships::grant(
                 &mut conn,
@@ -377,10 +410,7 @@ impl TestApp {
             .await
             .expect("grant");
         }
-        TestUser {
-            id: account.id,
-            email: email.to_owned(),
-        }
+        account.id
     }
 
     /// Logs `user` in with [`PASSWORD`] and answers the access token.

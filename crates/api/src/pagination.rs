@@ -4,6 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use crate::problem::{FieldError, Problem};
 
@@ -25,6 +26,28 @@ pub struct PageQuery {
 pub struct PageRequest {
     pub limit: u32,
     pub after: Option<String>,
+}
+
+impl PageRequest {
+    /// The id to continue after, for lists ordered by id.
+    pub fn after_id(&self) -> Result<Option<Uuid>, Problem> {
+        self.after
+            .as_deref()
+            .map(|after| {
+                Uuid::parse_str(after).map_err(|_| {
+                    Problem::validation(vec![FieldError {
+                        field: "cursor".into(),
+                        message: "is not a cursor this service gave out".into(),
+                    }])
+                })
+            })
+            .transpose()
+    }
+
+    /// How many rows to fetch: one more than the page, to know whether another follows.
+    pub fn fetch(&self) -> i64 {
+        i64::from(self.limit) + 1
+    }
 }
 
 impl PageQuery {

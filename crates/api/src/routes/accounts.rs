@@ -312,11 +312,7 @@ pub async fn list_accounts(
         cursor: query.cursor,
     }
     .validate()?;
-    let after = match page.after.as_deref().map(Uuid::parse_str) {
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => return Err(bad_cursor()),
-        None => None,
-    };
+    let after = page.after_id()?;
     if query.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
         return Err(ValidationError::new("q", "must be at most 200 characters").into());
     }
@@ -337,20 +333,12 @@ pub async fn list_accounts(
             q: query.q,
         },
         after,
-        i64::from(page.limit) + 1,
+        page.fetch(),
     )
     .await?;
     jointeval_store::commit(tx).await?;
     let page = Page::from_rows(rows, page.limit, |a| a.id.to_string());
     Ok(Json(page.map(|a| AccountView::new(a, &codes))))
-}
-
-pub(crate) fn bad_cursor() -> ApiError {
-    Problem::validation(vec![FieldError {
-        field: "cursor".into(),
-        message: "is not a cursor this service gave out".into(),
-    }])
-    .into()
 }
 
 /// Reads an account.

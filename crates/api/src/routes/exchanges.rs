@@ -22,7 +22,6 @@ use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::routes::accounts::bad_cursor;
 use crate::routes::views::{Codes, ExchangeView};
 
 fn reference(e: &Exchange) -> ExchangeRef {
@@ -211,11 +210,7 @@ pub async fn list_exchanges(
         cursor: query.cursor,
     }
     .validate()?;
-    let after = match page.after.as_deref().map(Uuid::parse_str) {
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => return Err(bad_cursor()),
-        None => None,
-    };
+    let after = page.after_id()?;
     let status = query
         .status
         .as_deref()
@@ -237,7 +232,7 @@ pub async fn list_exchanges(
             status,
         },
         after,
-        i64::from(page.limit) + 1,
+        page.fetch(),
     )
     .await?;
     jointeval_store::commit(tx).await?;

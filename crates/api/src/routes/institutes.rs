@@ -74,12 +74,8 @@ pub async fn list_institutes(
     )
     .map_err(|d| Caller::deny(d, "institute"))?;
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let rows = jointeval_store::institutes::list(
-        &mut *tx,
-        page.after.as_deref(),
-        i64::from(page.limit) + 1,
-    )
-    .await?;
+    let rows =
+        jointeval_store::institutes::list(&mut *tx, page.after.as_deref(), page.fetch()).await?;
     jointeval_store::commit(tx).await?;
     let page = Page::from_rows(rows, page.limit, |i| i.code.to_string());
     Ok(Json(page.map(InstituteBody::from)))

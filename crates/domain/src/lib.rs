@@ -5,6 +5,7 @@ pub mod exchange;
 pub mod identity;
 pub mod institute;
 pub mod policy;
+pub mod protocol;
 
 pub use exchange::{Exchange, ExchangePhase, ExchangeStatus, TransitionRefused};
 pub use identity::{
@@ -12,7 +13,10 @@ pub use identity::{
     Role, Scope,
 };
 pub use institute::{Institute, InstituteCode};
-pub use policy::{AccountRef, Action, Actor, Decision, Denial, ExchangeRef, Resource, decide};
+pub use policy::{
+    AccountRef, Action, Actor, Decision, Denial, ExchangeRef, ProtocolRef, Resource, decide,
+    review_capacities,
+};
 
 /// Why a value given to the service was refused, with the field it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

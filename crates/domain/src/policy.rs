@@ -60,6 +60,14 @@ pub enum Action {
     ProposeExchange,
     DecideExchange,
     EndExchange,
+    ReadProtocol,
+    CreateProtocol,
+    RetireProtocol,
+    ManageParticipants,
+    /// Create, edit or submit a draft version.
+    WriteDraft,
+    ReviewVersion,
+    Comment,
 }
 
 /// An account as the policy needs to know it.
@@ -78,6 +86,13 @@ pub struct ExchangeRef {
     pub host_institute_id: Uuid,
     pub proposed_by: Uuid,
     pub proposed_by_institute_id: Uuid,
+}
+
+/// A protocol as the policy needs to know it.
+#[derive(Debug, Clone)]
+pub struct ProtocolRef {
+    pub lead_institute_id: Uuid,
+    pub participants: Vec<Uuid>,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +114,16 @@ pub enum Resource<'a> {
     NewExchange {
         home_institute_id: Uuid,
         host_institute_id: Uuid,
+    },
+    Protocol(&'a ProtocolRef),
+    /// A protocol not yet created, led by this institute.
+    NewProtocol {
+        lead_institute_id: Uuid,
+    },
+    /// A version of a protocol, with the accounts that edited it.
+    Version {
+        protocol: &'a ProtocolRef,
+        editors: &'a [Uuid],
     },
 }
 
@@ -213,6 +238,63 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
                 ))
             }
         }
+        (ReadProtocol, Resource::Protocol(p)) => see_protocol(actor, p),
+        (CreateProtocol, Resource::NewProtocol { lead_institute_id }) => {
+            if actor.kind == AccountKind::Person && actor.has_role(*lead_institute_id, Role::Author)
+            {
+                Ok(())
+            } else {
+                Err(Denial::Forbidden(
+                    "only authors of the lead institute create a protocol",
+                ))
+            }
+        }
+        (RetireProtocol | ManageParticipants, Resource::Protocol(p)) => {
+            see_protocol(actor, p)?;
+            if actor.is_admin_of(p.lead_institute_id) {
+                Ok(())
+            } else {
+                Err(Denial::Forbidden(
+                    "only admins of the lead institute manage a protocol",
+                ))
+            }
+        }
+        (WriteDraft, Resource::Protocol(p) | Resource::Version { protocol: p, .. }) => {
+            see_protocol(actor, p)?;
+            if person_with_role_in(actor, &p.participants, &[Role::Author]) {
+                Ok(())
+            } else {
+                Err(Denial::Forbidden(
+                    "only authors of participating institutes write drafts",
+                ))
+            }
+        }
+        (ReviewVersion, Resource::Version { protocol, editors }) => {
+            see_protocol(actor, protocol)?;
+            if !person_with_role_in(actor, &protocol.participants, &[Role::Reviewer]) {
+                return Err(Denial::Forbidden(
+                    "only reviewers of participating institutes review",
+                ));
+            }
+            if editors.contains(&actor.account_id) {
+                return Err(Denial::Forbidden("nobody reviews a version they edited"));
+            }
+            Ok(())
+        }
+        (Comment, Resource::Protocol(p) | Resource::Version { protocol: p, .. }) => {
+            see_protocol(actor, p)?;
+            if person_with_role_in(
+                actor,
+                &p.participants,
+                &[Role::Author, Role::Reviewer, Role::Admin],
+            ) {
+                Ok(())
+            } else {
+                Err(Denial::Forbidden(
+                    "viewers read the discussion; authors, reviewers and admins take part",
+                ))
+            }
+        }
         // An action asked of a resource it does not apply to is a mistake of ours;
         // refusing is the safe answer.
         _ => Err(Denial::NotFound),
@@ -233,6 +315,42 @@ fn see_account(actor: &Actor, account: &AccountRef) -> Decision {
     } else {
         Err(Denial::NotFound)
     }
+}
+
+/// Staff of a participating institute see a protocol; a service account also needs
+/// the `protocols:read` scope.
+fn see_protocol(actor: &Actor, protocol: &ProtocolRef) -> Decision {
+    let member = actor
+        .roles
+        .iter()
+        .any(|r| protocol.participants.contains(&r.institute_id));
+    let scoped = actor.kind == AccountKind::Person || actor.scopes.contains(&Scope::ProtocolsRead);
+    if member && scoped {
+        Ok(())
+    } else {
+        Err(Denial::NotFound)
+    }
+}
+
+fn person_with_role_in(actor: &Actor, institutes: &[Uuid], roles: &[Role]) -> bool {
+    actor.kind == AccountKind::Person
+        && actor
+            .roles
+            .iter()
+            .any(|r| institutes.contains(&r.institute_id) && roles.contains(&r.role))
+}
+
+/// The participating institutes in whose capacity the actor may review.
+pub fn review_capacities(actor: &Actor, participants: &[Uuid]) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = actor
+        .roles
+        .iter()
+        .filter(|r| r.role == Role::Reviewer && participants.contains(&r.institute_id))
+        .map(|r| r.institute_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// Admins of either side see an exchange, and so does the person exchanged.

@@ -317,3 +317,102 @@ fn an_action_on_a_resource_it_does_not_apply_to_is_refused() {
         NotFound
     );
 }
+
+#[test]
+fn protocols_are_seen_by_participants_only_and_written_by_their_authors() {
+    let w = world();
+    let us_author = person(8, US, &[(US, Role::Author)]);
+    let uk_reviewer = person(9, UK, &[(UK, Role::Reviewer)]);
+    let us_reviewer_editor = person(10, US, &[(US, Role::Reviewer), (US, Role::Author)]);
+    let jp_author = person(11, JP, &[(JP, Role::Author)]);
+    let mut reader = person(12, US, &[(US, Role::Viewer)]);
+    reader.kind = AccountKind::Service;
+    reader.scopes = vec![Scope::ProtocolsRead];
+    let protocol = ProtocolRef {
+        lead_institute_id: US,
+        participants: vec![US, UK],
+    };
+    let editors = [us_author.account_id, us_reviewer_editor.account_id];
+    let p = Resource::Protocol(&protocol);
+    let v = Resource::Version {
+        protocol: &protocol,
+        editors: &editors,
+    };
+    let table: Vec<(&Actor, Action, &Resource<'_>, Want)> = vec![
+        (&us_author, Action::ReadProtocol, &p, Allow),
+        (&w.uk_admin, Action::ReadProtocol, &p, Allow),
+        (&w.us_viewer, Action::ReadProtocol, &p, Allow),
+        (&w.uk_exchanged, Action::ReadProtocol, &p, Allow),
+        (&reader, Action::ReadProtocol, &p, Allow),
+        (&w.us_service, Action::ReadProtocol, &p, NotFound), // no protocols:read scope
+        (&jp_author, Action::ReadProtocol, &p, NotFound),
+        (&w.jp_admin, Action::ReadProtocol, &p, NotFound),
+        (&us_author, Action::WriteDraft, &p, Allow),
+        (&w.uk_exchanged, Action::WriteDraft, &v, Allow), // a US author through the exchange
+        (&w.us_viewer, Action::WriteDraft, &p, Forbidden),
+        (&uk_reviewer, Action::WriteDraft, &v, Forbidden),
+        (&reader, Action::WriteDraft, &p, Forbidden),
+        (&jp_author, Action::WriteDraft, &p, NotFound),
+        (&uk_reviewer, Action::ReviewVersion, &v, Allow),
+        (&us_reviewer_editor, Action::ReviewVersion, &v, Forbidden), // edited it
+        (&us_author, Action::ReviewVersion, &v, Forbidden),
+        (&w.us_viewer, Action::ReviewVersion, &v, Forbidden),
+        (&jp_author, Action::ReviewVersion, &v, NotFound),
+        (&us_author, Action::Comment, &v, Allow),
+        (&uk_reviewer, Action::Comment, &p, Allow),
+        (&w.us_viewer, Action::Comment, &v, Forbidden),
+        (&w.jp_admin, Action::Comment, &v, NotFound),
+        (&w.us_admin, Action::RetireProtocol, &p, Allow),
+        (&w.us_admin, Action::ManageParticipants, &p, Allow),
+        (&w.uk_admin, Action::ManageParticipants, &p, Forbidden), // not the lead
+        (&us_author, Action::RetireProtocol, &p, Forbidden),
+        (&w.jp_admin, Action::ManageParticipants, &p, NotFound),
+    ];
+    for (actor, action, resource, want) in table {
+        assert_eq!(
+            outcome(decide(actor, action, resource)),
+            want,
+            "{action:?} by {:?}",
+            actor.account_id
+        );
+    }
+    let new_us = Resource::NewProtocol {
+        lead_institute_id: US,
+    };
+    assert_eq!(
+        outcome(decide(&us_author, Action::CreateProtocol, &new_us)),
+        Allow
+    );
+    assert_eq!(
+        outcome(decide(&w.uk_exchanged, Action::CreateProtocol, &new_us)),
+        Allow
+    );
+    assert_eq!(
+        outcome(decide(&uk_reviewer, Action::CreateProtocol, &new_us)),
+        Forbidden
+    );
+    assert_eq!(
+        outcome(decide(&w.us_admin, Action::CreateProtocol, &new_us)),
+        Forbidden
+    );
+}
+
+#[test]
+fn a_reviewer_reviews_in_the_capacity_of_each_participant_they_review_for() {
+    let both = person(
+        13,
+        US,
+        &[
+            (US, Role::Reviewer),
+            (UK, Role::Reviewer),
+            (JP, Role::Reviewer),
+        ],
+    );
+    assert_eq!(review_capacities(&both, &[US, UK]), {
+        let mut v = vec![US, UK];
+        v.sort();
+        v
+    });
+    let viewer = person(14, US, &[(US, Role::Viewer)]);
+    assert!(review_capacities(&viewer, &[US, UK]).is_empty());
+}

@@ -12,3 +12,4 @@ mod matrix;
 mod migrations;
 mod observability;
 mod openapi;
+mod protocols;

@@ -26,6 +26,7 @@ use crate::routes;
         (name = "me", description = "The caller's own account"),
         (name = "accounts", description = "Accounts and their roles, managed by each institute's admins"),
         (name = "exchanges", description = "Personnel exchanged between institutes"),
+        (name = "protocols", description = "Evaluation protocols, their versions, reviews and discussion"),
         (name = "institutes", description = "The parties to the partnership"),
     )
 )]

@@ -238,7 +238,9 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
                 ))
             }
         }
-        (ReadProtocol, Resource::Protocol(p)) => see_protocol(actor, p),
+        (ReadProtocol, Resource::Protocol(p) | Resource::Version { protocol: p, .. }) => {
+            see_protocol(actor, p)
+        }
         (CreateProtocol, Resource::NewProtocol { lead_institute_id }) => {
             if actor.kind == AccountKind::Person && actor.has_role(*lead_institute_id, Role::Author)
             {

@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::ValidationError;
 
@@ -86,6 +88,92 @@ impl FromStr for RiskArea {
             .find(|r| r.as_str() == s)
             .ok_or_else(|| ValidationError::new("risk_area", "is not a risk area"))
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProtocolStatus {
+    Active,
+    /// No new versions or exercises; its history stays readable.
+    Retired,
+}
+
+impl ProtocolStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolStatus::Active => "active",
+            ProtocolStatus::Retired => "retired",
+        }
+    }
+}
+
+impl FromStr for ProtocolStatus {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(ProtocolStatus::Active),
+            "retired" => Ok(ProtocolStatus::Retired),
+            _ => Err(ValidationError::new("status", "is not a protocol status")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Protocol {
+    pub id: Uuid,
+    pub slug: String,
+    pub title: String,
+    pub risk_area: RiskArea,
+    pub summary: String,
+    pub lead_institute_id: Uuid,
+    pub participants: Vec<Uuid>,
+    pub status: ProtocolStatus,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProtocolVersion {
+    pub id: Uuid,
+    pub protocol_id: Uuid,
+    pub number: i32,
+    pub status: VersionStatus,
+    pub content: ProtocolContent,
+    pub content_sha256: Option<String>,
+    pub based_on: Option<i32>,
+    pub revision: i32,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub submitted_by: Option<Uuid>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub decided_at: Option<DateTime<Utc>>,
+    /// Everyone who edited it: its co-authors, who may not review it.
+    pub editors: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub id: Uuid,
+    pub version_id: Uuid,
+    pub reviewer_id: Uuid,
+    /// The participating institute in whose capacity the reviewer reviewed.
+    pub institute_id: Uuid,
+    pub verdict: Verdict,
+    pub comment: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comment {
+    pub id: Uuid,
+    pub version_id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub author_id: Uuid,
+    pub anchor: Option<String>,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// Where a version stands.

@@ -151,7 +151,10 @@ pub async fn list_visible(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Account>, StoreError> {
-    let pattern = filter.q.as_ref().map(|q| format!("%{}%", escape_like(q)));
+    let pattern = filter
+        .q
+        .as_ref()
+        .map(|q| format!("%{}%", crate::escape_like(q)));
     let rows = sqlx::query_as!(
         Row,
         r#"select id, kind, email, display_name, home_institute_id, status, created_at, updated_at
@@ -178,12 +181,6 @@ pub async fn list_visible(
     .fetch_all(conn)
     .await?;
     rows.into_iter().map(Account::try_from).collect()
-}
-
-fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }
 
 #[tracing::instrument(skip_all)]

@@ -12,9 +12,17 @@ pub mod institutes;
 pub mod login_failures;
 pub mod memberships;
 mod pool;
+pub mod protocols;
 pub mod signing_keys;
 
 pub use actor::{ActingAs, Tx, begin, commit};
 pub use error::StoreError;
 pub use pool::{MIGRATOR, PoolSettings, connect, migrate, migrations_current, ping};
 pub use sqlx::{PgConnection, PgPool};
+
+/// `text` as a literal inside a LIKE pattern.
+pub(crate) fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}

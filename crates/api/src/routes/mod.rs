@@ -6,6 +6,8 @@ mod health;
 mod institutes;
 mod me;
 mod memberships;
+mod protocols;
+mod versions;
 mod views;
 
 use axum::Router;
@@ -52,5 +54,18 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(exchanges::approve_exchange))
         .routes(routes!(exchanges::reject_exchange))
         .routes(routes!(exchanges::end_exchange))
+        .routes(routes!(
+            protocols::create_protocol,
+            protocols::list_protocols
+        ))
+        .routes(routes!(protocols::get_protocol))
+        .routes(routes!(protocols::retire_protocol))
+        .routes(routes!(protocols::set_participants))
+        .routes(routes!(versions::create_draft, versions::list_versions))
+        .routes(routes!(versions::get_version, versions::update_draft))
+        .routes(routes!(versions::submit_version))
+        .routes(routes!(versions::review_version, versions::list_reviews))
+        .routes(routes!(versions::post_comment, versions::list_comments))
+        .routes(routes!(versions::diff_versions))
         .fallback(docs::not_found)
 }

@@ -346,6 +346,8 @@ fn protocols_are_seen_by_participants_only_and_written_by_their_authors() {
         (&reader, Action::ReadProtocol, &p, Allow),
         (&w.us_service, Action::ReadProtocol, &p, NotFound), // no protocols:read scope
         (&jp_author, Action::ReadProtocol, &p, NotFound),
+        (&w.us_viewer, Action::ReadProtocol, &v, Allow),
+        (&jp_author, Action::ReadProtocol, &v, NotFound),
         (&w.jp_admin, Action::ReadProtocol, &p, NotFound),
         (&us_author, Action::WriteDraft, &p, Allow),
         (&w.uk_exchanged, Action::WriteDraft, &v, Allow), // a US author through the exchange

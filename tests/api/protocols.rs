@@ -1,0 +1,532 @@
+//! The protocol story over HTTP: co-authoring, review, approval, discussion, and what a
+//! third institute does not see.
+
+use jointeval_domain::Role;
+use jointeval_domain::protocol::ProtocolContent;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, problem};
+
+fn content(epochs: u32) -> Value {
+    json!({
+        "objective": "Measure uplift on capture-the-flag tasks",
+        "tasks": [{
+            "name": "ctf-easy", "description": "Twenty entry-level challenges",
+            "dataset": {"name": "ctf-suite", "version": "2026.10", "sha256": null, "sample_count": 20},
+            "harness": {"name": "inspect", "task_ref": "inspect_evals/ctf_easy"},
+            "scorers": ["match"], "metrics": ["accuracy"], "epochs": epochs
+        }],
+        "metrics": [{"name": "accuracy", "description": "Share solved", "higher_is_better": true,
+                     "threshold": {"value": 0.5, "meaning": "report to both leads"}}],
+        "model_requirements": "Tool use", "notes": ""
+    })
+}
+
+async fn patch(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    etag: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .patch(app.url(path))
+        .bearer_auth(token)
+        .json(body);
+    if let Some(etag) = etag {
+        request = request.header("if-match", etag);
+    }
+    request.send().await.expect("send")
+}
+
+fn etag_of(response: &reqwest::Response) -> String {
+    let Some(etag) = response.headers().get("etag") else {
+        panic!(
+            "no ETag on a {} answer to {}",
+            response.status(),
+            response.url()
+        );
+    };
+    etag.to_str().expect("etag").to_owned()
+}
+
+async fn versions_in_db(app: &TestApp) -> i64 {
+    sqlx::query_scalar("select count(*) from protocol_versions")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn two_institutes_write_review_and_approve_a_protocol_that_a_third_never_sees() {
+    let app = TestApp::spawn().await;
+    let us_author = app.person("author@nist.gov", "US", &[Role::Author]).await;
+    let uk_author = app
+        .person("author@aisi.gov.uk", "UK", &[Role::Author])
+        .await;
+    let us_reviewer = app
+        .person("reviewer@nist.gov", "US", &[Role::Reviewer])
+        .await;
+    let uk_reviewer = app
+        .person("reviewer@aisi.gov.uk", "UK", &[Role::Reviewer])
+        .await;
+    let us_viewer = app.person("viewer@nist.gov", "US", &[Role::Viewer]).await;
+    let jp_author = app
+        .person("author@aisi.go.jp", "JP", &[Role::Author, Role::Reviewer])
+        .await;
+    let (ua, ka, ur, kr, uv, ja) = (
+        app.login(&us_author).await,
+        app.login(&uk_author).await,
+        app.login(&us_reviewer).await,
+        app.login(&uk_reviewer).await,
+        app.login(&us_viewer).await,
+        app.login(&jp_author).await,
+    );
+
+    // A US author creates the protocol with the UK.
+    let created = app
+        .post_as(&ua, "/v1/protocols", &json!({"slug": "cyber-ctf-uplift", "title": "Cyber CTF uplift",
+            "risk_area": "cyber", "summary": "CTF with and without tools", "participants": ["US", "UK"]}))
+        .await;
+    assert_eq!(created.status(), 201);
+    let protocol: Value = created.json().await.expect("json");
+    assert_eq!(protocol["lead_institute"], "US");
+    assert_eq!(protocol["participants"], json!(["UK", "US"]));
+    let id = protocol["id"].as_str().expect("id").to_owned();
+    let base = format!("/v1/protocols/{id}");
+
+    // The third institute finds nothing, anywhere.
+    problem(app.get_as(&ja, &base).await, 404).await;
+    let listed: Value = app
+        .get_as(&ja, "/v1/protocols")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["items"], json!([]));
+    let listed: Value = app
+        .get_as(&kr, "/v1/protocols")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["items"][0]["id"], json!(id));
+
+    // Co-writing a draft, with a concurrent edit on the way.
+    let draft = app
+        .post_as(
+            &ua,
+            &format!("{base}/versions"),
+            &json!({"content": {"objective": "Draft"}}),
+        )
+        .await;
+    assert_eq!(draft.status(), 201);
+    let first_etag = etag_of(&draft);
+    let v1 = format!("{base}/versions/1");
+    let us_edit = patch(
+        &app,
+        &ua,
+        &v1,
+        Some(&first_etag),
+        &json!({"content": content(1)}),
+    )
+    .await;
+    assert_eq!(us_edit.status(), 200);
+    let stale = patch(
+        &app,
+        &ka,
+        &v1,
+        Some(&first_etag),
+        &json!({"content": content(2)}),
+    )
+    .await;
+    problem(stale, 412).await;
+    problem(
+        patch(&app, &ka, &v1, None, &json!({"content": content(2)})).await,
+        428,
+    )
+    .await;
+    let read = app.get_as(&ka, &v1).await;
+    let current = etag_of(&read);
+    let read: Value = read.json().await.expect("json");
+    assert_eq!(
+        read["content"]["tasks"][0]["epochs"], 1,
+        "the stale edit changed nothing"
+    );
+    let uk_edit = patch(
+        &app,
+        &ka,
+        &v1,
+        Some(&current),
+        &json!({"content": content(2)}),
+    )
+    .await;
+    assert_eq!(uk_edit.status(), 200);
+    let v: Value = uk_edit.json().await.expect("json");
+    assert_eq!(v["editors"], json!([us_author.id, uk_author.id]));
+    // Viewers read; they do not write.
+    problem(
+        patch(
+            &app,
+            &uv,
+            &v1,
+            Some(&current),
+            &json!({"content": content(3)}),
+        )
+        .await,
+        403,
+    )
+    .await;
+
+    // Submitting freezes it and records the hash of what was submitted.
+    let submitted = app.post_as(&ka, &format!("{v1}/submit"), &json!({})).await;
+    assert_eq!(submitted.status(), 200);
+    let v: Value = submitted.json().await.expect("json");
+    assert_eq!(v["status"], "in_review");
+    let frozen: ProtocolContent = serde_json::from_value(v["content"].clone()).expect("content");
+    assert_eq!(v["content_sha256"], json!(frozen.sha256()));
+    let now_etag = etag_of(&app.get_as(&ua, &v1).await);
+    problem(
+        patch(
+            &app,
+            &ua,
+            &v1,
+            Some(&now_etag),
+            &json!({"content": content(9)}),
+        )
+        .await,
+        409,
+    )
+    .await;
+
+    // Authors do not review their own work; a non-participant cannot review at all.
+    let approve = json!({"verdict": "approve"});
+    problem(
+        app.post_as(&ua, &format!("{v1}/reviews"), &approve).await,
+        403,
+    )
+    .await;
+    problem(
+        app.post_as(&ka, &format!("{v1}/reviews"), &approve).await,
+        403,
+    )
+    .await;
+    problem(
+        app.post_as(&ja, &format!("{v1}/reviews"), &approve).await,
+        404,
+    )
+    .await;
+
+    // The UK reviewer asks for changes.
+    let changes = app
+        .post_as(
+            &kr,
+            &format!("{v1}/reviews"),
+            &json!({"verdict": "request_changes", "comment": "Three epochs at least."}),
+        )
+        .await;
+    assert_eq!(changes.status(), 201);
+    let outcome: Value = changes.json().await.expect("json");
+    assert_eq!(outcome["version_status"], "changes_requested");
+    assert_eq!(outcome["review"]["institute"], "UK");
+    problem(
+        app.post_as(&ur, &format!("{v1}/reviews"), &approve).await,
+        409,
+    )
+    .await;
+
+    // A new draft follows, copied from the last version.
+    let second = app
+        .post_as(&ua, &format!("{base}/versions"), &json!({"from": "latest"}))
+        .await;
+    assert_eq!(second.status(), 201);
+    let second_etag = etag_of(&second);
+    let v: Value = second.json().await.expect("json");
+    assert_eq!(
+        (v["number"].as_i64(), v["based_on"].as_i64()),
+        (Some(2), Some(1))
+    );
+    problem(
+        app.post_as(&ka, &format!("{base}/versions"), &json!({}))
+            .await,
+        409,
+    )
+    .await;
+    let v2 = format!("{base}/versions/2");
+    assert_eq!(
+        patch(
+            &app,
+            &ua,
+            &v2,
+            Some(&second_etag),
+            &json!({"content": content(3)})
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        app.post_as(&ua, &format!("{v2}/submit"), &json!({}))
+            .await
+            .status(),
+        200
+    );
+
+    // Discussion: anchored to a field, with a reply; viewers read it, the third institute does not.
+    let comment = app
+        .post_as(
+            &kr,
+            &format!("{v2}/comments"),
+            &json!({"body": "Is 3 enough?", "anchor": "/tasks/0/epochs"}),
+        )
+        .await;
+    assert_eq!(comment.status(), 201);
+    let comment: Value = comment.json().await.expect("json");
+    let reply = app
+        .post_as(
+            &ua,
+            &format!("{v2}/comments"),
+            &json!({"body": "Yes, for this variance.", "parent_id": comment["id"]}),
+        )
+        .await;
+    assert_eq!(reply.status(), 201);
+    problem(
+        app.post_as(&uv, &format!("{v2}/comments"), &json!({"body": "+1"}))
+            .await,
+        403,
+    )
+    .await;
+    problem(
+        app.post_as(
+            &ua,
+            &format!("{v2}/comments"),
+            &json!({"body": "?", "anchor": "/tasks/7"}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    let thread: Value = app
+        .get_as(&uv, &format!("{v2}/comments"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(thread.as_array().expect("comments").len(), 2);
+    assert_eq!(thread[1]["parent_id"], comment["id"]);
+    problem(app.get_as(&ja, &format!("{v2}/comments")).await, 404).await;
+
+    // Reviewers see what changed.
+    let diff: Value = app
+        .get_as(&ur, &format!("{base}/diff?from=1&to=2"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        diff["changes"],
+        json!([{"path": "/tasks/0/epochs", "op": "changed", "from": 2, "to": 3}])
+    );
+
+    // Both institutes approve: the version is approved, and immutable.
+    let us_ok: Value = app
+        .post_as(&ur, &format!("{v2}/reviews"), &approve)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(us_ok["version_status"], "in_review");
+    let uk_ok: Value = app
+        .post_as(&kr, &format!("{v2}/reviews"), &approve)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(uk_ok["version_status"], "approved");
+    let approved = app.get_as(&uv, &v2).await;
+    let approved_etag = etag_of(&approved);
+    let approved: Value = approved.json().await.expect("json");
+    assert_eq!(approved["status"], "approved");
+    problem(
+        patch(
+            &app,
+            &ua,
+            &v2,
+            Some(&approved_etag),
+            &json!({"content": content(4)}),
+        )
+        .await,
+        409,
+    )
+    .await;
+    let tampered = sqlx::query("update protocol_versions set content = '{}' where number = 2")
+        .execute(&app.pool)
+        .await;
+    assert!(
+        tampered.is_err(),
+        "the database itself refuses to change an approved version"
+    );
+    let reviews: Value = app
+        .get_as(&ua, &format!("{v2}/reviews"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(reviews.as_array().expect("reviews").len(), 2);
+
+    // Participants are fixed once a version is approved.
+    let admin = app.person("admin@nist.gov", "US", &[Role::Admin]).await;
+    let admin = app.login(&admin).await;
+    let fixed = app
+        .client
+        .put(app.url(&format!("{base}/participants")))
+        .bearer_auth(&admin)
+        .json(&json!({"participants": ["US", "UK", "JP"]}))
+        .send()
+        .await
+        .expect("send");
+    problem(fixed, 409).await;
+    problem(app.get_as(&ja, &v2).await, 404).await;
+}
+
+#[tokio::test]
+async fn invalid_content_is_refused_by_field_and_nothing_is_written() {
+    let app = TestApp::spawn().await;
+    let author = app.person("author@nist.gov", "US", &[Role::Author]).await;
+    app.institute("UK").await;
+    let token = app.login(&author).await;
+    let created: Value = app
+        .post_as(&token, "/v1/protocols", &json!({"slug": "bio-uplift", "title": "Bio", "risk_area": "chemical_biological", "participants": ["US", "UK"]}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let base = format!("/v1/protocols/{}", created["id"].as_str().expect("id"));
+
+    let mut dangling = content(1);
+    dangling["tasks"][0]["metrics"] = json!(["accuracy", "recall"]);
+    let mut duplicate = content(1);
+    duplicate["tasks"] = json!([duplicate["tasks"][0].clone(), duplicate["tasks"][0].clone()]);
+    let mut oversized = content(1);
+    oversized["notes"] = json!("x".repeat(50_001));
+    let mut missing = content(1);
+    missing["tasks"][0]
+        .as_object_mut()
+        .expect("task")
+        .remove("harness");
+    let mut unknown = content(1);
+    unknown["owner"] = json!("me");
+    for (body, field) in [
+        (dangling, "/tasks/0/metrics/1"),
+        (duplicate, "/tasks/1/name"),
+        (oversized, "/notes"),
+        (missing, "content.tasks[0]"),
+        (unknown, "content"),
+    ] {
+        let response = app
+            .post_as(
+                &token,
+                &format!("{base}/versions"),
+                &json!({"content": body}),
+            )
+            .await;
+        let p = problem(response, 422).await;
+        assert!(
+            p["errors"][0]["field"]
+                .as_str()
+                .expect("field")
+                .starts_with(field),
+            "{p}"
+        );
+    }
+    assert_eq!(versions_in_db(&app).await, 0);
+
+    // An empty draft is fine to write, not to submit.
+    assert_eq!(
+        app.post_as(&token, &format!("{base}/versions"), &json!({}))
+            .await
+            .status(),
+        201
+    );
+    let empty = problem(
+        app.post_as(&token, &format!("{base}/versions/1/submit"), &json!({}))
+            .await,
+        422,
+    )
+    .await;
+    let fields: Vec<&str> = empty["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["field"].as_str().expect("f"))
+        .collect();
+    assert_eq!(fields, ["/objective", "/tasks", "/metrics"]);
+    let status: String = sqlx::query_scalar("select status from protocol_versions")
+        .fetch_one(&app.pool)
+        .await
+        .expect("status");
+    assert_eq!(status, "draft");
+}
+
+#[tokio::test]
+async fn protocols_need_an_author_of_the_lead_and_two_known_participants() {
+    let app = TestApp::spawn().await;
+    let author = app.person("author@nist.gov", "US", &[Role::Author]).await;
+    let reviewer = app
+        .person("reviewer@nist.gov", "US", &[Role::Reviewer])
+        .await;
+    app.institute("UK").await;
+    let (a, r) = (app.login(&author).await, app.login(&reviewer).await);
+    let body = |slug: &str, participants: Value| json!({"slug": slug, "title": "T", "risk_area": "autonomy", "participants": participants});
+    problem(
+        app.post_as(&r, "/v1/protocols", &body("auto-one", json!(["US", "UK"])))
+            .await,
+        403,
+    )
+    .await;
+    let p = problem(
+        app.post_as(&a, "/v1/protocols", &body("auto-one", json!(["US"])))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "participants");
+    let p = problem(
+        app.post_as(&a, "/v1/protocols", &body("auto-one", json!(["US", "XX"])))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "participants[1]");
+    let p = problem(
+        app.post_as(&a, "/v1/protocols", &body("Auto One", json!(["US", "UK"])))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "slug");
+    let p = problem(
+        app.post_as(&a, "/v1/protocols", &json!({"slug": "auto-two", "title": "T", "risk_area": "weather", "participants": ["US", "UK"]})).await,
+        422,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "risk_area");
+    assert_eq!(
+        app.post_as(&a, "/v1/protocols", &body("auto-one", json!(["US", "UK"])))
+            .await
+            .status(),
+        201
+    );
+    problem(
+        app.post_as(&a, "/v1/protocols", &body("auto-one", json!(["US", "UK"])))
+            .await,
+        409,
+    )
+    .await;
+    let count: i64 = sqlx::query_scalar("select count(*) from protocols")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 1);
+}

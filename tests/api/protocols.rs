@@ -530,3 +530,305 @@ async fn protocols_need_an_author_of_the_lead_and_two_known_participants() {
         .expect("count");
     assert_eq!(count, 1);
 }
+
+async fn protocol(
+    app: &TestApp,
+    token: &str,
+    slug: &str,
+    risk: &str,
+    participants: Value,
+) -> String {
+    let response = app
+        .post_as(
+            token,
+            "/v1/protocols",
+            &json!({"slug": slug, "title": format!("Title of {slug}"),
+            "risk_area": risk, "summary": format!("About {slug}"), "participants": participants}),
+        )
+        .await;
+    assert_eq!(response.status(), 201, "{slug}");
+    let body: Value = response.json().await.expect("json");
+    body["id"].as_str().expect("id").to_owned()
+}
+
+fn slugs(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| p["slug"].as_str().expect("slug").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_protocol_list_filters_pages_and_shows_only_what_ones_institutes_take_part_in() {
+    let app = TestApp::spawn().await;
+    let us = app
+        .login(&app.person("author@nist.gov", "US", &[Role::Author]).await)
+        .await;
+    let uk = app
+        .login(
+            &app.person("author@aisi.gov.uk", "UK", &[Role::Author])
+                .await,
+        )
+        .await;
+    app.institute("JP").await;
+    protocol(&app, &us, "us-uk-cyber", "cyber", json!(["US", "UK"])).await;
+    protocol(
+        &app,
+        &us,
+        "us-jp-bio",
+        "chemical_biological",
+        json!(["US", "JP"]),
+    )
+    .await;
+    protocol(&app, &us, "us-uk-autonomy", "autonomy", json!(["US", "UK"])).await;
+    protocol(
+        &app,
+        &uk,
+        "uk-jp-safeguards",
+        "safeguards",
+        json!(["UK", "JP"]),
+    )
+    .await;
+
+    let all: Value = app
+        .get_as(&uk, "/v1/protocols")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let mut seen = slugs(&all);
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["uk-jp-safeguards", "us-uk-autonomy", "us-uk-cyber"],
+        "no US-JP protocol for the UK"
+    );
+    let cyber: Value = app
+        .get_as(&uk, "/v1/protocols?risk_area=cyber")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(slugs(&cyber), ["us-uk-cyber"]);
+    let jp: Value = app
+        .get_as(&uk, "/v1/protocols?institute=JP")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(slugs(&jp), ["uk-jp-safeguards"]);
+    let text: Value = app
+        .get_as(&uk, "/v1/protocols?q=autonomy")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(slugs(&text), ["us-uk-autonomy"]);
+
+    let first: Value = app
+        .get_as(&us, "/v1/protocols?limit=2")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(slugs(&first).len(), 2);
+    let cursor = first["next_cursor"].as_str().expect("a second page");
+    let second: Value = app
+        .get_as(&us, &format!("/v1/protocols?limit=2&cursor={cursor}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(slugs(&second).len(), 1);
+    assert!(second["next_cursor"].is_null());
+    problem(
+        app.get_as(&us, "/v1/protocols?risk_area=weather").await,
+        422,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_lead_admin_manages_participants_until_approval_and_retires_the_protocol() {
+    let app = TestApp::spawn().await;
+    let author = app
+        .login(&app.person("author@nist.gov", "US", &[Role::Author]).await)
+        .await;
+    let us_admin = app
+        .login(&app.person("admin@nist.gov", "US", &[Role::Admin]).await)
+        .await;
+    let uk_admin = app
+        .login(&app.person("admin@aisi.gov.uk", "UK", &[Role::Admin]).await)
+        .await;
+    let jp = app
+        .login(&app.person("viewer@aisi.go.jp", "JP", &[Role::Viewer]).await)
+        .await;
+    let id = protocol(&app, &author, "joint-cyber", "cyber", json!(["US", "UK"])).await;
+    let put = |token: &str, participants: Value| {
+        app.client
+            .put(app.url(&format!("/v1/protocols/{id}/participants")))
+            .bearer_auth(token.to_owned())
+            .json(&json!({"participants": participants}))
+            .send()
+    };
+    problem(app.get_as(&jp, &format!("/v1/protocols/{id}")).await, 404).await;
+    problem(
+        put(&uk_admin, json!(["US", "UK", "JP"]))
+            .await
+            .expect("send"),
+        403,
+    )
+    .await;
+    problem(
+        put(&author, json!(["US", "UK", "JP"])).await.expect("send"),
+        403,
+    )
+    .await;
+    let p = problem(
+        put(&us_admin, json!(["UK", "JP"])).await.expect("send"),
+        422,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "participants");
+    let set = put(&us_admin, json!(["US", "UK", "JP"]))
+        .await
+        .expect("send");
+    assert_eq!(set.status(), 200);
+    let seen: Value = app
+        .get_as(&jp, &format!("/v1/protocols/{id}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(seen["participants"], json!(["JP", "UK", "US"]));
+
+    problem(
+        app.post_as(&author, &format!("/v1/protocols/{id}/retire"), &json!({}))
+            .await,
+        403,
+    )
+    .await;
+    let retired = app
+        .post_as(&us_admin, &format!("/v1/protocols/{id}/retire"), &json!({}))
+        .await;
+    assert_eq!(retired.status(), 200);
+    let retired: Value = retired.json().await.expect("json");
+    assert_eq!(retired["status"], "retired");
+    problem(
+        app.post_as(&author, &format!("/v1/protocols/{id}/versions"), &json!({}))
+            .await,
+        409,
+    )
+    .await;
+    problem(
+        app.post_as(&us_admin, &format!("/v1/protocols/{id}/retire"), &json!({}))
+            .await,
+        409,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_reviewer_reviews_a_version_once_and_a_service_account_reads_only_with_its_scope() {
+    let app = TestApp::spawn().await;
+    let author = app
+        .login(&app.person("author@nist.gov", "US", &[Role::Author]).await)
+        .await;
+    let reviewer = app
+        .login(
+            &app.person("reviewer@nist.gov", "US", &[Role::Reviewer])
+                .await,
+        )
+        .await;
+    app.institute("UK").await;
+    let id = protocol(&app, &author, "one-review", "other", json!(["US", "UK"])).await;
+    let base = format!("/v1/protocols/{id}/versions");
+    assert_eq!(
+        app.post_as(&author, &base, &json!({"content": content(1)}))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        app.post_as(&author, &format!("{base}/1/submit"), &json!({}))
+            .await
+            .status(),
+        200
+    );
+    let first = app
+        .post_as(
+            &reviewer,
+            &format!("{base}/1/reviews"),
+            &json!({"verdict": "approve"}),
+        )
+        .await;
+    assert_eq!(first.status(), 201);
+    let again = app
+        .post_as(
+            &reviewer,
+            &format!("{base}/1/reviews"),
+            &json!({"verdict": "approve"}),
+        )
+        .await;
+    problem(again, 409).await;
+    let empty_objection = app
+        .post_as(
+            &reviewer,
+            &format!("{base}/1/reviews"),
+            &json!({"verdict": "request_changes"}),
+        )
+        .await;
+    problem(empty_objection, 422).await;
+    let count: i64 = sqlx::query_scalar("select count(*) from protocol_reviews")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 1);
+
+    use jointeval_domain::Scope;
+    let reader = app
+        .service("US", "jes_reader", &[Scope::ProtocolsRead], &[Role::Viewer])
+        .await;
+    let blind = app
+        .service("US", "jes_blind", &[Scope::RunsWrite], &[Role::Viewer])
+        .await;
+    for (client, secret, status, listed) in
+        [(reader, "jes_reader", 200, 1), (blind, "jes_blind", 404, 0)]
+    {
+        let token: Value = app
+            .client
+            .post(app.url("/v1/auth/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &client.to_string()),
+                ("client_secret", secret),
+            ])
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        let token = token["access_token"].as_str().expect("token");
+        assert_eq!(
+            app.get_as(token, &format!("/v1/protocols/{id}"))
+                .await
+                .status(),
+            status,
+            "{secret}"
+        );
+        let list: Value = app
+            .get_as(token, "/v1/protocols")
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            list["items"].as_array().expect("items").len(),
+            listed,
+            "{secret}"
+        );
+    }
+}

@@ -25,6 +25,17 @@ use crate::routes::views::Codes;
 
 /// A version of a protocol.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "protocol_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d20", "number": 2, "status": "in_review",
+    "content": {"objective": "Measure uplift on capture-the-flag tasks", "tasks": [], "metrics": [],
+                "model_requirements": "", "notes": ""},
+    "content_sha256": "9f2b5c0e6a1d4b7f8e3c2a1b0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e",
+    "based_on": 1, "editors": ["0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12"],
+    "created_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12",
+    "created_at": "2026-11-27T14:00:00Z", "updated_at": "2026-11-27T15:00:00Z",
+    "submitted_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "submitted_at": "2026-11-27T15:00:00Z",
+    "decided_at": null
+}))]
 pub struct VersionView {
     pub protocol_id: Uuid,
     pub number: i32,
@@ -352,6 +363,11 @@ pub async fn submit_version(
 
 /// A reviewer's verdict.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d30", "reviewer_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d31",
+    "institute": "UK", "verdict": "request_changes", "comment": "Three epochs at least.",
+    "created_at": "2026-11-27T16:00:00Z"
+}))]
 pub struct ReviewView {
     pub id: Uuid,
     pub reviewer_id: Uuid,
@@ -519,6 +535,11 @@ pub async fn list_reviews(
 
 /// A comment on a version.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d40", "parent_id": null,
+    "author_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d31", "anchor": "/tasks/0/epochs",
+    "body": "Is 3 enough?", "created_at": "2026-11-27T16:00:00Z"
+}))]
 pub struct CommentView {
     pub id: Uuid,
     /// The comment this one replies to.
@@ -650,6 +671,8 @@ pub struct DiffQuery {
 
 /// The field-by-field difference between two versions of a protocol.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"from": 1, "to": 2,
+    "changes": [{"path": "/tasks/0/epochs", "op": "changed", "from": 2, "to": 3}]}))]
 pub struct DiffView {
     pub from: i32,
     pub to: i32,

@@ -304,21 +304,7 @@ pub async fn get_version(
         .fetch_optional(&mut *conn)
         .await?;
     }
-    let row = sqlx::query_as!(
-        VersionRow,
-        r#"select v.id, v.protocol_id, v.number, v.status,
-                  v.content as "content: Json<ProtocolContent>", v.content_sha256, v.based_on,
-                  v.revision, v.created_by, v.created_at, v.updated_at, v.submitted_by,
-                  v.submitted_at, v.decided_at,
-                  array(select account_id from protocol_version_editors e
-                        where e.version_id = v.id order by first_edit_at, account_id) as "editors!"
-           from protocol_versions v where v.protocol_id = $1 and v.number = $2"#,
-        protocol_id,
-        number
-    )
-    .fetch_optional(conn)
-    .await?;
-    row.map(ProtocolVersion::try_from).transpose()
+    Ok(versions(conn, protocol_id, Some(number)).await?.pop())
 }
 
 /// Every version of a protocol, newest first.
@@ -326,6 +312,14 @@ pub async fn get_version(
 pub async fn list_versions(
     conn: &mut PgConnection,
     protocol_id: Uuid,
+) -> Result<Vec<ProtocolVersion>, StoreError> {
+    versions(conn, protocol_id, None).await
+}
+
+async fn versions(
+    conn: &mut PgConnection,
+    protocol_id: Uuid,
+    number: Option<i32>,
 ) -> Result<Vec<ProtocolVersion>, StoreError> {
     let rows = sqlx::query_as!(
         VersionRow,
@@ -335,8 +329,11 @@ pub async fn list_versions(
                   v.submitted_at, v.decided_at,
                   array(select account_id from protocol_version_editors e
                         where e.version_id = v.id order by first_edit_at, account_id) as "editors!"
-           from protocol_versions v where v.protocol_id = $1 order by v.number desc"#,
-        protocol_id
+           from protocol_versions v
+           where v.protocol_id = $1 and ($2::int is null or v.number = $2)
+           order by v.number desc"#,
+        protocol_id,
+        number
     )
     .fetch_all(conn)
     .await?;

@@ -54,11 +54,8 @@ pub(crate) fn etag(account: &Account) -> String {
 
 fn with_etag(account: Account, codes: &Codes, status: StatusCode) -> Response {
     let tag = etag(&account);
-    let mut response = (status, Json(AccountView::new(account, codes))).into_response();
-    if let Ok(value) = HeaderValue::from_str(&tag) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    response
+    let response = (status, Json(AccountView::new(account, codes))).into_response();
+    super::with_header(response, header::ETAG, &tag)
 }
 
 /// A new account. Its home is the caller's institute unless `home_institute` names
@@ -222,14 +219,9 @@ pub async fn create_account(
     jointeval_store::commit(tx).await?;
     tracing::info!(account_id = %account.id, kind = account.kind.as_str(), "account created");
     let location = format!("/v1/accounts/{}", account.id);
-    let mut response = (StatusCode::CREATED, no_store(), Json(created)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&etag(&account)) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    Ok(response)
+    let response = (StatusCode::CREATED, no_store(), Json(created)).into_response();
+    let response = super::with_header(response, header::LOCATION, &location);
+    Ok(super::with_header(response, header::ETAG, &etag(&account)))
 }
 
 fn parse_scopes(given: &[String]) -> Result<Vec<Scope>, Vec<FieldError>> {

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use jointeval_domain::exchange::validate_proposal;
@@ -162,15 +162,12 @@ pub async fn propose_exchange(
     jointeval_store::commit(tx).await?;
     tracing::info!(exchange_id = %exchange.id, "exchange proposed");
     let location = format!("/v1/exchanges/{}", exchange.id);
-    let mut response = (
+    let response = (
         StatusCode::CREATED,
         Json(ExchangeView::new(exchange, &codes, now)),
     )
         .into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    Ok(super::with_header(response, header::LOCATION, &location))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use jointeval_domain::{Action, Resource, Role, ValidationError, decide};
@@ -133,15 +133,16 @@ pub async fn grant_membership(
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     jointeval_store::commit(tx).await?;
     tracing::info!(account_id = %id, role = request.role.as_str(), "role granted");
-    let mut response = (
+    let response = (
         StatusCode::CREATED,
         Json(MembershipView::new(membership, &codes, now)),
     )
         .into_response();
-    if let Ok(value) = HeaderValue::from_str(&format!("/v1/accounts/{id}/memberships")) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    Ok(super::with_header(
+        response,
+        header::LOCATION,
+        &format!("/v1/accounts/{id}/memberships"),
+    ))
 }
 
 /// Revokes a membership now; it stays in the history.

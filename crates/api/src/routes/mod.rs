@@ -11,6 +11,8 @@ mod versions;
 mod views;
 
 use axum::Router;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::Response;
 use utoipa::openapi::OpenApi as Spec;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -68,4 +70,12 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(versions::post_comment, versions::list_comments))
         .routes(routes!(versions::diff_versions))
         .fallback(docs::not_found)
+}
+
+/// Adds a header whose value the service built itself: a path or an ETag, always valid.
+pub(crate) fn with_header(mut response: Response, name: HeaderName, value: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }

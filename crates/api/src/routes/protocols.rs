@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use jointeval_domain::protocol::{Protocol, ProtocolSlug, ProtocolStatus, RiskArea};
@@ -243,15 +243,12 @@ pub async fn create_protocol(
     jointeval_store::commit(tx).await?;
     tracing::info!(protocol_id = %protocol.id, "protocol created");
     let location = format!("/v1/protocols/{}", protocol.id);
-    let mut response = (
+    let response = (
         StatusCode::CREATED,
         Json(ProtocolView::new(protocol, &codes)),
     )
         .into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    Ok(super::with_header(response, header::LOCATION, &location))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

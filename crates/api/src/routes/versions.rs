@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use jointeval_domain::protocol::{
@@ -82,16 +82,13 @@ fn etag(v: &ProtocolVersion) -> String {
 fn version_response(v: ProtocolVersion, status: StatusCode) -> Response {
     let tag = etag(&v);
     let location = format!("/v1/protocols/{}/versions/{}", v.protocol_id, v.number);
-    let mut response = (status, Json(VersionView::from(v))).into_response();
-    if let Ok(value) = HeaderValue::from_str(&tag) {
-        response.headers_mut().insert(header::ETAG, value);
+    let response = (status, Json(VersionView::from(v))).into_response();
+    let response = super::with_header(response, header::ETAG, &tag);
+    if status == StatusCode::CREATED {
+        super::with_header(response, header::LOCATION, &location)
+    } else {
+        response
     }
-    if status == StatusCode::CREATED
-        && let Ok(value) = HeaderValue::from_str(&location)
-    {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
 }
 
 /// A version of a visible protocol, or 404; then the policy's word on `action`.

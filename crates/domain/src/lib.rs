@@ -2,6 +2,7 @@
 //! Pure Rust, no IO: every rule here is reached by a unit test without a database.
 
 pub mod exchange;
+pub mod exercise;
 pub mod identity;
 pub mod institute;
 pub mod policy;
@@ -14,8 +15,8 @@ pub use identity::{
 };
 pub use institute::{Institute, InstituteCode};
 pub use policy::{
-    AccountRef, Action, Actor, Decision, Denial, ExchangeRef, ProtocolRef, Resource, decide,
-    review_capacities,
+    AccountRef, Action, Actor, Decision, Denial, ExchangeRef, JointRef, Resource,
+    agreement_capacities, decide, review_capacities,
 };
 
 /// Why a value given to the service was refused, with the field it concerns.

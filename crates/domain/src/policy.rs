@@ -68,6 +68,10 @@ pub enum Action {
     WriteDraft,
     ReviewVersion,
     Comment,
+    ReadExercise,
+    /// Create an exercise, change its plan, complete or cancel it.
+    ManageExercise,
+    AgreeExercise,
 }
 
 /// An account as the policy needs to know it.
@@ -88,9 +92,10 @@ pub struct ExchangeRef {
     pub proposed_by_institute_id: Uuid,
 }
 
-/// A protocol as the policy needs to know it.
+/// A joint object (a protocol, an exercise) as the policy needs to know it: its lead
+/// institute and the institutes taking part.
 #[derive(Debug, Clone)]
-pub struct ProtocolRef {
+pub struct JointRef {
     pub lead_institute_id: Uuid,
     pub participants: Vec<Uuid>,
 }
@@ -115,16 +120,18 @@ pub enum Resource<'a> {
         home_institute_id: Uuid,
         host_institute_id: Uuid,
     },
-    Protocol(&'a ProtocolRef),
+    Protocol(&'a JointRef),
     /// A protocol not yet created, led by this institute.
     NewProtocol {
         lead_institute_id: Uuid,
     },
     /// A version of a protocol, with the accounts that edited it.
     Version {
-        protocol: &'a ProtocolRef,
+        protocol: &'a JointRef,
         editors: &'a [Uuid],
     },
+    /// An exercise (existing or planned), by its lead and participants.
+    Exercise(&'a JointRef),
 }
 
 /// Why not: `NotFound` when the actor may not even know the resource exists
@@ -297,6 +304,27 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
                 ))
             }
         }
+        (ReadExercise, Resource::Exercise(e)) => see_joint(actor, e, Scope::ExercisesRead),
+        (ManageExercise, Resource::Exercise(e)) => {
+            see_joint(actor, e, Scope::ExercisesRead)?;
+            if person_with_role_in(actor, &[e.lead_institute_id], &[Role::Admin, Role::Author]) {
+                Ok(())
+            } else {
+                Err(Denial::Forbidden(
+                    "only admins and authors of the lead institute manage an exercise",
+                ))
+            }
+        }
+        (AgreeExercise, Resource::Exercise(e)) => {
+            see_joint(actor, e, Scope::ExercisesRead)?;
+            if person_with_role_in(actor, &e.participants, &[Role::Admin, Role::Reviewer]) {
+                Ok(())
+            } else {
+                Err(Denial::Forbidden(
+                    "only admins and reviewers of participating institutes agree to a plan",
+                ))
+            }
+        }
         // An action asked of a resource it does not apply to is a mistake of ours;
         // refusing is the safe answer.
         _ => Err(Denial::NotFound),
@@ -321,17 +349,37 @@ fn see_account(actor: &Actor, account: &AccountRef) -> Decision {
 
 /// Staff of a participating institute see a protocol; a service account also needs
 /// the `protocols:read` scope.
-fn see_protocol(actor: &Actor, protocol: &ProtocolRef) -> Decision {
+fn see_protocol(actor: &Actor, protocol: &JointRef) -> Decision {
+    see_joint(actor, protocol, Scope::ProtocolsRead)
+}
+
+/// Staff of a participating institute see a joint object; a service account also needs
+/// `scope`.
+fn see_joint(actor: &Actor, joint: &JointRef, scope: Scope) -> Decision {
     let member = actor
         .roles
         .iter()
-        .any(|r| protocol.participants.contains(&r.institute_id));
-    let scoped = actor.kind == AccountKind::Person || actor.scopes.contains(&Scope::ProtocolsRead);
+        .any(|r| joint.participants.contains(&r.institute_id));
+    let scoped = actor.kind == AccountKind::Person || actor.scopes.contains(&scope);
     if member && scoped {
         Ok(())
     } else {
         Err(Denial::NotFound)
     }
+}
+
+/// The participating institutes in whose capacity the actor may agree to an exercise plan.
+pub fn agreement_capacities(actor: &Actor, participants: &[Uuid]) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = actor
+        .roles
+        .iter()
+        .filter(|r| matches!(r.role, Role::Admin | Role::Reviewer))
+        .filter(|r| participants.contains(&r.institute_id))
+        .map(|r| r.institute_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 fn person_with_role_in(actor: &Actor, institutes: &[Uuid], roles: &[Role]) -> bool {

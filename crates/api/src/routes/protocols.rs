@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use jointeval_domain::protocol::{Protocol, ProtocolSlug, ProtocolStatus, RiskArea};
-use jointeval_domain::{Action, ProtocolRef, Resource, ValidationError, decide};
+use jointeval_domain::{Action, JointRef, Resource, ValidationError, decide};
 use jointeval_store::PgConnection;
 use jointeval_store::protocols::{NewProtocol, ProtocolFilter};
 use serde::{Deserialize, Serialize};
@@ -27,11 +27,11 @@ pub(crate) async fn visible_protocol(
     caller: &Caller,
     id: Uuid,
     action: Action,
-) -> Result<(Protocol, ProtocolRef), ApiError> {
+) -> Result<(Protocol, JointRef), ApiError> {
     let protocol = jointeval_store::protocols::get(conn, id)
         .await?
         .ok_or_else(|| crate::auth::not_found("protocol"))?;
-    let reference = ProtocolRef {
+    let reference = JointRef {
         lead_institute_id: protocol.lead_institute_id,
         participants: protocol.participants.clone(),
     };

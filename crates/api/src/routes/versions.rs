@@ -10,7 +10,7 @@ use jointeval_domain::protocol::{
     Change, Comment, ProtocolContent, ProtocolStatus, ProtocolVersion, Review, Verdict,
     VersionStatus, diff, pointer_exists, review_outcome,
 };
-use jointeval_domain::{Action, ProtocolRef, Resource, ValidationError, decide, review_capacities};
+use jointeval_domain::{Action, JointRef, Resource, ValidationError, decide, review_capacities};
 use jointeval_store::PgConnection;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -99,7 +99,7 @@ async fn visible_version(
     number: i32,
     action: Action,
     lock: bool,
-) -> Result<(ProtocolRef, ProtocolVersion), ApiError> {
+) -> Result<(JointRef, ProtocolVersion), ApiError> {
     let (_, protocol) = visible_protocol(conn, caller, protocol_id, Action::ReadProtocol).await?;
     let version = jointeval_store::protocols::get_version(conn, protocol_id, number, lock)
         .await?

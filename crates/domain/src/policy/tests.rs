@@ -328,7 +328,7 @@ fn protocols_are_seen_by_participants_only_and_written_by_their_authors() {
     let mut reader = person(12, US, &[(US, Role::Viewer)]);
     reader.kind = AccountKind::Service;
     reader.scopes = vec![Scope::ProtocolsRead];
-    let protocol = ProtocolRef {
+    let protocol = JointRef {
         lead_institute_id: US,
         participants: vec![US, UK],
     };
@@ -417,4 +417,44 @@ fn a_reviewer_reviews_in_the_capacity_of_each_participant_they_review_for() {
     });
     let viewer = person(14, US, &[(US, Role::Viewer)]);
     assert!(review_capacities(&viewer, &[US, UK]).is_empty());
+}
+
+#[test]
+fn exercises_are_managed_by_the_lead_and_agreed_by_each_participant() {
+    let w = world();
+    let us_author = person(20, US, &[(US, Role::Author)]);
+    let uk_reviewer = person(21, UK, &[(UK, Role::Reviewer)]);
+    let uk_author = person(22, UK, &[(UK, Role::Author)]);
+    let exercise = JointRef {
+        lead_institute_id: US,
+        participants: vec![US, UK],
+    };
+    let e = Resource::Exercise(&exercise);
+    let table: Vec<(&Actor, Action, Want)> = vec![
+        (&w.us_viewer, Action::ReadExercise, Allow),
+        (&uk_reviewer, Action::ReadExercise, Allow),
+        (&w.jp_admin, Action::ReadExercise, NotFound),
+        (&w.us_service, Action::ReadExercise, NotFound), // no exercises:read scope
+        (&us_author, Action::ManageExercise, Allow),
+        (&w.us_admin, Action::ManageExercise, Allow),
+        (&uk_author, Action::ManageExercise, Forbidden), // not the lead
+        (&w.us_viewer, Action::ManageExercise, Forbidden),
+        (&w.jp_admin, Action::ManageExercise, NotFound),
+        (&w.us_admin, Action::AgreeExercise, Allow),
+        (&uk_reviewer, Action::AgreeExercise, Allow),
+        (&w.uk_admin, Action::AgreeExercise, Allow),
+        (&us_author, Action::AgreeExercise, Forbidden),
+        (&w.us_viewer, Action::AgreeExercise, Forbidden),
+        (&w.jp_admin, Action::AgreeExercise, NotFound),
+    ];
+    for (actor, action, want) in table {
+        assert_eq!(
+            outcome(decide(actor, action, &e)),
+            want,
+            "{action:?} by {:?}",
+            actor.account_id
+        );
+    }
+    assert_eq!(agreement_capacities(&w.both_admin, &[US, UK]).len(), 2);
+    assert!(agreement_capacities(&us_author, &[US, UK]).is_empty());
 }

@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod auth;
 mod errors;
+mod exercises;
 mod health;
 mod institutes;
 mod matrix;

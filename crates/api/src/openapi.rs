@@ -27,6 +27,7 @@ use crate::routes;
         (name = "accounts", description = "Accounts and their roles, managed by each institute's admins"),
         (name = "exchanges", description = "Personnel exchanged between institutes"),
         (name = "protocols", description = "Evaluation protocols, their versions, reviews and discussion"),
+        (name = "exercises", description = "Joint testing exercises, started by every participant's agreement"),
         (name = "institutes", description = "The parties to the partnership"),
     )
 )]

@@ -8,6 +8,7 @@ mod actor;
 pub mod credentials;
 mod error;
 pub mod exchanges;
+pub mod exercises;
 pub mod institutes;
 pub mod login_failures;
 pub mod memberships;

@@ -2,6 +2,7 @@ mod accounts;
 mod auth;
 mod docs;
 mod exchanges;
+mod exercises;
 mod health;
 mod institutes;
 mod me;
@@ -69,6 +70,14 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(versions::review_version, versions::list_reviews))
         .routes(routes!(versions::post_comment, versions::list_comments))
         .routes(routes!(versions::diff_versions))
+        .routes(routes!(
+            exercises::create_exercise,
+            exercises::list_exercises
+        ))
+        .routes(routes!(exercises::get_exercise, exercises::change_plan))
+        .routes(routes!(exercises::agree))
+        .routes(routes!(exercises::complete_exercise))
+        .routes(routes!(exercises::cancel_exercise))
         .fallback(docs::not_found)
 }
 

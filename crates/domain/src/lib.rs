@@ -7,6 +7,7 @@ pub mod identity;
 pub mod institute;
 pub mod policy;
 pub mod protocol;
+pub mod run;
 
 pub use exchange::{Exchange, ExchangePhase, ExchangeStatus, TransitionRefused};
 pub use identity::{

@@ -72,6 +72,10 @@ pub enum Action {
     /// Create an exercise, change its plan, complete or cancel it.
     ManageExercise,
     AgreeExercise,
+    ReadRun,
+    /// Create a run, move it, and write its results.
+    ExecuteRun,
+    ReleaseRun,
 }
 
 /// An account as the policy needs to know it.
@@ -132,6 +136,11 @@ pub enum Resource<'a> {
     },
     /// An exercise (existing or planned), by its lead and participants.
     Exercise(&'a JointRef),
+    /// A run (existing or to be created) executed by `institute_id`.
+    Run {
+        institute_id: Uuid,
+        released_to: &'a [Uuid],
+    },
 }
 
 /// Why not: `NotFound` when the actor may not even know the resource exists
@@ -325,6 +334,54 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
                 ))
             }
         }
+        (
+            ReadRun,
+            Resource::Run {
+                institute_id,
+                released_to,
+            },
+        ) => see_run(actor, *institute_id, released_to),
+        (
+            ExecuteRun,
+            Resource::Run {
+                institute_id,
+                released_to,
+            },
+        ) => {
+            see_run(actor, *institute_id, released_to)?;
+            let evaluator = actor.has_role(*institute_id, Role::Evaluator);
+            let allowed = match actor.kind {
+                AccountKind::Person => evaluator,
+                AccountKind::Service => {
+                    evaluator
+                        && actor.scopes.contains(&Scope::RunsWrite)
+                        && actor.scopes.contains(&Scope::ResultsWrite)
+                }
+            };
+            if allowed {
+                Ok(())
+            } else {
+                Err(Denial::Forbidden(
+                    "only evaluators of the executing institute run it",
+                ))
+            }
+        }
+        (
+            ReleaseRun,
+            Resource::Run {
+                institute_id,
+                released_to,
+            },
+        ) => {
+            see_run(actor, *institute_id, released_to)?;
+            if person_with_role_in(actor, &[*institute_id], &[Role::Reviewer]) {
+                Ok(())
+            } else {
+                Err(Denial::Forbidden(
+                    "only reviewers of the executing institute release its results",
+                ))
+            }
+        }
         // An action asked of a resource it does not apply to is a mistake of ours;
         // refusing is the safe answer.
         _ => Err(Denial::NotFound),
@@ -345,6 +402,36 @@ fn see_account(actor: &Actor, account: &AccountRef) -> Decision {
     } else {
         Err(Denial::NotFound)
     }
+}
+
+/// A run exists for the executing institute's staff, and for the staff of the
+/// institutes it was released to; a service account also needs `runs:read` or `runs:write`.
+fn see_run(actor: &Actor, institute_id: Uuid, released_to: &[Uuid]) -> Decision {
+    let member = actor
+        .roles
+        .iter()
+        .any(|r| r.institute_id == institute_id || released_to.contains(&r.institute_id));
+    let scoped = actor.kind == AccountKind::Person
+        || actor.scopes.contains(&Scope::RunsRead)
+        || actor.scopes.contains(&Scope::RunsWrite);
+    if member && scoped {
+        Ok(())
+    } else {
+        Err(Denial::NotFound)
+    }
+}
+
+/// The participating institutes in whose capacity the actor may execute a run.
+pub fn execution_capacities(actor: &Actor, participants: &[Uuid]) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = actor
+        .roles
+        .iter()
+        .filter(|r| r.role == Role::Evaluator && participants.contains(&r.institute_id))
+        .map(|r| r.institute_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// Staff of a participating institute see a protocol; a service account also needs

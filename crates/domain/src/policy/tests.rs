@@ -458,3 +458,52 @@ fn exercises_are_managed_by_the_lead_and_agreed_by_each_participant() {
     assert_eq!(agreement_capacities(&w.both_admin, &[US, UK]).len(), 2);
     assert!(agreement_capacities(&us_author, &[US, UK]).is_empty());
 }
+
+#[test]
+fn a_run_belongs_to_its_institute_until_released() {
+    let us_evaluator = person(30, US, &[(US, Role::Evaluator)]);
+    let us_reviewer = person(31, US, &[(US, Role::Reviewer)]);
+    let uk_evaluator = person(32, UK, &[(UK, Role::Evaluator)]);
+    let uk_viewer = person(33, UK, &[(UK, Role::Viewer)]);
+    let jp_viewer = person(34, JP, &[(JP, Role::Viewer)]);
+    let mut runner = person(35, US, &[(US, Role::Evaluator)]);
+    runner.kind = AccountKind::Service;
+    runner.scopes = vec![Scope::RunsWrite, Scope::ResultsWrite];
+    let mut reader_only = runner.clone();
+    reader_only.scopes = vec![Scope::RunsRead];
+    let unreleased = Resource::Run {
+        institute_id: US,
+        released_to: &[],
+    };
+    let released = Resource::Run {
+        institute_id: US,
+        released_to: &[UK],
+    };
+    let table: Vec<(&Actor, Action, &Resource<'_>, Want)> = vec![
+        (&us_evaluator, Action::ReadRun, &unreleased, Allow),
+        (&uk_viewer, Action::ReadRun, &unreleased, NotFound),
+        (&uk_evaluator, Action::ReadRun, &unreleased, NotFound),
+        (&uk_viewer, Action::ReadRun, &released, Allow),
+        (&jp_viewer, Action::ReadRun, &released, NotFound),
+        (&us_evaluator, Action::ExecuteRun, &unreleased, Allow),
+        (&runner, Action::ExecuteRun, &unreleased, Allow),
+        (&reader_only, Action::ExecuteRun, &unreleased, Forbidden),
+        (&us_reviewer, Action::ExecuteRun, &unreleased, Forbidden),
+        (&uk_evaluator, Action::ExecuteRun, &released, Forbidden), // sees it, does not run it
+        (&uk_evaluator, Action::ExecuteRun, &unreleased, NotFound),
+        (&us_reviewer, Action::ReleaseRun, &unreleased, Allow),
+        (&us_evaluator, Action::ReleaseRun, &unreleased, Forbidden),
+        (&uk_viewer, Action::ReleaseRun, &released, Forbidden),
+        (&jp_viewer, Action::ReleaseRun, &unreleased, NotFound),
+    ];
+    for (actor, action, resource, want) in table {
+        assert_eq!(
+            outcome(decide(actor, action, resource)),
+            want,
+            "{action:?} by {:?}",
+            actor.account_id
+        );
+    }
+    assert_eq!(execution_capacities(&us_evaluator, &[US, UK]), [US]);
+    assert!(execution_capacities(&us_reviewer, &[US, UK]).is_empty());
+}

@@ -1,0 +1,272 @@
+//! Test runs: one execution of one protocol version against the exercise's model by one
+//! institute, and the results it produced.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::ValidationError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// `queued → running → succeeded | failed`, or `cancelled` before it finishes.
+    pub fn check_transition(self, to: RunStatus) -> Result<(), RunStateError> {
+        use RunStatus::*;
+        match (self, to) {
+            (Queued, Running) | (Running, Succeeded | Failed) | (Queued | Running, Cancelled) => {
+                Ok(())
+            }
+            _ => Err(RunStateError(match to {
+                Running => "only a queued run starts",
+                Succeeded | Failed => "only a running run finishes",
+                Cancelled => "the run is over already",
+                Queued => "a run is queued only when created",
+            })),
+        }
+    }
+
+    /// Results are accepted while the run is running, and frozen once it is final.
+    pub fn accepts_results(self) -> bool {
+        self == RunStatus::Running
+    }
+
+    /// Finished with results that can be released.
+    pub fn is_final(self) -> bool {
+        matches!(self, RunStatus::Succeeded | RunStatus::Failed)
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "queued" => Ok(RunStatus::Queued),
+            "running" => Ok(RunStatus::Running),
+            "succeeded" => Ok(RunStatus::Succeeded),
+            "failed" => Ok(RunStatus::Failed),
+            "cancelled" => Ok(RunStatus::Cancelled),
+            _ => Err(ValidationError::new("status", "is not a run status")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RunStateError(pub &'static str);
+
+/// The largest configuration a run records, in bytes of JSON.
+pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: Uuid,
+    pub exercise_id: Uuid,
+    pub protocol_id: Uuid,
+    pub protocol_version: i32,
+    /// The institute that executes it: its results are its own until released.
+    pub institute_id: Uuid,
+    pub harness_name: String,
+    pub harness_version: String,
+    pub config: serde_json::Value,
+    pub model_version: String,
+    pub status: RunStatus,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Who moved it last.
+    pub updated_by: Uuid,
+    pub updated_at: DateTime<Utc>,
+    /// sha256 of the results, recorded when the run finished.
+    pub digest: Option<String>,
+    /// Institutes it has been released to.
+    pub released_to: Vec<Uuid>,
+}
+
+/// One aggregate metric of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"scorer": "match", "metric": "accuracy", "value": 0.85, "stderr": 0.08, "sample_count": 20}))]
+pub struct MetricValue {
+    pub scorer: String,
+    pub metric: String,
+    pub value: f64,
+    pub stderr: Option<f64>,
+    pub sample_count: Option<i64>,
+}
+
+pub const MAX_METRICS_PER_BATCH: usize = 10_000;
+
+/// A batch of metrics: names bounded, numbers finite, each (scorer, metric) once.
+pub fn validate_metrics(batch: &[MetricValue]) -> Vec<ValidationError> {
+    let mut errors = Vec::new();
+    if batch.is_empty() || batch.len() > MAX_METRICS_PER_BATCH {
+        errors.push(ValidationError::new(
+            "metrics",
+            format!("must hold 1 to {MAX_METRICS_PER_BATCH} metrics"),
+        ));
+        return errors;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, m) in batch.iter().enumerate() {
+        for (field, value) in [("scorer", &m.scorer), ("metric", &m.metric)] {
+            let n = value.chars().count();
+            if n == 0 || n > 200 {
+                errors.push(ValidationError::new(
+                    format!("metrics[{i}].{field}"),
+                    "must be 1 to 200 characters",
+                ));
+            }
+        }
+        if !m.value.is_finite() {
+            errors.push(ValidationError::new(
+                format!("metrics[{i}].value"),
+                "must be a finite number",
+            ));
+        }
+        if m.stderr.is_some_and(|s| !s.is_finite() || s < 0.0) {
+            errors.push(ValidationError::new(
+                format!("metrics[{i}].stderr"),
+                "must be a finite number, not negative",
+            ));
+        }
+        if m.sample_count.is_some_and(|n| n < 0) {
+            errors.push(ValidationError::new(
+                format!("metrics[{i}].sample_count"),
+                "must not be negative",
+            ));
+        }
+        if !seen.insert((m.scorer.as_str(), m.metric.as_str())) {
+            errors.push(ValidationError::new(
+                format!("metrics[{i}]"),
+                "names a (scorer, metric) pair twice in one batch",
+            ));
+        }
+    }
+    errors
+}
+
+/// sha256 over the metrics in a canonical order (by scorer, then metric), each as
+/// canonical JSON on its own line: what a release certifies.
+pub fn results_digest(metrics: &[MetricValue]) -> String {
+    let mut sorted: Vec<&MetricValue> = metrics.iter().collect();
+    sorted.sort_by(|a, b| (&a.scorer, &a.metric).cmp(&(&b.scorer, &b.metric)));
+    let mut hasher = Sha256::new();
+    for m in sorted {
+        let line = serde_json::json!({
+            "metric": m.metric, "sample_count": m.sample_count, "scorer": m.scorer,
+            "stderr": m.stderr, "value": m.value,
+        });
+        hasher.update(line.to_string().as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_move_forward_only() {
+        use RunStatus::*;
+        for (from, to) in [
+            (Queued, Running),
+            (Running, Succeeded),
+            (Running, Failed),
+            (Queued, Cancelled),
+            (Running, Cancelled),
+        ] {
+            assert!(from.check_transition(to).is_ok(), "{from:?} → {to:?}");
+        }
+        for (from, to) in [
+            (Queued, Succeeded),
+            (Running, Running),
+            (Succeeded, Cancelled),
+            (Failed, Running),
+            (Cancelled, Running),
+            (Succeeded, Failed),
+        ] {
+            assert!(from.check_transition(to).is_err(), "{from:?} → {to:?}");
+        }
+        assert!(
+            Running.accepts_results() && !Succeeded.accepts_results() && !Queued.accepts_results()
+        );
+        assert!(Succeeded.is_final() && Failed.is_final() && !Cancelled.is_final());
+    }
+
+    fn m(scorer: &str, metric: &str, value: f64) -> MetricValue {
+        MetricValue {
+            scorer: scorer.into(),
+            metric: metric.into(),
+            value,
+            stderr: None,
+            sample_count: Some(20),
+        }
+    }
+
+    #[test]
+    fn metric_batches_are_bounded_finite_and_free_of_duplicates() {
+        assert!(validate_metrics(&[m("match", "accuracy", 0.5)]).is_empty());
+        let fields = |e: Vec<ValidationError>| e.into_iter().map(|e| e.field).collect::<Vec<_>>();
+        assert_eq!(fields(validate_metrics(&[])), ["metrics"]);
+        assert_eq!(
+            fields(validate_metrics(&[m("match", "accuracy", f64::NAN)])),
+            ["metrics[0].value"]
+        );
+        assert_eq!(
+            fields(validate_metrics(&[m("match", "accuracy", f64::INFINITY)])),
+            ["metrics[0].value"]
+        );
+        assert_eq!(
+            fields(validate_metrics(&[
+                m("match", "accuracy", 1.0),
+                m("match", "accuracy", 0.0)
+            ])),
+            ["metrics[1]"]
+        );
+        assert_eq!(
+            fields(validate_metrics(&[m("", "accuracy", 1.0)])),
+            ["metrics[0].scorer"]
+        );
+    }
+
+    #[test]
+    fn the_digest_depends_on_the_results_not_their_order() {
+        let a = [m("match", "accuracy", 0.5), m("includes", "accuracy", 0.7)];
+        let b = [m("includes", "accuracy", 0.7), m("match", "accuracy", 0.5)];
+        assert_eq!(results_digest(&a), results_digest(&b));
+        assert_ne!(
+            results_digest(&a),
+            results_digest(&[m("match", "accuracy", 0.5)])
+        );
+        assert_eq!(results_digest(&a).len(), 64);
+    }
+}

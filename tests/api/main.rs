@@ -14,3 +14,4 @@ mod migrations;
 mod observability;
 mod openapi;
 mod protocols;
+mod runs;

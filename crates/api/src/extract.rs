@@ -17,17 +17,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(req.headers()) {
-            return Err(Problem::status(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "the body must be JSON, sent with `Content-Type: application/json`",
-            ));
-        }
+        let headers = req.headers().clone();
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(body_problem)?;
-        parse_json(&bytes).map(ApiJson)
+        json_body(&headers, &bytes).map(ApiJson)
     }
+}
+
+/// A JSON body already read, for handlers that also need its bytes (to hash them).
+pub fn json_body<T: DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    bytes: &[u8],
+) -> Result<T, Problem> {
+    if !is_json(headers) {
+        return Err(Problem::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON, sent with `Content-Type: application/json`",
+        ));
+    }
+    parse_json(bytes)
 }
 
 fn is_json(headers: &axum::http::HeaderMap) -> bool {

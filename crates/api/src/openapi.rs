@@ -28,6 +28,7 @@ use crate::routes;
         (name = "exchanges", description = "Personnel exchanged between institutes"),
         (name = "protocols", description = "Evaluation protocols, their versions, reviews and discussion"),
         (name = "exercises", description = "Joint testing exercises, started by every participant's agreement"),
+        (name = "runs", description = "Test runs, their results, and their release to the partners"),
         (name = "institutes", description = "The parties to the partnership"),
     )
 )]

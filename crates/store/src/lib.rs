@@ -14,6 +14,7 @@ pub mod login_failures;
 pub mod memberships;
 mod pool;
 pub mod protocols;
+pub mod runs;
 pub mod signing_keys;
 
 pub use actor::{ActingAs, Tx, begin, commit};

@@ -8,6 +8,7 @@ mod institutes;
 mod me;
 mod memberships;
 mod protocols;
+mod runs;
 mod versions;
 mod views;
 
@@ -78,6 +79,13 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(exercises::agree))
         .routes(routes!(exercises::complete_exercise))
         .routes(routes!(exercises::cancel_exercise))
+        .routes(routes!(runs::create_run, runs::list_runs))
+        .routes(routes!(runs::get_run))
+        .routes(routes!(runs::start_run))
+        .routes(routes!(runs::finish_run))
+        .routes(routes!(runs::cancel_run))
+        .routes(routes!(runs::upsert_metrics, runs::get_metrics))
+        .routes(routes!(runs::release_run))
         .fallback(docs::not_found)
 }
 

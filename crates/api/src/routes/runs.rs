@@ -1,0 +1,694 @@
+//! Test runs in an exercise: created and moved by the executing institute's evaluators,
+//! their metrics, and their release to the partners. Before release, a run does not
+//! exist for any other institute.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use jointeval_domain::exercise::ExerciseStatus;
+use jointeval_domain::run::{
+    MAX_CONFIG_BYTES, MetricValue, Run, RunStatus, results_digest, validate_metrics,
+};
+use jointeval_domain::{Action, JointRef, Resource, ValidationError, decide, execution_capacities};
+use jointeval_store::PgConnection;
+use jointeval_store::runs::NewRun;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, json_body};
+use crate::pagination::{Page, PageQuery};
+use crate::problem::{ApiError, FieldError, Problem};
+use crate::routes::views::Codes;
+
+/// The harness that executed a run.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HarnessRef {
+    /// e.g. `inspect`.
+    pub name: String,
+    pub version: String,
+}
+
+/// A test run.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d60", "exercise_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d50",
+    "protocol_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d20", "protocol_version": 2, "institute": "UK",
+    "harness": {"name": "inspect", "version": "0.3.285"}, "config": {"temperature": 0},
+    "model_version": "example-large-2026-10-01", "status": "succeeded",
+    "created_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "created_at": "2026-12-02T09:00:00Z",
+    "started_at": "2026-12-02T09:01:00Z", "finished_at": "2026-12-02T10:00:00Z",
+    "updated_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "updated_at": "2026-12-02T10:00:00Z",
+    "digest": "5d41402abc4b2a76b9719d911017c592ae2b4f0f8d1b1b1c0f5e5a8c1e2f3a4b", "released_to": ["US"]
+}))]
+pub struct RunView {
+    pub id: Uuid,
+    pub exercise_id: Uuid,
+    pub protocol_id: Uuid,
+    pub protocol_version: i32,
+    /// The executing institute.
+    pub institute: String,
+    pub harness: HarnessRef,
+    pub config: serde_json::Value,
+    pub model_version: String,
+    pub status: RunStatus,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The account (person or service) that moved it last.
+    pub updated_by: Uuid,
+    pub updated_at: DateTime<Utc>,
+    /// sha256 of the results, recorded when the run finished.
+    pub digest: Option<String>,
+    /// The institutes it has been released to.
+    pub released_to: Vec<String>,
+}
+
+impl RunView {
+    fn new(r: Run, codes: &Codes) -> Self {
+        let mut released_to: Vec<String> = r.released_to.iter().map(|i| codes.of(*i)).collect();
+        released_to.sort();
+        Self {
+            id: r.id,
+            exercise_id: r.exercise_id,
+            protocol_id: r.protocol_id,
+            protocol_version: r.protocol_version,
+            institute: codes.of(r.institute_id),
+            harness: HarnessRef {
+                name: r.harness_name,
+                version: r.harness_version,
+            },
+            config: r.config,
+            model_version: r.model_version,
+            status: r.status,
+            created_by: r.created_by,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            updated_by: r.updated_by,
+            updated_at: r.updated_at,
+            digest: r.digest,
+            released_to,
+        }
+    }
+}
+
+/// A run the caller may see (or 404), then the policy's word on `action`.
+async fn visible_run(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    id: Uuid,
+    action: Action,
+    lock: bool,
+) -> Result<Run, ApiError> {
+    let run = jointeval_store::runs::get(conn, id, lock)
+        .await?
+        .ok_or_else(|| crate::auth::not_found("run"))?;
+    let resource = Resource::Run {
+        institute_id: run.institute_id,
+        released_to: &run.released_to,
+    };
+    decide(&caller.actor, Action::ReadRun, &resource).map_err(|d| Caller::deny(d, "run"))?;
+    decide(&caller.actor, action, &resource).map_err(|d| Caller::deny(d, "run"))?;
+    Ok(run)
+}
+
+fn state_conflict(detail: &'static str) -> ApiError {
+    Problem::typed(
+        StatusCode::CONFLICT,
+        "run-state",
+        "Not possible in this state",
+        detail,
+    )
+    .into()
+}
+
+/// A new run.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "protocol_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d20", "protocol_version": 2,
+    "harness": {"name": "inspect", "version": "0.3.285"}, "config": {"temperature": 0},
+    "model_version": "example-large-2026-10-01"
+}))]
+pub struct NewRunRequest {
+    pub protocol_id: Uuid,
+    /// The version the exercise uses.
+    pub protocol_version: i32,
+    /// The executing institute (code), when the caller evaluates for more than one.
+    pub institute: Option<String>,
+    pub harness: HarnessRef,
+    /// The harness configuration, at most 64 KiB of JSON.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// The model version actually tested.
+    pub model_version: String,
+}
+
+/// Creates a queued run in an active exercise, executed by the caller's institute.
+/// With an `Idempotency-Key`, a retry answers the first answer instead of a second run.
+#[utoipa::path(
+    post, path = "/v1/exercises/{id}/runs", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The exercise"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key answers the first answer")),
+    request_body = NewRunRequest,
+    responses(
+        (status = 201, description = "Queued", body = RunView, headers(("Location" = String, description = "The run"))),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an evaluator of a participating institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The exercise is not active", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid, or the key was used for another request", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(exercise_id): ApiPath<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: NewRunRequest = json_body(&headers, &body)?;
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_owned))
+        .transpose()
+        .map_err(|_| ValidationError::new("Idempotency-Key", "must be visible ASCII"))?;
+    if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
+        return Err(ValidationError::new("Idempotency-Key", "must be 1 to 200 characters").into());
+    }
+    let fingerprint: String = Sha256::digest([exercise_id.as_bytes().as_slice(), &body].concat())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    if let Some(key) = &key
+        && let Some(first) =
+            jointeval_store::runs::idempotent_answer(&mut tx, caller.account.id, key).await?
+    {
+        if first.request_sha256 != fingerprint {
+            return Err(ValidationError::new(
+                "Idempotency-Key",
+                "was used for a different request",
+            )
+            .into());
+        }
+        jointeval_store::commit(tx).await?;
+        let status = StatusCode::from_u16(first.status as u16).unwrap_or(StatusCode::CREATED);
+        let mut response = (status, Json(first.body)).into_response();
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        return Ok(response);
+    }
+
+    let exercise = jointeval_store::exercises::get(&mut tx, exercise_id, false)
+        .await?
+        .ok_or_else(|| crate::auth::not_found("exercise"))?;
+    let joint = JointRef {
+        lead_institute_id: exercise.lead_institute_id,
+        participants: exercise.participants.clone(),
+    };
+    decide(
+        &caller.actor,
+        Action::ReadExercise,
+        &Resource::Exercise(&joint),
+    )
+    .map_err(|d| Caller::deny(d, "exercise"))?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let capacities = execution_capacities(&caller.actor, &exercise.participants);
+    let institute = match (request.institute.as_deref(), capacities.as_slice()) {
+        (Some(code), _) => codes
+            .id_of(code)
+            .filter(|i| exercise.participants.contains(i))
+            .ok_or_else(|| {
+                ValidationError::new("institute", "is not a participant of the exercise")
+            })?,
+        (None, [one]) => *one,
+        // The policy says why the caller may not.
+        (None, []) => caller.account.home_institute_id,
+        (None, _) => {
+            return Err(ValidationError::new(
+                "institute",
+                "is required: you evaluate for more than one participant",
+            )
+            .into());
+        }
+    };
+    decide(
+        &caller.actor,
+        Action::ExecuteRun,
+        &Resource::Run {
+            institute_id: institute,
+            released_to: &[],
+        },
+    )
+    .map_err(|d| Caller::deny(d, "run"))?;
+    if exercise.status != ExerciseStatus::Active {
+        return Err(Problem::typed(
+            StatusCode::CONFLICT,
+            "exercise-state",
+            "Exercise not active",
+            "runs are created in an active exercise",
+        )
+        .into());
+    }
+    let mut errors: Vec<FieldError> = Vec::new();
+    if !exercise
+        .protocol_versions
+        .contains(&(request.protocol_id, request.protocol_version))
+    {
+        errors.push(
+            ValidationError::new(
+                "protocol_version",
+                "is not a protocol version of this exercise",
+            )
+            .into(),
+        );
+    }
+    for (field, value, max) in [
+        ("harness.name", &request.harness.name, 100),
+        ("harness.version", &request.harness.version, 100),
+        ("model_version", &request.model_version, 200),
+    ] {
+        let n = value.trim().chars().count();
+        if n == 0 || n > max {
+            errors
+                .push(ValidationError::new(field, format!("must be 1 to {max} characters")).into());
+        }
+    }
+    let config = if request.config.is_null() {
+        serde_json::json!({})
+    } else {
+        request.config
+    };
+    if !config.is_object() || config.to_string().len() > MAX_CONFIG_BYTES {
+        errors
+            .push(ValidationError::new("config", "must be a JSON object of at most 64 KiB").into());
+    }
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors).into());
+    }
+    let run = jointeval_store::runs::insert(
+        &mut tx,
+        &NewRun {
+            exercise_id,
+            protocol_id: request.protocol_id,
+            protocol_version: request.protocol_version,
+            institute_id: institute,
+            harness_name: request.harness.name.trim(),
+            harness_version: request.harness.version.trim(),
+            config: &config,
+            model_version: request.model_version.trim(),
+            created_by: caller.account.id,
+        },
+    )
+    .await?;
+    let location = format!("/v1/runs/{}", run.id);
+    let view = RunView::new(run, &codes);
+    if let Some(key) = &key {
+        let body = serde_json::to_value(&view).unwrap_or_default();
+        jointeval_store::runs::remember_answer(
+            &mut tx,
+            caller.account.id,
+            key,
+            &fingerprint,
+            201,
+            &body,
+        )
+        .await?;
+    }
+    jointeval_store::commit(tx).await?;
+    tracing::info!(run_id = %view.id, "run queued");
+    Ok(super::with_header(
+        (StatusCode::CREATED, Json(view)).into_response(),
+        header::LOCATION,
+        &location,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Lists the runs of an exercise the caller may see: its institutes' own, and those
+/// released to them.
+#[utoipa::path(
+    get, path = "/v1/exercises/{id}/runs", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The exercise"), RunQuery),
+    responses(
+        (status = 200, description = "A page of runs", body = Page<RunView>),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(exercise_id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<RunQuery>,
+) -> Result<Json<Page<RunView>>, ApiError> {
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .validate()?;
+    let after = page.after_id()?;
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let exercise = jointeval_store::exercises::get(&mut tx, exercise_id, false)
+        .await?
+        .ok_or_else(|| crate::auth::not_found("exercise"))?;
+    let joint = JointRef {
+        lead_institute_id: exercise.lead_institute_id,
+        participants: exercise.participants.clone(),
+    };
+    decide(
+        &caller.actor,
+        Action::ReadExercise,
+        &Resource::Exercise(&joint),
+    )
+    .map_err(|d| Caller::deny(d, "exercise"))?;
+    // The same rule as a single read (see `decide` on `ReadRun`), in the query.
+    let scoped = caller.actor.kind == jointeval_domain::AccountKind::Person
+        || caller.actor.scopes.iter().any(|s| {
+            matches!(
+                s,
+                jointeval_domain::Scope::RunsRead | jointeval_domain::Scope::RunsWrite
+            )
+        });
+    let institutes: Vec<Uuid> = if scoped {
+        caller.actor.roles.iter().map(|r| r.institute_id).collect()
+    } else {
+        Vec::new()
+    };
+    let rows =
+        jointeval_store::runs::list_visible(&mut tx, exercise_id, &institutes, after, page.fetch())
+            .await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::commit(tx).await?;
+    let page = Page::from_rows(rows, page.limit, |r| r.id.to_string());
+    Ok(Json(page.map(|r| RunView::new(r, &codes))))
+}
+
+/// Reads a run.
+#[utoipa::path(
+    get, path = "/v1/runs/{id}", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    responses(
+        (status = 200, description = "The run", body = RunView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run, or one not released to the caller's institutes", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<RunView>, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let run = visible_run(&mut tx, &caller, id, Action::ReadRun, false).await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::commit(tx).await?;
+    Ok(Json(RunView::new(run, &codes)))
+}
+
+async fn move_run(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    to: RunStatus,
+) -> Result<Json<RunView>, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let run = visible_run(&mut tx, caller, id, Action::ExecuteRun, true).await?;
+    run.status
+        .check_transition(to)
+        .map_err(|e| state_conflict(e.0))?;
+    // Finishing freezes the results and records what they were.
+    let digest = if to.is_final() {
+        Some(results_digest(
+            &jointeval_store::runs::metrics(&mut tx, id).await?,
+        ))
+    } else {
+        None
+    };
+    jointeval_store::runs::set_status(&mut tx, id, to, caller.account.id, digest.as_deref())
+        .await?;
+    let run = jointeval_store::runs::get(&mut tx, id, false)
+        .await?
+        .ok_or_else(|| crate::auth::not_found("run"))?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::commit(tx).await?;
+    tracing::info!(run_id = %id, status = to.as_str(), "run moved");
+    Ok(Json(RunView::new(run, &codes)))
+}
+
+/// Starts a queued run.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/start", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    responses(
+        (status = 200, description = "Running", body = RunView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not queued", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn start_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<RunView>, ApiError> {
+    move_run(&state, &caller, id, RunStatus::Running).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"outcome": "succeeded"}))]
+pub struct FinishRequest {
+    /// `succeeded` or `failed`.
+    pub outcome: RunStatus,
+}
+
+/// Finishes a running run: its results are frozen and their digest recorded.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/finish", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    request_body = FinishRequest,
+    responses(
+        (status = 200, description = "Finished, with its digest", body = RunView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not running", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`outcome` is neither `succeeded` nor `failed`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn finish_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<FinishRequest>,
+) -> Result<Json<RunView>, ApiError> {
+    if !request.outcome.is_final() {
+        return Err(ValidationError::new("outcome", "must be `succeeded` or `failed`").into());
+    }
+    move_run(&state, &caller, id, request.outcome).await
+}
+
+/// Cancels a queued or running run.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/cancel", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    responses(
+        (status = 200, description = "Cancelled", body = RunView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Over already", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<RunView>, ApiError> {
+    move_run(&state, &caller, id, RunStatus::Cancelled).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsBatch {
+    /// 1 to 10000 metrics; each (scorer, metric) once. A metric sent again replaces the
+    /// value stored before.
+    pub metrics: Vec<MetricValue>,
+}
+
+/// How many metrics a batch wrote.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Written {
+    pub written: usize,
+}
+
+/// Upserts a batch of aggregate metrics while the run is running: all or nothing.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/metrics", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    request_body = MetricsBatch,
+    responses(
+        (status = 200, description = "Written", body = Written),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run is not running: its results are frozen or not begun", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A metric is invalid (NaN, a duplicate key …)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn upsert_metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(batch): ApiJson<MetricsBatch>,
+) -> Result<Json<Written>, ApiError> {
+    let errors = validate_metrics(&batch.metrics);
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let run = visible_run(&mut tx, &caller, id, Action::ExecuteRun, true).await?;
+    if !run.status.accepts_results() {
+        return Err(state_conflict(
+            "results are accepted while the run is running",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors.into_iter().map(FieldError::from).collect()).into());
+    }
+    jointeval_store::runs::upsert_metrics(&mut tx, id, &batch.metrics).await?;
+    jointeval_store::commit(tx).await?;
+    Ok(Json(Written {
+        written: batch.metrics.len(),
+    }))
+}
+
+/// Reads a run's aggregate metrics.
+#[utoipa::path(
+    get, path = "/v1/runs/{id}/metrics", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    responses(
+        (status = 200, description = "The metrics, by scorer and metric", body = Vec<MetricValue>),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run, or one not released to the caller's institutes", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<Vec<MetricValue>>, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    visible_run(&mut tx, &caller, id, Action::ReadRun, false).await?;
+    let metrics = jointeval_store::runs::metrics(&mut tx, id).await?;
+    jointeval_store::commit(tx).await?;
+    Ok(Json(metrics))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"institutes": ["US"]}))]
+pub struct ReleaseRequest {
+    /// Codes of the exercise's other participants to release to; all of them when absent.
+    pub institutes: Option<Vec<String>>,
+}
+
+/// Releases a finished run's results to the exercise's other participants (all, or the
+/// named ones). The release records who, when and the digest; it is never undone.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/release", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    request_body = ReleaseRequest,
+    responses(
+        (status = 200, description = "Released", body = RunView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a reviewer of the executing institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run has not finished", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An institute is not another participant of the exercise", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn release_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<ReleaseRequest>,
+) -> Result<Json<RunView>, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let run = visible_run(&mut tx, &caller, id, Action::ReleaseRun, true).await?;
+    if !run.status.is_final() {
+        return Err(state_conflict(
+            "only a finished run (succeeded or failed) is released",
+        ));
+    }
+    let exercise = jointeval_store::exercises::get(&mut tx, run.exercise_id, false)
+        .await?
+        .ok_or_else(|| crate::auth::not_found("exercise"))?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let partners: Vec<Uuid> = exercise
+        .participants
+        .iter()
+        .copied()
+        .filter(|i| *i != run.institute_id)
+        .collect();
+    let targets = match &request.institutes {
+        None => partners,
+        Some(given) => {
+            let mut ids = Vec::new();
+            for (i, code) in given.iter().enumerate() {
+                match codes.id_of(code).filter(|id| partners.contains(id)) {
+                    Some(id) => ids.push(id),
+                    None => {
+                        return Err(ValidationError::new(
+                            format!("institutes[{i}]"),
+                            "is not another participant of the exercise",
+                        )
+                        .into());
+                    }
+                }
+            }
+            if ids.is_empty() {
+                return Err(
+                    ValidationError::new("institutes", "must name at least one institute").into(),
+                );
+            }
+            ids
+        }
+    };
+    let digest = run.digest.clone().unwrap_or_default();
+    jointeval_store::runs::release(&mut tx, id, &targets, caller.account.id, &digest).await?;
+    let run = jointeval_store::runs::get(&mut tx, id, false)
+        .await?
+        .ok_or_else(|| crate::auth::not_found("run"))?;
+    jointeval_store::commit(tx).await?;
+    tracing::info!(run_id = %id, "run released");
+    Ok(Json(RunView::new(run, &codes)))
+}

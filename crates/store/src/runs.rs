@@ -1,0 +1,301 @@
+//! Test runs, their metrics and releases, and the idempotency of their creation.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use jointeval_domain::run::{MetricValue, Run, RunStatus};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+struct Row {
+    id: Uuid,
+    exercise_id: Uuid,
+    protocol_id: Uuid,
+    protocol_version: i32,
+    institute_id: Uuid,
+    harness_name: String,
+    harness_version: String,
+    config: serde_json::Value,
+    model_version: String,
+    status: String,
+    created_by: Uuid,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    updated_by: Uuid,
+    updated_at: DateTime<Utc>,
+    digest: Option<String>,
+    released_to: Vec<Uuid>,
+}
+
+impl TryFrom<Row> for Run {
+    type Error = StoreError;
+    fn try_from(r: Row) -> Result<Self, StoreError> {
+        Ok(Run {
+            id: r.id,
+            exercise_id: r.exercise_id,
+            protocol_id: r.protocol_id,
+            protocol_version: r.protocol_version,
+            institute_id: r.institute_id,
+            harness_name: r.harness_name,
+            harness_version: r.harness_version,
+            config: r.config,
+            model_version: r.model_version,
+            status: RunStatus::from_str(&r.status).map_err(StoreError::corrupt)?,
+            created_by: r.created_by,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            updated_by: r.updated_by,
+            updated_at: r.updated_at,
+            digest: r.digest,
+            released_to: r.released_to,
+        })
+    }
+}
+
+pub struct NewRun<'a> {
+    pub exercise_id: Uuid,
+    pub protocol_id: Uuid,
+    pub protocol_version: i32,
+    pub institute_id: Uuid,
+    pub harness_name: &'a str,
+    pub harness_version: &'a str,
+    pub config: &'a serde_json::Value,
+    pub model_version: &'a str,
+    pub created_by: Uuid,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn insert(conn: &mut PgConnection, new: &NewRun<'_>) -> Result<Run, StoreError> {
+    let id = Uuid::now_v7();
+    sqlx::query!(
+        "insert into runs (id, exercise_id, protocol_id, protocol_version, institute_id, harness_name,
+                           harness_version, config, model_version, created_by, updated_by)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        id,
+        new.exercise_id,
+        new.protocol_id,
+        new.protocol_version,
+        new.institute_id,
+        new.harness_name,
+        new.harness_version,
+        new.config,
+        new.model_version,
+        new.created_by
+    )
+    .execute(&mut *conn)
+    .await?;
+    get(conn, id, false)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("inserted run vanished".into()))
+}
+
+/// A run; with `lock`, locked for the rest of the transaction.
+#[tracing::instrument(skip_all)]
+pub async fn get(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Option<Run>, StoreError> {
+    if lock {
+        sqlx::query!("select id from runs where id = $1 for update", id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
+    Ok(list(conn, Some(id), None, &[], None, 1).await?.pop())
+}
+
+async fn list(
+    conn: &mut PgConnection,
+    id: Option<Uuid>,
+    exercise_id: Option<Uuid>,
+    institutes: &[Uuid],
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Run>, StoreError> {
+    let rows = sqlx::query_as!(
+        Row,
+        r#"select r.id, r.exercise_id, r.protocol_id, r.protocol_version, r.institute_id,
+                  r.harness_name, r.harness_version, r.config, r.model_version, r.status,
+                  r.created_by, r.created_at, r.started_at, r.finished_at, r.updated_by,
+                  r.updated_at, r.digest,
+                  array(select institute_id from run_releases rr
+                        where rr.run_id = r.id order by institute_id) as "released_to!"
+           from runs r
+           where ($1::uuid is null or r.id = $1)
+             and ($2::uuid is null or (r.exercise_id = $2
+                  and (r.institute_id = any($3)
+                       or exists (select 1 from run_releases rr
+                                  where rr.run_id = r.id and rr.institute_id = any($3)))))
+             and ($4::uuid is null or r.id > $4)
+           order by r.id
+           limit $5"#,
+        id,
+        exercise_id,
+        institutes,
+        after,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(Run::try_from).collect()
+}
+
+/// The runs of an exercise that `institutes` may see: their own, and those released to
+/// them. What is not listed here does not exist for them, not even in a count.
+#[tracing::instrument(skip_all)]
+pub async fn list_visible(
+    conn: &mut PgConnection,
+    exercise_id: Uuid,
+    institutes: &[Uuid],
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Run>, StoreError> {
+    list(conn, None, Some(exercise_id), institutes, after, limit).await
+}
+
+/// Moves a run, stamping when it started or finished and who moved it.
+#[tracing::instrument(skip_all)]
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: RunStatus,
+    by: Uuid,
+    digest: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "update runs set status = $2, updated_by = $3, updated_at = now(),
+                started_at = case when $2 = 'running' then now() else started_at end,
+                finished_at = case when $2 in ('succeeded', 'failed', 'cancelled') then now() else finished_at end,
+                digest = coalesce($4, digest)
+         where id = $1",
+        id,
+        status.as_str(),
+        by,
+        digest
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Inserts or replaces a batch of metrics, keyed by (scorer, metric), in one statement.
+#[tracing::instrument(skip_all)]
+pub async fn upsert_metrics(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    batch: &[MetricValue],
+) -> Result<(), StoreError> {
+    let scorers: Vec<&str> = batch.iter().map(|m| m.scorer.as_str()).collect();
+    let metrics: Vec<&str> = batch.iter().map(|m| m.metric.as_str()).collect();
+    let values: Vec<f64> = batch.iter().map(|m| m.value).collect();
+    let stderrs: Vec<Option<f64>> = batch.iter().map(|m| m.stderr).collect();
+    let counts: Vec<Option<i64>> = batch.iter().map(|m| m.sample_count).collect();
+    sqlx::query!(
+        "insert into run_metrics (run_id, scorer, metric, value, stderr, sample_count)
+         select $1, * from unnest($2::text[], $3::text[], $4::float8[], $5::float8[], $6::int8[])
+         on conflict (run_id, scorer, metric) do update
+           set value = excluded.value, stderr = excluded.stderr, sample_count = excluded.sample_count",
+        run_id,
+        &scorers as &[&str],
+        &metrics as &[&str],
+        &values,
+        &stderrs as &[Option<f64>],
+        &counts as &[Option<i64>]
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn metrics(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+) -> Result<Vec<MetricValue>, StoreError> {
+    Ok(sqlx::query_as!(
+        MetricValue,
+        "select scorer, metric, value, stderr, sample_count from run_metrics
+         where run_id = $1 order by scorer, metric",
+        run_id
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Releases a run to `institutes`, recording who and the digest released. Institutes
+/// it was released to before keep their first release.
+#[tracing::instrument(skip_all)]
+pub async fn release(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    institutes: &[Uuid],
+    by: Uuid,
+    digest: &str,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "insert into run_releases (run_id, institute_id, released_by, digest)
+         select $1, unnest($2::uuid[]), $3, $4
+         on conflict do nothing",
+        run_id,
+        institutes,
+        by,
+        digest
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The answer first given to `key`, with the hash of the request it answered.
+pub struct StoredAnswer {
+    pub request_sha256: String,
+    pub status: i32,
+    pub body: serde_json::Value,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn idempotent_answer(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    key: &str,
+) -> Result<Option<StoredAnswer>, StoreError> {
+    // Waits for a concurrent request with the same key to commit or roll back.
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtext($1::uuid::text || $2))",
+        account_id,
+        key
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(sqlx::query_as!(
+        StoredAnswer,
+        "select request_sha256, status, body from idempotency_keys where account_id = $1 and key = $2",
+        account_id,
+        key
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn remember_answer(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+    key: &str,
+    request_sha256: &str,
+    status: i32,
+    body: &serde_json::Value,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "insert into idempotency_keys (account_id, key, request_sha256, status, body)
+         values ($1, $2, $3, $4, $5)",
+        account_id,
+        key,
+        request_sha256,
+        status,
+        body
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,454 @@
+//! Runs over HTTP: each institute's results are its own until one of its reviewers
+//! releases them; a third institute never sees them.
+
+use jointeval_domain::Role;
+use serde_json::{Value, json};
+
+use crate::exercises::approved_protocol;
+use crate::support::{TestApp, problem};
+
+/// An active US–UK exercise on one approved protocol: (exercise id, protocol id).
+async fn active_exercise(app: &TestApp) -> (String, String) {
+    let protocol = approved_protocol(app, "joint-runs", &["US", "UK"]).await;
+    let lead = app
+        .login(&app.person("lead@nist.gov", "US", &[Role::Author]).await)
+        .await;
+    let start = chrono::Utc::now();
+    let created: Value = app
+        .post_as(&lead, "/v1/exercises", &json!({
+            "title": "Joint test",
+            "model": {"provider": "ExampleAI", "name": "example-large", "version": "1", "access": "public_api"},
+            "protocol_versions": [{"protocol_id": protocol, "number": 1}],
+            "participants": ["US", "UK"],
+            "starts_at": start.to_rfc3339(), "ends_at": (start + chrono::Duration::days(7)).to_rfc3339()
+        }))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    for (email, code) in [("agree@nist.gov", "US"), ("agree@aisi.gov.uk", "UK")] {
+        let admin = app
+            .login(&app.person(email, code, &[Role::Admin]).await)
+            .await;
+        assert_eq!(
+            app.post_as(&admin, &format!("/v1/exercises/{id}/agree"), &json!({}))
+                .await
+                .status(),
+            200
+        );
+    }
+    (id, protocol)
+}
+
+fn new_run(protocol: &str) -> Value {
+    json!({"protocol_id": protocol, "protocol_version": 1, "harness": {"name": "inspect", "version": "0.3.285"},
+           "config": {"temperature": 0}, "model_version": "example-large-1"})
+}
+
+async fn post_run(
+    app: &TestApp,
+    token: &str,
+    exercise: &str,
+    body: &Value,
+    key: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(app.url(&format!("/v1/exercises/{exercise}/runs")))
+        .bearer_auth(token)
+        .json(body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    request.send().await.expect("send")
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_run_is_its_institutes_own_until_a_reviewer_releases_it() {
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise(&app).await;
+    let uk_evaluator = app
+        .login(
+            &app.person("eval@aisi.gov.uk", "UK", &[Role::Evaluator])
+                .await,
+        )
+        .await;
+    let uk_reviewer = app
+        .login(&app.person("rev@aisi.gov.uk", "UK", &[Role::Reviewer]).await)
+        .await;
+    let us_evaluator = app
+        .login(&app.person("eval@nist.gov", "US", &[Role::Evaluator]).await)
+        .await;
+    let us_viewer = app
+        .login(&app.person("viewer@nist.gov", "US", &[Role::Viewer]).await)
+        .await;
+    let jp_admin = app
+        .login(&app.person("admin@aisi.go.jp", "JP", &[Role::Admin]).await)
+        .await;
+
+    // Creating is idempotent under a key; a key reused for another request is refused.
+    let first = post_run(
+        &app,
+        &uk_evaluator,
+        &exercise,
+        &new_run(&protocol),
+        Some("uk-run-1"),
+    )
+    .await;
+    assert_eq!(first.status(), 201);
+    let uk_run: Value = first.json().await.expect("json");
+    assert_eq!(
+        (uk_run["institute"].as_str(), uk_run["status"].as_str()),
+        (Some("UK"), Some("queued"))
+    );
+    let retry = post_run(
+        &app,
+        &uk_evaluator,
+        &exercise,
+        &new_run(&protocol),
+        Some("uk-run-1"),
+    )
+    .await;
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        retry.json::<Value>().await.expect("json")["id"],
+        uk_run["id"]
+    );
+    let mut other = new_run(&protocol);
+    other["model_version"] = json!("something else");
+    problem(
+        post_run(&app, &uk_evaluator, &exercise, &other, Some("uk-run-1")).await,
+        422,
+    )
+    .await;
+    let count: i64 = sqlx::query_scalar("select count(*) from runs")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 1);
+    let uk_path = format!("/v1/runs/{}", uk_run["id"].as_str().expect("id"));
+
+    let us_run: Value = post_run(&app, &us_evaluator, &exercise, &new_run(&protocol), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+
+    // Before release, the UK run does not exist for the US.
+    problem(app.get_as(&us_viewer, &uk_path).await, 404).await;
+    problem(
+        app.get_as(&us_viewer, &format!("{uk_path}/metrics")).await,
+        404,
+    )
+    .await;
+    let us_list: Value = app
+        .get_as(&us_viewer, &format!("/v1/exercises/{exercise}/runs"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        ids(&us_list),
+        [us_run["id"].as_str().expect("id").to_owned()]
+    );
+    problem(
+        app.get_as(&jp_admin, &format!("/v1/exercises/{exercise}/runs"))
+            .await,
+        404,
+    )
+    .await;
+
+    // Results go in while it runs, all or nothing.
+    problem(
+        app.post_as(
+            &uk_evaluator,
+            &format!("{uk_path}/metrics"),
+            &json!({"metrics": [{"scorer": "match", "metric": "accuracy", "value": 0.5}]}),
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert_eq!(
+        app.post_as(&uk_evaluator, &format!("{uk_path}/start"), &json!({}))
+            .await
+            .status(),
+        200
+    );
+    let nan = r#"{"metrics": [{"scorer": "match", "metric": "accuracy", "value": 0.5}, {"scorer": "match", "metric": "stderr", "value": NaN}]}"#;
+    let response = app
+        .client
+        .post(app.url(&format!("{uk_path}/metrics")))
+        .bearer_auth(&uk_evaluator)
+        .header("content-type", "application/json")
+        .body(nan)
+        .send()
+        .await
+        .expect("send");
+    problem(response, 400).await;
+    let duplicate = json!({"metrics": [{"scorer": "match", "metric": "accuracy", "value": 0.5}, {"scorer": "match", "metric": "accuracy", "value": 0.6}]});
+    let p = problem(
+        app.post_as(&uk_evaluator, &format!("{uk_path}/metrics"), &duplicate)
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "metrics[1]");
+    let stored: i64 = sqlx::query_scalar("select count(*) from run_metrics")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0, "a refused batch writes nothing");
+    let batch = json!({"metrics": [
+        {"scorer": "match", "metric": "accuracy", "value": 0.85, "stderr": 0.08, "sample_count": 20},
+        {"scorer": "includes", "metric": "accuracy", "value": 0.9, "stderr": 0.07, "sample_count": 20}]});
+    for _ in 0..2 {
+        let written: Value = app
+            .post_as(&uk_evaluator, &format!("{uk_path}/metrics"), &batch)
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(written["written"], 2);
+    }
+    let stored: i64 = sqlx::query_scalar("select count(*) from run_metrics")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 2, "re-sent results are not duplicated");
+
+    // Releasing needs a finished run and a reviewer of the executing institute.
+    problem(
+        app.post_as(&uk_reviewer, &format!("{uk_path}/release"), &json!({}))
+            .await,
+        409,
+    )
+    .await;
+    let finished = app
+        .post_as(
+            &uk_evaluator,
+            &format!("{uk_path}/finish"),
+            &json!({"outcome": "succeeded"}),
+        )
+        .await;
+    assert_eq!(finished.status(), 200);
+    let finished: Value = finished.json().await.expect("json");
+    assert_eq!(finished["status"], "succeeded");
+    let digest = finished["digest"].as_str().expect("digest").to_owned();
+    assert_eq!(digest.len(), 64);
+    problem(
+        app.post_as(&uk_evaluator, &format!("{uk_path}/metrics"), &batch)
+            .await,
+        409,
+    )
+    .await;
+    problem(
+        app.post_as(&uk_evaluator, &format!("{uk_path}/release"), &json!({}))
+            .await,
+        403,
+    )
+    .await;
+    problem(
+        app.post_as(&us_viewer, &format!("{uk_path}/release"), &json!({}))
+            .await,
+        404,
+    )
+    .await;
+    let p = problem(
+        app.post_as(
+            &uk_reviewer,
+            &format!("{uk_path}/release"),
+            &json!({"institutes": ["JP"]}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "institutes[0]");
+    let released = app
+        .post_as(&uk_reviewer, &format!("{uk_path}/release"), &json!({}))
+        .await;
+    assert_eq!(released.status(), 200);
+    assert_eq!(
+        released.json::<Value>().await.expect("json")["released_to"],
+        json!(["US"])
+    );
+    let (by, at_digest): (uuid::Uuid, String) =
+        sqlx::query_as("select released_by, digest from run_releases")
+            .fetch_one(&app.pool)
+            .await
+            .expect("release");
+    assert_eq!(at_digest, digest);
+    assert_ne!(by, uuid::Uuid::nil());
+    assert!(
+        sqlx::query("delete from run_releases")
+            .execute(&app.pool)
+            .await
+            .is_err(),
+        "a release is never undone"
+    );
+
+    // Now the US reads it; the third institute still cannot.
+    let seen: Value = app
+        .get_as(&us_viewer, &uk_path)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(seen["digest"], json!(digest));
+    let metrics: Value = app
+        .get_as(&us_viewer, &format!("{uk_path}/metrics"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(metrics.as_array().expect("metrics").len(), 2);
+    let both: Value = app
+        .get_as(&us_viewer, &format!("/v1/exercises/{exercise}/runs"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ids(&both).len(), 2);
+    problem(app.get_as(&jp_admin, &uk_path).await, 404).await;
+    // Seeing is not running it.
+    problem(
+        app.post_as(&us_evaluator, &format!("{uk_path}/cancel"), &json!({}))
+            .await,
+        403,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn runs_need_an_active_exercise_an_evaluator_and_one_of_its_versions() {
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise(&app).await;
+    let evaluator = app
+        .login(&app.person("eval@nist.gov", "US", &[Role::Evaluator]).await)
+        .await;
+    let reviewer = app
+        .login(&app.person("rev@nist.gov", "US", &[Role::Reviewer]).await)
+        .await;
+    problem(
+        post_run(&app, &reviewer, &exercise, &new_run(&protocol), None).await,
+        403,
+    )
+    .await;
+    let mut wrong_version = new_run(&protocol);
+    wrong_version["protocol_version"] = json!(2);
+    let p = problem(
+        post_run(&app, &evaluator, &exercise, &wrong_version, None).await,
+        422,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "protocol_version");
+    let mut big = new_run(&protocol);
+    big["config"] = json!({"blob": "x".repeat(70_000)});
+    let p = problem(post_run(&app, &evaluator, &exercise, &big, None).await, 422).await;
+    assert_eq!(p["errors"][0]["field"], "config");
+    let mut extra = new_run(&protocol);
+    extra["status"] = json!("succeeded");
+    problem(
+        post_run(&app, &evaluator, &exercise, &extra, None).await,
+        422,
+    )
+    .await;
+    problem(
+        post_run(
+            &app,
+            &evaluator,
+            &uuid::Uuid::now_v7().to_string(),
+            &new_run(&protocol),
+            None,
+        )
+        .await,
+        404,
+    )
+    .await;
+
+    // Moves out of order are refused.
+    let run: Value = post_run(&app, &evaluator, &exercise, &new_run(&protocol), None)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let path = format!("/v1/runs/{}", run["id"].as_str().expect("id"));
+    problem(
+        app.post_as(
+            &evaluator,
+            &format!("{path}/finish"),
+            &json!({"outcome": "succeeded"}),
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert_eq!(
+        app.post_as(&evaluator, &format!("{path}/start"), &json!({}))
+            .await
+            .status(),
+        200
+    );
+    problem(
+        app.post_as(&evaluator, &format!("{path}/start"), &json!({}))
+            .await,
+        409,
+    )
+    .await;
+    problem(
+        app.post_as(
+            &evaluator,
+            &format!("{path}/finish"),
+            &json!({"outcome": "cancelled"}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    let status: String = sqlx::query_scalar("select status from runs")
+        .fetch_one(&app.pool)
+        .await
+        .expect("status");
+    assert_eq!(status, "running");
+
+    // Once the exercise is over, no run starts in it.
+    let lead = crate::support::TestUser {
+        id: uuid::Uuid::nil(),
+        email: "lead@nist.gov".into(),
+    };
+    let lead = app.login(&lead).await;
+    assert_eq!(
+        app.post_as(
+            &lead,
+            &format!("/v1/exercises/{exercise}/complete"),
+            &json!({})
+        )
+        .await
+        .status(),
+        200
+    );
+    problem(
+        post_run(&app, &evaluator, &exercise, &new_run(&protocol), None).await,
+        409,
+    )
+    .await;
+    let count: i64 = sqlx::query_scalar("select count(*) from runs")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 1);
+}

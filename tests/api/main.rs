@@ -15,3 +15,4 @@ mod observability;
 mod openapi;
 mod protocols;
 mod runs;
+mod samples;

@@ -8,7 +8,7 @@ use crate::exercises::approved_protocol;
 use crate::support::{TestApp, problem};
 
 /// An active US–UK exercise on one approved protocol: (exercise id, protocol id).
-async fn active_exercise(app: &TestApp) -> (String, String) {
+pub async fn active_exercise(app: &TestApp) -> (String, String) {
     let protocol = approved_protocol(app, "joint-runs", &["US", "UK"]).await;
     let lead = app
         .login(&app.person("lead@nist.gov", "US", &[Role::Author]).await)
@@ -41,7 +41,7 @@ async fn active_exercise(app: &TestApp) -> (String, String) {
     (id, protocol)
 }
 
-fn new_run(protocol: &str) -> Value {
+pub fn new_run(protocol: &str) -> Value {
     json!({"protocol_id": protocol, "protocol_version": 1, "harness": {"name": "inspect", "version": "0.3.285"},
            "config": {"temperature": 0}, "model_version": "example-large-1"})
 }

@@ -190,6 +190,112 @@ pub fn results_digest(metrics: &[MetricValue]) -> String {
         .collect()
 }
 
+/// One per-sample score, as a harness reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"sample_id": "17", "epoch": 1, "scorer": "match", "value": 1.0,
+                          "answer": "42", "explanation": "exact match", "metadata": {"difficulty": "easy"}}))]
+pub struct SampleScore {
+    /// The sample's id in the dataset: a string, or an integer (stored as its decimal text).
+    #[schema(value_type = String)]
+    pub sample_id: SampleId,
+    pub epoch: i32,
+    pub scorer: String,
+    /// A number, or a label such as `C` or `I`.
+    #[schema(value_type = serde_json::Value)]
+    pub value: ScoreValue,
+    pub answer: Option<String>,
+    pub explanation: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SampleId {
+    Int(i64),
+    Text(String),
+}
+
+impl SampleId {
+    pub fn to_text(&self) -> String {
+        match self {
+            SampleId::Int(i) => i.to_string(),
+            SampleId::Text(s) => s.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ScoreValue {
+    Number(f64),
+    Label(String),
+}
+
+pub const MAX_SAMPLE_TEXT: usize = 100_000;
+pub const MAX_SAMPLE_METADATA_BYTES: usize = 64 * 1024;
+
+impl SampleScore {
+    /// A score's own rules; the error names the field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let id = self.sample_id.to_text();
+        if id.is_empty() || id.chars().count() > 200 {
+            return Err(ValidationError::new(
+                "sample_id",
+                "must be 1 to 200 characters",
+            ));
+        }
+        if !(0..=100_000).contains(&self.epoch) {
+            return Err(ValidationError::new(
+                "epoch",
+                "must be between 0 and 100000",
+            ));
+        }
+        let n = self.scorer.chars().count();
+        if n == 0 || n > 200 {
+            return Err(ValidationError::new(
+                "scorer",
+                "must be 1 to 200 characters",
+            ));
+        }
+        match &self.value {
+            ScoreValue::Number(v) if !v.is_finite() => {
+                return Err(ValidationError::new(
+                    "value",
+                    "must be a finite number or a label",
+                ));
+            }
+            ScoreValue::Label(l) if l.is_empty() || l.chars().count() > 200 => {
+                return Err(ValidationError::new(
+                    "value",
+                    "a label must be 1 to 200 characters",
+                ));
+            }
+            _ => {}
+        }
+        for (field, text) in [("answer", &self.answer), ("explanation", &self.explanation)] {
+            if text
+                .as_ref()
+                .is_some_and(|t| t.chars().count() > MAX_SAMPLE_TEXT)
+            {
+                return Err(ValidationError::new(
+                    field,
+                    format!("must be at most {MAX_SAMPLE_TEXT} characters"),
+                ));
+            }
+        }
+        if let Some(metadata) = &self.metadata
+            && (!metadata.is_object() || metadata.to_string().len() > MAX_SAMPLE_METADATA_BYTES)
+        {
+            return Err(ValidationError::new(
+                "metadata",
+                "must be a JSON object of at most 64 KiB",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +361,46 @@ mod tests {
         assert_eq!(
             fields(validate_metrics(&[m("", "accuracy", 1.0)])),
             ["metrics[0].scorer"]
+        );
+    }
+
+    #[test]
+    fn sample_scores_take_numbers_or_labels_and_bounded_text() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<SampleScore>(v);
+        let ok =
+            parse(serde_json::json!({"sample_id": 3, "epoch": 1, "scorer": "match", "value": "C"}))
+                .expect("valid");
+        assert_eq!(ok.sample_id.to_text(), "3");
+        assert!(ok.validate().is_ok());
+        assert!(
+            parse(serde_json::json!({"sample_id": "a", "epoch": 1, "scorer": "m", "value": true}))
+                .is_err()
+        );
+        assert!(parse(serde_json::json!({"sample_id": "a", "epoch": 1, "scorer": "m", "value": 1, "extra": 1})).is_err());
+        let field = |v: serde_json::Value| {
+            parse(v)
+                .expect("shape")
+                .validate()
+                .expect_err("invalid")
+                .field
+        };
+        assert_eq!(
+            field(serde_json::json!({"sample_id": "", "epoch": 1, "scorer": "m", "value": 1})),
+            "sample_id"
+        );
+        assert_eq!(
+            field(serde_json::json!({"sample_id": "a", "epoch": -1, "scorer": "m", "value": 1})),
+            "epoch"
+        );
+        assert_eq!(
+            field(serde_json::json!({"sample_id": "a", "epoch": 1, "scorer": "", "value": 1})),
+            "scorer"
+        );
+        assert_eq!(
+            field(
+                serde_json::json!({"sample_id": "a", "epoch": 1, "scorer": "m", "value": 1, "metadata": [1]})
+            ),
+            "metadata"
         );
     }
 

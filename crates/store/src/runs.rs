@@ -299,3 +299,140 @@ pub async fn remember_answer(
     .await?;
     Ok(())
 }
+
+/// One sample score, flattened for storage.
+pub struct SampleRow {
+    pub sample_id: String,
+    pub epoch: i32,
+    pub scorer: String,
+    pub value_number: Option<f64>,
+    pub value_label: Option<String>,
+    pub answer: Option<String>,
+    pub explanation: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Stages a batch of one request (`batch_id`); `first_line` numbers its rows, so that
+/// the last line of a key wins.
+#[tracing::instrument(skip_all)]
+pub async fn stage_samples(
+    conn: &mut PgConnection,
+    batch_id: Uuid,
+    first_line: i64,
+    rows: &[SampleRow],
+) -> Result<(), StoreError> {
+    let lines: Vec<i64> = (first_line..first_line + rows.len() as i64).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r.sample_id.as_str()).collect();
+    let epochs: Vec<i32> = rows.iter().map(|r| r.epoch).collect();
+    let scorers: Vec<&str> = rows.iter().map(|r| r.scorer.as_str()).collect();
+    let numbers: Vec<Option<f64>> = rows.iter().map(|r| r.value_number).collect();
+    let labels: Vec<Option<&str>> = rows.iter().map(|r| r.value_label.as_deref()).collect();
+    let answers: Vec<Option<&str>> = rows.iter().map(|r| r.answer.as_deref()).collect();
+    let explanations: Vec<Option<&str>> = rows.iter().map(|r| r.explanation.as_deref()).collect();
+    let metadata: Vec<Option<serde_json::Value>> =
+        rows.iter().map(|r| r.metadata.clone()).collect();
+    sqlx::query!(
+        "insert into run_sample_staging
+         select $10, * from unnest($1::int8[], $2::text[], $3::int4[], $4::text[], $5::float8[],
+                                   $6::text[], $7::text[], $8::text[], $9::jsonb[])",
+        &lines,
+        &ids as &[&str],
+        &epochs,
+        &scorers as &[&str],
+        &numbers as &[Option<f64>],
+        &labels as &[Option<&str>],
+        &answers as &[Option<&str>],
+        &explanations as &[Option<&str>],
+        &metadata as &[Option<serde_json::Value>],
+        batch_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Merges a request's staged samples into the run, then clears them: within the request
+/// the last line of a key wins, and a key stored before is replaced. Answers how many
+/// keys were written.
+#[tracing::instrument(skip_all)]
+pub async fn merge_samples(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    batch_id: Uuid,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query!(
+        "insert into run_samples (run_id, sample_id, epoch, scorer, value_number, value_label,
+                                  answer, explanation, metadata)
+         select distinct on (sample_id, epoch, scorer)
+                $1::uuid, sample_id, epoch, scorer, value_number, value_label, answer, explanation, metadata
+         from run_sample_staging
+         where batch_id = $2
+         order by sample_id, epoch, scorer, line desc
+         on conflict (run_id, sample_id, epoch, scorer) do update
+           set value_number = excluded.value_number, value_label = excluded.value_label,
+               answer = excluded.answer, explanation = excluded.explanation,
+               metadata = excluded.metadata",
+        run_id,
+        batch_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "delete from run_sample_staging where batch_id = $1",
+        batch_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A page of a run's samples, by (sample id, epoch, scorer), after `after`.
+#[tracing::instrument(skip_all)]
+pub async fn samples(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    scorer: Option<&str>,
+    epoch: Option<i32>,
+    after: Option<(&str, i32, &str)>,
+    limit: i64,
+) -> Result<Vec<SampleRow>, StoreError> {
+    let (after_id, after_epoch, after_scorer) = match after {
+        Some((id, epoch, scorer)) => (Some(id), Some(epoch), Some(scorer)),
+        None => (None, None, None),
+    };
+    Ok(sqlx::query_as!(
+        SampleRow,
+        "select sample_id, epoch, scorer, value_number, value_label, answer, explanation, metadata
+         from run_samples
+         where run_id = $1
+           and ($2::text is null or scorer = $2)
+           and ($3::int is null or epoch = $3)
+           and ($4::text is null or (sample_id, epoch, scorer) > ($4, $5::int, $6::text))
+         order by sample_id, epoch, scorer
+         limit $7",
+        run_id,
+        scorer,
+        epoch,
+        after_id,
+        after_epoch,
+        after_scorer,
+        limit
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// sha256 over the run's samples in key order, one canonical line each.
+#[tracing::instrument(skip_all)]
+pub async fn samples_digest(conn: &mut PgConnection, run_id: Uuid) -> Result<String, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"select encode(sha256(convert_to(coalesce(string_agg(
+                  jsonb_build_array(sample_id, epoch, scorer, value_number, value_label,
+                                    answer, explanation, metadata)::text,
+                  E'\n' order by sample_id, epoch, scorer), ''), 'UTF8')), 'hex') as "digest!"
+           from run_samples where run_id = $1"#,
+        run_id
+    )
+    .fetch_one(conn)
+    .await?)
+}

@@ -86,6 +86,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::cancel_run))
         .routes(routes!(runs::upsert_metrics, runs::get_metrics))
         .routes(routes!(runs::release_run))
+        .routes(routes!(runs::ingest_samples, runs::list_samples))
         .fallback(docs::not_found)
 }
 

@@ -692,3 +692,314 @@ pub async fn release_run(
     tracing::info!(run_id = %id, "run released");
     Ok(Json(RunView::new(run, &codes)))
 }
+
+/// What an ingestion wrote.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"lines": 20000, "written": 20000}))]
+pub struct Ingested {
+    /// Scores read from the request.
+    pub lines: u64,
+    /// Distinct (sample id, epoch, scorer) keys written; a key sent twice counts once.
+    pub written: u64,
+}
+
+/// Rows staged at a time while a request streams in.
+const STAGE_ROWS: usize = 5_000;
+/// The longest NDJSON line accepted.
+const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+fn to_row(score: jointeval_domain::run::SampleScore) -> jointeval_store::runs::SampleRow {
+    use jointeval_domain::run::ScoreValue;
+    let (value_number, value_label) = match score.value {
+        ScoreValue::Number(n) => (Some(n), None),
+        ScoreValue::Label(l) => (None, Some(l)),
+    };
+    jointeval_store::runs::SampleRow {
+        sample_id: score.sample_id.to_text(),
+        epoch: score.epoch,
+        scorer: score.scorer,
+        value_number,
+        value_label,
+        answer: score.answer,
+        explanation: score.explanation,
+        metadata: score.metadata,
+    }
+}
+
+fn bad_line(line: u64, field: &str, message: impl std::fmt::Display) -> ApiError {
+    Problem::validation(vec![FieldError {
+        field: if field.is_empty() || field == "." {
+            format!("line {line}")
+        } else {
+            format!("line {line}: {field}")
+        },
+        message: message.to_string(),
+    }])
+    .into()
+}
+
+/// Parses and checks one score; `line` names it in the error.
+fn parse_score(line: u64, bytes: &[u8]) -> Result<jointeval_store::runs::SampleRow, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let score: jointeval_domain::run::SampleScore =
+        serde_path_to_error::deserialize(&mut deserializer)
+            .map_err(|e| bad_line(line, &e.path().to_string(), e.into_inner()))?;
+    deserializer.end().map_err(|e| bad_line(line, "", e))?;
+    score
+        .validate()
+        .map_err(|e| bad_line(line, &e.field, e.message))?;
+    Ok(to_row(score))
+}
+
+/// Ingests per-sample scores while the run is running, as a JSON array or as an NDJSON
+/// stream (`application/x-ndjson`, one score per line), read as it arrives. All or
+/// nothing per request; the error names the first bad line (for a JSON array, its
+/// 1-based position). Idempotent on (sample id, epoch, scorer): within a request the
+/// last line of a key wins, and a key sent again replaces what was stored.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/samples", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    request_body(content(
+        (Vec<jointeval_domain::run::SampleScore> = "application/json"),
+        (jointeval_domain::run::SampleScore = "application/x-ndjson"),
+    ), description = "Scores: a JSON array, or one JSON object per line"),
+    responses(
+        (status = 200, description = "Ingested", body = Ingested),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run is not running", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor NDJSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A line is invalid; `errors[0].field` names it (`line 12: value`)", body = Problem, content_type = "application/problem+json",
+         example = json!({"type": "urn:jointeval:problem:validation", "title": "Invalid request", "status": 422,
+                          "detail": "line 12: value: must be a finite number or a label",
+                          "errors": [{"field": "line 12: value", "message": "must be a finite number or a label"}]})),
+    )
+)]
+pub async fn ingest_samples(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<Ingested>, ApiError> {
+    use http_body_util::BodyExt;
+
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let ndjson = match content_type.as_str() {
+        "application/x-ndjson" | "application/jsonl" => true,
+        "application/json" => false,
+        _ => {
+            return Err(Problem::status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send scores as application/json (an array) or application/x-ndjson (one per line)",
+            )
+            .into());
+        }
+    };
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let run = visible_run(&mut tx, &caller, id, Action::ExecuteRun, true).await?;
+    if !run.status.accepts_results() {
+        return Err(state_conflict(
+            "results are accepted while the run is running",
+        ));
+    }
+    let batch_id = Uuid::now_v7();
+    let too_large = || -> ApiError {
+        Problem::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is larger than this service accepts",
+        )
+        .into()
+    };
+    let mut lines: u64 = 0;
+    let mut staged: i64 = 0;
+    let mut rows = Vec::with_capacity(STAGE_ROWS);
+
+    if ndjson {
+        let mut body = body;
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut finished = false;
+        while !finished {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        buffer.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(_)) => return Err(too_large()),
+                None => {
+                    finished = true;
+                    buffer.push(b'\n');
+                }
+            }
+            let mut start = 0;
+            while let Some(offset) = buffer[start..].iter().position(|b| *b == b'\n') {
+                let line = &buffer[start..start + offset];
+                start += offset + 1;
+                lines += 1;
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    lines -= 1;
+                    continue;
+                }
+                rows.push(parse_score(lines, line)?);
+                if rows.len() == STAGE_ROWS {
+                    jointeval_store::runs::stage_samples(&mut tx, batch_id, staged, &rows).await?;
+                    staged += rows.len() as i64;
+                    rows.clear();
+                }
+            }
+            buffer.drain(..start);
+            if buffer.len() > MAX_LINE_BYTES {
+                return Err(bad_line(lines + 1, "", "is longer than 1 MiB"));
+            }
+        }
+    } else {
+        let bytes = body.collect().await.map_err(|_| too_large())?.to_bytes();
+        let values: Vec<serde_json::Value> = crate::extract::parse_json(&bytes)?;
+        for value in values {
+            lines += 1;
+            rows.push(parse_score(lines, value.to_string().as_bytes())?);
+            if rows.len() == STAGE_ROWS {
+                jointeval_store::runs::stage_samples(&mut tx, batch_id, staged, &rows).await?;
+                staged += rows.len() as i64;
+                rows.clear();
+            }
+        }
+    }
+    if !rows.is_empty() {
+        jointeval_store::runs::stage_samples(&mut tx, batch_id, staged, &rows).await?;
+    }
+    let written = jointeval_store::runs::merge_samples(&mut tx, id, batch_id).await?;
+    jointeval_store::commit(tx).await?;
+    tracing::info!(run_id = %id, lines, written, "samples ingested");
+    Ok(Json(Ingested { lines, written }))
+}
+
+/// A stored per-sample score.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SampleView {
+    pub sample_id: String,
+    pub epoch: i32,
+    pub scorer: String,
+    /// A number, or a label.
+    pub value: serde_json::Value,
+    pub answer: Option<String>,
+    pub explanation: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl From<jointeval_store::runs::SampleRow> for SampleView {
+    fn from(r: jointeval_store::runs::SampleRow) -> Self {
+        let value = match (r.value_number, r.value_label) {
+            (Some(n), _) => serde_json::json!(n),
+            (None, Some(l)) => serde_json::json!(l),
+            (None, None) => serde_json::Value::Null,
+        };
+        Self {
+            sample_id: r.sample_id,
+            epoch: r.epoch,
+            scorer: r.scorer,
+            value,
+            answer: r.answer,
+            explanation: r.explanation,
+            metadata: r.metadata,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SampleQuery {
+    pub scorer: Option<String>,
+    pub epoch: Option<i32>,
+    /// 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// The most sample scores one page holds.
+const MAX_SAMPLE_PAGE: u32 = 1_000;
+
+/// Reads a run's per-sample scores, ordered by (sample id, epoch, scorer).
+#[utoipa::path(
+    get, path = "/v1/runs/{id}/samples", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run"), SampleQuery),
+    responses(
+        (status = 200, description = "A page of scores", body = Page<SampleView>),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run, or one not released to the caller's institutes", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_samples(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<SampleQuery>,
+) -> Result<Json<Page<SampleView>>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_SAMPLE_PAGE).contains(&limit) {
+        return Err(ValidationError::new(
+            "limit",
+            format!("must be between 1 and {MAX_SAMPLE_PAGE}"),
+        )
+        .into());
+    }
+    let page = PageQuery {
+        limit: Some(1),
+        cursor: query.cursor,
+    }
+    .validate()?;
+    let after = match page.after.as_deref() {
+        None => None,
+        Some(cursor) => {
+            let mut parts = cursor.splitn(3, '\u{1f}');
+            match (
+                parts.next(),
+                parts.next().and_then(|e| e.parse::<i32>().ok()),
+                parts.next(),
+            ) {
+                (Some(sample), Some(epoch), Some(scorer)) => {
+                    Some((sample.to_owned(), epoch, scorer.to_owned()))
+                }
+                _ => {
+                    return Err(ValidationError::new(
+                        "cursor",
+                        "is not a cursor this service gave out",
+                    )
+                    .into());
+                }
+            }
+        }
+    };
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    visible_run(&mut tx, &caller, id, Action::ReadRun, false).await?;
+    let rows = jointeval_store::runs::samples(
+        &mut tx,
+        id,
+        query.scorer.as_deref(),
+        query.epoch,
+        after.as_ref().map(|(s, e, c)| (s.as_str(), *e, c.as_str())),
+        i64::from(limit) + 1,
+    )
+    .await?;
+    jointeval_store::commit(tx).await?;
+    let page = Page::from_rows(rows, limit, |r| {
+        format!("{}\u{1f}{}\u{1f}{}", r.sample_id, r.epoch, r.scorer)
+    });
+    Ok(Json(page.map(SampleView::from)))
+}

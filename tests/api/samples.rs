@@ -1,0 +1,139 @@
+//! Per-sample scores: streamed in bulk, idempotent, all or nothing, read back by pages.
+
+use jointeval_domain::Role;
+use serde_json::{Value, json};
+
+use crate::runs::{active_exercise, new_run};
+use crate::support::{TestApp, problem};
+
+/// A running UK run in an active US–UK exercise: (run path, UK evaluator token).
+async fn running_run(app: &TestApp) -> (String, String) {
+    let (exercise, protocol) = active_exercise(app).await;
+    let evaluator = app.login(&app.person("eval@aisi.gov.uk", "UK", &[Role::Evaluator]).await).await;
+    let run: Value = app
+        .post_as(&evaluator, &format!("/v1/exercises/{exercise}/runs"), &new_run(&protocol))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let path = format!("/v1/runs/{}", run["id"].as_str().expect("id"));
+    assert_eq!(app.post_as(&evaluator, &format!("{path}/start"), &json!({})).await.status(), 200);
+    (path, evaluator)
+}
+
+fn ndjson(lines: impl Iterator<Item = Value>) -> String {
+    lines.map(|l| l.to_string() + "\n").collect()
+}
+
+async fn send(app: &TestApp, token: &str, path: &str, content_type: &str, body: String) -> reqwest::Response {
+    app.client
+        .post(app.url(&format!("{path}/samples")))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("send")
+}
+
+async fn stored(app: &TestApp) -> i64 {
+    sqlx::query_scalar("select count(*) from run_samples").fetch_one(&app.pool).await.expect("count")
+}
+
+fn score(i: usize, epoch: i32, scorer: &str) -> Value {
+    if i.is_multiple_of(2) {
+        json!({"sample_id": i, "epoch": epoch, "scorer": scorer, "value": "C", "answer": format!("{i}")})
+    } else {
+        json!({"sample_id": format!("s{i}"), "epoch": epoch, "scorer": scorer, "value": 0.5,
+               "explanation": "partial", "metadata": {"i": i}})
+    }
+}
+
+#[tokio::test]
+async fn a_large_ndjson_stream_is_ingested_once_and_read_back_by_pages() {
+    let app = TestApp::spawn().await;
+    let (path, token) = running_run(&app).await;
+    // 12,000 scores: more than one staging batch; the last two lines repeat a key.
+    let mut lines: Vec<Value> = (0..6_000).flat_map(|i| [score(i, 1, "match"), score(i, 1, "includes")]).collect();
+    lines.push(json!({"sample_id": 0, "epoch": 1, "scorer": "match", "value": "I"}));
+    let body = ndjson(lines.into_iter());
+    let response = send(&app, &token, &path, "application/x-ndjson", body.clone()).await;
+    assert_eq!(response.status(), 200);
+    let ingested: Value = response.json().await.expect("json");
+    assert_eq!(ingested, json!({"lines": 12_001, "written": 12_000}));
+    assert_eq!(stored(&app).await, 12_000);
+    let last_wins: String = sqlx::query_scalar("select value_label from run_samples where sample_id = '0' and scorer = 'match'")
+        .fetch_one(&app.pool)
+        .await
+        .expect("label");
+    assert_eq!(last_wins, "I", "within a request the last line of a key wins");
+
+    // Sent again: nothing is duplicated.
+    assert_eq!(send(&app, &token, &path, "application/x-ndjson", body).await.status(), 200);
+    assert_eq!(stored(&app).await, 12_000);
+
+    // Read back by pages of 1,000, filtered by scorer.
+    let mut seen = 0;
+    let mut url = format!("{path}/samples?scorer=includes&limit=1000");
+    loop {
+        let page: Value = app.get_as(&token, &url).await.json().await.expect("json");
+        let items = page["items"].as_array().expect("items");
+        assert!(items.iter().all(|s| s["scorer"] == "includes"));
+        seen += items.len();
+        match page["next_cursor"].as_str() {
+            Some(cursor) => url = format!("{path}/samples?scorer=includes&limit=1000&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 6_000);
+    let one: Value = app.get_as(&token, &format!("{path}/samples?limit=1")).await.json().await.expect("json");
+    assert_eq!(one["items"][0]["sample_id"], "0");
+    assert_eq!(one["items"][0]["value"], "C");
+    problem(app.get_as(&token, &format!("{path}/samples?limit=1001")).await, 422).await;
+}
+
+#[tokio::test]
+async fn one_bad_line_refuses_the_whole_request_and_names_the_line() {
+    let app = TestApp::spawn().await;
+    let (path, token) = running_run(&app).await;
+    let mut lines: Vec<String> = (0..10).map(|i| score(i, 1, "match").to_string()).collect();
+    lines[6] = r#"{"sample_id": "x", "epoch": 1, "scorer": "match", "value": true}"#.into();
+    let p = problem(send(&app, &token, &path, "application/x-ndjson", lines.join("\n")).await, 422).await;
+    assert!(p["errors"][0]["field"].as_str().expect("field").starts_with("line 7"), "{p}");
+    lines[6] = "{not json".into();
+    let p = problem(send(&app, &token, &path, "application/x-ndjson", lines.join("\n")).await, 422).await;
+    assert!(p["errors"][0]["field"].as_str().expect("field").starts_with("line 7"), "{p}");
+    lines[6] = r#"{"sample_id": "x", "epoch": -3, "scorer": "match", "value": 1}"#.into();
+    let p = problem(send(&app, &token, &path, "application/x-ndjson", lines.join("\n")).await, 422).await;
+    assert_eq!(p["errors"][0]["field"], "line 7: epoch");
+
+    let array = json!([score(0, 1, "m"), score(1, 1, "m"), {"sample_id": "2", "epoch": 1, "scorer": "m"}]).to_string();
+    let p = problem(send(&app, &token, &path, "application/json", array).await, 422).await;
+    assert!(p["errors"][0]["field"].as_str().expect("field").starts_with("line 3"), "{p}");
+    problem(send(&app, &token, &path, "text/plain", "{}".into()).await, 415).await;
+    assert_eq!(stored(&app).await, 0, "nothing half-written");
+
+    let good = json!([score(0, 1, "m"), score(1, 2, "m")]).to_string();
+    let ok: Value = send(&app, &token, &path, "application/json", good).await.json().await.expect("json");
+    assert_eq!(ok["written"], 2);
+}
+
+#[tokio::test]
+async fn scores_are_the_executing_institutes_until_released_and_frozen_when_finished() {
+    let app = TestApp::spawn().await;
+    let (path, token) = running_run(&app).await;
+    let us = app.login(&app.person("viewer@nist.gov", "US", &[Role::Viewer]).await).await;
+    let body = ndjson((0..5).map(|i| score(i, 1, "match")));
+    problem(send(&app, &us, &path, "application/x-ndjson", body.clone()).await, 404).await;
+    assert_eq!(send(&app, &token, &path, "application/x-ndjson", body.clone()).await.status(), 200);
+    problem(app.get_as(&us, &format!("{path}/samples")).await, 404).await;
+
+    let finished: Value = app.post_as(&token, &format!("{path}/finish"), &json!({"outcome": "succeeded"})).await.json().await.expect("json");
+    assert_eq!(finished["digest"].as_str().map(str::len), Some(64));
+    problem(send(&app, &token, &path, "application/x-ndjson", body).await, 409).await;
+
+    let reviewer = app.login(&app.person("rev@aisi.gov.uk", "UK", &[Role::Reviewer]).await).await;
+    assert_eq!(app.post_as(&reviewer, &format!("{path}/release"), &json!({})).await.status(), 200);
+    let page: Value = app.get_as(&us, &format!("{path}/samples")).await.json().await.expect("json");
+    assert_eq!(page["items"].as_array().expect("items").len(), 5);
+}

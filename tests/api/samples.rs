@@ -9,15 +9,29 @@ use crate::support::{TestApp, problem};
 /// A running UK run in an active US–UK exercise: (run path, UK evaluator token).
 async fn running_run(app: &TestApp) -> (String, String) {
     let (exercise, protocol) = active_exercise(app).await;
-    let evaluator = app.login(&app.person("eval@aisi.gov.uk", "UK", &[Role::Evaluator]).await).await;
+    let evaluator = app
+        .login(
+            &app.person("eval@aisi.gov.uk", "UK", &[Role::Evaluator])
+                .await,
+        )
+        .await;
     let run: Value = app
-        .post_as(&evaluator, &format!("/v1/exercises/{exercise}/runs"), &new_run(&protocol))
+        .post_as(
+            &evaluator,
+            &format!("/v1/exercises/{exercise}/runs"),
+            &new_run(&protocol),
+        )
         .await
         .json()
         .await
         .expect("json");
     let path = format!("/v1/runs/{}", run["id"].as_str().expect("id"));
-    assert_eq!(app.post_as(&evaluator, &format!("{path}/start"), &json!({})).await.status(), 200);
+    assert_eq!(
+        app.post_as(&evaluator, &format!("{path}/start"), &json!({}))
+            .await
+            .status(),
+        200
+    );
     (path, evaluator)
 }
 
@@ -25,7 +39,13 @@ fn ndjson(lines: impl Iterator<Item = Value>) -> String {
     lines.map(|l| l.to_string() + "\n").collect()
 }
 
-async fn send(app: &TestApp, token: &str, path: &str, content_type: &str, body: String) -> reqwest::Response {
+async fn send(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    content_type: &str,
+    body: String,
+) -> reqwest::Response {
     app.client
         .post(app.url(&format!("{path}/samples")))
         .bearer_auth(token)
@@ -37,7 +57,10 @@ async fn send(app: &TestApp, token: &str, path: &str, content_type: &str, body: 
 }
 
 async fn stored(app: &TestApp) -> i64 {
-    sqlx::query_scalar("select count(*) from run_samples").fetch_one(&app.pool).await.expect("count")
+    sqlx::query_scalar("select count(*) from run_samples")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count")
 }
 
 fn score(i: usize, epoch: i32, scorer: &str) -> Value {
@@ -54,7 +77,9 @@ async fn a_large_ndjson_stream_is_ingested_once_and_read_back_by_pages() {
     let app = TestApp::spawn().await;
     let (path, token) = running_run(&app).await;
     // 12,000 scores: more than one staging batch; the last two lines repeat a key.
-    let mut lines: Vec<Value> = (0..6_000).flat_map(|i| [score(i, 1, "match"), score(i, 1, "includes")]).collect();
+    let mut lines: Vec<Value> = (0..6_000)
+        .flat_map(|i| [score(i, 1, "match"), score(i, 1, "includes")])
+        .collect();
     lines.push(json!({"sample_id": 0, "epoch": 1, "scorer": "match", "value": "I"}));
     let body = ndjson(lines.into_iter());
     let response = send(&app, &token, &path, "application/x-ndjson", body.clone()).await;
@@ -62,14 +87,24 @@ async fn a_large_ndjson_stream_is_ingested_once_and_read_back_by_pages() {
     let ingested: Value = response.json().await.expect("json");
     assert_eq!(ingested, json!({"lines": 12_001, "written": 12_000}));
     assert_eq!(stored(&app).await, 12_000);
-    let last_wins: String = sqlx::query_scalar("select value_label from run_samples where sample_id = '0' and scorer = 'match'")
-        .fetch_one(&app.pool)
-        .await
-        .expect("label");
-    assert_eq!(last_wins, "I", "within a request the last line of a key wins");
+    let last_wins: String = sqlx::query_scalar(
+        "select value_label from run_samples where sample_id = '0' and scorer = 'match'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("label");
+    assert_eq!(
+        last_wins, "I",
+        "within a request the last line of a key wins"
+    );
 
     // Sent again: nothing is duplicated.
-    assert_eq!(send(&app, &token, &path, "application/x-ndjson", body).await.status(), 200);
+    assert_eq!(
+        send(&app, &token, &path, "application/x-ndjson", body)
+            .await
+            .status(),
+        200
+    );
     assert_eq!(stored(&app).await, 12_000);
 
     // Read back by pages of 1,000, filtered by scorer.
@@ -81,15 +116,47 @@ async fn a_large_ndjson_stream_is_ingested_once_and_read_back_by_pages() {
         assert!(items.iter().all(|s| s["scorer"] == "includes"));
         seen += items.len();
         match page["next_cursor"].as_str() {
-            Some(cursor) => url = format!("{path}/samples?scorer=includes&limit=1000&cursor={cursor}"),
+            Some(cursor) => {
+                url = format!("{path}/samples?scorer=includes&limit=1000&cursor={cursor}")
+            }
             None => break,
         }
     }
     assert_eq!(seen, 6_000);
-    let one: Value = app.get_as(&token, &format!("{path}/samples?limit=1")).await.json().await.expect("json");
+    let one: Value = app
+        .get_as(&token, &format!("{path}/samples?limit=1"))
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(one["items"][0]["sample_id"], "0");
     assert_eq!(one["items"][0]["value"], "C");
-    problem(app.get_as(&token, &format!("{path}/samples?limit=1001")).await, 422).await;
+    problem(
+        app.get_as(&token, &format!("{path}/samples?limit=1001"))
+            .await,
+        422,
+    )
+    .await;
+    // A value range keeps the numeric scores within it and leaves the labels out.
+    let ranged: Value = app
+        .get_as(
+            &token,
+            &format!("{path}/samples?value_min=0.4&value_max=0.6&limit=1000&scorer=match&epoch=1"),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let items = ranged["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1000);
+    assert!(items.iter().all(|s| s["value"] == 0.5));
+    let none: Value = app
+        .get_as(&token, &format!("{path}/samples?value_min=0.6"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(none["items"], json!([]));
 }
 
 #[tokio::test]
@@ -98,23 +165,88 @@ async fn one_bad_line_refuses_the_whole_request_and_names_the_line() {
     let (path, token) = running_run(&app).await;
     let mut lines: Vec<String> = (0..10).map(|i| score(i, 1, "match").to_string()).collect();
     lines[6] = r#"{"sample_id": "x", "epoch": 1, "scorer": "match", "value": true}"#.into();
-    let p = problem(send(&app, &token, &path, "application/x-ndjson", lines.join("\n")).await, 422).await;
-    assert!(p["errors"][0]["field"].as_str().expect("field").starts_with("line 7"), "{p}");
+    let p = problem(
+        send(
+            &app,
+            &token,
+            &path,
+            "application/x-ndjson",
+            lines.join("\n"),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert!(
+        p["errors"][0]["field"]
+            .as_str()
+            .expect("field")
+            .starts_with("line 7"),
+        "{p}"
+    );
     lines[6] = "{not json".into();
-    let p = problem(send(&app, &token, &path, "application/x-ndjson", lines.join("\n")).await, 422).await;
-    assert!(p["errors"][0]["field"].as_str().expect("field").starts_with("line 7"), "{p}");
+    let p = problem(
+        send(
+            &app,
+            &token,
+            &path,
+            "application/x-ndjson",
+            lines.join("\n"),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert!(
+        p["errors"][0]["field"]
+            .as_str()
+            .expect("field")
+            .starts_with("line 7"),
+        "{p}"
+    );
     lines[6] = r#"{"sample_id": "x", "epoch": -3, "scorer": "match", "value": 1}"#.into();
-    let p = problem(send(&app, &token, &path, "application/x-ndjson", lines.join("\n")).await, 422).await;
+    let p = problem(
+        send(
+            &app,
+            &token,
+            &path,
+            "application/x-ndjson",
+            lines.join("\n"),
+        )
+        .await,
+        422,
+    )
+    .await;
     assert_eq!(p["errors"][0]["field"], "line 7: epoch");
 
-    let array = json!([score(0, 1, "m"), score(1, 1, "m"), {"sample_id": "2", "epoch": 1, "scorer": "m"}]).to_string();
-    let p = problem(send(&app, &token, &path, "application/json", array).await, 422).await;
-    assert!(p["errors"][0]["field"].as_str().expect("field").starts_with("line 3"), "{p}");
-    problem(send(&app, &token, &path, "text/plain", "{}".into()).await, 415).await;
+    let array =
+        json!([score(0, 1, "m"), score(1, 1, "m"), {"sample_id": "2", "epoch": 1, "scorer": "m"}])
+            .to_string();
+    let p = problem(
+        send(&app, &token, &path, "application/json", array).await,
+        422,
+    )
+    .await;
+    assert!(
+        p["errors"][0]["field"]
+            .as_str()
+            .expect("field")
+            .starts_with("line 3"),
+        "{p}"
+    );
+    problem(
+        send(&app, &token, &path, "text/plain", "{}".into()).await,
+        415,
+    )
+    .await;
     assert_eq!(stored(&app).await, 0, "nothing half-written");
 
     let good = json!([score(0, 1, "m"), score(1, 2, "m")]).to_string();
-    let ok: Value = send(&app, &token, &path, "application/json", good).await.json().await.expect("json");
+    let ok: Value = send(&app, &token, &path, "application/json", good)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(ok["written"], 2);
 }
 
@@ -122,18 +254,54 @@ async fn one_bad_line_refuses_the_whole_request_and_names_the_line() {
 async fn scores_are_the_executing_institutes_until_released_and_frozen_when_finished() {
     let app = TestApp::spawn().await;
     let (path, token) = running_run(&app).await;
-    let us = app.login(&app.person("viewer@nist.gov", "US", &[Role::Viewer]).await).await;
+    let us = app
+        .login(&app.person("viewer@nist.gov", "US", &[Role::Viewer]).await)
+        .await;
     let body = ndjson((0..5).map(|i| score(i, 1, "match")));
-    problem(send(&app, &us, &path, "application/x-ndjson", body.clone()).await, 404).await;
-    assert_eq!(send(&app, &token, &path, "application/x-ndjson", body.clone()).await.status(), 200);
+    problem(
+        send(&app, &us, &path, "application/x-ndjson", body.clone()).await,
+        404,
+    )
+    .await;
+    assert_eq!(
+        send(&app, &token, &path, "application/x-ndjson", body.clone())
+            .await
+            .status(),
+        200
+    );
     problem(app.get_as(&us, &format!("{path}/samples")).await, 404).await;
 
-    let finished: Value = app.post_as(&token, &format!("{path}/finish"), &json!({"outcome": "succeeded"})).await.json().await.expect("json");
+    let finished: Value = app
+        .post_as(
+            &token,
+            &format!("{path}/finish"),
+            &json!({"outcome": "succeeded"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(finished["digest"].as_str().map(str::len), Some(64));
-    problem(send(&app, &token, &path, "application/x-ndjson", body).await, 409).await;
+    problem(
+        send(&app, &token, &path, "application/x-ndjson", body).await,
+        409,
+    )
+    .await;
 
-    let reviewer = app.login(&app.person("rev@aisi.gov.uk", "UK", &[Role::Reviewer]).await).await;
-    assert_eq!(app.post_as(&reviewer, &format!("{path}/release"), &json!({})).await.status(), 200);
-    let page: Value = app.get_as(&us, &format!("{path}/samples")).await.json().await.expect("json");
+    let reviewer = app
+        .login(&app.person("rev@aisi.gov.uk", "UK", &[Role::Reviewer]).await)
+        .await;
+    assert_eq!(
+        app.post_as(&reviewer, &format!("{path}/release"), &json!({}))
+            .await
+            .status(),
+        200
+    );
+    let page: Value = app
+        .get_as(&us, &format!("{path}/samples"))
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(page["items"].as_array().expect("items").len(), 5);
 }

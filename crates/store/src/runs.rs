@@ -386,13 +386,21 @@ pub async fn merge_samples(
     Ok(done.rows_affected())
 }
 
+/// Which samples to read. A value range leaves labels out.
+#[derive(Debug, Default)]
+pub struct SampleFilter<'a> {
+    pub scorer: Option<&'a str>,
+    pub epoch: Option<i32>,
+    pub value_min: Option<f64>,
+    pub value_max: Option<f64>,
+}
+
 /// A page of a run's samples, by (sample id, epoch, scorer), after `after`.
 #[tracing::instrument(skip_all)]
 pub async fn samples(
     conn: &mut PgConnection,
     run_id: Uuid,
-    scorer: Option<&str>,
-    epoch: Option<i32>,
+    filter: &SampleFilter<'_>,
     after: Option<(&str, i32, &str)>,
     limit: i64,
 ) -> Result<Vec<SampleRow>, StoreError> {
@@ -408,15 +416,19 @@ pub async fn samples(
            and ($2::text is null or scorer = $2)
            and ($3::int is null or epoch = $3)
            and ($4::text is null or (sample_id, epoch, scorer) > ($4, $5::int, $6::text))
+           and ($8::float8 is null or value_number >= $8)
+           and ($9::float8 is null or value_number <= $9)
          order by sample_id, epoch, scorer
          limit $7",
         run_id,
-        scorer,
-        epoch,
+        filter.scorer,
+        filter.epoch,
         after_id,
         after_epoch,
         after_scorer,
-        limit
+        limit,
+        filter.value_min,
+        filter.value_max
     )
     .fetch_all(conn)
     .await?)
@@ -434,5 +446,43 @@ pub async fn samples_digest(conn: &mut PgConnection, run_id: Uuid) -> Result<Str
         run_id
     )
     .fetch_one(conn)
+    .await?)
+}
+
+/// One metric of one finished run, for an exercise's summary.
+pub struct SummaryRow {
+    pub protocol_id: Uuid,
+    pub protocol_version: i32,
+    pub scorer: String,
+    pub metric: String,
+    pub institute_id: Uuid,
+    pub run_id: Uuid,
+    pub value: f64,
+    pub stderr: Option<f64>,
+    pub sample_count: Option<i64>,
+}
+
+/// The metrics of an exercise's finished runs that `institutes` may see: their own, and
+/// those released to them.
+#[tracing::instrument(skip_all)]
+pub async fn summary(
+    conn: &mut PgConnection,
+    exercise_id: Uuid,
+    institutes: &[Uuid],
+) -> Result<Vec<SummaryRow>, StoreError> {
+    Ok(sqlx::query_as!(
+        SummaryRow,
+        "select r.protocol_id, r.protocol_version, m.scorer, m.metric, r.institute_id,
+                r.id as run_id, m.value, m.stderr, m.sample_count
+         from runs r join run_metrics m on m.run_id = r.id
+         where r.exercise_id = $1 and r.status in ('succeeded', 'failed')
+           and (r.institute_id = any($2)
+                or exists (select 1 from run_releases rr
+                           where rr.run_id = r.id and rr.institute_id = any($2)))
+         order by r.protocol_id, r.protocol_version, m.scorer, m.metric, r.institute_id, r.id",
+        exercise_id,
+        institutes
+    )
+    .fetch_all(conn)
     .await?)
 }

@@ -87,6 +87,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::upsert_metrics, runs::get_metrics))
         .routes(routes!(runs::release_run))
         .routes(routes!(runs::ingest_samples, runs::list_samples))
+        .routes(routes!(runs::exercise_summary))
         .fallback(docs::not_found)
 }
 

@@ -384,19 +384,7 @@ pub async fn list_runs(
         &Resource::Exercise(&joint),
     )
     .map_err(|d| Caller::deny(d, "exercise"))?;
-    // The same rule as a single read (see `decide` on `ReadRun`), in the query.
-    let scoped = caller.actor.kind == jointeval_domain::AccountKind::Person
-        || caller.actor.scopes.iter().any(|s| {
-            matches!(
-                s,
-                jointeval_domain::Scope::RunsRead | jointeval_domain::Scope::RunsWrite
-            )
-        });
-    let institutes: Vec<Uuid> = if scoped {
-        caller.actor.roles.iter().map(|r| r.institute_id).collect()
-    } else {
-        Vec::new()
-    };
+    let institutes = readable_institutes(&caller);
     let rows =
         jointeval_store::runs::list_visible(&mut tx, exercise_id, &institutes, after, page.fetch())
             .await?;
@@ -924,6 +912,10 @@ impl From<jointeval_store::runs::SampleRow> for SampleView {
 pub struct SampleQuery {
     pub scorer: Option<String>,
     pub epoch: Option<i32>,
+    /// Numeric values at least this (labels are left out).
+    pub value_min: Option<f64>,
+    /// Numeric values at most this (labels are left out).
+    pub value_max: Option<f64>,
     /// 1 to 1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
@@ -988,11 +980,22 @@ pub async fn list_samples(
     };
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     visible_run(&mut tx, &caller, id, Action::ReadRun, false).await?;
+    if query.value_min.is_some_and(|v| !v.is_finite())
+        || query.value_max.is_some_and(|v| !v.is_finite())
+    {
+        return Err(
+            ValidationError::new("value_min", "value bounds must be finite numbers").into(),
+        );
+    }
     let rows = jointeval_store::runs::samples(
         &mut tx,
         id,
-        query.scorer.as_deref(),
-        query.epoch,
+        &jointeval_store::runs::SampleFilter {
+            scorer: query.scorer.as_deref(),
+            epoch: query.epoch,
+            value_min: query.value_min,
+            value_max: query.value_max,
+        },
         after.as_ref().map(|(s, e, c)| (s.as_str(), *e, c.as_str())),
         i64::from(limit) + 1,
     )
@@ -1002,4 +1005,118 @@ pub async fn list_samples(
         format!("{}\u{1f}{}\u{1f}{}", r.sample_id, r.epoch, r.scorer)
     });
     Ok(Json(page.map(SampleView::from)))
+}
+
+/// One institute's result for one metric.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstituteResult {
+    pub institute: String,
+    pub run_id: Uuid,
+    pub value: f64,
+    pub stderr: Option<f64>,
+    pub sample_count: Option<i64>,
+}
+
+/// One metric of one protocol version, each institute's result side by side.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SummaryLine {
+    pub protocol_id: Uuid,
+    pub protocol_version: i32,
+    pub scorer: String,
+    pub metric: String,
+    pub results: Vec<InstituteResult>,
+}
+
+/// An exercise's results as the caller may see them.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"exercise_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d50", "lines": [{
+    "protocol_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d20", "protocol_version": 2,
+    "scorer": "match", "metric": "accuracy", "results": [
+        {"institute": "UK", "run_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d60", "value": 0.85, "stderr": 0.08, "sample_count": 20},
+        {"institute": "US", "run_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d61", "value": 0.8, "stderr": 0.09, "sample_count": 20}]}]}))]
+pub struct ExerciseSummary {
+    pub exercise_id: Uuid,
+    pub lines: Vec<SummaryLine>,
+}
+
+/// Per protocol version and metric, each institute's finished runs side by side: the
+/// caller's own institutes' runs, and the partners' runs released to them.
+#[utoipa::path(
+    get, path = "/v1/exercises/{id}/summary", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The exercise")),
+    responses(
+        (status = 200, description = "The summary", body = ExerciseSummary),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn exercise_summary(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(exercise_id): ApiPath<Uuid>,
+) -> Result<Json<ExerciseSummary>, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let exercise = jointeval_store::exercises::get(&mut tx, exercise_id, false)
+        .await?
+        .ok_or_else(|| crate::auth::not_found("exercise"))?;
+    let joint = JointRef {
+        lead_institute_id: exercise.lead_institute_id,
+        participants: exercise.participants.clone(),
+    };
+    decide(
+        &caller.actor,
+        Action::ReadExercise,
+        &Resource::Exercise(&joint),
+    )
+    .map_err(|d| Caller::deny(d, "exercise"))?;
+    let institutes = readable_institutes(&caller);
+    let rows = jointeval_store::runs::summary(&mut tx, exercise_id, &institutes).await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::commit(tx).await?;
+    let mut lines: Vec<SummaryLine> = Vec::new();
+    for r in rows {
+        let result = InstituteResult {
+            institute: codes.of(r.institute_id),
+            run_id: r.run_id,
+            value: r.value,
+            stderr: r.stderr,
+            sample_count: r.sample_count,
+        };
+        match lines.last_mut() {
+            Some(line)
+                if line.protocol_id == r.protocol_id
+                    && line.protocol_version == r.protocol_version
+                    && line.scorer == r.scorer
+                    && line.metric == r.metric =>
+            {
+                line.results.push(result)
+            }
+            _ => lines.push(SummaryLine {
+                protocol_id: r.protocol_id,
+                protocol_version: r.protocol_version,
+                scorer: r.scorer,
+                metric: r.metric,
+                results: vec![result],
+            }),
+        }
+    }
+    Ok(Json(ExerciseSummary { exercise_id, lines }))
+}
+
+/// The institutes whose runs (own or released to them) the caller reads: the rule of
+/// `ReadRun`, applied in the queries that list and summarise runs.
+fn readable_institutes(caller: &Caller) -> Vec<Uuid> {
+    let scoped = caller.actor.kind == jointeval_domain::AccountKind::Person
+        || caller.actor.scopes.iter().any(|s| {
+            matches!(
+                s,
+                jointeval_domain::Scope::RunsRead | jointeval_domain::Scope::RunsWrite
+            )
+        });
+    if scoped {
+        caller.actor.roles.iter().map(|r| r.institute_id).collect()
+    } else {
+        Vec::new()
+    }
 }

@@ -270,6 +270,7 @@ async fn scores_are_the_executing_institutes_until_released_and_frozen_when_fini
         200
     );
     problem(app.get_as(&us, &format!("{path}/samples")).await, 404).await;
+    problem(app.get_as(&us, &format!("{path}/export")).await, 404).await;
 
     let finished: Value = app
         .post_as(
@@ -304,4 +305,32 @@ async fn scores_are_the_executing_institutes_until_released_and_frozen_when_fini
         .await
         .expect("json");
     assert_eq!(page["items"].as_array().expect("items").len(), 5);
+    // The full export, streamed, as NDJSON and as CSV.
+    let ndjson = app.get_as(&us, &format!("{path}/export")).await;
+    assert_eq!(ndjson.headers()["content-type"], "application/x-ndjson");
+    let text = ndjson.text().await.expect("text");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0]["sample_id"], "0");
+    let csv = app.get_as(&us, &format!("{path}/export?format=csv")).await;
+    assert_eq!(csv.headers()["content-type"], "text/csv");
+    let text = csv.text().await.expect("text");
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        rows[0],
+        "sample_id,epoch,scorer,value_number,value_label,answer,explanation,metadata"
+    );
+    assert_eq!(rows.len(), 6);
+    assert!(
+        rows.iter().any(|r| r.starts_with("s1,1,match,0.5,,,partial,") && r.ends_with("\"{\"\"i\"\":1}\"")),
+        "metadata is quoted: {rows:?}"
+    );
+    problem(
+        app.get_as(&us, &format!("{path}/export?format=xml")).await,
+        422,
+    )
+    .await;
 }

@@ -88,6 +88,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::release_run))
         .routes(routes!(runs::ingest_samples, runs::list_samples))
         .routes(routes!(runs::exercise_summary))
+        .routes(routes!(runs::export_samples))
         .fallback(docs::not_found)
 }
 

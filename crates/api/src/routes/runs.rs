@@ -1120,3 +1120,117 @@ fn readable_institutes(caller: &Caller) -> Vec<Uuid> {
         Vec::new()
     }
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// `ndjson` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+/// Rows formatted ahead of the client, at most; beyond that the database waits.
+const EXPORT_BUFFER: usize = 64;
+
+/// A CSV field, quoted when it must be.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn export_line(row: jointeval_store::runs::SampleRow, csv: bool) -> String {
+    if csv {
+        let fields = [
+            csv_field(&row.sample_id),
+            row.epoch.to_string(),
+            csv_field(&row.scorer),
+            row.value_number.map(|v| v.to_string()).unwrap_or_default(),
+            csv_field(row.value_label.as_deref().unwrap_or("")),
+            csv_field(row.answer.as_deref().unwrap_or("")),
+            csv_field(row.explanation.as_deref().unwrap_or("")),
+            csv_field(&row.metadata.map(|m| m.to_string()).unwrap_or_default()),
+        ];
+        fields.join(",") + "\n"
+    } else {
+        let mut line = serde_json::to_string(&SampleView::from(row)).unwrap_or_default();
+        line.push('\n');
+        line
+    }
+}
+
+/// Every per-sample score of a run, streamed as NDJSON or CSV: the server holds a few
+/// rows at a time, whatever the run's size.
+#[utoipa::path(
+    get, path = "/v1/runs/{id}/export", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run"), ExportQuery),
+    responses(
+        (status = 200, description = "The scores, one per line, by (sample id, epoch, scorer)",
+         content(("application/x-ndjson"), ("text/csv"))),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run, or one not released to the caller's institutes", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`format` is neither `ndjson` nor `csv`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn export_samples(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+) -> Result<Response, ApiError> {
+    use futures_util::StreamExt;
+
+    let csv = match query.format.as_deref() {
+        None | Some("ndjson") => false,
+        Some("csv") => true,
+        Some(_) => return Err(ValidationError::new("format", "must be `ndjson` or `csv`").into()),
+    };
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    visible_run(&mut tx, &caller, id, Action::ReadRun, false).await?;
+    let (sender, receiver) =
+        tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(EXPORT_BUFFER);
+    if csv {
+        let header =
+            "sample_id,epoch,scorer,value_number,value_label,answer,explanation,metadata\n";
+        let _ = sender.send(Ok(Bytes::from_static(header.as_bytes()))).await;
+    }
+    // The same transaction carries on in a task of its own, feeding the response as the
+    // client reads it; a client that goes away ends it.
+    tokio::spawn(async move {
+        let mut rows = jointeval_store::runs::export_samples(&mut tx, id);
+        while let Some(row) = rows.next().await {
+            let item = row
+                .map(|r| Bytes::from(export_line(r, csv)))
+                .map_err(|e| std::io::Error::other(e.to_string()));
+            let failed = item.is_err();
+            if sender.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+        drop(rows);
+        let _ = jointeval_store::commit(tx).await;
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    let (content_type, extension) = if csv {
+        ("text/csv", "csv")
+    } else {
+        ("application/x-ndjson", "ndjson")
+    };
+    let response = (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"run-{id}.{extension}\""),
+            ),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response();
+    Ok(response)
+}

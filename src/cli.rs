@@ -102,6 +102,9 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "JOINTEVAL_BODY_LIMIT", default_value_t = 16 * 1024 * 1024)]
     pub body_limit: usize,
+    /// Largest streamed NDJSON body of per-sample scores, in bytes.
+    #[arg(long, env = "JOINTEVAL_INGEST_LIMIT", default_value_t = 1024 * 1024 * 1024)]
+    pub ingest_limit: usize,
     /// Seconds after which a request still running is answered 503.
     #[arg(long, env = "JOINTEVAL_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout: u64,

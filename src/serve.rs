@@ -104,6 +104,7 @@ fn http_settings(args: &ServeArgs) -> anyhow::Result<HttpSettings> {
         .collect::<anyhow::Result<_>>()?;
     Ok(HttpSettings {
         body_limit: args.body_limit,
+        ingest_limit: args.ingest_limit,
         request_timeout: Duration::from_secs(args.request_timeout),
         cors_origins,
         metrics: match &args.metrics_token {

@@ -334,3 +334,66 @@ async fn scores_are_the_executing_institutes_until_released_and_frozen_when_fini
     )
     .await;
 }
+
+#[tokio::test]
+async fn streams_get_the_ingest_limit_and_arrays_the_ordinary_one() {
+    let app = TestApp::with_settings(jointeval_api::HttpSettings {
+        body_limit: 4 * 1024,
+        ingest_limit: 256 * 1024,
+        ..jointeval_api::HttpSettings::default()
+    })
+    .await;
+    let spec = serde_json::to_value(jointeval_api::openapi()).expect("spec");
+    assert!(
+        spec["paths"]["/v1/runs/{id}/samples"].is_object(),
+        "the ingest route the limit names exists"
+    );
+    let (path, token) = running_run(&app).await;
+    let small: Vec<Value> = (0..100).map(|i| score(i, 1, "match")).collect();
+    let body = ndjson(small.clone().into_iter());
+    assert!(body.len() > 4 * 1024);
+    assert_eq!(
+        send(&app, &token, &path, "application/x-ndjson", body)
+            .await
+            .status(),
+        200
+    );
+    problem(
+        send(
+            &app,
+            &token,
+            &path,
+            "application/json",
+            json!(small).to_string(),
+        )
+        .await,
+        413,
+    )
+    .await;
+
+    let big = ndjson((0..5_000).map(|i| score(i, 2, "match")));
+    assert!(big.len() > 256 * 1024);
+    problem(
+        send(&app, &token, &path, "application/x-ndjson", big.clone()).await,
+        413,
+    )
+    .await;
+    let chunks: Vec<Result<String, std::io::Error>> = big
+        .as_bytes()
+        .chunks(16 * 1024)
+        .map(|c| Ok(String::from_utf8_lossy(c).into_owned()))
+        .collect();
+    let streamed = app
+        .client
+        .post(app.url(&format!("{path}/samples")))
+        .bearer_auth(&token)
+        .header("content-type", "application/x-ndjson")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .expect("send");
+    problem(streamed, 413).await;
+    assert_eq!(stored(&app).await, 100, "the refused streams wrote nothing");
+}

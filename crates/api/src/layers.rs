@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -31,7 +30,13 @@ pub fn wrap(router: Router, settings: &HttpSettings) -> Router {
     // Each `layer` call wraps the ones before it: the last is the outermost.
     let router = router
         .layer(DefaultBodyLimit::max(settings.body_limit))
-        .layer(RequestBodyLimitLayer::new(settings.body_limit))
+        .layer(middleware::from_fn_with_state(
+            BodyLimits {
+                normal: settings.body_limit,
+                ingest: settings.ingest_limit,
+            },
+            limit_body,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             settings.request_timeout,
@@ -59,6 +64,44 @@ pub fn wrap(router: Router, settings: &HttpSettings) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuidV7))
+}
+
+/// The route whose bodies are bulk results, streamed through rather than held.
+pub const INGEST_ROUTE: &str = "/v1/runs/{id}/samples";
+
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    normal: usize,
+    ingest: usize,
+}
+
+/// Bounds every request body: an announced length over the limit is refused at once,
+/// a streamed one as soon as it passes the limit. Bulk ingestion gets its own, larger
+/// limit; it reads its body as it arrives.
+async fn limit_body(
+    axum::extract::State(limits): axum::extract::State<BodyLimits>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let ingest = req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|p| p.as_str() == INGEST_ROUTE);
+    let limit = if ingest { limits.ingest } else { limits.normal };
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Problem::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than the {limit} bytes this endpoint accepts"),
+        )
+        .into_response();
+    }
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(req).await
 }
 
 #[derive(Clone, Copy)]

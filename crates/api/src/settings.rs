@@ -8,6 +8,8 @@ use axum::http::HeaderValue;
 pub struct HttpSettings {
     /// Largest request body accepted, in bytes; larger bodies are answered 413.
     pub body_limit: usize,
+    /// Largest body of a bulk ingestion of per-sample scores (streamed NDJSON), in bytes.
+    pub ingest_limit: usize,
     /// A request still running after this is answered 503.
     pub request_timeout: Duration,
     /// Origins allowed to call the API from a browser; empty means CORS is closed.
@@ -22,6 +24,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             body_limit: 16 * 1024 * 1024,
+            ingest_limit: 1024 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),
             metrics: MetricsAccess::Closed,

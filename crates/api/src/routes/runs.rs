@@ -853,7 +853,12 @@ pub async fn ingest_samples(
             }
         }
     } else {
-        let bytes = body.collect().await.map_err(|_| too_large())?.to_bytes();
+        // A JSON array is held whole, so it gets the ordinary limit; streams get more.
+        let bytes = http_body_util::Limited::new(body, state.settings.body_limit)
+            .collect()
+            .await
+            .map_err(|_| too_large())?
+            .to_bytes();
         let values: Vec<serde_json::Value> = crate::extract::parse_json(&bytes)?;
         for value in values {
             lines += 1;

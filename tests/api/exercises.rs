@@ -3,71 +3,8 @@
 use jointeval_domain::{Role, Scope};
 use serde_json::{Value, json};
 
+use crate::support::story::approved_protocol;
 use crate::support::{TestApp, problem};
-
-/// A protocol of `participants`, led by the first, with version 1 approved by a
-/// reviewer of each participant, all through the API. Answers its id.
-pub async fn approved_protocol(app: &TestApp, slug: &str, participants: &[&str]) -> String {
-    let lead = participants[0];
-    let author = app
-        .person(
-            &format!("author-{slug}@{lead}.example"),
-            lead,
-            &[Role::Author],
-        )
-        .await;
-    let author = app.login(&author).await;
-    for code in participants {
-        app.institute(code).await;
-    }
-    let created = app
-        .post_as(&author, "/v1/protocols", &json!({"slug": slug, "title": slug, "risk_area": "cyber", "participants": participants}))
-        .await;
-    assert_eq!(created.status(), 201);
-    let id = created.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let content = json!({
-        "objective": "Measure uplift",
-        "tasks": [{"name": "t", "dataset": {"name": "d", "version": "1", "sha256": null, "sample_count": 20},
-                   "harness": {"name": "inspect", "task_ref": "arith"}, "scorers": ["match"],
-                   "metrics": ["accuracy"], "epochs": 1}],
-        "metrics": [{"name": "accuracy", "higher_is_better": true, "threshold": null}]
-    });
-    let versions = format!("/v1/protocols/{id}/versions");
-    assert_eq!(
-        app.post_as(&author, &versions, &json!({"content": content}))
-            .await
-            .status(),
-        201
-    );
-    assert_eq!(
-        app.post_as(&author, &format!("{versions}/1/submit"), &json!({}))
-            .await
-            .status(),
-        200
-    );
-    for code in participants {
-        let reviewer = app
-            .person(
-                &format!("reviewer-{slug}@{code}.example"),
-                code,
-                &[Role::Reviewer],
-            )
-            .await;
-        let reviewer = app.login(&reviewer).await;
-        let review = app
-            .post_as(
-                &reviewer,
-                &format!("{versions}/1/reviews"),
-                &json!({"verdict": "approve"}),
-            )
-            .await;
-        assert_eq!(review.status(), 201);
-    }
-    id
-}
 
 fn plan(protocol: &str, participants: &[&str], days: i64) -> Value {
     let start = chrono::Utc::now() + chrono::Duration::days(1);

@@ -4,47 +4,8 @@
 use jointeval_domain::Role;
 use serde_json::{Value, json};
 
-use crate::exercises::approved_protocol;
+use crate::support::story::{active_exercise, new_run};
 use crate::support::{TestApp, problem};
-
-/// An active US–UK exercise on one approved protocol: (exercise id, protocol id).
-pub async fn active_exercise(app: &TestApp) -> (String, String) {
-    let protocol = approved_protocol(app, "joint-runs", &["US", "UK"]).await;
-    let lead = app
-        .login(&app.person("lead@nist.gov", "US", &[Role::Author]).await)
-        .await;
-    let start = chrono::Utc::now();
-    let created: Value = app
-        .post_as(&lead, "/v1/exercises", &json!({
-            "title": "Joint test",
-            "model": {"provider": "ExampleAI", "name": "example-large", "version": "1", "access": "public_api"},
-            "protocol_versions": [{"protocol_id": protocol, "number": 1}],
-            "participants": ["US", "UK"],
-            "starts_at": start.to_rfc3339(), "ends_at": (start + chrono::Duration::days(7)).to_rfc3339()
-        }))
-        .await
-        .json()
-        .await
-        .expect("json");
-    let id = created["id"].as_str().expect("id").to_owned();
-    for (email, code) in [("agree@nist.gov", "US"), ("agree@aisi.gov.uk", "UK")] {
-        let admin = app
-            .login(&app.person(email, code, &[Role::Admin]).await)
-            .await;
-        assert_eq!(
-            app.post_as(&admin, &format!("/v1/exercises/{id}/agree"), &json!({}))
-                .await
-                .status(),
-            200
-        );
-    }
-    (id, protocol)
-}
-
-pub fn new_run(protocol: &str) -> Value {
-    json!({"protocol_id": protocol, "protocol_version": 1, "harness": {"name": "inspect", "version": "0.3.285"},
-           "config": {"temperature": 0}, "model_version": "example-large-1"})
-}
 
 async fn post_run(
     app: &TestApp,

@@ -3,7 +3,7 @@
 use jointeval_domain::Role;
 use serde_json::{Value, json};
 
-use crate::runs::{active_exercise, new_run};
+use crate::support::story::{active_exercise, new_run};
 use crate::support::{TestApp, problem};
 
 /// A running UK run in an active US–UK exercise: (run path, UK evaluator token).

@@ -513,3 +513,114 @@ pub async fn forge_token(
     )
     .expect("sign")
 }
+
+/// Fixtures through the API: an approved protocol, an active exercise, a run.
+pub mod story {
+    use jointeval_domain::Role;
+    use serde_json::{Value, json};
+
+    use super::TestApp;
+
+    /// A protocol of `participants`, led by the first, with version 1 approved by a
+    /// reviewer of each participant, all through the API. Answers its id.
+    pub async fn approved_protocol(app: &TestApp, slug: &str, participants: &[&str]) -> String {
+        let lead = participants[0];
+        let author = app
+            .person(
+                &format!("author-{slug}@{lead}.example"),
+                lead,
+                &[Role::Author],
+            )
+            .await;
+        let author = app.login(&author).await;
+        for code in participants {
+            app.institute(code).await;
+        }
+        let created = app
+            .post_as(&author, "/v1/protocols", &json!({"slug": slug, "title": slug, "risk_area": "cyber", "participants": participants}))
+            .await;
+        assert_eq!(created.status(), 201);
+        let id = created.json::<Value>().await.expect("json")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let content = json!({
+            "objective": "Measure uplift",
+            "tasks": [{"name": "t", "dataset": {"name": "d", "version": "1", "sha256": null, "sample_count": 20},
+                       "harness": {"name": "inspect", "task_ref": "arith"}, "scorers": ["match"],
+                       "metrics": ["accuracy"], "epochs": 1}],
+            "metrics": [{"name": "accuracy", "higher_is_better": true, "threshold": null}]
+        });
+        let versions = format!("/v1/protocols/{id}/versions");
+        assert_eq!(
+            app.post_as(&author, &versions, &json!({"content": content}))
+                .await
+                .status(),
+            201
+        );
+        assert_eq!(
+            app.post_as(&author, &format!("{versions}/1/submit"), &json!({}))
+                .await
+                .status(),
+            200
+        );
+        for code in participants {
+            let reviewer = app
+                .person(
+                    &format!("reviewer-{slug}@{code}.example"),
+                    code,
+                    &[Role::Reviewer],
+                )
+                .await;
+            let reviewer = app.login(&reviewer).await;
+            let review = app
+                .post_as(
+                    &reviewer,
+                    &format!("{versions}/1/reviews"),
+                    &json!({"verdict": "approve"}),
+                )
+                .await;
+            assert_eq!(review.status(), 201);
+        }
+        id
+    }
+
+    /// An active US–UK exercise on one approved protocol: (exercise id, protocol id).
+    pub async fn active_exercise(app: &TestApp) -> (String, String) {
+        let protocol = approved_protocol(app, "joint-runs", &["US", "UK"]).await;
+        let lead = app
+            .login(&app.person("lead@nist.gov", "US", &[Role::Author]).await)
+            .await;
+        let start = chrono::Utc::now();
+        let created: Value = app
+            .post_as(&lead, "/v1/exercises", &json!({
+                "title": "Joint test",
+                "model": {"provider": "ExampleAI", "name": "example-large", "version": "1", "access": "public_api"},
+                "protocol_versions": [{"protocol_id": protocol, "number": 1}],
+                "participants": ["US", "UK"],
+                "starts_at": start.to_rfc3339(), "ends_at": (start + chrono::Duration::days(7)).to_rfc3339()
+            }))
+            .await
+            .json()
+            .await
+            .expect("json");
+        let id = created["id"].as_str().expect("id").to_owned();
+        for (email, code) in [("agree@nist.gov", "US"), ("agree@aisi.gov.uk", "UK")] {
+            let admin = app
+                .login(&app.person(email, code, &[Role::Admin]).await)
+                .await;
+            assert_eq!(
+                app.post_as(&admin, &format!("/v1/exercises/{id}/agree"), &json!({}))
+                    .await
+                    .status(),
+                200
+            );
+        }
+        (id, protocol)
+    }
+
+    pub fn new_run(protocol: &str) -> Value {
+        json!({"protocol_id": protocol, "protocol_version": 1, "harness": {"name": "inspect", "version": "0.3.285"},
+               "config": {"temperature": 0}, "model_version": "example-large-1"})
+    }
+}

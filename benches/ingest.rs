@@ -66,6 +66,10 @@ async fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    // The server's own account of where an ingestion spends its time.
+    tracing_subscriber::fmt()
+        .with_env_filter("warn,jointeval_api::routes::runs=info")
+        .init();
     let app = TestApp::spawn().await;
     let (exercise, protocol) = active_exercise(&app).await;
     let evaluator = app
@@ -98,7 +102,7 @@ async fn main() {
     let answer: Value = response.json().await.expect("json");
     let api_secs = started.elapsed().as_secs_f64();
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["written"], rows as u64);
+    assert_eq!(answer["stored"], rows as u64);
 
     // The same rows with COPY, straight into the table, on the same database.
     let copy_run = running_run(&app, &exercise, &protocol, &token).await;

@@ -85,7 +85,7 @@ async fn a_large_ndjson_stream_is_ingested_once_and_read_back_by_pages() {
     let response = send(&app, &token, &path, "application/x-ndjson", body.clone()).await;
     assert_eq!(response.status(), 200);
     let ingested: Value = response.json().await.expect("json");
-    assert_eq!(ingested, json!({"lines": 12_001, "written": 12_000}));
+    assert_eq!(ingested, json!({"lines": 12_001, "stored": 12_000}));
     assert_eq!(stored(&app).await, 12_000);
     let last_wins: String = sqlx::query_scalar(
         "select value_label from run_samples where sample_id = '0' and scorer = 'match'",
@@ -247,7 +247,7 @@ async fn one_bad_line_refuses_the_whole_request_and_names_the_line() {
         .json()
         .await
         .expect("json");
-    assert_eq!(ok["written"], 2);
+    assert_eq!(ok["stored"], 2);
 }
 
 #[tokio::test]

@@ -133,10 +133,7 @@ async fn template() -> &'static str {
                     .await
                     .expect("migrate the template");
                 pool.close().await;
-                sqlx::raw_sql(&format!("alter database {building} rename to {name}"))
-                    .execute(&mut admin)
-                    .await
-                    .expect("publish the template");
+                publish(&mut admin, &building, &name).await;
             }
             sqlx::query("select pg_advisory_unlock(727072)")
                 .execute(&mut admin)
@@ -146,6 +143,31 @@ async fn template() -> &'static str {
             name
         })
         .await
+}
+
+/// Renames the built template into place. A closed pool's server processes can linger
+/// for a moment, and a rename refuses to run beside them: they are ended first.
+async fn publish(admin: &mut PgConnection, building: &str, name: &str) {
+    let rename = format!("alter database {building} rename to {name}");
+    for attempt in 0.. {
+        sqlx::query(
+            "select pg_terminate_backend(pid) from pg_stat_activity
+             where datname = $1 and pid <> pg_backend_pid()",
+        )
+        .bind(building)
+        .execute(&mut *admin)
+        .await
+        .expect("end the sessions on the template");
+        match sqlx::raw_sql(&rename).execute(&mut *admin).await {
+            Ok(_) => return,
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("55006") && attempt < 50 =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("publish the template: {e}"),
+        }
+    }
 }
 
 fn migrations_digest() -> String {

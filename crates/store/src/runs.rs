@@ -312,16 +312,14 @@ pub struct SampleRow {
     pub metadata: Option<serde_json::Value>,
 }
 
-/// Stages a batch of one request (`batch_id`); `first_line` numbers its rows, so that
-/// the last line of a key wins.
+/// Inserts or replaces a batch of scores, keyed by (sample id, epoch, scorer). The batch
+/// must hold each key once; the caller keeps the last line of a key.
 #[tracing::instrument(skip_all)]
-pub async fn stage_samples(
+pub async fn upsert_samples(
     conn: &mut PgConnection,
-    batch_id: Uuid,
-    first_line: i64,
+    run_id: Uuid,
     rows: &[SampleRow],
 ) -> Result<(), StoreError> {
-    let lines: Vec<i64> = (first_line..first_line + rows.len() as i64).collect();
     let ids: Vec<&str> = rows.iter().map(|r| r.sample_id.as_str()).collect();
     let epochs: Vec<i32> = rows.iter().map(|r| r.epoch).collect();
     let scorers: Vec<&str> = rows.iter().map(|r| r.scorer.as_str()).collect();
@@ -332,10 +330,15 @@ pub async fn stage_samples(
     let metadata: Vec<Option<serde_json::Value>> =
         rows.iter().map(|r| r.metadata.clone()).collect();
     sqlx::query!(
-        "insert into run_sample_staging
-         select $10, * from unnest($1::int8[], $2::text[], $3::int4[], $4::text[], $5::float8[],
-                                   $6::text[], $7::text[], $8::text[], $9::jsonb[])",
-        &lines,
+        "insert into run_samples (run_id, sample_id, epoch, scorer, value_number, value_label,
+                                  answer, explanation, metadata)
+         select $1, * from unnest($2::text[], $3::int4[], $4::text[], $5::float8[], $6::text[],
+                                  $7::text[], $8::text[], $9::jsonb[])
+         on conflict (run_id, sample_id, epoch, scorer) do update
+           set value_number = excluded.value_number, value_label = excluded.value_label,
+               answer = excluded.answer, explanation = excluded.explanation,
+               metadata = excluded.metadata",
+        run_id,
         &ids as &[&str],
         &epochs,
         &scorers as &[&str],
@@ -343,47 +346,22 @@ pub async fn stage_samples(
         &labels as &[Option<&str>],
         &answers as &[Option<&str>],
         &explanations as &[Option<&str>],
-        &metadata as &[Option<serde_json::Value>],
-        batch_id
+        &metadata as &[Option<serde_json::Value>]
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Merges a request's staged samples into the run, then clears them: within the request
-/// the last line of a key wins, and a key stored before is replaced. Answers how many
-/// keys were written.
+/// How many scores a run holds.
 #[tracing::instrument(skip_all)]
-pub async fn merge_samples(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-    batch_id: Uuid,
-) -> Result<u64, StoreError> {
-    let done = sqlx::query!(
-        "insert into run_samples (run_id, sample_id, epoch, scorer, value_number, value_label,
-                                  answer, explanation, metadata)
-         select distinct on (sample_id, epoch, scorer)
-                $1::uuid, sample_id, epoch, scorer, value_number, value_label, answer, explanation, metadata
-         from run_sample_staging
-         where batch_id = $2
-         order by sample_id, epoch, scorer, line desc
-         on conflict (run_id, sample_id, epoch, scorer) do update
-           set value_number = excluded.value_number, value_label = excluded.value_label,
-               answer = excluded.answer, explanation = excluded.explanation,
-               metadata = excluded.metadata",
-        run_id,
-        batch_id
+pub async fn count_samples(conn: &mut PgConnection, run_id: Uuid) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"select count(*) as "count!" from run_samples where run_id = $1"#,
+        run_id
     )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query!(
-        "delete from run_sample_staging where batch_id = $1",
-        batch_id
-    )
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected())
+    .fetch_one(conn)
+    .await?)
 }
 
 /// Which samples to read. A value range leaves labels out.

@@ -125,7 +125,7 @@ fn joint(e: &Exercise) -> JointRef {
     }
 }
 
-async fn visible_exercise(
+pub(crate) async fn visible_exercise(
     conn: &mut PgConnection,
     caller: &Caller,
     id: Uuid,

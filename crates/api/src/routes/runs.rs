@@ -12,7 +12,7 @@ use jointeval_domain::exercise::ExerciseStatus;
 use jointeval_domain::run::{
     MAX_CONFIG_BYTES, MetricValue, Run, RunStatus, results_digest, validate_metrics,
 };
-use jointeval_domain::{Action, JointRef, Resource, ValidationError, decide, execution_capacities};
+use jointeval_domain::{Action, Resource, ValidationError, decide, execution_capacities};
 use jointeval_store::PgConnection;
 use jointeval_store::runs::NewRun;
 use serde::{Deserialize, Serialize};
@@ -212,19 +212,14 @@ pub async fn create_run(
         return Ok(response);
     }
 
-    let exercise = jointeval_store::exercises::get(&mut tx, exercise_id, false)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("exercise"))?;
-    let joint = JointRef {
-        lead_institute_id: exercise.lead_institute_id,
-        participants: exercise.participants.clone(),
-    };
-    decide(
-        &caller.actor,
+    let exercise = super::exercises::visible_exercise(
+        &mut tx,
+        &caller,
+        exercise_id,
         Action::ReadExercise,
-        &Resource::Exercise(&joint),
+        false,
     )
-    .map_err(|d| Caller::deny(d, "exercise"))?;
+    .await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     let capacities = execution_capacities(&caller.actor, &exercise.participants);
     let institute = match (request.institute.as_deref(), capacities.as_slice()) {
@@ -371,19 +366,8 @@ pub async fn list_runs(
     .validate()?;
     let after = page.after_id()?;
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let exercise = jointeval_store::exercises::get(&mut tx, exercise_id, false)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("exercise"))?;
-    let joint = JointRef {
-        lead_institute_id: exercise.lead_institute_id,
-        participants: exercise.participants.clone(),
-    };
-    decide(
-        &caller.actor,
-        Action::ReadExercise,
-        &Resource::Exercise(&joint),
-    )
-    .map_err(|d| Caller::deny(d, "exercise"))?;
+    super::exercises::visible_exercise(&mut tx, &caller, exercise_id, Action::ReadExercise, false)
+        .await?;
     let institutes = readable_institutes(&caller);
     let rows =
         jointeval_store::runs::list_visible(&mut tx, exercise_id, &institutes, after, page.fetch())
@@ -1091,19 +1075,8 @@ pub async fn exercise_summary(
     ApiPath(exercise_id): ApiPath<Uuid>,
 ) -> Result<Json<ExerciseSummary>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let exercise = jointeval_store::exercises::get(&mut tx, exercise_id, false)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("exercise"))?;
-    let joint = JointRef {
-        lead_institute_id: exercise.lead_institute_id,
-        participants: exercise.participants.clone(),
-    };
-    decide(
-        &caller.actor,
-        Action::ReadExercise,
-        &Resource::Exercise(&joint),
-    )
-    .map_err(|d| Caller::deny(d, "exercise"))?;
+    super::exercises::visible_exercise(&mut tx, &caller, exercise_id, Action::ReadExercise, false)
+        .await?;
     let institutes = readable_institutes(&caller);
     let rows = jointeval_store::runs::summary(&mut tx, exercise_id, &institutes).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);

@@ -397,3 +397,36 @@ async fn streams_get_the_ingest_limit_and_arrays_the_ordinary_one() {
     problem(streamed, 413).await;
     assert_eq!(stored(&app).await, 100, "the refused streams wrote nothing");
 }
+
+#[tokio::test]
+async fn text_with_tabs_newlines_and_backslashes_comes_back_exactly() {
+    let app = TestApp::spawn().await;
+    let (path, token) = running_run(&app).await;
+    let tricky = "line one\n\tindented \\ back\\slash \r\n\\N not null — ünïcode";
+    let body = ndjson(
+        [
+            json!({"sample_id": "tab\there", "epoch": 0, "scorer": "s\\1", "value": "C\tI",
+                "answer": tricky, "explanation": "\\", "metadata": {"k": "v\n\\t"}}),
+        ]
+        .into_iter(),
+    );
+    assert_eq!(
+        send(&app, &token, &path, "application/x-ndjson", body)
+            .await
+            .status(),
+        200
+    );
+    let page: Value = app
+        .get_as(&token, &format!("{path}/samples"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let stored = &page["items"][0];
+    assert_eq!(stored["sample_id"], "tab\there");
+    assert_eq!(stored["scorer"], "s\\1");
+    assert_eq!(stored["value"], "C\tI");
+    assert_eq!(stored["answer"], tricky);
+    assert_eq!(stored["explanation"], "\\");
+    assert_eq!(stored["metadata"], json!({"k": "v\n\\t"}));
+}

@@ -692,7 +692,10 @@ async fn write_batch(
             kept.push(row);
         }
     }
-    jointeval_store::runs::upsert_samples(conn, run_id, &kept).await?;
+    // New keys go in by COPY; a batch with a key stored before is upserted instead.
+    if !jointeval_store::runs::copy_new_samples(conn, run_id, &kept).await? {
+        jointeval_store::runs::upsert_samples(conn, run_id, &kept).await?;
+    }
     Ok(())
 }
 /// The longest NDJSON line accepted.

@@ -19,6 +19,23 @@ use sqlx::{Connection, PgConnection};
 use support::TestApp;
 use support::story::{active_exercise, new_run};
 
+/// A field of /proc/self/status, in KiB.
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resets the peak resident size to the current one (Linux), so that the peak read
+/// after a request is what the request added.
+fn reset_peak() -> u64 {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    status_kib("VmRSS:")
+}
+
 fn score(i: usize) -> Value {
     json!({"sample_id": format!("sample-{i:07}"), "epoch": 1 + (i % 3) as i32, "scorer": "match",
            "value": if i.is_multiple_of(2) { json!("C") } else { json!(0.5) },
@@ -86,6 +103,7 @@ async fn main() {
         .chunks(1 << 20)
         .map(|c| Ok(c.to_vec()))
         .collect();
+    let before_kib = reset_peak();
     let started = Instant::now();
     let response = app
         .client
@@ -101,6 +119,7 @@ async fn main() {
     let status = response.status();
     let answer: Value = response.json().await.expect("json");
     let api_secs = started.elapsed().as_secs_f64();
+    let added_mib = (status_kib("VmHWM:").saturating_sub(before_kib)) as f64 / 1024.0;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["stored"], rows as u64);
 
@@ -135,4 +154,7 @@ async fn main() {
     println!("API (one streamed NDJSON request): {api_secs:.2} s, {api_rate:.0} rows/s");
     println!("COPY into run_samples:             {copy_secs:.2} s, {copy_rate:.0} rows/s");
     println!("ratio API / COPY: {:.2}", api_rate / copy_rate);
+    // Client and server share this process: the body was built before the peak was
+    // reset, so what the request added is the server's (and the HTTP stack's) working set.
+    println!("peak memory added while the API ingested: {added_mib:.1} MiB");
 }

@@ -239,6 +239,32 @@ async fn one_bad_line_refuses_the_whole_request_and_names_the_line() {
         415,
     )
     .await;
+    let unknown = format!("/v1/runs/{}", uuid::Uuid::now_v7());
+    problem(
+        send(
+            &app,
+            &token,
+            &unknown,
+            "application/x-ndjson",
+            lines.join("\n"),
+        )
+        .await,
+        404,
+    )
+    .await;
+    let infinite = r#"{"sample_id": "x", "epoch": 1, "scorer": "m", "value": 1e999}"#.to_owned();
+    let p = problem(
+        send(&app, &token, &path, "application/x-ndjson", infinite).await,
+        422,
+    )
+    .await;
+    assert!(
+        p["errors"][0]["field"]
+            .as_str()
+            .expect("field")
+            .starts_with("line 1"),
+        "{p}"
+    );
     assert_eq!(stored(&app).await, 0, "nothing half-written");
 
     let good = json!([score(0, 1, "m"), score(1, 2, "m")]).to_string();

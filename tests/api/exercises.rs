@@ -302,21 +302,7 @@ async fn a_planned_exercise_is_cancelled_by_the_lead_and_read_by_tools_with_the_
         .service("UK", "jes_blind", &[Scope::RunsWrite], &[Role::Viewer])
         .await;
     for (client, secret, status) in [(reader, "jes_reader", 200), (blind, "jes_blind", 404)] {
-        let token: Value = app
-            .client
-            .post(app.url("/v1/auth/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", &client.to_string()),
-                ("client_secret", secret),
-            ])
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
-        let token = token["access_token"].as_str().expect("token");
+        let token = &app.service_login(client, secret).await;
         assert_eq!(
             app.get_as(token, &format!("/v1/exercises/{id}"))
                 .await

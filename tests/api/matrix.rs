@@ -87,7 +87,7 @@ async fn cast(app: &TestApp) -> Cast {
         .execute(&app.pool)
         .await
         .expect("disable");
-    tokens.push(Some(service_token(app, service, "jes_matrix-secret").await));
+    tokens.push(Some(app.service_login(service, "jes_matrix-secret").await));
     tokens.push(None);
     tokens.push(Some(forge_token(&app.pool, us_admin.id, -600, true).await));
     tokens.push(Some(forge_token(&app.pool, us_admin.id, 600, false).await));
@@ -131,22 +131,6 @@ async fn exchange(
             .expect("approve");
     }
     e.id
-}
-
-async fn service_token(app: &TestApp, id: Uuid, secret: &str) -> String {
-    let response = app
-        .client
-        .post(app.url("/v1/auth/token"))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &id.to_string()),
-            ("client_secret", secret),
-        ])
-        .send()
-        .await
-        .expect("send");
-    let body: Value = response.json().await.expect("json");
-    body["access_token"].as_str().expect("token").to_owned()
 }
 
 /// A digest of every identity row, to prove a refused call wrote nothing.

@@ -797,21 +797,7 @@ async fn a_reviewer_reviews_a_version_once_and_a_service_account_reads_only_with
     for (client, secret, status, listed) in
         [(reader, "jes_reader", 200, 1), (blind, "jes_blind", 404, 0)]
     {
-        let token: Value = app
-            .client
-            .post(app.url("/v1/auth/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", &client.to_string()),
-                ("client_secret", secret),
-            ])
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
-        let token = token["access_token"].as_str().expect("token");
+        let token = &app.service_login(client, secret).await;
         assert_eq!(
             app.get_as(token, &format!("/v1/protocols/{id}"))
                 .await

@@ -454,6 +454,26 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Logs a service account in with `client_credentials` and answers the access token.
+    pub async fn service_login(&self, id: uuid::Uuid, secret: &str) -> String {
+        let response = self
+            .client
+            .post(self.url("/v1/auth/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &id.to_string()),
+                ("client_secret", secret),
+            ])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200, "login of service account {id}");
+        let body: serde_json::Value = response.json().await.expect("json");
+        body["access_token"].as_str().expect("token").to_owned()
+    }
+}
+
 /// The password of every test person.
 pub const PASSWORD: &str = "correct horse battery staple";
 

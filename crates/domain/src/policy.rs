@@ -31,6 +31,21 @@ impl Actor {
         self.kind == AccountKind::Person && self.has_role(institute_id, Role::Admin)
     }
 
+    /// The institutes in whose name this actor reads joint objects (protocols,
+    /// exercises, runs): those it holds a role at. A service account reads only with one
+    /// of `scopes`. The single reads in [`decide`] and the list queries both use this.
+    pub fn reading_institutes(&self, scopes: &[Scope]) -> Vec<Uuid> {
+        let scoped =
+            self.kind == AccountKind::Person || self.scopes.iter().any(|s| scopes.contains(s));
+        if !scoped {
+            return Vec::new();
+        }
+        let mut ids: Vec<Uuid> = self.roles.iter().map(|r| r.institute_id).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// The institutes whose accounts and exchanges this actor administers.
     pub fn administered_institutes(&self) -> Vec<Uuid> {
         let mut ids: Vec<Uuid> = self
@@ -407,19 +422,16 @@ fn see_account(actor: &Actor, account: &AccountRef) -> Decision {
 /// A run exists for the executing institute's staff, and for the staff of the
 /// institutes it was released to; a service account also needs `runs:read` or `runs:write`.
 fn see_run(actor: &Actor, institute_id: Uuid, released_to: &[Uuid]) -> Decision {
-    let member = actor
-        .roles
-        .iter()
-        .any(|r| r.institute_id == institute_id || released_to.contains(&r.institute_id));
-    let scoped = actor.kind == AccountKind::Person
-        || actor.scopes.contains(&Scope::RunsRead)
-        || actor.scopes.contains(&Scope::RunsWrite);
-    if member && scoped {
+    let reading = actor.reading_institutes(&RUN_READING);
+    if reading.contains(&institute_id) || released_to.iter().any(|i| reading.contains(i)) {
         Ok(())
     } else {
         Err(Denial::NotFound)
     }
 }
+
+/// The scopes that let a service account read runs.
+pub const RUN_READING: [Scope; 2] = [Scope::RunsRead, Scope::RunsWrite];
 
 /// The participating institutes in whose capacity the actor may execute a run.
 pub fn execution_capacities(actor: &Actor, participants: &[Uuid]) -> Vec<Uuid> {
@@ -443,12 +455,8 @@ fn see_protocol(actor: &Actor, protocol: &JointRef) -> Decision {
 /// Staff of a participating institute see a joint object; a service account also needs
 /// `scope`.
 fn see_joint(actor: &Actor, joint: &JointRef, scope: Scope) -> Decision {
-    let member = actor
-        .roles
-        .iter()
-        .any(|r| joint.participants.contains(&r.institute_id));
-    let scoped = actor.kind == AccountKind::Person || actor.scopes.contains(&scope);
-    if member && scoped {
+    let reading = actor.reading_institutes(&[scope]);
+    if joint.participants.iter().any(|p| reading.contains(p)) {
         Ok(())
     } else {
         Err(Denial::NotFound)

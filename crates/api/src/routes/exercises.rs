@@ -378,18 +378,9 @@ pub async fn list_exercises(
     }
     .validate()?;
     let after = page.after_id()?;
-    // The same rule as a single read, in the query: participants only, and a service
-    // account only with `exercises:read`.
-    let visible: Vec<Uuid> = if caller.actor.kind == jointeval_domain::AccountKind::Person
-        || caller
-            .actor
-            .scopes
-            .contains(&jointeval_domain::Scope::ExercisesRead)
-    {
-        caller.actor.roles.iter().map(|r| r.institute_id).collect()
-    } else {
-        Vec::new()
-    };
+    let visible = caller
+        .actor
+        .reading_institutes(&[jointeval_domain::Scope::ExercisesRead]);
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     let institute_id = query

@@ -291,18 +291,9 @@ pub async fn list_protocols(
     if query.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
         return Err(ValidationError::new("q", "must be at most 200 characters").into());
     }
-    // The same rule as a single read, applied in the query: participants only, and a
-    // service account only with `protocols:read`.
-    let visible: Vec<Uuid> = if caller.actor.kind == jointeval_domain::AccountKind::Person
-        || caller
-            .actor
-            .scopes
-            .contains(&jointeval_domain::Scope::ProtocolsRead)
-    {
-        caller.actor.roles.iter().map(|r| r.institute_id).collect()
-    } else {
-        Vec::new()
-    };
+    let visible = caller
+        .actor
+        .reading_institutes(&[jointeval_domain::Scope::ProtocolsRead]);
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     let institute_id = query

@@ -368,7 +368,9 @@ pub async fn list_runs(
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     super::exercises::visible_exercise(&mut tx, &caller, exercise_id, Action::ReadExercise, false)
         .await?;
-    let institutes = readable_institutes(&caller);
+    let institutes = caller
+        .actor
+        .reading_institutes(&jointeval_domain::policy::RUN_READING);
     let rows =
         jointeval_store::runs::list_visible(&mut tx, exercise_id, &institutes, after, page.fetch())
             .await?;
@@ -1080,7 +1082,9 @@ pub async fn exercise_summary(
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     super::exercises::visible_exercise(&mut tx, &caller, exercise_id, Action::ReadExercise, false)
         .await?;
-    let institutes = readable_institutes(&caller);
+    let institutes = caller
+        .actor
+        .reading_institutes(&jointeval_domain::policy::RUN_READING);
     let rows = jointeval_store::runs::summary(&mut tx, exercise_id, &institutes).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     jointeval_store::commit(tx).await?;
@@ -1112,23 +1116,6 @@ pub async fn exercise_summary(
         }
     }
     Ok(Json(ExerciseSummary { exercise_id, lines }))
-}
-
-/// The institutes whose runs (own or released to them) the caller reads: the rule of
-/// `ReadRun`, applied in the queries that list and summarise runs.
-fn readable_institutes(caller: &Caller) -> Vec<Uuid> {
-    let scoped = caller.actor.kind == jointeval_domain::AccountKind::Person
-        || caller.actor.scopes.iter().any(|s| {
-            matches!(
-                s,
-                jointeval_domain::Scope::RunsRead | jointeval_domain::Scope::RunsWrite
-            )
-        });
-    if scoped {
-        caller.actor.roles.iter().map(|r| r.institute_id).collect()
-    } else {
-        Vec::new()
-    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -818,3 +818,35 @@ async fn a_reviewer_reviews_a_version_once_and_a_service_account_reads_only_with
         );
     }
 }
+
+#[tokio::test]
+async fn a_nul_character_in_content_is_422_and_nothing_is_written() {
+    let app = TestApp::spawn().await;
+    let author = app
+        .login(&app.person("author@nist.gov", "US", &[Role::Author]).await)
+        .await;
+    app.institute("UK").await;
+    let bad = app
+        .post_as(&author, "/v1/protocols", &json!({"slug": "nul-title", "title": "a\u{0}b", "risk_area": "other", "participants": ["US", "UK"]}))
+        .await;
+    problem(bad, 422).await;
+    let id = protocol(&app, &author, "nul-content", "other", json!(["US", "UK"])).await;
+    let mut body = content(1);
+    body["objective"] = json!("zero \u{0} byte");
+    problem(
+        app.post_as(
+            &author,
+            &format!("/v1/protocols/{id}/versions"),
+            &json!({"content": body}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(versions_in_db(&app).await, 0);
+    let count: i64 = sqlx::query_scalar("select count(*) from protocols")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 1);
+}

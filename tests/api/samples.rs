@@ -456,3 +456,23 @@ async fn text_with_tabs_newlines_and_backslashes_comes_back_exactly() {
     assert_eq!(stored["explanation"], "\\");
     assert_eq!(stored["metadata"], json!({"k": "v\n\\t"}));
 }
+
+#[tokio::test]
+async fn text_postgresql_cannot_store_is_422_not_500() {
+    let app = TestApp::spawn().await;
+    let (path, token) = running_run(&app).await;
+    for line in [
+        json!({"sample_id": "a\u{0}b", "epoch": 1, "scorer": "m", "value": 1}),
+        json!({"sample_id": "a", "epoch": 1, "scorer": "m", "value": 1, "answer": "x\u{0}"}),
+        json!({"sample_id": "a", "epoch": 1, "scorer": "m", "value": 1, "metadata": {"k": "\u{0}"}}),
+    ] {
+        let body = ndjson([line].into_iter());
+        let p = problem(
+            send(&app, &token, &path, "application/x-ndjson", body).await,
+            422,
+        )
+        .await;
+        assert_eq!(p["type"], "urn:jointeval:problem:unstorable-text", "{p}");
+    }
+    assert_eq!(stored(&app).await, 0);
+}

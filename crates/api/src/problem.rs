@@ -173,6 +173,13 @@ impl IntoResponse for ApiError {
                 format!("the change conflicts with existing data ({constraint})"),
             )
             .into_response(),
+            ApiError::Store(StoreError::UnstorableText) => Problem::typed(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unstorable-text",
+                "Unstorable text",
+                "the request holds text with a NUL character (\\u0000), which cannot be stored",
+            )
+            .into_response(),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "request failed");
                 Problem::internal().into_response()

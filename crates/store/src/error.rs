@@ -9,6 +9,10 @@ pub enum StoreError {
     Conflict { constraint: String },
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The request carried text PostgreSQL cannot store (a NUL character): the client's
+    /// input, not our failure.
+    #[error("text PostgreSQL cannot store")]
+    UnstorableText,
     /// A stored row breaks a rule the schema should have enforced.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
@@ -26,6 +30,13 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         if is_unavailable(&e) {
             return StoreError::Unavailable(e);
+        }
+        // 22021: a byte sequence invalid in UTF-8 (a NUL in text); 22P05: a character
+        // jsonb cannot hold (\u0000).
+        if let sqlx::Error::Database(db) = &e
+            && matches!(db.code().as_deref(), Some("22021" | "22P05"))
+        {
+            return StoreError::UnstorableText;
         }
         if let sqlx::Error::Database(db) = &e
             && (db.is_unique_violation()

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, bail};
 use jointeval_api::auth::secrets;
+use jointeval_domain::audit::Change;
 use jointeval_domain::{AccountKind, DisplayName, Email, InstituteCode, Password, Role};
 use jointeval_store::{ActingAs, PgPool};
 
@@ -55,7 +56,7 @@ pub async fn bootstrap_and_exit(args: &BootstrapArgs) -> anyhow::Result<()> {
 /// Bootstraps the default institutes when the database has no account at all: the
 /// embedded default's very first start.
 pub async fn bootstrap_if_empty(pool: &PgPool) -> anyhow::Result<()> {
-    let mut tx = jointeval_store::begin(pool, &ActingAs::System("bootstrap")).await?;
+    let mut tx = jointeval_store::begin(pool, &ActingAs::system("bootstrap")).await?;
     let any = jointeval_store::accounts::any(&mut tx).await?;
     jointeval_store::commit(tx).await?;
     if any {
@@ -129,13 +130,16 @@ pub async fn bootstrap(
         };
         let hash = secrets::hash_password(password.expose().to_owned()).await;
 
-        let mut tx = jointeval_store::begin(pool, &ActingAs::System("bootstrap")).await?;
-        let institute =
+        let mut tx = jointeval_store::begin(pool, &ActingAs::system("bootstrap")).await?;
+        let (institute, institute_created) =
             match jointeval_store::institutes::get_by_code(&mut *tx, code.as_str()).await? {
-                Some(i) => i,
-                None => jointeval_store::institutes::insert(&mut *tx, &code, name)
-                    .await
-                    .with_context(|| format!("creating institute {code}"))?,
+                Some(i) => (i, false),
+                None => (
+                    jointeval_store::institutes::insert(&mut *tx, &code, name)
+                        .await
+                        .with_context(|| format!("creating institute {code}"))?,
+                    true,
+                ),
             };
         let exists = jointeval_store::accounts::find_person_login(&mut tx, email.as_str()).await?;
         if exists.is_some() {
@@ -173,7 +177,14 @@ pub async fn bootstrap(
             },
         )
         .await?;
-        jointeval_store::commit(tx).await?;
+        let change = Change::new("account.bootstrapped", account.id)
+            .by(institute.id)
+            .visible_to([institute.id])
+            .summary(serde_json::json!({
+                "institute": code.as_str(), "institute_created": institute_created,
+                "email": email.as_str(), "role": "admin", "one_time_password": one_time,
+            }));
+        jointeval_store::audit::commit_audited(tx, &change).await?;
         done.push(Bootstrapped {
             institute: code.to_string(),
             email: email.as_str().to_owned(),

@@ -4,6 +4,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+mod denials;
 pub mod extract;
 mod layers;
 pub mod metrics;
@@ -48,6 +49,10 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let (api, spec) = routes::api();
     let api = api
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            denials::record_denials,
+        ))
         .merge(routes::docs(&spec))
         .merge(metrics::public_route(&state.settings.metrics));
     with_middleware(api.with_state(state.clone()), &state.settings)

@@ -34,6 +34,10 @@ pub struct Problem {
     #[serde(skip)]
     #[schema(ignore)]
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// Set when the access policy refused the request, which the audit trail records.
+    #[serde(skip)]
+    #[schema(ignore)]
+    denied: bool,
 }
 
 /// One invalid field of a request.
@@ -65,6 +69,7 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             headers: Vec::new(),
+            denied: false,
         }
     }
 
@@ -111,6 +116,12 @@ impl Problem {
         )
     }
 
+    /// Marks the answer as the access policy's refusal.
+    pub fn denied(mut self) -> Self {
+        self.denied = true;
+        self
+    }
+
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self
@@ -132,6 +143,9 @@ impl IntoResponse for Problem {
             .into_response();
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
+        }
+        if self.denied {
+            response.extensions_mut().insert(crate::denials::Denied);
         }
         response
     }

@@ -1,6 +1,8 @@
 //! The domain: types that are valid by construction, and the decisions of the service.
 //! Pure Rust, no IO: every rule here is reached by a unit test without a database.
 
+pub mod audit;
+pub mod canonical;
 pub mod exchange;
 pub mod exercise;
 pub mod identity;

@@ -46,6 +46,16 @@ impl Actor {
         ids
     }
 
+    /// The first of `institutes` where this actor holds `role` (any role, if `None`): the
+    /// capacity it acts in on a joint object, as the audit trail records it.
+    pub fn capacity_among(&self, institutes: &[Uuid], role: Option<Role>) -> Option<Uuid> {
+        institutes.iter().copied().find(|i| {
+            self.roles
+                .iter()
+                .any(|r| r.institute_id == *i && role.is_none_or(|role| r.role == role))
+        })
+    }
+
     /// The institutes whose accounts and exchanges this actor administers.
     pub fn administered_institutes(&self) -> Vec<Uuid> {
         let mut ids: Vec<Uuid> = self

@@ -1,13 +1,12 @@
 //! Evaluation protocols: what the institutes agree to test, in versions that are
 //! co-authored as drafts, frozen for review, and approved by every participant.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -560,26 +559,7 @@ impl ProtocolContent {
     /// sha256 of the canonical JSON of the content: object keys sorted, no whitespace.
     pub fn sha256(&self) -> String {
         let value = serde_json::to_value(self).unwrap_or_default();
-        let canonical = serde_json::to_vec(&canonical(value)).unwrap_or_default();
-        Sha256::digest(&canonical)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-}
-
-/// The same JSON with every object's keys in sorted order.
-fn canonical(value: serde_json::Value) -> serde_json::Value {
-    match value {
-        serde_json::Value::Object(map) => {
-            let sorted: BTreeMap<String, serde_json::Value> =
-                map.into_iter().map(|(k, v)| (k, canonical(v))).collect();
-            serde_json::Value::Object(sorted.into_iter().collect())
-        }
-        serde_json::Value::Array(items) => {
-            serde_json::Value::Array(items.into_iter().map(canonical).collect())
-        }
-        other => other,
+        crate::canonical::sha256_hex([crate::canonical::to_bytes(&value).as_slice()])
     }
 }
 

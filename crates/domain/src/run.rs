@@ -183,11 +183,7 @@ pub fn results_digest(metrics: &[MetricValue]) -> String {
         hasher.update(line.to_string().as_bytes());
         hasher.update(b"\n");
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::canonical::hex(&hasher.finalize())
 }
 
 /// One per-sample score, as a harness reports it.

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 mod actor;
+pub mod audit;
 pub mod credentials;
 mod error;
 pub mod exchanges;
@@ -17,7 +18,7 @@ pub mod protocols;
 pub mod runs;
 pub mod signing_keys;
 
-pub use actor::{ActingAs, Tx, begin, commit};
+pub use actor::{ActingAs, RequestMeta, Tx, begin, commit};
 pub use error::StoreError;
 pub use pool::{MIGRATOR, PoolSettings, connect, migrate, migrations_current, ping};
 pub use sqlx::{PgConnection, PgPool};

@@ -2,11 +2,13 @@
 //! and its account and roles are read from the database *now*, so that a disabled
 //! account, an ended membership or an ended exchange loses access on its next request.
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode, request::Parts};
 use jointeval_domain::{Account, AccountKind, AccountStatus, Actor, Denial};
-use jointeval_store::ActingAs;
+use jointeval_store::{ActingAs, RequestMeta};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -19,6 +21,7 @@ pub struct Caller {
     pub account: Account,
     pub actor: Actor,
     pub must_change_password: bool,
+    pub request: RequestMeta,
 }
 
 impl Caller {
@@ -30,17 +33,19 @@ impl Caller {
         ActingAs::Account {
             id: self.account.id,
             institutes,
+            request: self.request.clone(),
         }
     }
 
     /// Turns a policy denial into its answer: 404 for what the caller may not know of.
     pub fn deny(denial: Denial, what: &str) -> ApiError {
-        match denial {
-            Denial::NotFound => not_found(what),
+        let problem = match denial {
+            Denial::NotFound => Problem::status(StatusCode::NOT_FOUND, format!("no such {what}")),
             Denial::Forbidden(reason) => {
-                Problem::typed(StatusCode::FORBIDDEN, "forbidden", "Forbidden", reason).into()
+                Problem::typed(StatusCode::FORBIDDEN, "forbidden", "Forbidden", reason)
             }
-        }
+        };
+        problem.denied().into()
     }
 }
 
@@ -80,7 +85,15 @@ impl FromRequestParts<AppState> for Caller {
 
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let token = bearer_token(parts)?;
-    let mut tx = jointeval_store::begin(&state.pool, &ActingAs::System("authenticate")).await?;
+    let request = request_meta(parts);
+    let mut tx = jointeval_store::begin(
+        &state.pool,
+        &ActingAs::System {
+            purpose: "authenticate",
+            request: request.clone(),
+        },
+    )
+    .await?;
     let claims = match tokens::verify(&mut tx, &state.auth.tokens, token).await {
         Ok(claims) => claims,
         Err(TokenError::Store(e)) => return Err(e.into()),
@@ -111,7 +124,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         ),
     };
     jointeval_store::commit(tx).await?;
-    Ok(Caller {
+    let caller = Caller {
         actor: Actor {
             account_id: account.id,
             kind: account.kind,
@@ -121,7 +134,28 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         },
         account,
         must_change_password,
-    })
+        request,
+    };
+    if let Some(slot) = parts.extensions.get::<crate::denials::ActorSlot>() {
+        slot.set(caller.acting_as());
+    }
+    Ok(caller)
+}
+
+/// The request id and the client's address, for the audit trail. A request id the client
+/// sent is kept, within reason.
+pub fn request_meta(parts: &Parts) -> RequestMeta {
+    RequestMeta {
+        request_id: parts
+            .headers
+            .get(crate::layers::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(200).collect()),
+        client_addr: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string()),
+    }
 }
 
 fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {

@@ -6,7 +6,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use rand::rngs::OsRng;
-use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
 /// OWASP's argon2id baseline: 19 MiB of memory, 2 passes, 1 lane. One verification
@@ -78,7 +77,7 @@ pub fn new_service_secret() -> String {
 }
 
 pub fn hash_service_secret(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
+    jointeval_domain::canonical::sha256_hex([secret.as_bytes()])
 }
 
 pub fn verify_service_secret(stored_hash: Option<&str>, secret: &str) -> bool {
@@ -91,10 +90,6 @@ pub fn verify_service_secret(stored_hash: Option<&str>, secret: &str) -> bool {
             .zip(stored.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jointeval_domain::Scope;
+use jointeval_domain::audit::Change;
 use jointeval_store::PgConnection;
-use jointeval_store::{PgPool, StoreError};
+use jointeval_store::{ActingAs, PgPool, StoreError};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
@@ -51,21 +52,34 @@ pub struct Claims {
 /// Creates the first signing key unless one exists. Safe with several instances
 /// starting at once: the check and the insert happen under one table lock.
 pub async fn ensure_signing_key(pool: &PgPool) -> Result<(), StoreError> {
-    let mut tx = jointeval_store::begin(pool, &jointeval_store::ActingAs::System("keys")).await?;
-    if !jointeval_store::signing_keys::exists_locked(&mut tx).await? {
-        add_key(&mut tx).await?;
-        tracing::info!("created the first token signing key");
+    let mut tx = jointeval_store::begin(pool, &ActingAs::system("keys")).await?;
+    if jointeval_store::signing_keys::exists_locked(&mut tx).await? {
+        return jointeval_store::commit(tx).await;
     }
-    tx.commit().await?;
+    let kid = add_key(&mut tx).await?;
+    let change = key_change("signing_key.created", &kid, &mut tx).await?;
+    jointeval_store::audit::commit_audited(tx, &change).await?;
+    tracing::info!("created the first token signing key");
     Ok(())
 }
 
 /// Adds a new signing key; the previous one verifies the tokens it signed until they expire.
 pub async fn rotate_signing_key(pool: &PgPool) -> Result<String, StoreError> {
-    let mut tx = jointeval_store::begin(pool, &jointeval_store::ActingAs::System("keys")).await?;
+    let mut tx = jointeval_store::begin(pool, &ActingAs::system("keys")).await?;
     let kid = add_key(&mut tx).await?;
-    tx.commit().await?;
+    let change = key_change("signing_key.rotated", &kid, &mut tx).await?;
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     Ok(kid)
+}
+
+/// Keys sign for the whole service: every institute sees their changes.
+async fn key_change(
+    action: &'static str,
+    kid: &str,
+    conn: &mut PgConnection,
+) -> Result<Change, StoreError> {
+    let institutes = jointeval_store::institutes::all(&mut *conn).await?;
+    Ok(Change::new(action, kid).visible_to(institutes.iter().map(|i| i.id)))
 }
 
 async fn add_key(conn: &mut PgConnection) -> Result<String, StoreError> {
@@ -92,6 +106,8 @@ fn thumbprint(public: &[u8]) -> String {
 pub struct Issued {
     pub token: String,
     pub expires_in: u64,
+    /// The token's id, which the audit trail records instead of the token.
+    pub jti: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +157,7 @@ pub async fn issue(
     Ok(Issued {
         token,
         expires_in: lifetime,
+        jti: claims.jti,
     })
 }
 

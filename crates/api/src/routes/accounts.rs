@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use jointeval_domain::audit::Change;
 use jointeval_domain::{
     Account, AccountKind, AccountRef, AccountStatus, Action, DisplayName, Email, Resource, Scope,
     ValidationError, decide,
@@ -12,6 +13,7 @@ use jointeval_domain::{
 use jointeval_store::PgConnection;
 use jointeval_store::accounts::{AccountFilter, NewAccount};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -194,6 +196,9 @@ pub async fn create_account(
     )
     .await
     .map_err(email_taken)?;
+    let scope_names: Option<Vec<&str>> = scopes
+        .as_ref()
+        .map(|s| s.iter().map(|x| x.as_str()).collect());
     let mut created = CreatedAccount {
         account: AccountView::new(account.clone(), &codes),
         one_time_password: None,
@@ -216,7 +221,12 @@ pub async fn create_account(
             created.one_time_password = Some(password);
         }
     }
-    jointeval_store::commit(tx).await?;
+    let change = account_change("account.created", &account).summary(json!({
+        "kind": account.kind.as_str(), "email": account.email,
+        "display_name": account.display_name,
+        "scopes": scope_names,
+    }));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(account_id = %account.id, kind = account.kind.as_str(), "account created");
     let location = format!("/v1/accounts/{}", account.id);
     let response = (StatusCode::CREATED, no_store(), Json(created)).into_response();
@@ -416,8 +426,19 @@ pub async fn update_account(
             .await
             .map_err(email_taken)?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+    let change = account_change("account.updated", &updated).summary(json!({
+        "display_name": display_name.as_ref().map(DisplayName::as_str),
+        "email": email.as_ref().map(Email::as_str),
+    }));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     Ok(with_etag(updated, &codes, StatusCode::OK))
+}
+
+/// An account's changes are its home institute's business, done in its capacity.
+fn account_change(action: &'static str, account: &Account) -> Change {
+    Change::new(action, account.id)
+        .by(account.home_institute_id)
+        .visible_to([account.home_institute_id])
 }
 
 async fn set_status(
@@ -430,7 +451,12 @@ async fn set_status(
     visible_account(&mut tx, caller, id, Action::ChangeAccountStatus).await?;
     let updated = jointeval_store::accounts::update(&mut tx, id, None, None, Some(status)).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+    let action = match status {
+        AccountStatus::Active => "account.enabled",
+        AccountStatus::Disabled => "account.disabled",
+    };
+    let change = account_change(action, &updated).summary(json!({"status": status.as_str()}));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(account_id = %id, status = status.as_str(), "account status changed");
     Ok(with_etag(updated, &codes, StatusCode::OK))
 }
@@ -518,7 +544,9 @@ pub async fn reset_password(
     let password = secrets::one_time_password();
     let hash = secrets::hash_password(password.clone()).await;
     jointeval_store::credentials::set_password(&mut tx, id, &hash, true).await?;
-    jointeval_store::commit(tx).await?;
+    let change = account_change("account.password_reset", &account)
+        .summary(json!({"must_change_password": true}));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(account_id = %id, "password reset");
     Ok((
         no_store(),
@@ -566,7 +594,10 @@ pub async fn rotate_secret(
         &scopes,
     )
     .await?;
-    jointeval_store::commit(tx).await?;
+    let change = account_change("account.secret_rotated", &account).summary(json!({
+        "scopes": scopes.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+    }));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(account_id = %id, "service secret rotated");
     Ok((
         no_store(),

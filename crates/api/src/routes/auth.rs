@@ -4,12 +4,14 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use jointeval_domain::audit::Change;
 use jointeval_domain::{AccountKind, AccountStatus, Scope};
-use jointeval_store::ActingAs;
+use jointeval_store::{ActingAs, RequestMeta};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -120,6 +122,7 @@ pub struct TokenResponse {
 pub async fn token(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     request: TokenRequest,
 ) -> Result<Response, ApiError> {
     let client_addr = peer.ip().to_string();
@@ -147,7 +150,18 @@ pub async fn token(
         return Err(invalid_credentials());
     }
 
-    let mut tx = jointeval_store::begin(&state.pool, &ActingAs::System("login")).await?;
+    let meta = RequestMeta {
+        request_id: headers
+            .get(crate::layers::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(200).collect()),
+        client_addr: Some(client_addr.clone()),
+    };
+    let login_context = ActingAs::System {
+        purpose: "login",
+        request: meta.clone(),
+    };
+    let mut tx = jointeval_store::begin(&state.pool, &login_context).await?;
     let window = state.auth.throttle_window.as_secs_f64();
     let failures =
         jointeval_store::login_failures::recent(&mut tx, &login, &client_addr, window).await?;
@@ -175,9 +189,10 @@ pub async fn token(
             None => (None, None),
         };
         let ok = secrets::verify_password(hash, secret).await;
-        account
-            .filter(|a| ok && a.status == AccountStatus::Active)
-            .map(|a| (a, None))
+        match account {
+            Some(a) if ok && a.status == AccountStatus::Active => Ok((a, None)),
+            other => Err(other.map(|a| a.home_institute_id)),
+        }
     } else {
         let id = Uuid::parse_str(&login).ok();
         let account = match id {
@@ -197,19 +212,31 @@ pub async fn token(
         match (account, stored) {
             (Some(a), Some(s)) if ok && a.status == AccountStatus::Active => {
                 let scopes = granted_scopes(&s.scopes, request.scope.as_deref())?;
-                Some((a, Some(scopes)))
+                Ok((a, Some(scopes)))
             }
-            _ => None,
+            (other, _) => Err(other.map(|a| a.home_institute_id)),
         }
     };
 
-    let mut tx = jointeval_store::begin(&state.pool, &ActingAs::System("login")).await?;
-    let Some((account, scopes)) = verified else {
-        jointeval_store::login_failures::record(&mut tx, &login, &client_addr).await?;
-        jointeval_store::commit(tx).await?;
-        tracing::info!(client_addr, "failed login");
-        return Err(invalid_credentials());
+    let (account, scopes) = match verified {
+        Ok(verified) => verified,
+        Err(home) => {
+            let mut tx = jointeval_store::begin(&state.pool, &login_context).await?;
+            jointeval_store::login_failures::record(&mut tx, &login, &client_addr).await?;
+            let change = Change::new("login.failed", &login)
+                .visible_to(home)
+                .summary(json!({"grant_type": request.grant_type}));
+            jointeval_store::audit::commit_audited(tx, &change).await?;
+            tracing::info!(client_addr, "failed login");
+            return Err(invalid_credentials());
+        }
     };
+    let account_context = ActingAs::Account {
+        id: account.id,
+        institutes: Vec::new(),
+        request: meta,
+    };
+    let mut tx = jointeval_store::begin(&state.pool, &account_context).await?;
     jointeval_store::login_failures::clear(&mut tx, &login).await?;
     let issued = tokens::issue(&mut tx, &state.auth.tokens, account.id, scopes.as_deref())
         .await
@@ -220,7 +247,14 @@ pub async fn token(
                 Problem::internal().into()
             }
         })?;
-    jointeval_store::commit(tx).await?;
+    let change = Change::new("token.issued", account.id)
+        .by(account.home_institute_id)
+        .visible_to([account.home_institute_id])
+        .summary(json!({
+            "grant_type": request.grant_type, "jti": issued.jti, "expires_in": issued.expires_in,
+            "scope": scopes.as_ref().map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>()),
+        }));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(account_id = %account.id, "token issued");
     let body = TokenResponse {
         access_token: issued.token,
@@ -291,7 +325,7 @@ fn invalid_credentials() -> ApiError {
     )
 )]
 pub async fn jwks(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &ActingAs::System("jwks")).await?;
+    let mut tx = jointeval_store::begin(&state.pool, &ActingAs::system("jwks")).await?;
     let keys = tokens::jwks(&mut tx, &state.auth.tokens).await?;
     jointeval_store::commit(tx).await?;
     Ok(Json(keys))

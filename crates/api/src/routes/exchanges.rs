@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use jointeval_domain::audit::Change;
 use jointeval_domain::exchange::validate_proposal;
 use jointeval_domain::{
     AccountKind, AccountStatus, Action, Exchange, ExchangeRef, ExchangeStatus, Resource, Role,
@@ -14,6 +15,7 @@ use jointeval_domain::{
 use jointeval_store::PgConnection;
 use jointeval_store::exchanges::{ExchangeFilter, NewExchange};
 use serde::Deserialize;
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -159,7 +161,13 @@ pub async fn propose_exchange(
         }
         other => ApiError::from(other),
     })?;
-    jointeval_store::commit(tx).await?;
+    let change =
+        exchange_change("exchange.proposed", &exchange, proposer_institute).summary(json!({
+            "account_id": exchange.account_id,
+            "roles": exchange.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            "starts_at": exchange.starts_at, "ends_at": exchange.ends_at,
+        }));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(exchange_id = %exchange.id, "exchange proposed");
     let location = format!("/v1/exchanges/{}", exchange.id);
     let response = (
@@ -269,6 +277,13 @@ pub async fn get_exchange(
     Ok(Json(ExchangeView::new(exchange, &codes, Utc::now())))
 }
 
+/// Both institutes of an exchange see its history.
+fn exchange_change(action: &'static str, exchange: &Exchange, capacity: Uuid) -> Change {
+    Change::new(action, exchange.id)
+        .by(capacity)
+        .visible_to([exchange.home_institute_id, exchange.host_institute_id])
+}
+
 #[derive(Clone, Copy)]
 enum Transition {
     Approve,
@@ -329,7 +344,20 @@ async fn run(
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let exchange = transition(&mut tx, caller, id, t).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+    let action = match t {
+        Transition::Approve => "exchange.approved",
+        Transition::Reject => "exchange.rejected",
+        Transition::End => "exchange.ended",
+    };
+    // Decided by the institute that did not propose; ended by either.
+    let capacity = [exchange.host_institute_id, exchange.home_institute_id]
+        .into_iter()
+        .filter(|i| caller.actor.is_admin_of(*i))
+        .min_by_key(|i| *i == exchange.proposed_by_institute_id)
+        .unwrap_or(exchange.host_institute_id);
+    let change = exchange_change(action, &exchange, capacity)
+        .summary(json!({"status": exchange.status.as_str()}));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(exchange_id = %id, status = exchange.status.as_str(), "exchange changed");
     Ok(Json(ExchangeView::new(exchange, &codes, Utc::now())))
 }

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use jointeval_domain::audit::Change;
 use jointeval_domain::exercise::{
     Exercise, ExerciseStatus, ModelUnderTest, all_agreed, validate_plan,
 };
@@ -13,6 +14,7 @@ use jointeval_domain::{Action, JointRef, Resource, ValidationError, agreement_ca
 use jointeval_store::PgConnection;
 use jointeval_store::exercises::Plan;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -145,6 +147,22 @@ pub(crate) async fn visible_exercise(
     decide(&caller.actor, action, &Resource::Exercise(&reference))
         .map_err(|d| Caller::deny(d, "exercise"))?;
     Ok(exercise)
+}
+
+/// An exercise's history is its participants' (the lead among them).
+fn exercise_change(action: &'static str, exercise: &Exercise) -> Change {
+    Change::new(action, exercise.id)
+        .by(exercise.lead_institute_id)
+        .visible_to(exercise.participants.iter().copied())
+        .visible_to([exercise.lead_institute_id])
+}
+
+fn plan_summary(exercise: &Exercise) -> serde_json::Value {
+    json!({
+        "title": exercise.title, "model": exercise.model, "participants": exercise.participants,
+        "protocol_versions": exercise.protocol_versions, "starts_at": exercise.starts_at,
+        "ends_at": exercise.ends_at, "plan_revision": exercise.plan_revision,
+    })
 }
 
 fn state_conflict(detail: &'static str) -> ApiError {
@@ -339,7 +357,8 @@ pub async fn create_exercise(
         caller.account.id,
     )
     .await?;
-    jointeval_store::commit(tx).await?;
+    let change = exercise_change("exercise.planned", &exercise).summary(plan_summary(&exercise));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(exercise_id = %exercise.id, "exercise planned");
     Ok(respond(exercise, &codes, StatusCode::CREATED))
 }
@@ -473,10 +492,15 @@ pub async fn change_plan(
         .collect();
     jointeval_store::exercises::change_plan(&mut tx, id, &plan(&request, &participants, &versions))
         .await?;
+    let before = exercise.participants;
     let exercise = jointeval_store::exercises::get(&mut tx, id, false)
         .await?
         .ok_or_else(|| crate::auth::not_found("exercise"))?;
-    jointeval_store::commit(tx).await?;
+    // An institute taken off the plan sees that it was.
+    let change = exercise_change("exercise.plan_changed", &exercise)
+        .visible_to(before)
+        .summary(plan_summary(&exercise));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(exercise_id = %id, revision = exercise.plan_revision, "exercise plan changed");
     Ok(respond(exercise, &codes, StatusCode::OK))
 }
@@ -553,7 +577,12 @@ pub async fn agree(
             .ok_or_else(|| crate::auth::not_found("exercise"))?;
         tracing::info!(exercise_id = %id, "exercise active: every participant agreed");
     }
-    jointeval_store::commit(tx).await?;
+    let change = exercise_change("exercise.agreed", &exercise)
+        .by(institute)
+        .summary(json!({
+            "plan_revision": exercise.plan_revision, "status": exercise.status.as_str(),
+        }));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     Ok(respond(exercise, &codes, StatusCode::OK))
 }
 
@@ -575,7 +604,12 @@ async fn finish(
         .await?
         .ok_or_else(|| crate::auth::not_found("exercise"))?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+    let action = match to {
+        ExerciseStatus::Completed => "exercise.completed",
+        _ => "exercise.cancelled",
+    };
+    let change = exercise_change(action, &exercise).summary(json!({"status": to.as_str()}));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(exercise_id = %id, status = to.as_str(), "exercise finished");
     Ok(respond(exercise, &codes, StatusCode::OK))
 }

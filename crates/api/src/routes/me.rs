@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
+use jointeval_domain::audit::Change;
 use jointeval_domain::{AccountKind, Password};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -188,7 +189,11 @@ pub async fn change_password(
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     jointeval_store::credentials::set_password(&mut tx, caller.account.id, &new_hash, false)
         .await?;
-    jointeval_store::commit(tx).await?;
+    let home = caller.account.home_institute_id;
+    let change = Change::new("account.password_changed", caller.account.id)
+        .by(home)
+        .visible_to([home]);
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(account_id = %caller.account.id, "password changed");
     Ok(StatusCode::NO_CONTENT)
 }

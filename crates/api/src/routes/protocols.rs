@@ -6,11 +6,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use jointeval_domain::audit::Change;
 use jointeval_domain::protocol::{Protocol, ProtocolSlug, ProtocolStatus, RiskArea};
 use jointeval_domain::{Action, JointRef, Resource, ValidationError, decide};
 use jointeval_store::PgConnection;
 use jointeval_store::protocols::{NewProtocol, ProtocolFilter};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -240,7 +242,11 @@ pub async fn create_protocol(
         }
         other => ApiError::from(other),
     })?;
-    jointeval_store::commit(tx).await?;
+    let change = protocol_change("protocol.created", &protocol).summary(json!({
+        "slug": protocol.slug, "title": protocol.title, "risk_area": protocol.risk_area,
+        "participants": protocol.participants,
+    }));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(protocol_id = %protocol.id, "protocol created");
     let location = format!("/v1/protocols/{}", protocol.id);
     let response = (
@@ -376,8 +382,16 @@ pub async fn retire_protocol(
         .await?
         .ok_or_else(|| crate::auth::not_found("protocol"))?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+    let change = protocol_change("protocol.retired", &protocol);
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     Ok(Json(ProtocolView::new(protocol, &codes)))
+}
+
+/// A protocol's history is its participants' (and its lead's, always one of them).
+pub(crate) fn protocol_change(action: &'static str, protocol: &Protocol) -> Change {
+    Change::new(action, protocol.id)
+        .by(protocol.lead_institute_id)
+        .visible_to(protocol.participants.iter().copied())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -431,9 +445,14 @@ pub async fn set_participants(
         .into());
     }
     jointeval_store::protocols::set_participants(&mut tx, id, &participants).await?;
+    let before = protocol.participants;
     let protocol = jointeval_store::protocols::get(&mut tx, id)
         .await?
         .ok_or_else(|| crate::auth::not_found("protocol"))?;
-    jointeval_store::commit(tx).await?;
+    // An institute taken off the list sees that it was.
+    let change = protocol_change("protocol.participants_set", &protocol)
+        .visible_to(before.iter().copied())
+        .summary(json!({"participants": protocol.participants, "before": before}));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     Ok(Json(ProtocolView::new(protocol, &codes)))
 }

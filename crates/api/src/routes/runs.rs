@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use jointeval_domain::audit::Change;
 use jointeval_domain::exercise::ExerciseStatus;
 use jointeval_domain::run::{
     MAX_CONFIG_BYTES, MetricValue, Run, RunStatus, results_digest, validate_metrics,
@@ -16,7 +17,7 @@ use jointeval_domain::{Action, Resource, ValidationError, decide, execution_capa
 use jointeval_store::PgConnection;
 use jointeval_store::runs::NewRun;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -121,6 +122,15 @@ async fn visible_run(
     Ok(run)
 }
 
+/// A run's history is its executing institute's, and is shared with those it was
+/// released to.
+fn run_change(action: &'static str, run: &Run) -> Change {
+    Change::new(action, run.id)
+        .by(run.institute_id)
+        .visible_to([run.institute_id])
+        .visible_to(run.released_to.iter().copied())
+}
+
 fn state_conflict(detail: &'static str) -> ApiError {
     Problem::typed(
         StatusCode::CONFLICT,
@@ -186,10 +196,8 @@ pub async fn create_run(
     if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
         return Err(ValidationError::new("Idempotency-Key", "must be 1 to 200 characters").into());
     }
-    let fingerprint: String = Sha256::digest([exercise_id.as_bytes().as_slice(), &body].concat())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let fingerprint =
+        jointeval_domain::canonical::sha256_hex([exercise_id.as_bytes().as_slice(), &body]);
 
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     if let Some(key) = &key
@@ -310,6 +318,12 @@ pub async fn create_run(
     )
     .await?;
     let location = format!("/v1/runs/{}", run.id);
+    let change = run_change("run.created", &run).summary(json!({
+        "exercise_id": run.exercise_id, "protocol_id": run.protocol_id,
+        "protocol_version": run.protocol_version, "harness_name": run.harness_name,
+        "harness_version": run.harness_version, "model_version": run.model_version,
+        "idempotency_key": key,
+    }));
     let view = RunView::new(run, &codes);
     if let Some(key) = &key {
         let body = serde_json::to_value(&view).unwrap_or_default();
@@ -323,7 +337,7 @@ pub async fn create_run(
         )
         .await?;
     }
-    jointeval_store::commit(tx).await?;
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(run_id = %view.id, "run queued");
     Ok(super::with_header(
         (StatusCode::CREATED, Json(view)).into_response(),
@@ -428,7 +442,14 @@ async fn move_run(
         .await?
         .ok_or_else(|| crate::auth::not_found("run"))?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+    let action = match to {
+        RunStatus::Running => "run.started",
+        RunStatus::Cancelled => "run.cancelled",
+        _ => "run.finished",
+    };
+    let change =
+        run_change(action, &run).summary(json!({"status": to.as_str(), "digest": run.digest}));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(run_id = %id, status = to.as_str(), "run moved");
     Ok(Json(RunView::new(run, &codes)))
 }
@@ -557,7 +578,13 @@ pub async fn upsert_metrics(
         return Err(Problem::validation(errors.into_iter().map(FieldError::from).collect()).into());
     }
     jointeval_store::runs::upsert_metrics(&mut tx, id, &batch.metrics).await?;
-    jointeval_store::commit(tx).await?;
+    let keys: Vec<String> = batch
+        .metrics
+        .iter()
+        .map(|m| format!("{}/{}", m.scorer, m.metric))
+        .collect();
+    let change = run_change("run.metrics_written", &run).summary(json!({"metrics": keys}));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     Ok(Json(Written {
         written: batch.metrics.len(),
     }))
@@ -662,7 +689,9 @@ pub async fn release_run(
     let run = jointeval_store::runs::get(&mut tx, id, false)
         .await?
         .ok_or_else(|| crate::auth::not_found("run"))?;
-    jointeval_store::commit(tx).await?;
+    let change =
+        run_change("run.released", &run).summary(json!({"released_to": targets, "digest": digest}));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(run_id = %id, "run released");
     Ok(Json(RunView::new(run, &codes)))
 }
@@ -882,7 +911,9 @@ pub async fn ingest_samples(
     }
     let read = started.elapsed();
     let stored = jointeval_store::runs::count_samples(&mut tx, id).await?;
-    jointeval_store::commit(tx).await?;
+    let change =
+        run_change("run.samples_ingested", &run).summary(json!({"lines": lines, "stored": stored}));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     // Where an ingestion spends its time: reading and parsing the body, writing its
     // rows, and the count with the commit.
     tracing::info!(

@@ -6,13 +6,17 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use jointeval_domain::audit::Change as AuditChange;
 use jointeval_domain::protocol::{
     Change, Comment, ProtocolContent, ProtocolStatus, ProtocolVersion, Review, Verdict,
     VersionStatus, diff, pointer_exists, review_outcome,
 };
-use jointeval_domain::{Action, JointRef, Resource, ValidationError, decide, review_capacities};
+use jointeval_domain::{
+    Action, JointRef, Resource, Role, ValidationError, decide, review_capacities,
+};
 use jointeval_store::PgConnection;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -169,7 +173,7 @@ pub async fn create_draft(
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     jointeval_store::protocols::lock(&mut tx, id).await?;
-    let (protocol, _) = visible_protocol(&mut tx, &caller, id, Action::WriteDraft).await?;
+    let (protocol, joint) = visible_protocol(&mut tx, &caller, id, Action::WriteDraft).await?;
     if protocol.status == ProtocolStatus::Retired {
         return Err(state_conflict("the protocol is retired"));
     }
@@ -209,7 +213,12 @@ pub async fn create_draft(
         }
         other => other.into(),
     })?;
-    jointeval_store::commit(tx).await?;
+    let change =
+        version_change("protocol_version.drafted", &caller, &joint, &version).summary(json!({
+            "number": version.number, "based_on": version.based_on,
+            "content_sha256": version.content.sha256(),
+        }));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(protocol_id = %id, number = version.number, "draft started");
     Ok(version_response(version, StatusCode::CREATED))
 }
@@ -294,7 +303,7 @@ pub async fn update_draft(
     ApiJson(update): ApiJson<DraftUpdate>,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (_, version) =
+    let (protocol, version) =
         visible_version(&mut tx, &caller, id, number, Action::WriteDraft, true).await?;
     version
         .status
@@ -309,11 +318,36 @@ pub async fn update_draft(
         caller.account.id,
     )
     .await?;
+    let changed: Vec<_> = diff(&version.content, &update.content)
+        .into_iter()
+        .map(|c| json!({"path": c.path, "to": c.to}))
+        .collect();
     let version = jointeval_store::protocols::get_version(&mut tx, id, number, false)
         .await?
         .ok_or_else(|| crate::auth::not_found("version"))?;
-    jointeval_store::commit(tx).await?;
+    let change = version_change("protocol_version.edited", &caller, &protocol, &version)
+        .summary(json!({"revision": version.revision, "changed": changed}));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     Ok(version_response(version, StatusCode::OK))
+}
+
+/// A version's history is its protocol's participants'.
+fn version_change(
+    action: &'static str,
+    caller: &Caller,
+    protocol: &JointRef,
+    version: &ProtocolVersion,
+) -> AuditChange {
+    let capacity = caller
+        .actor
+        .capacity_among(&protocol.participants, Some(Role::Author))
+        .or_else(|| caller.actor.capacity_among(&protocol.participants, None));
+    let change =
+        AuditChange::new(action, version.id).visible_to(protocol.participants.iter().copied());
+    match capacity {
+        Some(institute) => change.by(institute),
+        None => change,
+    }
 }
 
 /// Submits a draft for review: it is frozen and the sha256 of its canonical content recorded.
@@ -336,7 +370,7 @@ pub async fn submit_version(
     ApiPath((id, number)): ApiPath<(Uuid, i32)>,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (_, version) =
+    let (protocol, version) =
         visible_version(&mut tx, &caller, id, number, Action::WriteDraft, true).await?;
     version
         .status
@@ -353,7 +387,9 @@ pub async fn submit_version(
     let version = jointeval_store::protocols::get_version(&mut tx, id, number, false)
         .await?
         .ok_or_else(|| crate::auth::not_found("version"))?;
-    jointeval_store::commit(tx).await?;
+    let change = version_change("protocol_version.submitted", &caller, &protocol, &version)
+        .summary(json!({"number": number, "content_sha256": version.content_sha256}));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(protocol_id = %id, number, "version submitted for review");
     Ok(version_response(version, StatusCode::OK))
 }
@@ -488,7 +524,12 @@ pub async fn review_version(
     if outcome != VersionStatus::InReview {
         jointeval_store::protocols::set_version_status(&mut tx, version.id, outcome).await?;
     }
-    jointeval_store::commit(tx).await?;
+    let change = version_change("protocol_version.reviewed", &caller, &protocol, &version)
+        .by(institute)
+        .summary(json!({
+            "number": number, "verdict": request.verdict.as_str(), "status": outcome.as_str(),
+        }));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(protocol_id = %id, number, verdict = request.verdict.as_str(), status = outcome.as_str(), "version reviewed");
     Ok((
         StatusCode::CREATED,
@@ -598,7 +639,7 @@ pub async fn post_comment(
         return Err(ValidationError::new("body", "must be 1 to 10000 characters").into());
     }
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (_, version) =
+    let (protocol, version) =
         visible_version(&mut tx, &caller, id, number, Action::Comment, false).await?;
     if let Some(anchor) = &request.anchor
         && (anchor.len() > 500
@@ -628,7 +669,11 @@ pub async fn post_comment(
         &request.body,
     )
     .await?;
-    jointeval_store::commit(tx).await?;
+    let change = version_change("protocol_version.commented", &caller, &protocol, &version)
+        .summary(json!({
+            "comment_id": comment.id, "parent_id": comment.parent_id, "anchor": comment.anchor,
+        }));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
     Ok((StatusCode::CREATED, Json(CommentView::from(comment))).into_response())
 }
 

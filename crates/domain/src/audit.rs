@@ -1,0 +1,339 @@
+//! The audit trail's events and their hash chain: each event's hash is
+//! `sha256(previous hash ‖ canonical bytes of the event)`, so that changing, removing or
+//! reordering any event breaks every link after it. Pure: the store writes the events,
+//! `jointeval audit verify` and the tests recompute the chain with these functions.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use uuid::Uuid;
+
+use crate::canonical;
+
+/// The `prev_hash` of the first event.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One change, as the code that makes it describes it. Who, when, and from where are
+/// added by the store from the transaction's context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// `<object type>.<verb>`, such as `protocol_version.submitted`.
+    pub action: &'static str,
+    pub object_id: String,
+    /// The institute in whose capacity the actor acted, where there is one.
+    pub institute_id: Option<Uuid>,
+    /// The institutes whose admins may read the event.
+    pub visible_to: Vec<Uuid>,
+    /// Field names and new values; never a password, a secret or a token.
+    pub summary: serde_json::Value,
+}
+
+impl Change {
+    pub fn new(action: &'static str, object_id: impl ToString) -> Self {
+        Self {
+            action,
+            object_id: object_id.to_string(),
+            institute_id: None,
+            visible_to: Vec::new(),
+            summary: serde_json::json!({}),
+        }
+    }
+
+    pub fn by(mut self, institute_id: Uuid) -> Self {
+        self.institute_id = Some(institute_id);
+        self
+    }
+
+    pub fn visible_to(mut self, institutes: impl IntoIterator<Item = Uuid>) -> Self {
+        self.visible_to.extend(institutes);
+        self
+    }
+
+    pub fn summary(mut self, summary: serde_json::Value) -> Self {
+        self.summary = summary;
+        self
+    }
+
+    /// The part of the action before the dot.
+    pub fn object_type(&self) -> &'static str {
+        self.action.split('.').next().unwrap_or(self.action)
+    }
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    /// The acting account's id, or `system:<purpose>`.
+    pub actor: String,
+    pub institute_id: Option<Uuid>,
+    pub action: String,
+    pub object_type: String,
+    pub object_id: String,
+    pub visible_to: Vec<Uuid>,
+    /// Canonical JSON text: hashed as stored.
+    pub summary: String,
+    pub request_id: Option<String>,
+    pub client_addr: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl Event {
+    /// The bytes the hash covers: every field but the two hashes, as canonical JSON,
+    /// the time with microseconds (what PostgreSQL keeps) and `visible_to` sorted.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut visible: Vec<String> = self.visible_to.iter().map(Uuid::to_string).collect();
+        visible.sort();
+        visible.dedup();
+        canonical::to_bytes(&serde_json::json!({
+            "seq": self.seq,
+            "at": self.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            "actor": self.actor,
+            "institute_id": self.institute_id,
+            "action": self.action,
+            "object_type": self.object_type,
+            "object_id": self.object_id,
+            "visible_to": visible,
+            "summary": self.summary,
+            "request_id": self.request_id,
+            "client_addr": self.client_addr,
+        }))
+    }
+
+    /// `sha256(prev_hash ‖ canonical bytes)`, the previous hash as its 64 hex characters.
+    pub fn expected_hash(&self) -> String {
+        canonical::sha256_hex([self.prev_hash.as_bytes(), &self.canonical_bytes()])
+    }
+
+    /// Sets `prev_hash` and `hash` so that this event extends `prev`.
+    pub fn seal(mut self, prev_hash: &str) -> Self {
+        prev_hash.clone_into(&mut self.prev_hash);
+        self.hash = self.expected_hash();
+        self
+    }
+}
+
+/// A point of the chain: its sequence number and the hash of the event there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl Link {
+    pub fn genesis() -> Self {
+        Self {
+            seq: 0,
+            hash: GENESIS.to_owned(),
+        }
+    }
+}
+
+/// Where and why the chain does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the audit chain is broken at event {seq}: {reason}")]
+pub struct BrokenLink {
+    pub seq: i64,
+    pub reason: String,
+}
+
+/// Walks the chain in order, checking each link; the events may come in batches.
+#[derive(Debug, Clone)]
+pub struct ChainCheck {
+    head: Link,
+    /// A checkpoint the chain must pass through, until it has been passed.
+    checkpoint: Option<Link>,
+}
+
+impl ChainCheck {
+    pub fn new(checkpoint: Option<Link>) -> Self {
+        Self {
+            head: Link::genesis(),
+            checkpoint,
+        }
+    }
+
+    pub fn push(&mut self, event: &Event) -> Result<(), BrokenLink> {
+        let broken = |reason: String| BrokenLink {
+            seq: event.seq,
+            reason,
+        };
+        if event.seq != self.head.seq + 1 {
+            return Err(BrokenLink {
+                seq: self.head.seq + 1,
+                reason: format!("the next event found is number {}", event.seq),
+            });
+        }
+        if event.prev_hash != self.head.hash {
+            return Err(broken(
+                "its previous hash is not the hash of the event before it".into(),
+            ));
+        }
+        if event.hash != event.expected_hash() {
+            return Err(broken(
+                "its content does not match its hash (the event was changed)".into(),
+            ));
+        }
+        if let Some(checkpoint) = &self.checkpoint
+            && checkpoint.seq == event.seq
+        {
+            if checkpoint.hash != event.hash {
+                return Err(broken(format!(
+                    "the checkpoint says its hash is {}, the chain has {}: the history up to the checkpoint was rewritten",
+                    checkpoint.hash, event.hash
+                )));
+            }
+            self.checkpoint = None;
+        }
+        self.head = Link {
+            seq: event.seq,
+            hash: event.hash.clone(),
+        };
+        Ok(())
+    }
+
+    /// The verified head, once every event has been pushed.
+    pub fn finish(self) -> Result<Link, BrokenLink> {
+        match self.checkpoint {
+            Some(checkpoint) => Err(BrokenLink {
+                seq: checkpoint.seq,
+                reason: format!(
+                    "the chain ends at event {}, before the checkpoint: events were removed",
+                    self.head.seq
+                ),
+            }),
+            None => Ok(self.head),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: i64) -> Vec<Event> {
+        let mut prev = GENESIS.to_owned();
+        (1..=n)
+            .map(|seq| {
+                let event = Event {
+                    seq,
+                    at: DateTime::from_timestamp_micros(1_795_000_000_000_000 + seq)
+                        .expect("a time"),
+                    actor: Uuid::from_u128(7).to_string(),
+                    institute_id: Some(Uuid::from_u128(1)),
+                    action: "protocol.created".into(),
+                    object_type: "protocol".into(),
+                    object_id: Uuid::from_u128(seq as u128).to_string(),
+                    visible_to: vec![Uuid::from_u128(2), Uuid::from_u128(1)],
+                    summary: r#"{"title":"x"}"#.into(),
+                    request_id: None,
+                    client_addr: Some("127.0.0.1".into()),
+                    prev_hash: String::new(),
+                    hash: String::new(),
+                }
+                .seal(&prev);
+                prev.clone_from(&event.hash);
+                event
+            })
+            .collect()
+    }
+
+    fn check(events: &[Event], checkpoint: Option<Link>) -> Result<Link, BrokenLink> {
+        let mut check = ChainCheck::new(checkpoint);
+        for e in events {
+            check.push(e)?;
+        }
+        check.finish()
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies_to_its_head() {
+        let events = chain(5);
+        let head = check(&events, None).expect("verifies");
+        assert_eq!(head.seq, 5);
+        assert_eq!(head.hash, events[4].hash);
+        assert_eq!(check(&[], None).expect("verifies"), Link::genesis());
+    }
+
+    #[test]
+    fn the_hash_is_over_the_previous_hash_and_the_canonical_bytes() {
+        let e = &chain(1)[0];
+        let bytes = String::from_utf8(e.canonical_bytes()).expect("utf-8");
+        assert!(
+            bytes.starts_with(r#"{"action":"protocol.created","actor":"#),
+            "{bytes}"
+        );
+        assert!(bytes.contains(r#""at":"2026-11-18T11:06:40"#), "{bytes}");
+        assert!(bytes.contains(r#".000001Z""#), "{bytes}");
+        assert!(bytes.contains(&format!(
+            r#""visible_to":["{}","{}"]"#,
+            Uuid::from_u128(1),
+            Uuid::from_u128(2)
+        )));
+        assert_eq!(
+            e.hash,
+            canonical::sha256_hex([GENESIS.as_bytes(), e.canonical_bytes().as_slice()])
+        );
+    }
+
+    #[test]
+    fn changing_any_field_breaks_the_link_at_that_event() {
+        let tamperings: Vec<fn(&mut Event)> = vec![
+            |e| e.actor = "someone else".into(),
+            |e| e.summary = r#"{"title":"y"}"#.into(),
+            |e| e.at += chrono::Duration::microseconds(1),
+            |e| e.visible_to.push(Uuid::from_u128(3)),
+            |e| e.institute_id = None,
+            |e| e.action = "protocol.retired".into(),
+            |e| e.client_addr = None,
+        ];
+        for tamper in tamperings {
+            let mut events = chain(4);
+            tamper(&mut events[2]);
+            let broken = check(&events, None).expect_err("broken");
+            assert_eq!(broken.seq, 3);
+            assert!(broken.reason.contains("changed"), "{broken}");
+        }
+    }
+
+    #[test]
+    fn a_removed_or_reordered_event_is_found() {
+        let mut events = chain(4);
+        events.remove(1);
+        assert_eq!(check(&events, None).expect_err("broken").seq, 2);
+
+        let mut events = chain(4);
+        events.swap(1, 2);
+        assert_eq!(check(&events, None).expect_err("broken").seq, 2);
+    }
+
+    #[test]
+    fn a_rehashed_rewrite_verifies_alone_but_not_against_an_older_checkpoint() {
+        let original = chain(4);
+        let checkpoint = Link {
+            seq: 3,
+            hash: original[2].hash.clone(),
+        };
+        // Someone rewrites event 2 and recomputes every hash after it.
+        let mut rewritten = original.clone();
+        rewritten[1].summary = r#"{"title":"rewritten"}"#.into();
+        let mut prev = rewritten[0].hash.clone();
+        for e in &mut rewritten[1..] {
+            *e = e.clone().seal(&prev);
+            prev.clone_from(&e.hash);
+        }
+        assert!(check(&rewritten, None).is_ok());
+        let broken = check(&rewritten, Some(checkpoint.clone())).expect_err("rewritten");
+        assert_eq!(broken.seq, 3);
+        assert!(broken.reason.contains("rewritten"), "{broken}");
+        assert_eq!(
+            check(&original, Some(checkpoint.clone()))
+                .expect("extends")
+                .seq,
+            4
+        );
+        // A chain cut short before the checkpoint does not extend it either.
+        let broken = check(&original[..2], Some(checkpoint)).expect_err("cut short");
+        assert!(broken.reason.contains("removed"), "{broken}");
+    }
+}

@@ -38,6 +38,26 @@ pub enum Command {
     /// Administer the service itself.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Check the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every hash of the audit chain and report the first broken link; exits
+    /// non-zero when the chain does not hold.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// A checkpoint saved from GET /v1/audit/checkpoint: also check its signature, and
+    /// that the chain still passes through it (the history up to it was not rewritten).
+    #[arg(long, value_name = "FILE")]
+    pub from_checkpoint: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

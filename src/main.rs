@@ -1,6 +1,8 @@
-//! `jointeval`: serve the API, migrate the database, print the contract.
+//! `jointeval`: serve the API, migrate the database, print the contract, verify the
+//! audit trail.
 
 mod admin;
+mod audit;
 mod cli;
 mod database;
 mod serve;
@@ -8,7 +10,7 @@ mod telemetry;
 
 use clap::Parser;
 
-use crate::cli::{AdminCommand, Cli, Command};
+use crate::cli::{AdminCommand, AuditCommand, Cli, Command};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -21,6 +23,7 @@ async fn main() -> std::process::ExitCode {
         Command::Admin(AdminCommand::RotateSigningKey(args)) => {
             admin::rotate_signing_key_and_exit(&args).await
         }
+        Command::Audit(AuditCommand::Verify(args)) => audit::verify_and_exit(&args).await,
         Command::Openapi => {
             print!("{}", jointeval_api::openapi_yaml());
             Ok(())

@@ -549,3 +549,154 @@ async fn the_service_answers_503_while_its_database_is_down_and_recovers() {
     cluster.stop().await.expect("stop");
     std::fs::remove_dir_all(dir).expect("cleanup");
 }
+
+/// `jointeval audit verify` against the database of `app`, with its output.
+async fn audit_verify(app: &TestApp, checkpoint: Option<&Path>) -> (bool, String) {
+    let mut command = jointeval();
+    command
+        .args(["audit", "verify"])
+        .env("DATABASE_URL", url_of(&app.db.options));
+    if let Some(file) = checkpoint {
+        command.arg("--from-checkpoint").arg(file);
+    }
+    let output = command.output().await.expect("run jointeval audit verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Changes stored events as the owner can, past the append-only triggers.
+async fn as_tamperer(pool: &sqlx::PgPool, statements: &[String]) {
+    let mut tx = pool.begin().await.expect("begin");
+    sqlx::query("set local session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .expect("disable triggers");
+    for statement in statements {
+        sqlx::query(statement)
+            .execute(&mut *tx)
+            .await
+            .expect("tamper");
+    }
+    tx.commit().await.expect("commit");
+}
+
+#[tokio::test]
+async fn audit_verify_finds_a_changed_event_and_a_rewritten_history() {
+    use jointeval_domain::Role;
+    use jointeval_domain::audit::Event;
+
+    let app = TestApp::spawn().await;
+    app.institute("UK").await;
+    let admin = app
+        .login(&app.person("admin@us.example", "US", &[Role::Admin]).await)
+        .await;
+    for n in 0..3 {
+        let created = app
+            .post_as(
+                &admin,
+                "/v1/accounts",
+                &serde_json::json!({"kind": "person", "email": format!("p{n}@us.example"), "display_name": format!("P {n}")}),
+            )
+            .await;
+        assert_eq!(created.status(), 201);
+    }
+    let checkpoint = app.get_as(&admin, "/v1/audit/checkpoint").await;
+    assert_eq!(checkpoint.status(), 200);
+    let checkpoint: serde_json::Value = checkpoint.json().await.expect("json");
+    let seq = checkpoint["seq"].as_i64().expect("seq");
+    assert!(seq >= 4, "logins and creations were audited: {checkpoint}");
+    let dir = scratch("checkpoint");
+    let file = dir.join("checkpoint.json");
+    std::fs::write(&file, checkpoint.to_string()).expect("save checkpoint");
+    // The chain goes on after the checkpoint.
+    let created = app
+        .post_as(
+            &admin,
+            "/v1/accounts",
+            &serde_json::json!({"kind": "person", "email": "later@us.example", "display_name": "Later"}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+
+    let (ok, text) = audit_verify(&app, Some(&file)).await;
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("extends the signed checkpoint at event {seq}")),
+        "{text}"
+    );
+
+    // A checkpoint whose unsigned fields were edited is refused.
+    let mut edited = checkpoint.clone();
+    edited["seq"] = serde_json::json!(seq - 1);
+    let edited_file = dir.join("edited.json");
+    std::fs::write(&edited_file, edited.to_string()).expect("save");
+    let (ok, text) = audit_verify(&app, Some(&edited_file)).await;
+    assert!(!ok && text.contains("altered"), "{text}");
+
+    // One changed field of event 2 breaks the chain there.
+    let owner = app.db.pool();
+    let original: String = sqlx::query_scalar("select summary from audit_events where seq = 2")
+        .fetch_one(&owner)
+        .await
+        .expect("summary");
+    as_tamperer(
+        &owner,
+        &[r#"update audit_events set summary = '{"forged":true}' where seq = 2"#.to_owned()],
+    )
+    .await;
+    let (ok, text) = audit_verify(&app, None).await;
+    assert!(!ok, "{text}");
+    assert!(text.contains("broken at event 2"), "{text}");
+
+    // Rehashing everything after the change makes the chain hold again on its own, but
+    // not against the checkpoint taken before.
+    let rows = sqlx::query(
+        "select seq, at, actor, institute_id, action, object_type, object_id, visible_to,
+                summary, request_id, client_addr, prev_hash, hash
+         from audit_events order by seq",
+    )
+    .fetch_all(&owner)
+    .await
+    .expect("events");
+    let mut prev = jointeval_domain::audit::GENESIS.to_owned();
+    let mut statements = Vec::new();
+    for r in rows {
+        use sqlx::Row;
+        let event = Event {
+            seq: r.get("seq"),
+            at: r.get("at"),
+            actor: r.get("actor"),
+            institute_id: r.get("institute_id"),
+            action: r.get("action"),
+            object_type: r.get("object_type"),
+            object_id: r.get("object_id"),
+            visible_to: r.get("visible_to"),
+            summary: r.get("summary"),
+            request_id: r.get("request_id"),
+            client_addr: r.get("client_addr"),
+            prev_hash: r.get("prev_hash"),
+            hash: r.get("hash"),
+        }
+        .seal(&prev);
+        statements.push(format!(
+            "update audit_events set prev_hash = '{}', hash = '{}' where seq = {}",
+            event.prev_hash, event.hash, event.seq
+        ));
+        statements.push(format!(
+            "update audit_head set seq = {}, hash = '{}'",
+            event.seq, event.hash
+        ));
+        prev = event.hash;
+    }
+    as_tamperer(&owner, &statements).await;
+    let (ok, text) = audit_verify(&app, None).await;
+    assert!(ok, "a consistent rewrite verifies alone: {text}");
+    let (ok, text) = audit_verify(&app, Some(&file)).await;
+    assert!(!ok, "{text}");
+    assert!(text.contains("rewritten"), "{text}");
+    assert_ne!(original, r#"{"forged":true}"#);
+}

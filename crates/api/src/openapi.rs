@@ -30,6 +30,7 @@ use crate::routes;
         (name = "exercises", description = "Joint testing exercises, started by every participant's agreement"),
         (name = "runs", description = "Test runs, their results, and their release to the partners"),
         (name = "institutes", description = "The parties to the partnership"),
+        (name = "audit", description = "The tamper-evident audit trail of every change, and signed checkpoints of it"),
     )
 )]
 struct ApiDoc;

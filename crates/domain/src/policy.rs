@@ -56,6 +56,19 @@ impl Actor {
         })
     }
 
+    /// The institutes a person reviews for; service accounts never review.
+    pub fn reviewed_institutes(&self) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self
+            .roles
+            .iter()
+            .filter(|r| r.role == Role::Reviewer && self.kind == AccountKind::Person)
+            .map(|r| r.institute_id)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// The institutes whose accounts and exchanges this actor administers.
     pub fn administered_institutes(&self) -> Vec<Uuid> {
         let mut ids: Vec<Uuid> = self
@@ -101,6 +114,8 @@ pub enum Action {
     /// Create a run, move it, and write its results.
     ExecuteRun,
     ReleaseRun,
+    /// Read the audit trail (of the partnership).
+    ReadAudit,
 }
 
 /// An account as the policy needs to know it.
@@ -182,6 +197,15 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
     use Action::*;
     match (action, resource) {
         (ListInstitutes, Resource::Partnership) => Ok(()),
+        (ReadAudit, Resource::Partnership) => {
+            if actor.administered_institutes().is_empty() && actor.reviewed_institutes().is_empty()
+            {
+                return Err(Denial::Forbidden(
+                    "the audit trail is read by admins, and by reviewers for what they review",
+                ));
+            }
+            Ok(())
+        }
         (ReadAccount, Resource::Account(account)) => see_account(actor, account),
         (
             UpdateAccount | ChangeAccountStatus | ResetPassword | ManageServiceCredentials,

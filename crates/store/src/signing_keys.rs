@@ -87,3 +87,13 @@ pub async fn exists_locked(conn: &mut PgConnection) -> Result<bool, StoreError> 
             .await?,
     )
 }
+
+/// The public key of `kid`, retired or not: what verifies an old signed checkpoint.
+#[tracing::instrument(skip_all)]
+pub async fn public_key(conn: &mut PgConnection, kid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(
+        sqlx::query_scalar!("select public_key from signing_keys where kid = $1", kid)
+            .fetch_optional(conn)
+            .await?,
+    )
+}

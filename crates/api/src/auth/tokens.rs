@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jointeval_domain::Scope;
-use jointeval_domain::audit::Change;
+use jointeval_domain::audit::{Change, Link};
 use jointeval_store::PgConnection;
 use jointeval_store::{ActingAs, PgPool, StoreError};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -120,6 +120,19 @@ pub enum IssueError {
     Sign(#[from] jsonwebtoken::errors::Error),
 }
 
+/// A failure to sign is ours, and logged; the database's is answered as such.
+impl From<IssueError> for crate::problem::ApiError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Store(e) => e.into(),
+            other => {
+                tracing::error!(error = %other, "signing");
+                crate::problem::Problem::internal().into()
+            }
+        }
+    }
+}
+
 pub async fn issue(
     conn: &mut PgConnection,
     settings: &TokenSettings,
@@ -222,6 +235,82 @@ pub async fn verify(
         other => TokenError::Invalid(format!("{other:?}")),
     })?;
     Ok(data.claims)
+}
+
+/// The `typ` of a signed audit checkpoint, so that it is never taken for a token.
+pub const CHECKPOINT_TYPE: &str = "audit-checkpoint+jwt";
+
+/// What a signed checkpoint asserts: the audit chain had this head at `iat`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CheckpointClaims {
+    pub iss: String,
+    pub iat: u64,
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// Signs the audit chain's head with the current token signing key (a JWS, EdDSA).
+pub async fn sign_checkpoint(
+    conn: &mut PgConnection,
+    settings: &TokenSettings,
+    head: &Link,
+) -> Result<String, IssueError> {
+    let key = jointeval_store::signing_keys::current(conn)
+        .await?
+        .ok_or(IssueError::NoKey)?;
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.typ = Some(CHECKPOINT_TYPE.into());
+    header.kid = Some(key.kid);
+    let claims = CheckpointClaims {
+        iss: settings.issuer.clone(),
+        iat: jsonwebtoken::get_current_timestamp(),
+        seq: head.seq,
+        hash: head.hash.clone(),
+    };
+    Ok(jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_ed_der(&key.private_key),
+    )?)
+}
+
+/// Checks a signed checkpoint against this service's keys, retired ones included.
+pub async fn verify_checkpoint(
+    conn: &mut PgConnection,
+    signed: &str,
+) -> Result<CheckpointClaims, CheckpointError> {
+    let header = jsonwebtoken::decode_header(signed).map_err(|_| CheckpointError::Malformed)?;
+    if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some(CHECKPOINT_TYPE) {
+        return Err(CheckpointError::Malformed);
+    }
+    let kid = header.kid.ok_or(CheckpointError::Malformed)?;
+    let key = jointeval_store::signing_keys::public_key(conn, &kid)
+        .await?
+        .filter(|k| k.len() == 32)
+        .ok_or(CheckpointError::UnknownKey)?;
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_required_spec_claims(&["iss"]);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    let data = jsonwebtoken::decode::<CheckpointClaims>(
+        signed,
+        &DecodingKey::from_ed_der(&key),
+        &validation,
+    )
+    .map_err(|_| CheckpointError::BadSignature)?;
+    Ok(data.claims)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("the checkpoint's signature is not a JWS of type {CHECKPOINT_TYPE} with a kid")]
+    Malformed,
+    #[error("the checkpoint was not signed by a key of this service")]
+    UnknownKey,
+    #[error("the checkpoint's signature does not verify: it was altered")]
+    BadSignature,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The public keys, as a JSON Web Key Set.

@@ -238,15 +238,7 @@ pub async fn token(
     };
     let mut tx = jointeval_store::begin(&state.pool, &account_context).await?;
     jointeval_store::login_failures::clear(&mut tx, &login).await?;
-    let issued = tokens::issue(&mut tx, &state.auth.tokens, account.id, scopes.as_deref())
-        .await
-        .map_err(|e| match e {
-            tokens::IssueError::Store(e) => ApiError::Store(e),
-            other => {
-                tracing::error!(error = %other, "issuing a token");
-                Problem::internal().into()
-            }
-        })?;
+    let issued = tokens::issue(&mut tx, &state.auth.tokens, account.id, scopes.as_deref()).await?;
     let change = Change::new("token.issued", account.id)
         .by(account.home_institute_id)
         .visible_to([account.home_institute_id])

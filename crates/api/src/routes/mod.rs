@@ -1,4 +1,5 @@
 mod accounts;
+mod audit;
 mod auth;
 mod docs;
 mod exchanges;
@@ -33,6 +34,9 @@ pub(crate) fn api() -> (Router<AppState>, Spec) {
 fn documented() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .routes(routes!(health::healthz))
+        .routes(routes!(audit::list_audit))
+        .routes(routes!(audit::object_history))
+        .routes(routes!(audit::checkpoint))
         .routes(routes!(health::readyz))
         .routes(routes!(auth::token))
         .routes(routes!(auth::jwks))

@@ -105,6 +105,28 @@ fn everyone_authenticated_lists_the_institutes() {
 }
 
 #[test]
+fn the_audit_trail_is_read_by_admins_and_reviewers_only() {
+    let w = world();
+    let uk_reviewer = person(9, UK, &[(UK, Role::Reviewer)]);
+    let mut service_reviewer = person(12, US, &[(US, Role::Reviewer), (US, Role::Admin)]);
+    service_reviewer.kind = AccountKind::Service;
+    let table: Vec<(&Actor, Want)> = vec![
+        (&w.us_admin, Allow),
+        (&w.jp_admin, Allow),
+        (&uk_reviewer, Allow),
+        (&w.us_viewer, Forbidden),
+        (&w.us_service, Forbidden),
+        (&service_reviewer, Forbidden),
+    ];
+    for (actor, want) in table {
+        assert_eq!(
+            outcome(decide(actor, Action::ReadAudit, &Resource::Partnership)),
+            want
+        );
+    }
+}
+
+#[test]
 fn accounts_are_seen_by_their_admins_their_hosts_and_themselves() {
     let w = world();
     let us_viewer = account(&w.us_viewer, &[]);

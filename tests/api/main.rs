@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod audit;
 mod audit_read;
 mod auth;
 mod errors;

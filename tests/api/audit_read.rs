@@ -204,6 +204,35 @@ async fn each_institute_reads_its_own_events_and_nobody_else_reads_any() {
         .await
         .expect("json");
     assert_eq!(protocol_history["items"][0]["action"], "protocol.created");
+    // A version is named in the trail by the id its view carries.
+    let version: Value = app
+        .get_as(
+            &uk_reviewer,
+            &format!("/v1/protocols/{protocol}/versions/1"),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let version_id = version["id"].as_str().expect("a version has an id");
+    let version_history: Value = app
+        .get_as(
+            &uk_reviewer,
+            &format!("/v1/audit/objects/protocol_version/{version_id}"),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        seen(version_history["items"].as_array().expect("items")),
+        [
+            "protocol_version.drafted",
+            "protocol_version.submitted",
+            "protocol_version.reviewed",
+            "protocol_version.reviewed"
+        ]
+    );
 
     // Viewers, evaluators and service accounts (whatever roles they hold) read none of it.
     for token in [&us_viewer, &us_evaluator, &service] {

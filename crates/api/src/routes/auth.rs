@@ -191,7 +191,7 @@ pub async fn token(
         let ok = secrets::verify_password(hash, secret).await;
         match account {
             Some(a) if ok && a.status == AccountStatus::Active => Ok((a, None)),
-            other => Err(other.map(|a| a.home_institute_id)),
+            other => Err(other.map(|a| (a.id, a.home_institute_id))),
         }
     } else {
         let id = Uuid::parse_str(&login).ok();
@@ -214,7 +214,7 @@ pub async fn token(
                 let scopes = granted_scopes(&s.scopes, request.scope.as_deref())?;
                 Ok((a, Some(scopes)))
             }
-            (other, _) => Err(other.map(|a| a.home_institute_id)),
+            (other, _) => Err(other.map(|a| (a.id, a.home_institute_id))),
         }
     };
 
@@ -223,9 +223,15 @@ pub async fn token(
         Err(home) => {
             let mut tx = jointeval_store::begin(&state.pool, &login_context).await?;
             jointeval_store::login_failures::record(&mut tx, &login, &client_addr).await?;
-            let change = Change::new("login.failed", &login)
-                .visible_to(home)
-                .summary(json!({"grant_type": request.grant_type}));
+            // The login is recorded only when it names an account: a password typed
+            // into the wrong field must not end up in the trail.
+            let change = match home {
+                Some((id, home)) => Change::new("login.failed", id)
+                    .visible_to([home])
+                    .summary(json!({"grant_type": request.grant_type, "login": login})),
+                None => Change::new("login.failed", "unknown")
+                    .summary(json!({"grant_type": request.grant_type})),
+            };
             jointeval_store::audit::commit_audited(tx, &change).await?;
             tracing::info!(client_addr, "failed login");
             return Err(invalid_credentials());

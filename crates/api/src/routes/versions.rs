@@ -30,6 +30,7 @@ use crate::routes::views::Codes;
 /// A version of a protocol.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
+    "id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d31",
     "protocol_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d20", "number": 2, "status": "in_review",
     "content": {"objective": "Measure uplift on capture-the-flag tasks", "tasks": [], "metrics": [],
                 "model_requirements": "", "notes": ""},
@@ -41,6 +42,9 @@ use crate::routes::views::Codes;
     "decided_at": null
 }))]
 pub struct VersionView {
+    /// The version's own id: what the audit trail names it by
+    /// (`GET /v1/audit/objects/protocol_version/{id}`).
+    pub id: Uuid,
     pub protocol_id: Uuid,
     pub number: i32,
     pub status: VersionStatus,
@@ -62,6 +66,7 @@ pub struct VersionView {
 impl From<ProtocolVersion> for VersionView {
     fn from(v: ProtocolVersion) -> Self {
         Self {
+            id: v.id,
             protocol_id: v.protocol_id,
             number: v.number,
             status: v.status,

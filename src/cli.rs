@@ -91,6 +91,10 @@ pub struct DatabaseArgs {
     /// own PostgreSQL binaries.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<Secret>,
+    /// PostgreSQL as the owner of the tables, for migrations, when DATABASE_URL connects
+    /// as the service's own role (a member of jointeval_app). Unset: DATABASE_URL.
+    #[arg(long, env = "JOINTEVAL_OWNER_DATABASE_URL")]
+    pub owner_database_url: Option<Secret>,
     /// Folder of the private cluster (created on first start, reused after).
     #[arg(long, env = "JOINTEVAL_DATA_DIR", default_value = ".jointeval")]
     pub data_dir: PathBuf,
@@ -119,6 +123,10 @@ pub struct ServeArgs {
     /// Do not apply pending migrations at start.
     #[arg(long, env = "JOINTEVAL_NO_MIGRATE")]
     pub no_migrate: bool,
+    /// Serve even though the database role can bypass row-level security (a superuser,
+    /// BYPASSRLS, or the tables' owner), with a warning. Without it the service refuses.
+    #[arg(long, env = "JOINTEVAL_ALLOW_RLS_BYPASS")]
+    pub allow_rls_bypass: bool,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "JOINTEVAL_BODY_LIMIT", default_value_t = 16 * 1024 * 1024)]
     pub body_limit: usize,

@@ -14,7 +14,10 @@ use crate::cli::DatabaseArgs;
 const EMBEDDED_DATABASE: &str = "jointeval";
 
 pub struct Database {
+    /// The service's own role, held by row-level security.
     pub pool: PgPool,
+    /// The tables' owner, for migrations; the same pool when no owner URL was given.
+    owner: PgPool,
     /// The private cluster, when there is one; stop it with [`Database::close`].
     cluster: Option<Cluster>,
 }
@@ -29,8 +32,19 @@ impl Database {
             Some(url) => {
                 let options = PgConnectOptions::from_str(url.expose())
                     .context("DATABASE_URL is not a PostgreSQL connection URL")?;
+                let pool = jointeval_store::connect(options, &settings);
+                let owner = match &args.owner_database_url {
+                    Some(owner) => jointeval_store::connect(
+                        PgConnectOptions::from_str(owner.expose()).context(
+                            "JOINTEVAL_OWNER_DATABASE_URL is not a PostgreSQL connection URL",
+                        )?,
+                        &settings,
+                    ),
+                    None => pool.clone(),
+                };
                 Ok(Database {
-                    pool: jointeval_store::connect(options, &settings),
+                    pool,
+                    owner,
                     cluster: None,
                 })
             }
@@ -45,11 +59,17 @@ impl Database {
                     .await
                     .context("starting the private PostgreSQL")?;
                 tracing::info!(data_dir = %args.data_dir.display(), "using the private PostgreSQL (DATABASE_URL is unset)");
+                // The cluster's superuser owns the tables; the service connects as a
+                // login role of its own, which `migrate` creates.
+                let owner = cluster.connect_options(EMBEDDED_DATABASE);
                 let database = Database {
                     pool: jointeval_store::connect(
-                        cluster.connect_options(EMBEDDED_DATABASE),
+                        owner
+                            .clone()
+                            .username(jointeval_store::roles::SERVICE_LOGIN),
                         &settings,
                     ),
+                    owner: jointeval_store::connect(owner, &settings),
                     cluster: Some(cluster),
                 };
                 if let Err(e) = database.cluster_ensure_database().await {
@@ -76,15 +96,52 @@ impl Database {
         self.cluster.is_some()
     }
 
+    /// Applies pending migrations as the owner; in the private cluster, also creates the
+    /// service's login role.
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        jointeval_store::migrate(&self.pool)
+        jointeval_store::migrate(&self.owner)
             .await
-            .context("applying migrations")
+            .context("applying migrations")?;
+        if self.is_embedded() {
+            jointeval_store::roles::ensure_service_login(
+                &self.owner,
+                jointeval_store::roles::SERVICE_LOGIN,
+            )
+            .await
+            .context("creating the service's database role")?;
+        }
+        Ok(())
     }
 
-    /// Closes the pool, then stops the private cluster cleanly.
+    /// Refuses a service role that row-level security would not hold, unless allowed.
+    pub async fn check_rls(&self, allow_bypass: bool) -> anyhow::Result<()> {
+        let reasons = jointeval_store::roles::rls_bypass(&self.pool)
+            .await
+            .context("checking the service's database role")?;
+        if reasons.is_empty() {
+            return Ok(());
+        }
+        let why = reasons.join(", ");
+        if allow_bypass {
+            tracing::warn!(
+                why,
+                "the service's database role bypasses row-level security (--allow-rls-bypass)"
+            );
+            return Ok(());
+        }
+        anyhow::bail!(
+            "the database role of DATABASE_URL {why}, so row-level security would not hold \
+             it. Connect DATABASE_URL as a member of {} and give the owner's URL in \
+             JOINTEVAL_OWNER_DATABASE_URL for migrations (README, \"Database roles\"), or \
+             pass --allow-rls-bypass to serve without that protection",
+            jointeval_store::roles::SERVICE_GROUP
+        )
+    }
+
+    /// Closes the pools, then stops the private cluster cleanly.
     pub async fn close(self) {
         self.pool.close().await;
+        self.owner.close().await;
         if let Some(cluster) = self.cluster {
             let pid = cluster.pid();
             match cluster.stop().await {

@@ -27,6 +27,7 @@ async fn serve(
     } else {
         database.migrate().await?;
     }
+    database.check_rls(args.allow_rls_bypass).await?;
     jointeval_api::auth::tokens::ensure_signing_key(&database.pool)
         .await
         .context("creating the token signing key")?;

@@ -700,3 +700,56 @@ async fn audit_verify_finds_a_changed_event_and_a_rewritten_history() {
     assert!(text.contains("rewritten"), "{text}");
     assert_ne!(original, r#"{"forged":true}"#);
 }
+
+#[tokio::test]
+async fn serve_refuses_a_database_role_that_bypasses_row_level_security() {
+    let db = TestDatabase::migrated().await;
+    let owner = url_of(&db.options);
+
+    // As the owner (here a superuser): refused, with the way out named.
+    let output = jointeval()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("DATABASE_URL", &owner)
+        .output()
+        .await
+        .expect("run jointeval serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is a superuser"), "{stderr}");
+    assert!(stderr.contains("row-level security"), "{stderr}");
+    assert!(stderr.contains("--allow-rls-bypass"), "{stderr}");
+
+    // As the service's own role, with the owner's URL for migrations: it serves.
+    let mut command = jointeval();
+    command
+        .env(
+            "DATABASE_URL",
+            url_of(
+                &db.options
+                    .clone()
+                    .username(jointeval_store::roles::SERVICE_LOGIN),
+            ),
+        )
+        .env("JOINTEVAL_OWNER_DATABASE_URL", &owner);
+    let service = Service::start_with(command, &scratch("rls-role"), Stdio::inherit()).await;
+    assert_eq!(service.get("/readyz").await.status(), 200);
+    drop(service);
+
+    // Allowed explicitly, the owner serves too, with a warning in the log.
+    let dir = scratch("rls-bypass");
+    let log = dir.join("log");
+    let mut command = jointeval();
+    command
+        .env("DATABASE_URL", &owner)
+        .env("JOINTEVAL_ALLOW_RLS_BYPASS", "true");
+    let service = Service::start_with(
+        command,
+        &dir,
+        std::fs::File::create(&log).expect("log file"),
+    )
+    .await;
+    assert_eq!(service.get("/readyz").await.status(), 200);
+    drop(service);
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(logged.contains("bypasses row-level security"), "{logged}");
+}

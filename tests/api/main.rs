@@ -16,5 +16,6 @@ mod migrations;
 mod observability;
 mod openapi;
 mod protocols;
+mod rls;
 mod runs;
 mod samples;

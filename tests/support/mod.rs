@@ -132,6 +132,12 @@ async fn template() -> &'static str {
                 jointeval_store::migrate(&pool)
                     .await
                     .expect("migrate the template");
+                jointeval_store::roles::ensure_service_login(
+                    &pool,
+                    jointeval_store::roles::SERVICE_LOGIN,
+                )
+                .await
+                .expect("the service's login role");
                 pool.close().await;
                 publish(&mut admin, &building, &name).await;
             }
@@ -210,9 +216,25 @@ impl TestDatabase {
         Self { name, options }
     }
 
+    /// A pool of the tables' owner: what tests arrange and inspect with, past the
+    /// row-level security.
     pub fn pool(&self) -> PgPool {
+        Self::connect(self.options.clone())
+    }
+
+    /// A pool of the service's own role, held by row-level security: what the server
+    /// under test uses.
+    pub fn service_pool(&self) -> PgPool {
+        Self::connect(
+            self.options
+                .clone()
+                .username(jointeval_store::roles::SERVICE_LOGIN),
+        )
+    }
+
+    fn connect(options: PgConnectOptions) -> PgPool {
         jointeval_store::connect(
-            self.options.clone(),
+            options,
             &PoolSettings {
                 max_connections: 5,
                 acquire_timeout: Duration::from_secs(5),
@@ -250,6 +272,7 @@ impl Drop for TestDatabase {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
+    /// The owner's pool, for arranging and inspecting; the server has its own.
     pub pool: PgPool,
     stop: Option<oneshot::Sender<()>>,
     // Dropped last: the server's connections go before the database does.
@@ -269,17 +292,21 @@ impl TestApp {
         Self::with_auth(db, settings, AuthSettings::default()).await
     }
 
+    /// The server connects as the service's role; `pool` is the owner's, for the test.
     pub async fn with_auth(db: TestDatabase, settings: HttpSettings, auth: AuthSettings) -> Self {
         let pool = db.pool();
-        if jointeval_store::migrations_current(&pool)
+        let migrated = jointeval_store::migrations_current(&pool)
             .await
-            .unwrap_or(false)
-        {
+            .unwrap_or(false);
+        let service = if migrated {
             jointeval_api::auth::tokens::ensure_signing_key(&pool)
                 .await
                 .expect("signing key");
-        }
-        let router = jointeval_api::router(AppState::new(pool.clone(), settings, auth));
+            db.service_pool()
+        } else {
+            pool.clone()
+        };
+        let router = jointeval_api::router(AppState::new(service, settings, auth));
         Self::serve(router, pool, db).await
     }
 

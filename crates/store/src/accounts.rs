@@ -222,6 +222,23 @@ pub async fn hosted_by(conn: &mut PgConnection, account_id: Uuid) -> Result<Vec<
     .await?)
 }
 
+/// Whether `account` is an active person of `institute`: all that an admin proposing an
+/// exchange may learn of an account its policies do not let it see.
+#[tracing::instrument(skip_all)]
+pub async fn is_active_person_of(
+    conn: &mut PgConnection,
+    account: Uuid,
+    institute: Uuid,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"select jointeval_is_active_person_of($1, $2) as "yes!""#,
+        account,
+        institute
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
 /// Whether any account exists (a database that has never been bootstrapped has none).
 #[tracing::instrument(skip_all)]
 pub async fn any(conn: &mut PgConnection) -> Result<bool, StoreError> {

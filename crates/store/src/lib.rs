@@ -15,6 +15,7 @@ pub mod login_failures;
 pub mod memberships;
 mod pool;
 pub mod protocols;
+pub mod roles;
 pub mod runs;
 pub mod signing_keys;
 

@@ -39,18 +39,24 @@ impl Caller {
 
     /// Turns a policy denial into its answer: 404 for what the caller may not know of.
     pub fn deny(denial: Denial, what: &str) -> ApiError {
-        let problem = match denial {
-            Denial::NotFound => Problem::status(StatusCode::NOT_FOUND, format!("no such {what}")),
+        match denial {
+            Denial::NotFound => not_found(what),
             Denial::Forbidden(reason) => {
                 Problem::typed(StatusCode::FORBIDDEN, "forbidden", "Forbidden", reason)
+                    .denied()
+                    .into()
             }
-        };
-        problem.denied().into()
+        }
     }
 }
 
+/// 404 for an object the caller asked for by id. Audited as a refusal: under row-level
+/// security the service cannot tell an object that does not exist from one the caller
+/// may not see, and a probe for either is worth recording.
 pub fn not_found(what: &str) -> ApiError {
-    Problem::status(StatusCode::NOT_FOUND, format!("no such {what}")).into()
+    Problem::status(StatusCode::NOT_FOUND, format!("no such {what}"))
+        .denied()
+        .into()
 }
 
 /// A caller who may use only the endpoints that let a person replace a one-time password.

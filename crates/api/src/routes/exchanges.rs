@@ -9,8 +9,7 @@ use chrono::{DateTime, Utc};
 use jointeval_domain::audit::Change;
 use jointeval_domain::exchange::validate_proposal;
 use jointeval_domain::{
-    AccountKind, AccountStatus, Action, Exchange, ExchangeRef, ExchangeStatus, Resource, Role,
-    ValidationError, decide,
+    Action, Exchange, ExchangeRef, ExchangeStatus, Resource, Role, ValidationError, decide,
 };
 use jointeval_store::PgConnection;
 use jointeval_store::exchanges::{ExchangeFilter, NewExchange};
@@ -116,14 +115,7 @@ pub async fn propose_exchange(
     .map_err(|d| Caller::deny(d, "institute"))?;
     // One answer for every account that is not an active person of the home institute,
     // so that a host admin learns nothing of the home institute's other accounts.
-    let person = jointeval_store::accounts::get(&mut tx, request.account_id)
-        .await?
-        .filter(|a| {
-            a.home_institute_id == home
-                && a.kind == AccountKind::Person
-                && a.status == AccountStatus::Active
-        });
-    if person.is_none() {
+    if !jointeval_store::accounts::is_active_person_of(&mut tx, request.account_id, home).await? {
         return Err(ValidationError::new(
             "account_id",
             "is not an active person of the home institute",

@@ -236,7 +236,7 @@ pub async fn create_protocol(
                 StatusCode::CONFLICT,
                 "slug-taken",
                 "Slug taken",
-                "a protocol with this slug exists",
+                "the lead institute has a protocol with this slug",
             )
             .into()
         }

@@ -36,19 +36,29 @@ create table audit_head (
 );
 insert into audit_head (singleton, seq, hash) values (true, 0, repeat('0', 64));
 
--- An event must extend the head exactly; the head then moves to it.
-create function audit_events_extend_head() returns trigger language plpgsql as $$
+-- An event must extend the head exactly; the head then moves to it. As the owner, with
+-- a fixed search path: the service's role may not move the head itself, nor shadow it.
+create function audit_events_extend_head() returns trigger
+language plpgsql security definer set search_path = public, pg_temp as $$
 declare
-    head audit_head%rowtype;
+    head public.audit_head%rowtype;
 begin
-    select * into head from audit_head for update;
+    select * into head from public.audit_head for update;
     if new.seq <> head.seq + 1 or new.prev_hash <> head.hash then
         raise exception 'audit event % does not extend the chain at %', new.seq, head.seq
             using errcode = 'check_violation', constraint = 'audit_events_linear';
     end if;
-    update audit_head set seq = new.seq, hash = new.hash;
+    update public.audit_head set seq = new.seq, hash = new.hash;
     return new;
 end $$;
+
+-- The head, locked until the transaction ends: the writer computes the next event's hash
+-- from it, and every other writer waits.
+create function audit_head_locked(out seq bigint, out hash text)
+language sql security definer set search_path = public, pg_temp as $$
+    select seq, hash from public.audit_head for update
+$$;
+
 create trigger audit_events_extend_head before insert on audit_events
     for each row execute function audit_events_extend_head();
 

@@ -552,10 +552,17 @@ async fn the_service_answers_503_while_its_database_is_down_and_recovers() {
 
 /// `jointeval audit verify` against the database of `app`, with its output.
 async fn audit_verify(app: &TestApp, checkpoint: Option<&Path>) -> (bool, String) {
+    // As the service's own role, under row-level security, as the README says to.
     let mut command = jointeval();
-    command
-        .args(["audit", "verify"])
-        .env("DATABASE_URL", url_of(&app.db.options));
+    command.args(["audit", "verify"]).env(
+        "DATABASE_URL",
+        url_of(
+            &app.db
+                .options
+                .clone()
+                .username(jointeval_store::roles::SERVICE_LOGIN),
+        ),
+    );
     if let Some(file) = checkpoint {
         command.arg("--from-checkpoint").arg(file);
     }
@@ -699,6 +706,17 @@ async fn audit_verify_finds_a_changed_event_and_a_rewritten_history() {
     assert!(!ok, "{text}");
     assert!(text.contains("rewritten"), "{text}");
     assert_ne!(original, r#"{"forged":true}"#);
+
+    // Removing the newest event (and winding the head back) is found against the
+    // checkpoint as long as it is past it, and a removed event inside the chain always.
+    as_tamperer(
+        &owner,
+        &["delete from audit_events where seq = 3".to_owned()],
+    )
+    .await;
+    let (ok, text) = audit_verify(&app, None).await;
+    assert!(!ok, "{text}");
+    assert!(text.contains("broken at event 3"), "{text}");
 }
 
 #[tokio::test]
@@ -715,7 +733,7 @@ async fn serve_refuses_a_database_role_that_bypasses_row_level_security() {
         .expect("run jointeval serve");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("is a superuser"), "{stderr}");
+    assert!(stderr.contains("a superuser"), "{stderr}");
     assert!(stderr.contains("row-level security"), "{stderr}");
     assert!(stderr.contains("--allow-rls-bypass"), "{stderr}");
 

@@ -1383,7 +1383,7 @@ async fn a_failed_login_and_a_denial_are_recorded() {
     assert_eq!(denied.action, "access.denied");
     assert_eq!(denied.object_type, "access");
     assert_eq!(denied.actor, viewer.id.to_string());
-    assert_eq!(denied.object_id, "/v1/protocols");
+    assert_eq!(denied.object_id, "POST /v1/protocols");
     assert_eq!(denied.request_id.as_deref(), Some("audit-denied-1"));
     assert_eq!(denied.visible_to, vec![us]);
     assert_eq!(denied.client_addr.as_deref(), Some("127.0.0.1"));
@@ -1445,8 +1445,16 @@ async fn a_failed_login_and_a_denial_are_recorded() {
         let denied = trail.newest_at(before + 1).await;
         assert_eq!(denied.action, "access.denied", "{method} {path}");
         assert_eq!(denied.actor, uk_evaluator.id.to_string());
-        assert_eq!(denied.object_id, path);
+        // Named by route: the UK's trail does not learn the US run's id.
+        assert_eq!(denied.object_id, format!("{method} {route}"));
         assert_eq!(denied.visible_to, vec![uk]);
+        assert!(
+            !trail
+                .rows_as_text()
+                .await
+                .iter()
+                .any(|row| row.contains(&run.to_string()) && row.contains("access.denied"))
+        );
         assert_eq!(
             serde_json::from_str::<Value>(&denied.summary).expect("json"),
             json!({"method": method, "route": route, "status": 404})

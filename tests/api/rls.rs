@@ -13,10 +13,14 @@ use crate::support::story::{active_exercise, new_run};
 use crate::support::{TestApp, TestUser};
 
 /// The tables whose rows belong to an institute.
-const SCOPED: [&str; 14] = [
+const SCOPED: [&str; 18] = [
     "accounts",
     "memberships",
     "protocols",
+    "protocol_participants",
+    "exercise_participants",
+    "exercise_protocol_versions",
+    "exercise_agreements",
     "protocol_versions",
     "protocol_reviews",
     "protocol_comments",
@@ -165,6 +169,7 @@ async fn without_a_context_the_service_role_reads_and_writes_nothing() {
         "truncate audit_events",
         "delete from audit_events",
         "update audit_events set summary = '{}'",
+        "update audit_head set seq = seq + 1",
         "truncate runs",
     ] {
         let refused = sqlx::query(statement).execute(&service).await;
@@ -366,4 +371,222 @@ async fn one_institutes_context_never_reaches_the_others_unreleased_rows() {
         "a partner reads a released run, never writes it"
     );
     tx.rollback().await.expect("rollback");
+}
+
+/// Runs `statement` in `who`'s context as the service's role; answers whether the
+/// database refused it.
+async fn refused(app: &TestApp, who: ActingAs, statement: &str, binds: &[Uuid]) -> bool {
+    let service = app.db.service_pool();
+    let mut tx = jointeval_store::begin(&service, &who).await.expect("begin");
+    let mut query = sqlx::query(statement);
+    for b in binds {
+        query = query.bind(*b);
+    }
+    let result = query.execute(&mut *tx).await;
+    tx.rollback().await.expect("rollback");
+    match result {
+        Ok(done) => done.rows_affected() == 0,
+        Err(e) => {
+            let message = e.to_string();
+            assert!(
+                message.contains("row-level security")
+                    || message.contains("permission denied")
+                    || message.contains("foreign key"),
+                "{statement}: refused for another reason: {message}"
+            );
+            true
+        }
+    }
+}
+
+#[tokio::test]
+async fn forged_rows_cannot_open_another_institutes_work() {
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise(&app).await;
+    let us = app.institute("US").await;
+    let uk = app.institute("UK").await;
+    let us_eval_user = app
+        .person("forge-eval@nist.gov", "US", &[Role::Evaluator])
+        .await;
+    let us_evaluator = app.login(&us_eval_user).await;
+    let uk_user = app
+        .person("forger@aisi.gov.uk", "UK", &[Role::Admin, Role::Reviewer])
+        .await;
+    let uk_ctx = || acting(&uk_user, vec![uk]);
+    let us_run = finished_run(&app, &us_evaluator, &exercise, &protocol).await;
+    let us_jp: Uuid = crate::support::story::approved_protocol(&app, "us-jp-forge", &["US", "JP"])
+        .await
+        .parse()
+        .expect("uuid");
+    let exercise: Uuid = exercise.parse().expect("uuid");
+
+    // A release to itself of the US's unreleased run, however its columns are forged.
+    for executing in [uk, us] {
+        assert!(
+            refused(
+                &app,
+                uk_ctx(),
+                "insert into run_releases (run_id, institute_id, released_by, digest, executing_institute_id)
+                 values ($1, $2, $3, 'forged', $4)",
+                &[us_run, uk, uk_user.id, executing],
+            )
+            .await,
+            "a forged release (executing {executing})"
+        );
+    }
+    // A place among the participants of a protocol it is not part of.
+    assert!(
+        refused(
+            &app,
+            uk_ctx(),
+            "insert into protocol_participants (protocol_id, institute_id) values ($1, $2)",
+            &[us_jp, uk],
+        )
+        .await
+    );
+    assert!(
+        refused(
+            &app,
+            uk_ctx(),
+            "delete from protocol_participants where protocol_id = $1",
+            &[us_jp],
+        )
+        .await
+    );
+    // The lead's say over the exercise's plan, and the US's agreement.
+    assert!(
+        refused(
+            &app,
+            uk_ctx(),
+            "delete from exercise_participants where exercise_id = $1 and institute_id = $2",
+            &[exercise, us],
+        )
+        .await
+    );
+    assert!(
+        refused(
+            &app,
+            uk_ctx(),
+            "insert into exercise_agreements (exercise_id, institute_id, plan_revision, agreed_by)
+             values ($1, $2, 99, $3)",
+            &[exercise, us, uk_user.id],
+        )
+        .await
+    );
+    // A review in the name of someone else.
+    let version: Uuid = sqlx::query_scalar(
+        "select id from protocol_versions where protocol_id = $1 and number = 1",
+    )
+    .bind(protocol.parse::<Uuid>().expect("uuid"))
+    .fetch_one(&app.pool)
+    .await
+    .expect("version");
+    assert!(
+        refused(
+            &app,
+            uk_ctx(),
+            "insert into protocol_reviews (id, version_id, reviewer_id, institute_id, verdict)
+             values ($1, $2, $3, $4, 'approve')",
+            &[Uuid::now_v7(), version, us_eval_user.id, uk],
+        )
+        .await
+    );
+    // Nothing of it reached the UK: the run and the protocol are still out of sight.
+    let service = app.db.service_pool();
+    let mut tx = jointeval_store::begin(&service, &uk_ctx())
+        .await
+        .expect("begin");
+    assert!(
+        jointeval_store::runs::get(&mut tx, us_run, false)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        jointeval_store::protocols::get(&mut tx, us_jp)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let participants: i64 =
+        sqlx::query_scalar("select count(*) from protocol_participants where protocol_id = $1")
+            .bind(us_jp)
+            .fetch_one(&mut *tx)
+            .await
+            .expect("count");
+    assert_eq!(
+        participants, 0,
+        "a protocol's participant list is its participants'"
+    );
+    tx.rollback().await.expect("rollback");
+}
+
+#[tokio::test]
+async fn a_host_sees_an_exchanged_person_only_while_the_exchange_runs() {
+    let app = TestApp::spawn().await;
+    let us = app.institute("US").await;
+    let us_admin_user = app
+        .person("host-admin@nist.gov", "US", &[Role::Admin])
+        .await;
+    let us_admin = app.login(&us_admin_user).await;
+    let uk_admin = app
+        .login(
+            &app.person("home-admin@aisi.gov.uk", "UK", &[Role::Admin])
+                .await,
+        )
+        .await;
+    let person = app
+        .person("exchanged@aisi.gov.uk", "UK", &[Role::Author])
+        .await;
+    let start = chrono::Utc::now() + chrono::Duration::hours(1);
+    let proposed = app
+        .post_as(
+            &us_admin,
+            "/v1/exchanges",
+            &json!({
+                "account_id": person.id, "home_institute": "UK", "host_institute": "US",
+                "roles": ["author"], "starts_at": start.to_rfc3339(),
+                "ends_at": (start + chrono::Duration::days(30)).to_rfc3339(),
+            }),
+        )
+        .await;
+    assert_eq!(proposed.status(), 201);
+    let exchange = proposed.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let service = app.db.service_pool();
+    let host_sees = || async {
+        let mut tx = jointeval_store::begin(&service, &acting(&us_admin_user, vec![us]))
+            .await
+            .expect("begin");
+        let seen = jointeval_store::accounts::get(&mut tx, person.id)
+            .await
+            .expect("get")
+            .is_some();
+        tx.rollback().await.expect("rollback");
+        seen
+    };
+    assert!(
+        !host_sees().await,
+        "proposed by the host alone, it opens nothing"
+    );
+    assert_eq!(
+        app.post_as(
+            &uk_admin,
+            &format!("/v1/exchanges/{exchange}/approve"),
+            &json!({})
+        )
+        .await
+        .status(),
+        200
+    );
+    assert!(!host_sees().await, "approved but not begun");
+    // Its window begins (as time would have it).
+    sqlx::query("update exchanges set starts_at = now() - interval '1 minute' where id = $1")
+        .bind(exchange.parse::<Uuid>().expect("uuid"))
+        .execute(&app.pool)
+        .await
+        .expect("move the window");
+    assert!(host_sees().await, "in progress, the host sees its guest");
 }

@@ -1,6 +1,7 @@
 //! Refusals by the access policy are audited too. The handler's transaction rolls back
-//! with its refusal, so the refusal is recorded here, after the answer, in a transaction
-//! of its own, as the caller the request authenticated as.
+//! with its refusal, so the refusal is recorded here, once the handler has answered and
+//! before the answer is sent, in a transaction of its own, as the caller the request
+//! authenticated as.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -42,8 +43,7 @@ pub(crate) async fn record_denials(
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(String::new, |p| p.as_str().to_owned());
-    let path = req.uri().path().to_owned();
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
     let response = next.run(req).await;
     if response.extensions().get::<Denied>().is_none() {
         return response;
@@ -55,11 +55,11 @@ pub(crate) async fn record_denials(
         ActingAs::Account { institutes, .. } => institutes.clone(),
         ActingAs::System { .. } => Vec::new(),
     };
-    let change = Change::new("access.denied", &path)
+    // Named by its route, not its path: the ids in a refused path may be another
+    // institute's, which the caller's own institutes must not learn from their trail.
+    let change = Change::new("access.denied", format!("{method} {route}"))
         .visible_to(visible_to)
-        .summary(json!({
-            "method": method, "route": route, "status": response.status().as_u16(),
-        }));
+        .summary(json!({"method": method, "route": route, "status": response.status().as_u16()}));
     let recorded = async {
         let tx = jointeval_store::begin(&state.pool, &acting).await?;
         jointeval_store::audit::commit_audited(tx, &change).await

@@ -21,11 +21,11 @@ pub async fn commit_audited(mut tx: Tx, change: &Change) -> Result<Event, StoreE
 #[tracing::instrument(skip_all, fields(action = change.action))]
 async fn append(conn: &mut PgConnection, change: &Change) -> Result<Event, StoreError> {
     let head = sqlx::query!(
-        r#"select seq, hash, clock_timestamp() as "at!",
+        r#"select seq as "seq!", hash as "hash!", clock_timestamp() as "at!",
                   nullif(current_setting('jointeval.actor', true), '') as actor,
                   nullif(current_setting('jointeval.request_id', true), '') as request_id,
                   nullif(current_setting('jointeval.client_addr', true), '') as client_addr
-           from audit_head for update"#
+           from audit_head_locked()"#
     )
     .fetch_one(&mut *conn)
     .await?;

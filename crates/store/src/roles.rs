@@ -47,20 +47,26 @@ pub async fn ensure_service_login(owner: &PgPool, name: &str) -> Result<(), Stor
     }
 }
 
-/// Why the pool's role would escape row-level security: none when it cannot.
+/// Why the pool's role would escape row-level security, by itself or through a role it
+/// is a member of (and may `SET ROLE` to): none when it cannot.
 pub async fn rls_bypass(pool: &PgPool) -> Result<Vec<&'static str>, StoreError> {
     let row = sqlx::query!(
-        r#"select r.rolsuper as "superuser!", r.rolbypassrls as "bypassrls!",
+        r#"select exists (select 1 from pg_roles r
+                          where r.rolsuper and pg_has_role(current_user, r.oid, 'MEMBER'))
+                      as "superuser!",
+                  exists (select 1 from pg_roles r
+                          where r.rolbypassrls and pg_has_role(current_user, r.oid, 'MEMBER'))
+                      as "bypassrls!",
                   exists (select 1 from pg_tables
-                          where schemaname = 'public' and tableowner = current_user) as "owner!"
-           from pg_roles r where r.rolname = current_user"#
+                          where schemaname = 'public'
+                            and pg_has_role(current_user, tableowner, 'MEMBER')) as "owner!""#
     )
     .fetch_one(pool)
     .await?;
     Ok([
-        (row.superuser, "is a superuser"),
-        (row.bypassrls, "has BYPASSRLS"),
-        (row.owner, "owns the tables"),
+        (row.superuser, "is (or may become) a superuser"),
+        (row.bypassrls, "has (or may take) BYPASSRLS"),
+        (row.owner, "owns (or may act as the owner of) the tables"),
     ]
     .into_iter()
     .filter_map(|(yes, why)| yes.then_some(why))

@@ -492,14 +492,13 @@ pub async fn change_plan(
         .collect();
     jointeval_store::exercises::change_plan(&mut tx, id, &plan(&request, &participants, &versions))
         .await?;
-    let before = exercise.participants;
     let exercise = jointeval_store::exercises::get(&mut tx, id, false)
         .await?
         .ok_or_else(|| crate::auth::not_found("exercise"))?;
-    // An institute taken off the plan sees that it was.
-    let change = exercise_change("exercise.plan_changed", &exercise)
-        .visible_to(before)
-        .summary(plan_summary(&exercise));
+    // Seen by the participants of the new plan only: the plan names protocol versions an
+    // institute taken off it may not know.
+    let change =
+        exercise_change("exercise.plan_changed", &exercise).summary(plan_summary(&exercise));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(exercise_id = %id, revision = exercise.plan_revision, "exercise plan changed");
     Ok(respond(exercise, &codes, StatusCode::OK))

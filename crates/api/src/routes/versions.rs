@@ -323,18 +323,32 @@ pub async fn update_draft(
         caller.account.id,
     )
     .await?;
-    let changed: Vec<_> = diff(&version.content, &update.content)
-        .into_iter()
-        .map(|c| json!({"path": c.path, "to": c.to}))
-        .collect();
+    let changes = diff(&version.content, &update.content);
+    let mut changed = json!(
+        changes
+            .iter()
+            .map(|c| json!({"path": c.path, "to": c.to}))
+            .collect::<Vec<_>>()
+    );
+    // The trail can never be cleaned: a large edit is recorded by its paths, and the new
+    // content by its digest.
+    if changed.to_string().len() > MAX_AUDITED_EDIT {
+        changed = json!(changes.iter().map(|c| &c.path).collect::<Vec<_>>());
+    }
     let version = jointeval_store::protocols::get_version(&mut tx, id, number, false)
         .await?
         .ok_or_else(|| crate::auth::not_found("version"))?;
-    let change = version_change("protocol_version.edited", &caller, &protocol, &version)
-        .summary(json!({"revision": version.revision, "changed": changed}));
+    let change =
+        version_change("protocol_version.edited", &caller, &protocol, &version).summary(json!({
+            "revision": version.revision, "changed": changed,
+            "content_sha256": version.content.sha256(),
+        }));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     Ok(version_response(version, StatusCode::OK))
 }
+
+/// Bytes of new values an edit's audit event holds at most.
+const MAX_AUDITED_EDIT: usize = 16 * 1024;
 
 /// A version's history is its protocol's participants'.
 fn version_change(

@@ -11,8 +11,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use jointeval_domain::Role;
 use jointeval_domain::audit::{ChainCheck, Event};
+use jointeval_domain::{Role, Scope};
 use jointeval_store::PgPool;
 use reqwest::RequestBuilder;
 use serde_json::{Value, json};
@@ -101,6 +101,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/runs/{id}/finish", "run.finished"),
     ("POST", "/v1/runs/{id}/release", "run.released"),
     ("POST", "/v1/runs/{id}/cancel", "run.cancelled"),
+    ("POST", "/v1/runs/claim", "run.claimed"),
+    ("POST", "/v1/runs/{id}/heartbeat", "run.heartbeat"),
 ];
 
 const EVENT_COLUMNS: &str = "seq, at, actor, institute_id, action, object_type, object_id, \
@@ -966,6 +968,52 @@ async fn every_mutating_route_writes_exactly_one_audit_event() {
         )
         .await;
     assert_eq!(cancelled.body["status"], "cancelled");
+    // A harness claims the next queued run and renews its lease.
+    let third = post(
+        &app,
+        &use_,
+        &format!("{exercise_path}/runs"),
+        &new_run(&protocol_text),
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(third.status(), 201);
+    let third = uuid_at(&third.json::<Value>().await.expect("json"), "/id");
+    let harness_id = app
+        .service(
+            "US",
+            "audit harness secret",
+            &[Scope::RunsExecute, Scope::RunsWrite, Scope::ResultsWrite],
+            &[Role::Evaluator],
+        )
+        .await;
+    let harness = app.service_login(harness_id, "audit harness secret").await;
+    let claimed = s
+        .call(
+            ("POST", "/v1/runs/claim"),
+            post(&app, &harness, "/v1/runs/claim", &json!({})),
+            200,
+            harness_id,
+            Object::Is(third),
+        )
+        .await;
+    assert_eq!(claimed.body["lease"]["holder"], harness_id.to_string());
+    let renewed = s
+        .call(
+            ("POST", "/v1/runs/{id}/heartbeat"),
+            post(
+                &app,
+                &harness,
+                &format!("/v1/runs/{third}/heartbeat"),
+                &json!({"lease_seconds": 600}),
+            ),
+            200,
+            harness_id,
+            Object::Is(third),
+        )
+        .await;
+    assert_eq!(renewed.body["status"], "running");
     let completed = s
         .call(
             ("POST", "/v1/exercises/{id}/complete"),

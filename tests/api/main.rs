@@ -16,6 +16,7 @@ mod migrations;
 mod observability;
 mod openapi;
 mod protocols;
+mod queue;
 mod rls;
 mod runs;
 mod samples;

@@ -147,6 +147,9 @@ pub enum Scope {
     RunsRead,
     #[serde(rename = "runs:write")]
     RunsWrite,
+    /// Claim queued runs from the queue and hold them under a lease.
+    #[serde(rename = "runs:execute")]
+    RunsExecute,
     #[serde(rename = "results:read")]
     ResultsRead,
     #[serde(rename = "results:write")]
@@ -154,11 +157,12 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::ProtocolsRead,
         Scope::ExercisesRead,
         Scope::RunsRead,
         Scope::RunsWrite,
+        Scope::RunsExecute,
         Scope::ResultsRead,
         Scope::ResultsWrite,
     ];
@@ -169,6 +173,7 @@ impl Scope {
             Scope::ExercisesRead => "exercises:read",
             Scope::RunsRead => "runs:read",
             Scope::RunsWrite => "runs:write",
+            Scope::RunsExecute => "runs:execute",
             Scope::ResultsRead => "results:read",
             Scope::ResultsWrite => "results:write",
         }

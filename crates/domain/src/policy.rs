@@ -116,6 +116,8 @@ pub enum Action {
     ReleaseRun,
     /// Read the audit trail (of the partnership).
     ReadAudit,
+    /// Claim queued runs from the queue (harnesses).
+    ClaimRuns,
 }
 
 /// An account as the policy needs to know it.
@@ -197,6 +199,14 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
     use Action::*;
     match (action, resource) {
         (ListInstitutes, Resource::Partnership) => Ok(()),
+        (ClaimRuns, Resource::Partnership) => {
+            if claim_capacities(actor).is_empty() {
+                return Err(Denial::Forbidden(
+                    "runs are claimed by service accounts with the runs:execute scope and the evaluator role",
+                ));
+            }
+            Ok(())
+        }
         (ReadAudit, Resource::Partnership) => {
             if actor.administered_institutes().is_empty() && actor.reviewed_institutes().is_empty()
             {
@@ -468,6 +478,23 @@ fn see_run(actor: &Actor, institute_id: Uuid, released_to: &[Uuid]) -> Decision 
 pub const RUN_READING: [Scope; 2] = [Scope::RunsRead, Scope::RunsWrite];
 
 /// The participating institutes in whose capacity the actor may execute a run.
+/// The institutes whose queued runs a harness claims: a service account with the
+/// `runs:execute` scope claims for the institutes it is an evaluator of.
+pub fn claim_capacities(actor: &Actor) -> Vec<Uuid> {
+    if actor.kind != AccountKind::Service || !actor.scopes.contains(&Scope::RunsExecute) {
+        return Vec::new();
+    }
+    let mut ids: Vec<Uuid> = actor
+        .roles
+        .iter()
+        .filter(|r| r.role == Role::Evaluator)
+        .map(|r| r.institute_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 pub fn execution_capacities(actor: &Actor, participants: &[Uuid]) -> Vec<Uuid> {
     let mut ids: Vec<Uuid> = actor
         .roles

@@ -104,6 +104,56 @@ pub struct Run {
     pub digest: Option<String>,
     /// Institutes it has been released to.
     pub released_to: Vec<Uuid>,
+    /// The harness holding it, when one claimed it from the queue.
+    pub lease: Option<Lease>,
+}
+
+/// Lease lengths a harness may ask for, in seconds.
+pub const LEASE_SECONDS: std::ops::RangeInclusive<i64> = 10..=3600;
+/// The lease a claim gets unless it asks for another.
+pub const DEFAULT_LEASE_SECONDS: i64 = 300;
+
+/// A harness's hold on a run it claimed: renewed by heartbeats; once it expires, the run
+/// is back in the queue for the next claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why a leased run refused an account.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the run is leased to another worker until {until}")]
+pub struct LeaseHeld {
+    pub until: DateTime<Utc>,
+}
+
+impl Run {
+    /// Whether `account` may move the run or write its results now: anyone while no
+    /// live lease is held, only the holder while one is. A holder whose lease expired may
+    /// still act until another worker claims the run.
+    pub fn check_lease(&self, account: Uuid, now: DateTime<Utc>) -> Result<(), LeaseHeld> {
+        match &self.lease {
+            Some(lease) if lease.holder != account && lease.expires_at > now => Err(LeaseHeld {
+                until: lease.expires_at,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `account` may renew its lease: only the holder, of a running run.
+    pub fn check_heartbeat(&self, account: Uuid) -> Result<(), RunStateError> {
+        match &self.lease {
+            _ if self.status != RunStatus::Running => {
+                Err(RunStateError("only a running run has a lease"))
+            }
+            Some(lease) if lease.holder == account => Ok(()),
+            Some(_) => Err(RunStateError(
+                "the run was claimed by another worker: the lease is lost",
+            )),
+            None => Err(RunStateError("the run was not claimed from the queue")),
+        }
+    }
 }
 
 /// One aggregate metric of a run.
@@ -295,6 +345,79 @@ impl SampleScore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn leased(holder: Option<(u128, i64)>, status: RunStatus) -> Run {
+        let now = DateTime::from_timestamp(1_795_000_000, 0).expect("time");
+        Run {
+            id: Uuid::from_u128(1),
+            exercise_id: Uuid::from_u128(2),
+            protocol_id: Uuid::from_u128(3),
+            protocol_version: 1,
+            institute_id: Uuid::from_u128(4),
+            harness_name: "inspect".into(),
+            harness_version: "0.3".into(),
+            config: serde_json::json!({}),
+            model_version: "m".into(),
+            status,
+            created_by: Uuid::from_u128(5),
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            updated_by: Uuid::from_u128(5),
+            updated_at: now,
+            digest: None,
+            released_to: Vec::new(),
+            lease: holder.map(|(h, secs)| Lease {
+                holder: Uuid::from_u128(h),
+                expires_at: now + chrono::Duration::seconds(secs),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_live_lease_is_its_holders_alone_and_an_expired_one_nobodys() {
+        let now = DateTime::from_timestamp(1_795_000_000, 0).expect("time");
+        let (holder, other) = (Uuid::from_u128(7), Uuid::from_u128(8));
+        let live = leased(Some((7, 60)), RunStatus::Running);
+        assert!(live.check_lease(holder, now).is_ok());
+        assert_eq!(
+            live.check_lease(other, now),
+            Err(LeaseHeld {
+                until: now + chrono::Duration::seconds(60)
+            })
+        );
+        let expired = leased(Some((7, -1)), RunStatus::Running);
+        assert!(expired.check_lease(other, now).is_ok());
+        assert!(
+            leased(None, RunStatus::Running)
+                .check_lease(other, now)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn only_the_holder_of_a_running_run_renews_its_lease() {
+        assert!(
+            leased(Some((7, 60)), RunStatus::Running)
+                .check_heartbeat(Uuid::from_u128(7))
+                .is_ok()
+        );
+        assert!(
+            leased(Some((7, -60)), RunStatus::Running)
+                .check_heartbeat(Uuid::from_u128(7))
+                .is_ok()
+        );
+        for (run, who) in [
+            (leased(Some((7, 60)), RunStatus::Running), 8),
+            (leased(None, RunStatus::Running), 7),
+            (leased(Some((7, 60)), RunStatus::Succeeded), 7),
+        ] {
+            assert!(
+                run.check_heartbeat(Uuid::from_u128(who)).is_err(),
+                "{run:?}"
+            );
+        }
+    }
 
     #[test]
     fn runs_move_forward_only() {

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use jointeval_domain::run::{MetricValue, Run, RunStatus};
+use jointeval_domain::run::{Lease, MetricValue, Run, RunStatus};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -28,6 +28,8 @@ struct Row {
     updated_at: DateTime<Utc>,
     digest: Option<String>,
     released_to: Vec<Uuid>,
+    lease_holder: Option<Uuid>,
+    lease_expires_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<Row> for Run {
@@ -52,6 +54,10 @@ impl TryFrom<Row> for Run {
             updated_at: r.updated_at,
             digest: r.digest,
             released_to: r.released_to,
+            lease: match (r.lease_holder, r.lease_expires_at) {
+                (Some(holder), Some(expires_at)) => Some(Lease { holder, expires_at }),
+                _ => None,
+            },
         })
     }
 }
@@ -119,7 +125,8 @@ async fn list(
                   r.created_by, r.created_at, r.started_at, r.finished_at, r.updated_by,
                   r.updated_at, r.digest,
                   array(select institute_id from run_releases rr
-                        where rr.run_id = r.id order by institute_id) as "released_to!"
+                        where rr.run_id = r.id order by institute_id) as "released_to!",
+                  r.lease_holder, r.lease_expires_at
            from runs r
            where ($1::uuid is null or r.id = $1)
              and ($2::uuid is null or (r.exercise_id = $2
@@ -153,6 +160,66 @@ pub async fn list_visible(
     list(conn, None, Some(exercise_id), institutes, after, limit).await
 }
 
+/// Claims the oldest claimable run of `institutes` (of `harness`, if given) for `holder`
+/// under a lease of `lease_secs`: a queued run, or a running one whose lease expired.
+/// Runs locked by a concurrent claim are skipped, so two claims never get the same run,
+/// whichever service instance they reach.
+#[tracing::instrument(skip_all)]
+pub async fn claim(
+    conn: &mut PgConnection,
+    institutes: &[Uuid],
+    harness: Option<&str>,
+    holder: Uuid,
+    lease_secs: i64,
+) -> Result<Option<Run>, StoreError> {
+    let claimed = sqlx::query_scalar!(
+        "with next as (
+             select id from runs
+             where institute_id = any($1)
+               and ($2::text is null or harness_name = $2)
+               and (status = 'queued'
+                    or (status = 'running' and lease_expires_at < now()))
+             order by created_at, id
+             limit 1
+             for update skip locked)
+         update runs set status = 'running', started_at = coalesce(started_at, now()),
+                         lease_holder = $3, lease_expires_at = now() + make_interval(secs => $4),
+                         updated_by = $3, updated_at = now()
+         from next where runs.id = next.id
+         returning runs.id",
+        institutes,
+        harness,
+        holder,
+        lease_secs as f64
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    match claimed {
+        Some(id) => get(conn, id, false).await,
+        None => Ok(None),
+    }
+}
+
+/// Renews the lease on a run for `lease_secs` from now.
+#[tracing::instrument(skip_all)]
+pub async fn renew_lease(
+    conn: &mut PgConnection,
+    id: Uuid,
+    holder: Uuid,
+    lease_secs: i64,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "update runs set lease_expires_at = now() + make_interval(secs => $3)
+         where id = $1 and lease_holder = $2",
+        id,
+        holder,
+        lease_secs as f64
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Moves a run, stamping when it started or finished and who moved it.
 #[tracing::instrument(skip_all)]
 pub async fn set_status(
@@ -166,7 +233,9 @@ pub async fn set_status(
         "update runs set status = $2, updated_by = $3, updated_at = now(),
                 started_at = case when $2 = 'running' then now() else started_at end,
                 finished_at = case when $2 in ('succeeded', 'failed', 'cancelled') then now() else finished_at end,
-                digest = coalesce($4, digest)
+                digest = coalesce($4, digest),
+                lease_holder = case when $2 in ('succeeded', 'failed', 'cancelled') then null else lease_holder end,
+                lease_expires_at = case when $2 in ('succeeded', 'failed', 'cancelled') then null else lease_expires_at end
          where id = $1",
         id,
         status.as_str(),

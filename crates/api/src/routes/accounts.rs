@@ -237,7 +237,11 @@ pub async fn create_account(
 fn parse_scopes(given: &[String]) -> Result<Vec<Scope>, Vec<FieldError>> {
     if given.is_empty() || given.len() > Scope::ALL.len() {
         return Err(vec![
-            ValidationError::new("scopes", "must name 1 to 6 scopes").into(),
+            ValidationError::new(
+                "scopes",
+                format!("must name 1 to {} scopes", Scope::ALL.len()),
+            )
+            .into(),
         ]);
     }
     let mut errors = Vec::new();

@@ -9,6 +9,7 @@ mod institutes;
 mod me;
 mod memberships;
 mod protocols;
+mod queue;
 mod runs;
 mod versions;
 mod views;
@@ -34,6 +35,8 @@ pub(crate) fn api() -> (Router<AppState>, Spec) {
 fn documented() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .routes(routes!(health::healthz))
+        .routes(routes!(queue::claim_run))
+        .routes(routes!(queue::heartbeat))
         .routes(routes!(audit::list_audit))
         .routes(routes!(audit::object_history))
         .routes(routes!(audit::checkpoint))

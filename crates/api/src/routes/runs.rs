@@ -47,7 +47,8 @@ pub struct HarnessRef {
     "created_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "created_at": "2026-12-02T09:00:00Z",
     "started_at": "2026-12-02T09:01:00Z", "finished_at": "2026-12-02T10:00:00Z",
     "updated_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "updated_at": "2026-12-02T10:00:00Z",
-    "digest": "5d41402abc4b2a76b9719d911017c592ae2b4f0f8d1b1b1c0f5e5a8c1e2f3a4b", "released_to": ["US"]
+    "digest": "5d41402abc4b2a76b9719d911017c592ae2b4f0f8d1b1b1c0f5e5a8c1e2f3a4b", "released_to": ["US"],
+    "lease": null
 }))]
 pub struct RunView {
     pub id: Uuid,
@@ -71,10 +72,22 @@ pub struct RunView {
     pub digest: Option<String>,
     /// The institutes it has been released to.
     pub released_to: Vec<String>,
+    /// The harness holding it, when one claimed it from the queue (`POST /v1/runs/claim`).
+    pub lease: Option<LeaseView>,
+}
+
+/// A harness's hold on a run it claimed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"holder": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d70", "expires_at": "2026-12-02T09:06:00Z"}))]
+pub struct LeaseView {
+    /// The service account holding the run.
+    pub holder: Uuid,
+    /// When the run returns to the queue unless the holder sends a heartbeat.
+    pub expires_at: DateTime<Utc>,
 }
 
 impl RunView {
-    fn new(r: Run, codes: &Codes) -> Self {
+    pub(crate) fn new(r: Run, codes: &Codes) -> Self {
         let mut released_to: Vec<String> = r.released_to.iter().map(|i| codes.of(*i)).collect();
         released_to.sort();
         Self {
@@ -98,12 +111,16 @@ impl RunView {
             updated_at: r.updated_at,
             digest: r.digest,
             released_to,
+            lease: r.lease.map(|l| LeaseView {
+                holder: l.holder,
+                expires_at: l.expires_at,
+            }),
         }
     }
 }
 
 /// A run the caller may see (or 404), then the policy's word on `action`.
-async fn visible_run(
+pub(crate) async fn visible_run(
     conn: &mut PgConnection,
     caller: &Caller,
     id: Uuid,
@@ -124,14 +141,28 @@ async fn visible_run(
 
 /// A run's history is its executing institute's, and is shared with those it was
 /// released to.
-fn run_change(action: &'static str, run: &Run) -> Change {
+pub(crate) fn run_change(action: &'static str, run: &Run) -> Change {
     Change::new(action, run.id)
         .by(run.institute_id)
         .visible_to([run.institute_id])
         .visible_to(run.released_to.iter().copied())
 }
 
-fn state_conflict(detail: &'static str) -> ApiError {
+/// 409 when another worker holds the run under a live lease.
+pub(crate) fn check_lease(run: &Run, caller: &Caller) -> Result<(), ApiError> {
+    run.check_lease(caller.account.id, Utc::now())
+        .map_err(|held| {
+            Problem::typed(
+                StatusCode::CONFLICT,
+                "run-leased",
+                "Leased to another worker",
+                held.to_string(),
+            )
+            .into()
+        })
+}
+
+pub(crate) fn state_conflict(detail: &'static str) -> ApiError {
     Problem::typed(
         StatusCode::CONFLICT,
         "run-state",
@@ -425,6 +456,7 @@ async fn move_run(
 ) -> Result<Json<RunView>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let run = visible_run(&mut tx, caller, id, Action::ExecuteRun, true).await?;
+    check_lease(&run, caller)?;
     run.status
         .check_transition(to)
         .map_err(|e| state_conflict(e.0))?;
@@ -569,6 +601,7 @@ pub async fn upsert_metrics(
     let errors = validate_metrics(&batch.metrics);
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let run = visible_run(&mut tx, &caller, id, Action::ExecuteRun, true).await?;
+    check_lease(&run, &caller)?;
     if !run.status.accepts_results() {
         return Err(state_conflict(
             "results are accepted while the run is running",
@@ -833,6 +866,7 @@ pub async fn ingest_samples(
     };
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let run = visible_run(&mut tx, &caller, id, Action::ExecuteRun, true).await?;
+    check_lease(&run, &caller)?;
     if !run.status.accepts_results() {
         return Err(state_conflict(
             "results are accepted while the run is running",

@@ -105,6 +105,32 @@ fn everyone_authenticated_lists_the_institutes() {
 }
 
 #[test]
+fn runs_are_claimed_by_executing_services_for_the_institutes_they_evaluate_for() {
+    let w = world();
+    let mut harness = person(20, UK, &[(UK, Role::Evaluator), (US, Role::Viewer)]);
+    harness.kind = AccountKind::Service;
+    harness.scopes = vec![Scope::RunsExecute];
+    assert_eq!(claim_capacities(&harness), vec![UK]);
+    let mut unscoped = harness.clone();
+    unscoped.scopes = vec![Scope::RunsWrite, Scope::ResultsWrite];
+    let mut person_evaluator = harness.clone();
+    person_evaluator.kind = AccountKind::Person;
+    let table: Vec<(&Actor, Want)> = vec![
+        (&harness, Allow),
+        (&unscoped, Forbidden),
+        (&person_evaluator, Forbidden),
+        (&w.us_service, Forbidden),
+        (&w.us_admin, Forbidden),
+    ];
+    for (actor, want) in table {
+        assert_eq!(
+            outcome(decide(actor, Action::ClaimRuns, &Resource::Partnership)),
+            want
+        );
+    }
+}
+
+#[test]
 fn the_audit_trail_is_read_by_admins_and_reviewers_only() {
     let w = world();
     let uk_reviewer = person(9, UK, &[(UK, Role::Reviewer)]);

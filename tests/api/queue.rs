@@ -1,0 +1,349 @@
+//! The run queue over HTTP: harnesses claim queued runs of their institute under a lease,
+//! renew it, and finish; an expired lease returns the run to the queue; two claims never
+//! get the same run, across service instances too.
+
+use std::collections::BTreeSet;
+
+use jointeval_api::{AppState, AuthSettings, HttpSettings};
+use jointeval_domain::{Role, Scope};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::support::story::{active_exercise, new_run};
+use crate::support::{TestApp, problem};
+
+const HARNESS_SCOPES: [Scope; 3] = [Scope::RunsExecute, Scope::RunsWrite, Scope::ResultsWrite];
+
+async fn queued_run(
+    app: &TestApp,
+    token: &str,
+    exercise: &str,
+    protocol: &str,
+    harness: &str,
+) -> Uuid {
+    let mut body = new_run(protocol);
+    body["harness"]["name"] = json!(harness);
+    let created = app
+        .post_as(token, &format!("/v1/exercises/{exercise}/runs"), &body)
+        .await;
+    assert_eq!(created.status(), 201);
+    created.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid")
+}
+
+async fn harness(app: &TestApp, home: &str, name: &str) -> (Uuid, String) {
+    let id = app
+        .service(home, name, &HARNESS_SCOPES, &[Role::Evaluator])
+        .await;
+    (id, app.service_login(id, name).await)
+}
+
+/// A claim through `base` (one of the service instances): the run's id, or `None` (204).
+async fn claim(client: &reqwest::Client, base: &str, token: &str, body: &Value) -> Option<Value> {
+    let response = client
+        .post(format!("{base}/v1/runs/claim"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("send");
+    match response.status().as_u16() {
+        200 => Some(response.json().await.expect("json")),
+        204 => None,
+        other => panic!(
+            "claim answered {other}: {}",
+            response.text().await.unwrap_or_default()
+        ),
+    }
+}
+
+#[tokio::test]
+async fn a_harness_claims_renews_and_finishes_and_an_expired_lease_returns_the_run() {
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise(&app).await;
+    let evaluator = app
+        .login(
+            &app.person("queue-eval@nist.gov", "US", &[Role::Evaluator])
+                .await,
+        )
+        .await;
+    let first = queued_run(&app, &evaluator, &exercise, &protocol, "inspect").await;
+    let second = queued_run(&app, &evaluator, &exercise, &protocol, "inspect").await;
+    let other = queued_run(&app, &evaluator, &exercise, &protocol, "other-harness").await;
+    let (one_id, one) = harness(&app, "US", "harness one secret").await;
+    let (two_id, two) = harness(&app, "US", "harness two secret").await;
+    let base = app.url("");
+
+    // By harness, then oldest first; then nothing.
+    let got = claim(
+        &app.client,
+        &base,
+        &one,
+        &json!({"harness": "other-harness"}),
+    )
+    .await
+    .expect("a run");
+    assert_eq!(got["id"], other.to_string());
+    let got = claim(&app.client, &base, &one, &json!({"lease_seconds": 60}))
+        .await
+        .expect("a run");
+    assert_eq!(got["id"], first.to_string());
+    assert_eq!(got["status"], "running");
+    assert_eq!(got["lease"]["holder"], one_id.to_string());
+    let first_expiry: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(got["lease"]["expires_at"].clone()).expect("time");
+    let got = claim(&app.client, &base, &one, &json!({}))
+        .await
+        .expect("a run");
+    assert_eq!(got["id"], second.to_string());
+    assert!(
+        claim(&app.client, &base, &two, &json!({})).await.is_none(),
+        "the queue is empty"
+    );
+
+    // The holder renews; nobody else may, nor move the run or write its results.
+    let renewed = app
+        .post_as(
+            &one,
+            &format!("/v1/runs/{first}/heartbeat"),
+            &json!({"lease_seconds": 600}),
+        )
+        .await;
+    assert_eq!(renewed.status(), 200);
+    let renewed: Value = renewed.json().await.expect("json");
+    let renewed_expiry: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(renewed["lease"]["expires_at"].clone()).expect("time");
+    assert!(renewed_expiry > first_expiry + chrono::Duration::seconds(500));
+    let p = problem(
+        app.post_as(&two, &format!("/v1/runs/{first}/heartbeat"), &json!({}))
+            .await,
+        409,
+    )
+    .await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("another worker"),
+        "{p}"
+    );
+    for (path, body) in [
+        ("finish", json!({"outcome": "succeeded"})),
+        (
+            "metrics",
+            json!({"metrics": [{"scorer": "s", "metric": "m", "value": 1.0}]}),
+        ),
+        ("cancel", json!({})),
+    ] {
+        for token in [&two, &evaluator] {
+            let p = problem(
+                app.post_as(token, &format!("/v1/runs/{first}/{path}"), &body)
+                    .await,
+                409,
+            )
+            .await;
+            assert_eq!(p["type"], "urn:jointeval:problem:run-leased", "{path}");
+        }
+    }
+    let metrics = app
+        .post_as(
+            &one,
+            &format!("/v1/runs/{first}/metrics"),
+            &json!({"metrics": [{"scorer": "match", "metric": "accuracy", "value": 0.5}]}),
+        )
+        .await;
+    assert_eq!(metrics.status(), 200);
+    let finished = app
+        .post_as(
+            &one,
+            &format!("/v1/runs/{first}/finish"),
+            &json!({"outcome": "succeeded"}),
+        )
+        .await;
+    assert_eq!(finished.status(), 200);
+    let finished: Value = finished.json().await.expect("json");
+    assert_eq!(finished["status"], "succeeded");
+    assert_eq!(
+        finished["lease"],
+        Value::Null,
+        "a finished run is held by nobody"
+    );
+    problem(
+        app.post_as(&one, &format!("/v1/runs/{first}/heartbeat"), &json!({}))
+            .await,
+        409,
+    )
+    .await;
+
+    // Harness one goes silent on the second run: once its lease expires, the run is back
+    // in the queue, harness two gets it, and harness one has lost it.
+    sqlx::query("update runs set lease_expires_at = now() - interval '1 second' where id = $1")
+        .bind(second)
+        .execute(&app.pool)
+        .await
+        .expect("expire the lease");
+    let got = claim(&app.client, &base, &two, &json!({}))
+        .await
+        .expect("the expired run");
+    assert_eq!(got["id"], second.to_string());
+    assert_eq!(got["lease"]["holder"], two_id.to_string());
+    for (path, body) in [
+        ("heartbeat", json!({})),
+        ("finish", json!({"outcome": "succeeded"})),
+    ] {
+        problem(
+            app.post_as(&one, &format!("/v1/runs/{second}/{path}"), &body)
+                .await,
+            409,
+        )
+        .await;
+    }
+    let finished = app
+        .post_as(
+            &two,
+            &format!("/v1/runs/{second}/finish"),
+            &json!({"outcome": "failed"}),
+        )
+        .await;
+    assert_eq!(finished.status(), 200);
+}
+
+#[tokio::test]
+async fn only_harnesses_of_the_runs_institute_claim() {
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise(&app).await;
+    let evaluator_user = app
+        .person("queue-eval@nist.gov", "US", &[Role::Evaluator])
+        .await;
+    let evaluator = app.login(&evaluator_user).await;
+    let run = queued_run(&app, &evaluator, &exercise, &protocol, "inspect").await;
+    let (_, uk_harness) = harness(&app, "UK", "uk harness secret").await;
+    let unscoped = app
+        .service(
+            "US",
+            "unscoped secret",
+            &[Scope::RunsWrite, Scope::ResultsWrite],
+            &[Role::Evaluator],
+        )
+        .await;
+    let unscoped = app.service_login(unscoped, "unscoped secret").await;
+    let no_role = app
+        .service(
+            "US",
+            "viewer harness secret",
+            &HARNESS_SCOPES,
+            &[Role::Viewer],
+        )
+        .await;
+    let no_role = app.service_login(no_role, "viewer harness secret").await;
+
+    for token in [&evaluator, &unscoped, &no_role] {
+        let p = problem(app.post_as(token, "/v1/runs/claim", &json!({})).await, 403).await;
+        assert_eq!(p["type"], "urn:jointeval:problem:forbidden");
+    }
+    let anonymous = app
+        .client
+        .post(app.url("/v1/runs/claim"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(anonymous.status(), 401);
+    // The UK's harness finds no run: the US's queue is not its own.
+    assert!(
+        claim(&app.client, &app.url(""), &uk_harness, &json!({}))
+            .await
+            .is_none()
+    );
+    let (_, us_harness) = harness(&app, "US", "us harness secret").await;
+    for body in [
+        json!({"lease_seconds": 5}),
+        json!({"lease_seconds": 3601}),
+        json!({"harness": ""}),
+        json!({"harness": "x".repeat(101)}),
+        json!({"colour": "blue"}),
+    ] {
+        problem(app.post_as(&us_harness, "/v1/runs/claim", &body).await, 422).await;
+    }
+    let status: String = sqlx::query_scalar("select status from runs where id = $1")
+        .bind(run)
+        .fetch_one(&app.pool)
+        .await
+        .expect("status");
+    assert_eq!(status, "queued", "refused claims took nothing");
+}
+
+#[tokio::test]
+async fn concurrent_claimers_on_two_instances_never_share_a_run() {
+    const RUNS: usize = 30;
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise(&app).await;
+    let evaluator = app
+        .login(
+            &app.person("queue-eval@nist.gov", "US", &[Role::Evaluator])
+                .await,
+        )
+        .await;
+    let mut queued = BTreeSet::new();
+    for _ in 0..RUNS {
+        queued.insert(
+            queued_run(&app, &evaluator, &exercise, &protocol, "inspect")
+                .await
+                .to_string(),
+        );
+    }
+    // A second instance of the service on the same database.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let second = format!("http://{}", listener.local_addr().expect("addr"));
+    let router = jointeval_api::router(AppState::new(
+        app.db.service_pool(),
+        HttpSettings::default(),
+        AuthSettings::default(),
+    ));
+    tokio::spawn(jointeval_api::serve(
+        listener,
+        router,
+        std::future::pending(),
+    ));
+
+    let mut workers = Vec::new();
+    for w in 0..6 {
+        let (_, token) = harness(&app, "US", &format!("worker {w} secret")).await;
+        let base = if w % 2 == 0 {
+            app.url("")
+        } else {
+            second.clone()
+        };
+        let client = app.client.clone();
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(run) = claim(&client, &base, &token, &json!({})).await {
+                mine.push(run["id"].as_str().expect("id").to_owned());
+            }
+            mine
+        }));
+    }
+    let mut claimed = Vec::new();
+    for w in workers {
+        claimed.extend(w.await.expect("worker"));
+    }
+    let unique: BTreeSet<String> = claimed.iter().cloned().collect();
+    assert_eq!(
+        claimed.len(),
+        RUNS,
+        "every run claimed exactly once: {claimed:?}"
+    );
+    assert_eq!(unique, queued);
+    let holders: i64 = sqlx::query_scalar(
+        "select count(distinct lease_holder) from runs where status = 'running'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("holders");
+    assert!(holders > 1, "the work was shared between workers");
+}

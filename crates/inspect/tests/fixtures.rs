@@ -1,0 +1,250 @@
+//! Every fixture log (written by Inspect itself) reads back to exactly the metrics and
+//! per-sample scores in the file, found here by walking its JSON independently of the
+//! reader's own types.
+
+use std::io::{Cursor, Read, Write};
+use std::path::PathBuf;
+
+use jointeval_inspect::{Format, Limits, LogError, Metric, Score, ScoreValue, read};
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/inspect")
+        .join(name)
+}
+
+fn open(name: &str) -> std::fs::File {
+    std::fs::File::open(fixture(name)).expect("fixture")
+}
+
+/// The header and samples of a log file as plain JSON, whatever its format.
+fn as_json(name: &str) -> (Value, Vec<Value>) {
+    if name.ends_with(".json") {
+        let mut log: Value = serde_json::from_reader(open(name)).expect("the fixture is JSON");
+        let samples = log["samples"].as_array().cloned().unwrap_or_default();
+        log["samples"] = Value::Null;
+        return (log, samples);
+    }
+    let mut archive = zip::ZipArchive::new(open(name)).expect("a zip");
+    let read_entry = |archive: &mut zip::ZipArchive<std::fs::File>, entry: &str| -> Value {
+        let mut text = String::new();
+        archive
+            .by_name(entry)
+            .expect("entry")
+            .read_to_string(&mut text)
+            .expect("read");
+        serde_json::from_str(&text).expect("JSON")
+    };
+    let header = read_entry(&mut archive, "header.json");
+    let names: Vec<String> = archive
+        .file_names()
+        .filter(|n| n.starts_with("samples/"))
+        .map(str::to_owned)
+        .collect();
+    let samples = names.iter().map(|n| read_entry(&mut archive, n)).collect();
+    (header, samples)
+}
+
+fn expected_metrics(header: &Value) -> Vec<(String, String, f64, Option<f64>)> {
+    let mut out = Vec::new();
+    for score in header["results"]["scores"].as_array().expect("scores") {
+        let scorer = match score["reducer"].as_str() {
+            Some(r) => format!("{}/{r}", score["name"].as_str().expect("name")),
+            None => score["name"].as_str().expect("name").to_owned(),
+        };
+        let stderr = score["metrics"]["stderr"]["value"].as_f64();
+        for (key, metric) in score["metrics"].as_object().expect("metrics") {
+            out.push((
+                scorer.clone(),
+                metric["name"].as_str().expect("name").to_owned(),
+                metric["value"].as_f64().expect("value"),
+                if key == "stderr" { None } else { stderr },
+            ));
+        }
+    }
+    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    out
+}
+
+fn expected_scores(samples: &[Value]) -> Vec<(String, i64, String, f64)> {
+    let mut out = Vec::new();
+    for sample in samples {
+        let id = match &sample["id"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        for (scorer, score) in sample["scores"].as_object().expect("scores") {
+            let value = match &score["value"] {
+                Value::String(s) if s == "C" => 1.0,
+                Value::String(s) if s == "P" => 0.5,
+                Value::String(s) if s == "I" || s == "N" => 0.0,
+                other => panic!("the fixtures hold letters, not {other}"),
+            };
+            out.push((
+                id.clone(),
+                sample["epoch"].as_i64().expect("epoch"),
+                scorer.clone(),
+                value,
+            ));
+        }
+    }
+    out.sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
+    out
+}
+
+fn got_metrics(metrics: &[Metric]) -> Vec<(String, String, f64, Option<f64>)> {
+    let mut out: Vec<_> = metrics
+        .iter()
+        .map(|m| (m.scorer.clone(), m.metric.clone(), m.value, m.stderr))
+        .collect();
+    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    out
+}
+
+fn got_scores(scores: &[Score]) -> Vec<(String, i64, String, f64)> {
+    let mut out: Vec<_> = scores
+        .iter()
+        .map(|s| {
+            let ScoreValue::Number(v) = s.value else {
+                panic!("a letter reads as a number: {s:?}")
+            };
+            (s.sample_id.clone(), i64::from(s.epoch), s.scorer.clone(), v)
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
+    out
+}
+
+#[test]
+fn every_fixture_reads_to_exactly_what_inspect_wrote() {
+    for (name, format, samples, epochs) in [
+        ("arith_small.json", Format::Json, 20, 1),
+        ("arith_small.eval", Format::Eval, 20, 1),
+        ("arith_small_deflate.eval", Format::Eval, 20, 1),
+        ("arith_epochs.json", Format::Json, 150, 3),
+        ("arith_epochs.eval", Format::Eval, 150, 3),
+    ] {
+        let log = read(open(name), Limits::default()).expect(name);
+        let (header, sample_json) = as_json(name);
+        assert_eq!(log.format, format, "{name}");
+        assert_eq!(log.samples, samples, "{name}");
+        assert_eq!(log.header.status, "success", "{name}");
+        assert_eq!(
+            log.header.eval_id,
+            header["eval"]["eval_id"].as_str().expect("id")
+        );
+        assert_eq!(
+            log.header.task,
+            header["eval"]["task"].as_str().expect("task")
+        );
+        assert_eq!(log.header.model, "mockllm/model");
+        assert_eq!(log.header.epochs, Some(epochs), "{name}");
+        assert_eq!(
+            log.header.dataset_samples,
+            Some(samples as i64 / epochs),
+            "{name}"
+        );
+        assert_eq!(log.header.inspect_version.as_deref(), Some("0.3.285"));
+        assert_eq!(log.header.scorers, ["match", "includes"]);
+        let metrics = expected_metrics(&header);
+        assert!(!metrics.is_empty());
+        assert_eq!(got_metrics(&log.metrics), metrics, "{name}");
+        let scores = expected_scores(&sample_json);
+        assert_eq!(scores.len(), samples * 2, "{name}");
+        assert_eq!(got_scores(&log.scores), scores, "{name}");
+        // Answers and metadata come along.
+        let first = &log.scores[0];
+        assert!(first.answer.is_some(), "{name}");
+        assert!(
+            first
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m["difficulty"].is_string()),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn zstd_and_deflate_archives_of_one_log_read_the_same() {
+    let zstd = read(open("arith_small.eval"), Limits::default()).expect("zstd");
+    let deflate = read(open("arith_small_deflate.eval"), Limits::default()).expect("deflate");
+    assert_eq!(zstd, deflate);
+}
+
+#[test]
+fn score_values_map_as_inspect_means_them() {
+    use serde_json::json;
+    for (value, want) in [
+        (json!("C"), Some(ScoreValue::Number(1.0))),
+        (json!("I"), Some(ScoreValue::Number(0.0))),
+        (json!("P"), Some(ScoreValue::Number(0.5))),
+        (json!("N"), Some(ScoreValue::Number(0.0))),
+        (json!(0.25), Some(ScoreValue::Number(0.25))),
+        (json!(3), Some(ScoreValue::Number(3.0))),
+        (json!(true), Some(ScoreValue::Number(1.0))),
+        (json!(false), Some(ScoreValue::Number(0.0))),
+        (json!("refused"), Some(ScoreValue::Label("refused".into()))),
+        (
+            json!({"a": 1}),
+            Some(ScoreValue::Label(r#"{"a":1}"#.into())),
+        ),
+        (json!(null), None),
+    ] {
+        assert_eq!(ScoreValue::from_json(&value), want, "{value}");
+    }
+}
+
+#[test]
+fn broken_and_hostile_logs_are_refused_with_a_reason() {
+    let json = std::fs::read(fixture("arith_small.json")).expect("fixture");
+    let truncated = read(Cursor::new(&json[..json.len() / 2]), Limits::default());
+    assert!(
+        matches!(truncated, Err(LogError::Corrupt(_))),
+        "{truncated:?}"
+    );
+
+    let eval = std::fs::read(fixture("arith_small.eval")).expect("fixture");
+    let cut = read(Cursor::new(&eval[..eval.len() - 200]), Limits::default());
+    assert!(matches!(cut, Err(LogError::Corrupt(_))), "{cut:?}");
+
+    assert_eq!(
+        read(Cursor::new(b"hello, world".to_vec()), Limits::default()),
+        Err(LogError::NotALog)
+    );
+    assert_eq!(
+        read(Cursor::new(Vec::new()), Limits::default()),
+        Err(LogError::NotALog)
+    );
+
+    // 64 MiB of zeros in a few KiB: a bomb, refused before it is expanded.
+    let mut bomb = Vec::new();
+    {
+        let mut writer = zip::ZipWriter::new(Cursor::new(&mut bomb));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        writer.start_file("header.json", options).expect("start");
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..64 {
+            writer.write_all(&zeros).expect("write");
+        }
+        writer.finish().expect("finish");
+    }
+    assert!(bomb.len() < 1 << 20);
+    assert_eq!(
+        read(Cursor::new(bomb.clone()), Limits::default()),
+        Err(LogError::Bomb {
+            entry: "header.json".into()
+        })
+    );
+    // And an archive within the ratio but beyond the total is refused too.
+    let small = Limits {
+        max_expanded: 10_000,
+        max_ratio: 200,
+    };
+    assert_eq!(
+        read(open("arith_small.eval"), small),
+        Err(LogError::TooLarge(10_000))
+    );
+}

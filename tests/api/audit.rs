@@ -103,6 +103,11 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/runs/{id}/cancel", "run.cancelled"),
     ("POST", "/v1/runs/claim", "run.claimed"),
     ("POST", "/v1/runs/{id}/heartbeat", "run.heartbeat"),
+    (
+        "POST",
+        "/v1/runs/{id}/inspect-log",
+        "run.inspect_log_imported",
+    ),
 ];
 
 const EVENT_COLUMNS: &str = "seq, at, actor, institute_id, action, object_type, object_id, \
@@ -1014,6 +1019,25 @@ async fn every_mutating_route_writes_exactly_one_audit_event() {
         )
         .await;
     assert_eq!(renewed.body["status"], "running");
+    let log = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/inspect/arith_small.json"
+    ))
+    .expect("fixture");
+    let imported = s
+        .call(
+            ("POST", "/v1/runs/{id}/inspect-log"),
+            app.client
+                .post(app.url(&format!("/v1/runs/{third}/inspect-log")))
+                .bearer_auth(&harness)
+                .header("content-type", "application/json")
+                .body(log),
+            200,
+            harness_id,
+            Object::Is(third),
+        )
+        .await;
+    assert_eq!(imported.body["scores"], 40);
     let completed = s
         .call(
             ("POST", "/v1/exercises/{id}/complete"),

@@ -10,6 +10,7 @@ mod auth;
 mod errors;
 mod exercises;
 mod health;
+mod inspect;
 mod institutes;
 mod matrix;
 mod migrations;

@@ -593,6 +593,27 @@ pub mod story {
     /// A protocol of `participants`, led by the first, with version 1 approved by a
     /// reviewer of each participant, all through the API. Answers its id.
     pub async fn approved_protocol(app: &TestApp, slug: &str, participants: &[&str]) -> String {
+        approved_protocol_with(app, slug, participants, default_content()).await
+    }
+
+    /// The content [`approved_protocol`] approves: one task, `arith` in Inspect.
+    pub fn default_content() -> Value {
+        json!({
+            "objective": "Measure uplift",
+            "tasks": [{"name": "t", "dataset": {"name": "d", "version": "1", "sha256": null, "sample_count": 20},
+                       "harness": {"name": "inspect", "task_ref": "arith"}, "scorers": ["match"],
+                       "metrics": ["accuracy"], "epochs": 1}],
+            "metrics": [{"name": "accuracy", "higher_is_better": true, "threshold": null}]
+        })
+    }
+
+    /// A protocol like [`approved_protocol`]'s, with version 1 of this content.
+    pub async fn approved_protocol_with(
+        app: &TestApp,
+        slug: &str,
+        participants: &[&str],
+        content: Value,
+    ) -> String {
         let lead = participants[0];
         let author = app
             .person(
@@ -613,13 +634,7 @@ pub mod story {
             .as_str()
             .expect("id")
             .to_owned();
-        let content = json!({
-            "objective": "Measure uplift",
-            "tasks": [{"name": "t", "dataset": {"name": "d", "version": "1", "sha256": null, "sample_count": 20},
-                       "harness": {"name": "inspect", "task_ref": "arith"}, "scorers": ["match"],
-                       "metrics": ["accuracy"], "epochs": 1}],
-            "metrics": [{"name": "accuracy", "higher_is_better": true, "threshold": null}]
-        });
+
         let versions = format!("/v1/protocols/{id}/versions");
         assert_eq!(
             app.post_as(&author, &versions, &json!({"content": content}))
@@ -656,7 +671,12 @@ pub mod story {
 
     /// An active US–UK exercise on one approved protocol: (exercise id, protocol id).
     pub async fn active_exercise(app: &TestApp) -> (String, String) {
-        let protocol = approved_protocol(app, "joint-runs", &["US", "UK"]).await;
+        active_exercise_with(app, default_content()).await
+    }
+
+    /// An active US–UK exercise on a protocol of this content.
+    pub async fn active_exercise_with(app: &TestApp, content: Value) -> (String, String) {
+        let protocol = approved_protocol_with(app, "joint-runs", &["US", "UK"], content).await;
         let lead = app
             .login(&app.person("lead@nist.gov", "US", &[Role::Author]).await)
             .await;

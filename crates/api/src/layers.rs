@@ -66,8 +66,9 @@ pub fn wrap(router: Router, settings: &HttpSettings) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuidV7))
 }
 
-/// The route whose bodies are bulk results, streamed through rather than held.
-pub const INGEST_ROUTE: &str = "/v1/runs/{id}/samples";
+/// The routes whose bodies are bulk results (per-sample scores, evaluation logs), read
+/// as they arrive rather than held, under the ingest limit.
+pub const BULK_ROUTES: [&str; 2] = ["/v1/runs/{id}/samples", "/v1/runs/{id}/inspect-log"];
 
 #[derive(Clone, Copy)]
 struct BodyLimits {
@@ -86,7 +87,7 @@ async fn limit_body(
     let ingest = req
         .extensions()
         .get::<MatchedPath>()
-        .is_some_and(|p| p.as_str() == INGEST_ROUTE);
+        .is_some_and(|p| BULK_ROUTES.contains(&p.as_str()));
     let limit = if ingest { limits.ingest } else { limits.normal };
     let announced = req
         .headers()

@@ -106,6 +106,46 @@ pub struct Run {
     pub released_to: Vec<Uuid>,
     /// The harness holding it, when one claimed it from the queue.
     pub lease: Option<Lease>,
+    /// The evaluation log its results were imported from, if they were.
+    pub imported_log: Option<ImportedLog>,
+    /// How what was run differs from the protocol version, as the log says.
+    pub deviations: Vec<crate::conformance::Deviation>,
+}
+
+/// An evaluation log imported into a run: what it says was run, and how to fetch it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "harness": "inspect", "format": "eval", "eval_id": "EhgJfVRgXrUb5PLSNFgkD9",
+    "sha256": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", "size": 48408,
+    "status": "success", "task": "arith_small", "task_version": "0", "model": "mockllm/model",
+    "created": "2026-11-27T13:29:19+00:00", "inspect_version": "0.3.285",
+    "dataset": "arith_small-data", "samples": 20, "epochs": 1,
+    "imported_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d70", "imported_at": "2026-11-27T14:00:00Z"
+}))]
+pub struct ImportedLog {
+    /// The harness that wrote it (`inspect`).
+    pub harness: String,
+    /// `json` or `eval`.
+    pub format: String,
+    /// The log's own id: importing the same log again changes nothing.
+    pub eval_id: String,
+    /// sha256 of the log as uploaded, which `GET …/inspect-log` answers.
+    pub sha256: String,
+    /// Bytes.
+    pub size: i64,
+    /// `success`, or what the harness reported instead.
+    pub status: String,
+    pub task: String,
+    pub task_version: String,
+    pub model: String,
+    pub created: Option<String>,
+    pub inspect_version: Option<String>,
+    pub dataset: Option<String>,
+    /// Samples read from the log (each epoch counts).
+    pub samples: i64,
+    pub epochs: Option<i64>,
+    pub imported_by: Uuid,
+    pub imported_at: DateTime<Utc>,
 }
 
 /// Lease lengths a harness may ask for, in seconds.
@@ -371,6 +411,8 @@ mod tests {
                 holder: Uuid::from_u128(h),
                 expires_at: now + chrono::Duration::seconds(secs),
             }),
+            imported_log: None,
+            deviations: Vec::new(),
         }
     }
 

@@ -3,7 +3,8 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use jointeval_domain::run::{Lease, MetricValue, Run, RunStatus};
+use jointeval_domain::conformance::Deviation;
+use jointeval_domain::run::{ImportedLog, Lease, MetricValue, Run, RunStatus};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -30,6 +31,8 @@ struct Row {
     released_to: Vec<Uuid>,
     lease_holder: Option<Uuid>,
     lease_expires_at: Option<DateTime<Utc>>,
+    inspect_log: Option<serde_json::Value>,
+    deviations: serde_json::Value,
 }
 
 impl TryFrom<Row> for Run {
@@ -58,6 +61,12 @@ impl TryFrom<Row> for Run {
                 (Some(holder), Some(expires_at)) => Some(Lease { holder, expires_at }),
                 _ => None,
             },
+            imported_log: r
+                .inspect_log
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(StoreError::corrupt)?,
+            deviations: serde_json::from_value(r.deviations).map_err(StoreError::corrupt)?,
         })
     }
 }
@@ -126,7 +135,7 @@ async fn list(
                   r.updated_at, r.digest,
                   array(select institute_id from run_releases rr
                         where rr.run_id = r.id order by institute_id) as "released_to!",
-                  r.lease_holder, r.lease_expires_at
+                  r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations
            from runs r
            where ($1::uuid is null or r.id = $1)
              and ($2::uuid is null or (r.exercise_id = $2
@@ -198,6 +207,62 @@ pub async fn claim(
         Some(id) => get(conn, id, false).await,
         None => Ok(None),
     }
+}
+
+/// Records the log a run's results were imported from, and how the run deviates from its
+/// protocol version.
+#[tracing::instrument(skip_all)]
+pub async fn record_imported_log(
+    conn: &mut PgConnection,
+    id: Uuid,
+    log: &ImportedLog,
+    deviations: &[Deviation],
+) -> Result<(), StoreError> {
+    let log = serde_json::to_value(log).map_err(StoreError::corrupt)?;
+    let deviations = serde_json::to_value(deviations).map_err(StoreError::corrupt)?;
+    sqlx::query!(
+        "update runs set inspect_log = $2, deviations = $3 where id = $1",
+        id,
+        log,
+        deviations
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Keeps one chunk of a run's original log.
+#[tracing::instrument(skip_all)]
+pub async fn insert_log_chunk(
+    conn: &mut PgConnection,
+    id: Uuid,
+    n: i32,
+    data: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "insert into run_log_chunks (run_id, n, data) values ($1, $2, $3)",
+        id,
+        n,
+        data
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The chunks of a run's original log, in order, as they are read.
+pub fn log_chunks(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> futures_util::stream::BoxStream<'_, Result<Vec<u8>, StoreError>> {
+    use futures_util::StreamExt;
+    sqlx::query_scalar!(
+        "select data from run_log_chunks where run_id = $1 order by n",
+        id
+    )
+    .fetch(conn)
+    .map(|row| row.map_err(StoreError::from))
+    .boxed()
 }
 
 /// Renews the lease on a run for `lease_secs` from now.

@@ -5,6 +5,7 @@ mod docs;
 mod exchanges;
 mod exercises;
 mod health;
+mod inspect;
 mod institutes;
 mod me;
 mod memberships;
@@ -35,6 +36,7 @@ pub(crate) fn api() -> (Router<AppState>, Spec) {
 fn documented() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .routes(routes!(health::healthz))
+        .routes(routes!(inspect::import_log, inspect::download_log))
         .routes(routes!(queue::claim_run))
         .routes(routes!(queue::heartbeat))
         .routes(routes!(audit::list_audit))

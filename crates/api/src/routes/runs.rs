@@ -9,7 +9,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use jointeval_domain::audit::Change;
+use jointeval_domain::conformance::Deviation;
 use jointeval_domain::exercise::ExerciseStatus;
+use jointeval_domain::run::ImportedLog;
 use jointeval_domain::run::{
     MAX_CONFIG_BYTES, MetricValue, Run, RunStatus, results_digest, validate_metrics,
 };
@@ -48,7 +50,7 @@ pub struct HarnessRef {
     "started_at": "2026-12-02T09:01:00Z", "finished_at": "2026-12-02T10:00:00Z",
     "updated_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "updated_at": "2026-12-02T10:00:00Z",
     "digest": "5d41402abc4b2a76b9719d911017c592ae2b4f0f8d1b1b1c0f5e5a8c1e2f3a4b", "released_to": ["US"],
-    "lease": null
+    "lease": null, "imported_log": null, "deviations": []
 }))]
 pub struct RunView {
     pub id: Uuid,
@@ -74,6 +76,11 @@ pub struct RunView {
     pub released_to: Vec<String>,
     /// The harness holding it, when one claimed it from the queue (`POST /v1/runs/claim`).
     pub lease: Option<LeaseView>,
+    /// The evaluation log its results were imported from (`POST …/inspect-log`).
+    pub imported_log: Option<ImportedLog>,
+    /// How what was run differs from the protocol version, as the imported log says: for
+    /// the reviewers who release it.
+    pub deviations: Vec<Deviation>,
 }
 
 /// A harness's hold on a run it claimed.
@@ -115,6 +122,8 @@ impl RunView {
                 holder: l.holder,
                 expires_at: l.expires_at,
             }),
+            imported_log: r.imported_log,
+            deviations: r.deviations,
         }
     }
 }
@@ -740,11 +749,11 @@ pub struct Ingested {
 }
 
 /// Rows written at a time while a request streams in.
-const BATCH_ROWS: usize = 5_000;
+pub(crate) const BATCH_ROWS: usize = 5_000;
 
 /// Writes a batch, keeping the last line of each key within it (an earlier batch's line
 /// of the same key is replaced by the upsert, so the last line wins across the request).
-async fn write_batch(
+pub(crate) async fn write_batch(
     conn: &mut PgConnection,
     run_id: Uuid,
     rows: &mut Vec<jointeval_store::runs::SampleRow>,

@@ -1,0 +1,468 @@
+//! Inspect logs: a harness uploads the log Inspect wrote (JSON or `.eval`), and the run
+//! gets its metrics and per-sample scores exactly as Inspect computed them, a record of
+//! how it deviated from the protocol, and the original log for its readers.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use http_body_util::BodyExt;
+use jointeval_domain::Action;
+use jointeval_domain::conformance::{Deviation, Ran, deviations};
+use jointeval_domain::run::{ImportedLog, MetricValue, validate_metrics};
+use jointeval_inspect::{Limits, Log, LogError, ScoreValue};
+use jointeval_store::runs::SampleRow;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::extract::{ApiPath, ApiQuery};
+use crate::problem::{ApiError, FieldError, Problem};
+use crate::routes::runs::{
+    BATCH_ROWS, check_lease, run_change, state_conflict, visible_run, write_batch,
+};
+
+/// Bytes of the original log kept per row.
+const CHUNK: usize = 1 << 20;
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    /// Accept a log whose status is not `success` (an eval that errored or was cancelled).
+    #[serde(default)]
+    pub accept_incomplete: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "eval_id": "EhgJfVRgXrUb5PLSNFgkD9", "format": "eval",
+    "sha256": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+    "metrics": 4, "scores": 40, "samples": 20, "replayed": false,
+    "deviations": [{"field": "epochs", "protocol": "3", "run": "1"}]
+}))]
+pub struct Imported {
+    pub eval_id: String,
+    /// `json` or `eval`.
+    pub format: String,
+    pub sha256: String,
+    /// Aggregate metrics written.
+    pub metrics: usize,
+    /// Per-sample scores written (one per sample, epoch and scorer).
+    pub scores: usize,
+    /// Samples in the log (each epoch counts).
+    pub samples: i64,
+    /// `true` when this log had been imported before: nothing was written again.
+    pub replayed: bool,
+    /// How what the log says was run differs from the protocol version.
+    pub deviations: Vec<Deviation>,
+}
+
+/// A spooled upload, removed when dropped.
+struct Spooled(PathBuf);
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Imports an Inspect log into a running run: the JSON log (`application/json`) or the
+/// `.eval` archive (`application/zip`), streamed, up to the ingest limit. Its metrics
+/// and per-sample scores are written as Inspect computed them, every deviation from the
+/// protocol version is recorded on the run, and the log is kept. Importing the same log
+/// again (the same eval id) changes nothing.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/inspect-log", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run"), ImportQuery),
+    request_body(description = "The log as Inspect wrote it", content(
+        (Vec<u8> = "application/json"), (Vec<u8> = "application/zip"),
+    )),
+    responses(
+        (status = 200, description = "Imported (or imported before)", body = Imported),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run is not running, is leased to another worker, holds another log, or the log's task or model contradicts the run's config", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The log, or what its archive expands to, is over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor a zip", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a readable Inspect log (corrupt, truncated, a zip bomb), or its status is not `success`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn import_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<ImportQuery>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<Json<Imported>, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if !matches!(
+        content_type,
+        "application/json" | "application/zip" | "application/octet-stream"
+    ) {
+        return Err(Problem::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the log as application/json (a JSON log) or application/zip (an .eval archive)",
+        )
+        .into());
+    }
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let run = visible_run(&mut tx, &caller, id, Action::ExecuteRun, true).await?;
+    check_lease(&run, &caller)?;
+    if !run.status.accepts_results() {
+        return Err(state_conflict("a log is imported while the run is running"));
+    }
+
+    let (spooled, sha256, size) = spool(body).await?;
+    let limit = state.settings.ingest_limit as u64;
+    let path = spooled.0.clone();
+    let log = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path).map_err(|e| LogError::Corrupt(e.to_string()))?;
+        jointeval_inspect::read(
+            file,
+            Limits {
+                max_expanded: limit.saturating_mul(4),
+                ..Limits::default()
+            },
+        )
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "reading an Inspect log");
+        ApiError::from(Problem::internal())
+    })?
+    .map_err(unreadable)?;
+
+    if let Some(before) = &run.imported_log {
+        if before.eval_id == log.header.eval_id {
+            jointeval_store::commit(tx).await?;
+            return Ok(Json(Imported {
+                eval_id: before.eval_id.clone(),
+                format: before.format.clone(),
+                sha256: before.sha256.clone(),
+                metrics: log.metrics.len(),
+                scores: log.scores.len(),
+                samples: before.samples,
+                replayed: true,
+                deviations: run.deviations,
+            }));
+        }
+        return Err(Problem::typed(
+            StatusCode::CONFLICT,
+            "log-imported",
+            "Another log imported",
+            format!(
+                "the run holds the results of eval {} already; a run takes one log",
+                before.eval_id
+            ),
+        )
+        .into());
+    }
+    if log.header.status != "success" && !query.accept_incomplete {
+        return Err(Problem::validation(vec![FieldError {
+            field: "status".into(),
+            message: format!(
+                "the log's status is {:?}, not \"success\"; pass accept_incomplete=true to import it anyway",
+                log.header.status
+            ),
+        }])
+        .into());
+    }
+    contradictions(&run.config, &log)?;
+
+    let version = jointeval_store::protocols::get_version(
+        &mut tx,
+        run.protocol_id,
+        run.protocol_version,
+        false,
+    )
+    .await?
+    .ok_or_else(|| crate::auth::not_found("protocol version"))?;
+    let found = deviations(
+        &version.content,
+        &Ran {
+            task: log.header.task.clone(),
+            task_version: log.header.task_version.clone(),
+            dataset_name: log.header.dataset_name.clone(),
+            dataset_samples: log.header.dataset_samples,
+            epochs: log.header.epochs,
+            scorers: log.header.scorers.clone(),
+        },
+    );
+
+    let metrics: Vec<MetricValue> = log
+        .metrics
+        .iter()
+        .map(|m| MetricValue {
+            scorer: m.scorer.clone(),
+            metric: m.metric.clone(),
+            value: m.value,
+            stderr: m.stderr,
+            sample_count: m.sample_count,
+        })
+        .collect();
+    if !metrics.is_empty() {
+        let errors = validate_metrics(&metrics);
+        if !errors.is_empty() {
+            return Err(
+                Problem::validation(errors.into_iter().map(FieldError::from).collect()).into(),
+            );
+        }
+        jointeval_store::runs::upsert_metrics(&mut tx, id, &metrics).await?;
+    }
+    let mut batch = Vec::with_capacity(BATCH_ROWS);
+    for score in &log.scores {
+        batch.push(row_of(score));
+        if batch.len() == BATCH_ROWS {
+            write_batch(&mut tx, id, &mut batch).await?;
+        }
+    }
+    if !batch.is_empty() {
+        write_batch(&mut tx, id, &mut batch).await?;
+    }
+    keep_original(&mut tx, id, &spooled).await?;
+
+    let imported = ImportedLog {
+        harness: "inspect".into(),
+        format: log.format.as_str().into(),
+        eval_id: log.header.eval_id.clone(),
+        sha256: sha256.clone(),
+        size: size as i64,
+        status: log.header.status.clone(),
+        task: log.header.task.clone(),
+        task_version: log.header.task_version.clone(),
+        model: log.header.model.clone(),
+        created: log.header.created.clone(),
+        inspect_version: log.header.inspect_version.clone(),
+        dataset: log.header.dataset_name.clone(),
+        samples: log.samples as i64,
+        epochs: log.header.epochs,
+        imported_by: caller.account.id,
+        imported_at: Utc::now(),
+    };
+    jointeval_store::runs::record_imported_log(&mut tx, id, &imported, &found).await?;
+    let change = run_change("run.inspect_log_imported", &run).summary(json!({
+        "eval_id": imported.eval_id, "sha256": sha256, "format": imported.format,
+        "metrics": metrics.len(), "scores": log.scores.len(), "deviations": found.len(),
+    }));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
+    tracing::info!(run_id = %id, eval_id = %imported.eval_id, scores = log.scores.len(), "Inspect log imported");
+    Ok(Json(Imported {
+        eval_id: imported.eval_id,
+        format: imported.format,
+        sha256,
+        metrics: metrics.len(),
+        scores: log.scores.len(),
+        samples: imported.samples,
+        replayed: false,
+        deviations: found,
+    }))
+}
+
+/// The body, written to a temporary file as it arrives, with its sha256 and size.
+async fn spool(body: Body) -> Result<(Spooled, String, usize), ApiError> {
+    let path = std::env::temp_dir().join(format!("jointeval-log-{}", Uuid::now_v7()));
+    let spooled = Spooled(path);
+    let mut file = std::fs::File::create(&spooled.0).map_err(|e| {
+        tracing::error!(error = %e, "spooling an upload");
+        ApiError::from(Problem::internal())
+    })?;
+    let mut hasher = Sha256::new();
+    let mut size = 0usize;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| {
+            ApiError::from(Problem::status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the log is larger than this service accepts (--ingest-limit)",
+            ))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        hasher.update(&data);
+        size += data.len();
+        file.write_all(&data).map_err(|e| {
+            tracing::error!(error = %e, "spooling an upload");
+            ApiError::from(Problem::internal())
+        })?;
+    }
+    file.flush()
+        .map_err(|_| ApiError::from(Problem::internal()))?;
+    Ok((
+        spooled,
+        jointeval_domain::canonical::hex(&hasher.finalize()),
+        size,
+    ))
+}
+
+async fn keep_original(
+    conn: &mut jointeval_store::PgConnection,
+    id: Uuid,
+    spooled: &Spooled,
+) -> Result<(), ApiError> {
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(&spooled.0).map_err(|_| ApiError::from(Problem::internal()))?;
+    let mut buffer = vec![0u8; CHUNK];
+    for n in 0.. {
+        let mut filled = 0;
+        while filled < CHUNK {
+            match file.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(k) => filled += k,
+                Err(_) => return Err(Problem::internal().into()),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        jointeval_store::runs::insert_log_chunk(conn, id, n, &buffer[..filled]).await?;
+        if filled < CHUNK {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn unreadable(e: LogError) -> ApiError {
+    match e {
+        LogError::TooLarge(limit) => Problem::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the archive expands beyond {limit} bytes, more than this service accepts"),
+        )
+        .into(),
+        LogError::NotALog => Problem::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "neither an Inspect JSON log nor an .eval archive",
+        )
+        .into(),
+        other => Problem::typed(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-inspect-log",
+            "Not a readable Inspect log",
+            other.to_string(),
+        )
+        .into(),
+    }
+}
+
+/// A run that names its task or model in its config takes only logs of those.
+fn contradictions(config: &serde_json::Value, log: &Log) -> Result<(), ApiError> {
+    for (key, field, found) in [
+        ("task", "eval.task", &log.header.task),
+        ("model", "eval.model", &log.header.model),
+    ] {
+        if let Some(expected) = config.get(key).and_then(|v| v.as_str())
+            && expected != found
+        {
+            return Err(Problem::typed(
+                StatusCode::CONFLICT,
+                "log-contradicts-run",
+                "The log contradicts the run",
+                format!("{field}: the log ran {found:?}, the run's config says {key} {expected:?}"),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn row_of(score: &jointeval_inspect::Score) -> SampleRow {
+    let (value_number, value_label) = match &score.value {
+        ScoreValue::Number(n) => (Some(*n), None),
+        ScoreValue::Label(l) => (None, Some(l.clone())),
+    };
+    SampleRow {
+        sample_id: score.sample_id.clone(),
+        epoch: score.epoch,
+        scorer: score.scorer.clone(),
+        value_number,
+        value_label,
+        answer: score.answer.clone(),
+        explanation: score.explanation.clone(),
+        metadata: score.metadata.clone(),
+    }
+}
+
+/// The original log a run's results were imported from, as uploaded.
+#[utoipa::path(
+    get, path = "/v1/runs/{id}/inspect-log", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    responses(
+        (status = 200, description = "The log, byte for byte; `ETag` is its sha256", content(
+            (Vec<u8> = "application/json"), (Vec<u8> = "application/zip"),
+        )),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run, or no log imported into it", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn download_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    use futures_util::StreamExt;
+
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let run = visible_run(&mut tx, &caller, id, Action::ReadRun, false).await?;
+    let Some(log) = run.imported_log else {
+        return Err(
+            Problem::status(StatusCode::NOT_FOUND, "no log was imported into this run").into(),
+        );
+    };
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    // The transaction carries on in a task of its own, feeding chunks as the client reads.
+    tokio::spawn(async move {
+        let mut chunks = jointeval_store::runs::log_chunks(&mut tx, id);
+        while let Some(chunk) = chunks.next().await {
+            let item = chunk
+                .map(Bytes::from)
+                .map_err(|e| std::io::Error::other(e.to_string()));
+            let failed = item.is_err();
+            if sender.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+        drop(chunks);
+        let _ = jointeval_store::commit(tx).await;
+    });
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|item| (item, receiver))
+    });
+    let (content_type, extension) = match log.format.as_str() {
+        "eval" => ("application/zip", "eval"),
+        _ => ("application/json", "json"),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::ETAG, format!("\"{}\"", log.sha256)),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.{extension}\"", log.eval_id),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}

@@ -1,0 +1,581 @@
+//! Importing Inspect logs over HTTP: each fixture (written by Inspect itself) yields
+//! exactly its metrics and per-sample scores, the original comes back byte for byte,
+//! deviations from the protocol are recorded, and bad or foreign logs change nothing.
+
+use jointeval_api::HttpSettings;
+use jointeval_domain::Role;
+use jointeval_inspect::{Limits, ScoreValue};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::support::story::{active_exercise_with, new_run};
+use crate::support::{TestApp, problem};
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/inspect/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
+}
+
+/// A protocol that arith_small follows to the letter.
+fn arith_small_protocol() -> Value {
+    json!({
+        "objective": "Arithmetic",
+        "tasks": [{"name": "Arithmetic", "dataset": {"name": "arith_small-data", "version": "1",
+                   "sha256": null, "sample_count": 20},
+                   "harness": {"name": "inspect", "task_ref": "arith_small"},
+                   "scorers": ["match", "includes"], "metrics": ["accuracy"], "epochs": 1}],
+        "metrics": [{"name": "accuracy", "higher_is_better": true, "threshold": null}]
+    })
+}
+
+struct Setup {
+    app: TestApp,
+    exercise: String,
+    protocol: String,
+    evaluator: String,
+}
+
+async fn setup(settings: HttpSettings) -> Setup {
+    let app = TestApp::with_settings(settings).await;
+    let (exercise, protocol) = active_exercise_with(&app, arith_small_protocol()).await;
+    let evaluator = app
+        .login(
+            &app.person("inspect-eval@nist.gov", "US", &[Role::Evaluator])
+                .await,
+        )
+        .await;
+    Setup {
+        app,
+        exercise,
+        protocol,
+        evaluator,
+    }
+}
+
+impl Setup {
+    async fn running_run(&self, config: Value) -> Uuid {
+        let mut body = new_run(&self.protocol);
+        body["config"] = config;
+        let created = self
+            .app
+            .post_as(
+                &self.evaluator,
+                &format!("/v1/exercises/{}/runs", self.exercise),
+                &body,
+            )
+            .await;
+        assert_eq!(created.status(), 201);
+        let id: Uuid = created.json::<Value>().await.expect("json")["id"]
+            .as_str()
+            .expect("id")
+            .parse()
+            .expect("uuid");
+        let started = self
+            .app
+            .post_as(&self.evaluator, &format!("/v1/runs/{id}/start"), &json!({}))
+            .await;
+        assert_eq!(started.status(), 200);
+        id
+    }
+
+    async fn upload(
+        &self,
+        token: &str,
+        run: Uuid,
+        name: &str,
+        bytes: Vec<u8>,
+        query: &str,
+    ) -> reqwest::Response {
+        let content_type = if name.ends_with(".eval") {
+            "application/zip"
+        } else {
+            "application/json"
+        };
+        self.app
+            .client
+            .post(self.app.url(&format!("/v1/runs/{run}/inspect-log{query}")))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+            .await
+            .expect("send")
+    }
+
+    async fn stored(&self, run: Uuid) -> (i64, i64, i64) {
+        let count = |table: &'static str| {
+            let pool = self.app.pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(&format!(
+                    "select count(*) from {table} where run_id = $1"
+                ))
+                .bind(run)
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+            }
+        };
+        (
+            count("run_metrics").await,
+            count("run_samples").await,
+            count("run_log_chunks").await,
+        )
+    }
+}
+
+#[tokio::test]
+async fn every_fixture_imports_to_exactly_the_numbers_inspect_wrote() {
+    let s = setup(HttpSettings::default()).await;
+    for name in [
+        "arith_small.json",
+        "arith_small.eval",
+        "arith_small_deflate.eval",
+        "arith_epochs.json",
+        "arith_epochs.eval",
+    ] {
+        let bytes = fixture(name);
+        let expected =
+            jointeval_inspect::read(std::io::Cursor::new(bytes.clone()), Limits::default())
+                .expect("the fixture reads");
+        let run = s.running_run(json!({})).await;
+        let response = s.upload(&s.evaluator, run, name, bytes.clone(), "").await;
+        assert_eq!(response.status(), 200, "{name}");
+        let imported: Value = response.json().await.expect("json");
+        assert_eq!(
+            imported["eval_id"],
+            expected.header.eval_id.as_str(),
+            "{name}"
+        );
+        assert_eq!(imported["replayed"], false);
+        assert_eq!(imported["scores"], expected.scores.len());
+
+        // The metrics, exactly.
+        let metrics: Value = s
+            .app
+            .get_as(&s.evaluator, &format!("/v1/runs/{run}/metrics"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        let mut got: Vec<(String, String, f64, Option<f64>)> = metrics
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .map(|m| {
+                (
+                    m["scorer"].as_str().expect("scorer").to_owned(),
+                    m["metric"].as_str().expect("metric").to_owned(),
+                    m["value"].as_f64().expect("value"),
+                    m["stderr"].as_f64(),
+                )
+            })
+            .collect();
+        let mut want: Vec<(String, String, f64, Option<f64>)> = expected
+            .metrics
+            .iter()
+            .map(|m| (m.scorer.clone(), m.metric.clone(), m.value, m.stderr))
+            .collect();
+        got.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        want.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        assert_eq!(got, want, "{name}");
+
+        // The per-sample scores, exactly, read back through the results API.
+        let mut got = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/v1/runs/{run}/samples?limit=1000&cursor={c}"),
+                None => format!("/v1/runs/{run}/samples?limit=1000"),
+            };
+            let page: Value = s
+                .app
+                .get_as(&s.evaluator, &path)
+                .await
+                .json()
+                .await
+                .expect("json");
+            for item in page["items"].as_array().expect("items") {
+                got.push((
+                    item["sample_id"].as_str().expect("id").to_owned(),
+                    item["epoch"].as_i64().expect("epoch"),
+                    item["scorer"].as_str().expect("scorer").to_owned(),
+                    item["value"].as_f64().expect("a number"),
+                ));
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        let mut want: Vec<(String, i64, String, f64)> = expected
+            .scores
+            .iter()
+            .map(|sc| {
+                let ScoreValue::Number(v) = sc.value else {
+                    panic!("letters read as numbers")
+                };
+                (
+                    sc.sample_id.clone(),
+                    i64::from(sc.epoch),
+                    sc.scorer.clone(),
+                    v,
+                )
+            })
+            .collect();
+        got.sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
+        want.sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
+        assert_eq!(got, want, "{name}");
+
+        // The original, byte for byte, with its sha256.
+        let original = s
+            .app
+            .get_as(&s.evaluator, &format!("/v1/runs/{run}/inspect-log"))
+            .await;
+        assert_eq!(original.status(), 200);
+        let etag = original.headers()["etag"]
+            .to_str()
+            .expect("etag")
+            .to_owned();
+        assert_eq!(
+            etag,
+            format!("\"{}\"", imported["sha256"].as_str().expect("sha"))
+        );
+        assert_eq!(
+            original.bytes().await.expect("bytes").to_vec(),
+            bytes,
+            "{name}"
+        );
+        assert_eq!(
+            imported["sha256"],
+            jointeval_domain::canonical::sha256_hex([bytes.as_slice()])
+        );
+
+        // The run says what was run, and how it deviates from the protocol.
+        let view: Value = s
+            .app
+            .get_as(&s.evaluator, &format!("/v1/runs/{run}"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            view["imported_log"]["eval_id"],
+            expected.header.eval_id.as_str()
+        );
+        assert_eq!(view["imported_log"]["model"], "mockllm/model");
+        assert_eq!(view["imported_log"]["inspect_version"], "0.3.285");
+        let fields: Vec<&str> = view["deviations"]
+            .as_array()
+            .expect("deviations")
+            .iter()
+            .map(|d| d["field"].as_str().expect("field"))
+            .collect();
+        if name.starts_with("arith_small") {
+            assert!(fields.is_empty(), "{name} follows the protocol: {fields:?}");
+        } else {
+            assert_eq!(fields, ["task"], "{name} ran another task");
+        }
+    }
+}
+
+#[tokio::test]
+async fn deviations_are_recorded_for_the_reviewers_before_release() {
+    let app = TestApp::spawn().await;
+    let mut content = arith_small_protocol();
+    content["tasks"][0]["epochs"] = json!(3);
+    content["tasks"][0]["scorers"] = json!(["match"]);
+    content["tasks"][0]["dataset"]["sample_count"] = json!(25);
+    let (exercise, protocol) = active_exercise_with(&app, content).await;
+    let evaluator = app
+        .login(
+            &app.person("dev-eval@nist.gov", "US", &[Role::Evaluator])
+                .await,
+        )
+        .await;
+    let reviewer = app
+        .login(
+            &app.person("dev-rev@nist.gov", "US", &[Role::Reviewer])
+                .await,
+        )
+        .await;
+    let run: Value = app
+        .post_as(
+            &evaluator,
+            &format!("/v1/exercises/{exercise}/runs"),
+            &new_run(&protocol),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let run = run["id"].as_str().expect("id").to_owned();
+    app.post_as(&evaluator, &format!("/v1/runs/{run}/start"), &json!({}))
+        .await;
+    let imported = app
+        .client
+        .post(app.url(&format!("/v1/runs/{run}/inspect-log")))
+        .bearer_auth(&evaluator)
+        .header("content-type", "application/zip")
+        .body(fixture("arith_small.eval"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        imported.status(),
+        200,
+        "a deviation is information, not a refusal"
+    );
+    let view: Value = app
+        .get_as(&reviewer, &format!("/v1/runs/{run}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        view["deviations"],
+        json!([
+            {"field": "dataset.sample_count", "protocol": "25", "run": "20"},
+            {"field": "epochs", "protocol": "3", "run": "1"},
+            {"field": "scorers", "protocol": "match", "run": "includes, match"},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn the_same_log_again_changes_nothing_and_another_is_refused() {
+    let s = setup(HttpSettings::default()).await;
+    let run = s.running_run(json!({})).await;
+    let first = s
+        .upload(
+            &s.evaluator,
+            run,
+            "arith_small.eval",
+            fixture("arith_small.eval"),
+            "",
+        )
+        .await;
+    assert_eq!(first.status(), 200);
+    let stored = s.stored(run).await;
+    let events: i64 = sqlx::query_scalar(
+        "select count(*) from audit_events where action = 'run.inspect_log_imported'",
+    )
+    .fetch_one(&s.app.pool)
+    .await
+    .expect("count");
+    // The same log, in the other format of the same eval: no, another eval; the same file.
+    let again = s
+        .upload(
+            &s.evaluator,
+            run,
+            "arith_small.eval",
+            fixture("arith_small.eval"),
+            "",
+        )
+        .await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.expect("json");
+    assert_eq!(again["replayed"], true);
+    assert_eq!(s.stored(run).await, stored);
+    let events_after: i64 = sqlx::query_scalar(
+        "select count(*) from audit_events where action = 'run.inspect_log_imported'",
+    )
+    .fetch_one(&s.app.pool)
+    .await
+    .expect("count");
+    assert_eq!(events_after, events);
+    let other = s
+        .upload(
+            &s.evaluator,
+            run,
+            "arith_epochs.json",
+            fixture("arith_epochs.json"),
+            "",
+        )
+        .await;
+    let p = problem(other, 409).await;
+    assert_eq!(p["type"], "urn:jointeval:problem:log-imported");
+    assert_eq!(s.stored(run).await, stored);
+}
+
+#[tokio::test]
+async fn bad_foreign_and_unauthorised_logs_change_nothing() {
+    let s = setup(HttpSettings {
+        ingest_limit: 400_000,
+        ..HttpSettings::default()
+    })
+    .await;
+    let run = s
+        .running_run(json!({"task": "arith_small", "model": "mockllm/model"}))
+        .await;
+    let json = fixture("arith_small.json");
+    let eval = fixture("arith_small.eval");
+    let cases: Vec<(&str, Vec<u8>, &str, u16)> = vec![
+        ("arith_small.json", json[..json.len() / 2].to_vec(), "", 422),
+        (
+            "arith_small.eval",
+            eval[..eval.len() - 300].to_vec(),
+            "",
+            422,
+        ),
+        ("x.json", b"not a log at all".to_vec(), "", 415),
+        ("arith_epochs.json", fixture("arith_epochs.json"), "", 413),
+        (
+            "arith_small.json",
+            json.clone(),
+            "?accept_incomplete=maybe",
+            422,
+        ),
+    ];
+    for (name, bytes, query, status) in cases {
+        let response = s.upload(&s.evaluator, run, name, bytes, query).await;
+        let body = problem(response, status).await;
+        assert!(body["detail"].is_string(), "{name}: {body}");
+        assert_eq!(s.stored(run).await, (0, 0, 0), "{name} wrote nothing");
+    }
+    let wrong_type = s
+        .app
+        .client
+        .post(s.app.url(&format!("/v1/runs/{run}/inspect-log")))
+        .bearer_auth(&s.evaluator)
+        .header("content-type", "text/plain")
+        .body(json.clone())
+        .send()
+        .await
+        .expect("send");
+    problem(wrong_type, 415).await;
+
+    // A log that did not finish is taken only when the caller says so.
+    let mut errored: Value = serde_json::from_slice(&json).expect("json");
+    errored["status"] = json!("error");
+    let errored = serde_json::to_vec(&errored).expect("bytes");
+    let p = problem(
+        s.upload(&s.evaluator, run, "e.json", errored.clone(), "")
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(p["errors"][0]["field"], "status");
+    assert_eq!(s.stored(run).await, (0, 0, 0));
+
+    // A log of another task or model than the run's config names.
+    let other_task = s.running_run(json!({"task": "gpqa"})).await;
+    let p = problem(
+        s.upload(
+            &s.evaluator,
+            other_task,
+            "arith_small.json",
+            json.clone(),
+            "",
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .expect("detail")
+            .starts_with("eval.task"),
+        "{p}"
+    );
+    let other_model = s.running_run(json!({"model": "openai/gpt-4o"})).await;
+    let p = problem(
+        s.upload(
+            &s.evaluator,
+            other_model,
+            "arith_small.json",
+            json.clone(),
+            "",
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .expect("detail")
+            .starts_with("eval.model"),
+        "{p}"
+    );
+
+    // Who may not: the other institute does not see the run; a viewer may not run it.
+    let uk = s
+        .app
+        .login(
+            &s.app
+                .person("inspect-eval@aisi.gov.uk", "UK", &[Role::Evaluator])
+                .await,
+        )
+        .await;
+    problem(
+        s.upload(&uk, run, "arith_small.json", json.clone(), "")
+            .await,
+        404,
+    )
+    .await;
+    let viewer = s
+        .app
+        .login(
+            &s.app
+                .person("inspect-viewer@nist.gov", "US", &[Role::Viewer])
+                .await,
+        )
+        .await;
+    problem(
+        s.upload(&viewer, run, "arith_small.json", json.clone(), "")
+            .await,
+        403,
+    )
+    .await;
+    problem(
+        s.app
+            .get_as(&uk, &format!("/v1/runs/{run}/inspect-log"))
+            .await,
+        404,
+    )
+    .await;
+    assert_eq!(s.stored(run).await, (0, 0, 0));
+
+    // Then the accepted import, of the errored log.
+    let ok = s
+        .upload(
+            &s.evaluator,
+            run,
+            "e.json",
+            errored,
+            "?accept_incomplete=true",
+        )
+        .await;
+    assert_eq!(ok.status(), 200);
+    let view: Value = s
+        .app
+        .get_as(&s.evaluator, &format!("/v1/runs/{run}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(view["imported_log"]["status"], "error");
+    // A run that is not running takes no log.
+    let queued: Value = s
+        .app
+        .post_as(
+            &s.evaluator,
+            &format!("/v1/exercises/{}/runs", s.exercise),
+            &new_run(&s.protocol),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let queued: Uuid = queued["id"].as_str().expect("id").parse().expect("uuid");
+    problem(
+        s.upload(&s.evaluator, queued, "arith_small.json", json, "")
+            .await,
+        409,
+    )
+    .await;
+}

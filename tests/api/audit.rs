@@ -108,6 +108,11 @@ const ROUTES: &[(&str, &str, &str)] = &[
         "/v1/runs/{id}/inspect-log",
         "run.inspect_log_imported",
     ),
+    (
+        "POST",
+        "/v1/exercises/{id}/runs/inspect-log",
+        "run.created_from_log",
+    ),
 ];
 
 const EVENT_COLUMNS: &str = "seq, at, actor, institute_id, action, object_type, object_id, \
@@ -1038,6 +1043,27 @@ async fn every_mutating_route_writes_exactly_one_audit_event() {
         )
         .await;
     assert_eq!(imported.body["scores"], 40);
+    let eval = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/inspect/arith_small.eval"
+    ))
+    .expect("fixture");
+    let from_log = s
+        .call(
+            ("POST", "/v1/exercises/{id}/runs/inspect-log"),
+            app.client
+                .post(app.url(&format!(
+                    "{exercise_path}/runs/inspect-log?protocol_id={protocol}&protocol_version=1"
+                )))
+                .bearer_auth(&use_)
+                .header("content-type", "application/zip")
+                .body(eval),
+            201,
+            us_evaluator.id,
+            Object::InBody("/run/id"),
+        )
+        .await;
+    assert_eq!(from_log.body["run"]["status"], "succeeded");
     let completed = s
         .call(
             ("POST", "/v1/exercises/{id}/complete"),

@@ -579,3 +579,131 @@ async fn bad_foreign_and_unauthorised_logs_change_nothing() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_run_is_registered_from_a_log_obtained_before_it() {
+    let s = setup(HttpSettings::default()).await;
+    let runs_before: i64 = sqlx::query_scalar("select count(*) from runs")
+        .fetch_one(&s.app.pool)
+        .await
+        .expect("count");
+    let post = |token: &str, query: String, bytes: Vec<u8>| {
+        s.app
+            .client
+            .post(s.app.url(&format!(
+                "/v1/exercises/{}/runs/inspect-log{query}",
+                s.exercise
+            )))
+            .bearer_auth(token)
+            .header("content-type", "application/zip")
+            .body(bytes)
+            .send()
+    };
+    let query = format!("?protocol_id={}&protocol_version=1", s.protocol);
+    let created = post(&s.evaluator, query.clone(), fixture("arith_small.eval"))
+        .await
+        .expect("send");
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let body: Value = created.json().await.expect("json");
+    let run = &body["run"];
+    assert_eq!(
+        location,
+        format!("/v1/runs/{}", run["id"].as_str().expect("id"))
+    );
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(
+        run["harness"],
+        json!({"name": "inspect", "version": "0.3.285"})
+    );
+    assert_eq!(run["model_version"], "mockllm/model");
+    assert_eq!(
+        run["config"],
+        json!({"task": "arith_small", "model": "mockllm/model"})
+    );
+    assert!(
+        run["digest"].is_string(),
+        "finished, its results are frozen and digested"
+    );
+    assert_eq!(run["deviations"], json!([]));
+    assert_eq!(body["import"]["scores"], 40);
+    let metrics: Value = s
+        .app
+        .get_as(&s.evaluator, &format!("{location}/metrics"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(metrics.as_array().expect("metrics").len(), 4);
+
+    // Refused: a protocol version not the exercise's, a viewer, the other institute's
+    // staff of another exercise; none of them leaves a run behind.
+    let bad = format!("?protocol_id={}&protocol_version=2", s.protocol);
+    problem(
+        post(&s.evaluator, bad, fixture("arith_small.eval"))
+            .await
+            .expect("send"),
+        422,
+    )
+    .await;
+    problem(
+        post(
+            &s.evaluator,
+            "?protocol_version=1".into(),
+            fixture("arith_small.eval"),
+        )
+        .await
+        .expect("send"),
+        422,
+    )
+    .await;
+    let viewer = s
+        .app
+        .login(
+            &s.app
+                .person("from-log-viewer@nist.gov", "US", &[Role::Viewer])
+                .await,
+        )
+        .await;
+    problem(
+        post(&viewer, query.clone(), fixture("arith_small.eval"))
+            .await
+            .expect("send"),
+        403,
+    )
+    .await;
+    let jp = s
+        .app
+        .login(
+            &s.app
+                .person("from-log@aisi.go.jp", "JP", &[Role::Evaluator])
+                .await,
+        )
+        .await;
+    problem(
+        post(&jp, query.clone(), fixture("arith_small.eval"))
+            .await
+            .expect("send"),
+        404,
+    )
+    .await;
+    problem(
+        post(&s.evaluator, query, b"garbage".to_vec())
+            .await
+            .expect("send"),
+        415,
+    )
+    .await;
+    let runs_after: i64 = sqlx::query_scalar("select count(*) from runs")
+        .fetch_one(&s.app.pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        runs_after,
+        runs_before + 1,
+        "only the accepted log made a run"
+    );
+}

@@ -68,7 +68,11 @@ pub fn wrap(router: Router, settings: &HttpSettings) -> Router {
 
 /// The routes whose bodies are bulk results (per-sample scores, evaluation logs), read
 /// as they arrive rather than held, under the ingest limit.
-pub const BULK_ROUTES: [&str; 2] = ["/v1/runs/{id}/samples", "/v1/runs/{id}/inspect-log"];
+pub const BULK_ROUTES: [&str; 3] = [
+    "/v1/runs/{id}/samples",
+    "/v1/runs/{id}/inspect-log",
+    "/v1/exercises/{id}/runs/inspect-log",
+];
 
 #[derive(Clone, Copy)]
 struct BodyLimits {

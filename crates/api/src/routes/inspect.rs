@@ -12,9 +12,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use http_body_util::BodyExt;
-use jointeval_domain::Action;
 use jointeval_domain::conformance::{Deviation, Ran, deviations};
 use jointeval_domain::run::{ImportedLog, MetricValue, validate_metrics};
+use jointeval_domain::run::{Run, RunStatus, results_digest};
+use jointeval_domain::{Action, ValidationError};
 use jointeval_inspect::{Limits, Log, LogError, ScoreValue};
 use jointeval_store::runs::SampleRow;
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,8 @@ use crate::auth::Caller;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::routes::runs::{
-    BATCH_ROWS, check_lease, run_change, state_conflict, visible_run, write_batch,
+    BATCH_ROWS, RunView, check_lease, place_run, run_change, state_conflict, visible_run,
+    write_batch,
 };
 
 /// Bytes of the original log kept per row.
@@ -108,29 +110,209 @@ pub async fn import_log(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Json<Imported>, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::trim)
-        .unwrap_or("");
-    if !matches!(
-        content_type,
-        "application/json" | "application/zip" | "application/octet-stream"
-    ) {
-        return Err(Problem::status(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the log as application/json (a JSON log) or application/zip (an .eval archive)",
-        )
-        .into());
-    }
+    check_content_type(&headers)?;
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let run = visible_run(&mut tx, &caller, id, Action::ExecuteRun, true).await?;
     check_lease(&run, &caller)?;
     if !run.status.accepts_results() {
         return Err(state_conflict("a log is imported while the run is running"));
     }
+    let upload = receive(&state, body).await?;
+    if let Some(before) = &run.imported_log {
+        if before.eval_id == upload.log.header.eval_id {
+            jointeval_store::commit(tx).await?;
+            return Ok(Json(Imported {
+                eval_id: before.eval_id.clone(),
+                format: before.format.clone(),
+                sha256: before.sha256.clone(),
+                metrics: upload.log.metrics.len(),
+                scores: upload.log.scores.len(),
+                samples: before.samples,
+                replayed: true,
+                deviations: run.deviations,
+            }));
+        }
+        return Err(Problem::typed(
+            StatusCode::CONFLICT,
+            "log-imported",
+            "Another log imported",
+            format!(
+                "the run holds the results of eval {} already; a run takes one log",
+                before.eval_id
+            ),
+        )
+        .into());
+    }
+    let imported = import_into(&mut tx, &caller, &run, &upload, query.accept_incomplete).await?;
+    let change = run_change("run.inspect_log_imported", &run).summary(summary_of(&imported));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
+    tracing::info!(run_id = %id, eval_id = %imported.eval_id, scores = imported.scores, "Inspect log imported");
+    Ok(Json(imported))
+}
 
+/// Where a run created from a log goes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct FromLogQuery {
+    /// The protocol the log ran (one of the exercise's).
+    pub protocol_id: Uuid,
+    /// Its version (the exercise's).
+    pub protocol_version: i32,
+    /// The executing institute (code), when the caller evaluates for more than one.
+    pub institute: Option<String>,
+    /// Accept a log whose status is not `success`; the run then ends `failed`.
+    #[serde(default)]
+    pub accept_incomplete: bool,
+}
+
+/// A run created from a log, and what the import did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedFromLog {
+    pub run: RunView,
+    pub import: Imported,
+}
+
+/// Registers a run from a log whose results were obtained before the run was: the run is
+/// created in the exercise (harness `inspect`, the log's model, config naming its task and
+/// model), the log imported as by `POST /v1/runs/{id}/inspect-log`, and the run finished
+/// (`succeeded`, or `failed` for an incomplete log accepted).
+#[utoipa::path(
+    post, path = "/v1/exercises/{id}/runs/inspect-log", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The exercise"), FromLogQuery),
+    request_body(description = "The log as Inspect wrote it", content(
+        (Vec<u8> = "application/json"), (Vec<u8> = "application/zip"),
+    )),
+    responses(
+        (status = 201, description = "The finished run and what the import did", body = CreatedFromLog,
+         headers(("Location" = String, description = "The run"))),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an evaluator of a participating institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The exercise is not active", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The log, or what its archive expands to, is over the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor a zip", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a readable Inspect log, its status is not `success`, or the protocol version is not the exercise's", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_from_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(exercise_id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<FromLogQuery>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_content_type(&headers)?;
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let (institute, codes, errors) = place_run(
+        &mut tx,
+        &caller,
+        exercise_id,
+        query.institute.as_deref(),
+        (query.protocol_id, query.protocol_version),
+    )
+    .await?;
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors).into());
+    }
+    let upload = receive(&state, body).await?;
+    let header = &upload.log.header;
+    let config = json!({"task": header.task, "model": header.model});
+    let harness_version = header
+        .inspect_version
+        .clone()
+        .unwrap_or_else(|| "unknown".into());
+    let text_errors: Vec<FieldError> = [
+        ("eval.model", header.model.as_str(), 200),
+        ("eval.packages.inspect_ai", harness_version.as_str(), 100),
+    ]
+    .into_iter()
+    .filter(|(_, v, max)| v.trim().is_empty() || v.chars().count() > *max)
+    .map(|(field, _, max)| {
+        ValidationError::new(field, format!("must be 1 to {max} characters")).into()
+    })
+    .collect();
+    if !text_errors.is_empty() {
+        return Err(Problem::validation(text_errors).into());
+    }
+    let run = jointeval_store::runs::insert(
+        &mut tx,
+        &jointeval_store::runs::NewRun {
+            exercise_id,
+            protocol_id: query.protocol_id,
+            protocol_version: query.protocol_version,
+            institute_id: institute,
+            harness_name: "inspect",
+            harness_version: &harness_version,
+            config: &config,
+            model_version: &header.model,
+            created_by: caller.account.id,
+        },
+    )
+    .await?;
+    jointeval_store::runs::set_status(&mut tx, run.id, RunStatus::Running, caller.account.id, None)
+        .await?;
+    let imported = import_into(&mut tx, &caller, &run, &upload, query.accept_incomplete).await?;
+    let outcome = if upload.log.header.status == "success" {
+        RunStatus::Succeeded
+    } else {
+        RunStatus::Failed
+    };
+    let digest = results_digest(&jointeval_store::runs::metrics(&mut tx, run.id).await?);
+    jointeval_store::runs::set_status(&mut tx, run.id, outcome, caller.account.id, Some(&digest))
+        .await?;
+    let run = jointeval_store::runs::get(&mut tx, run.id, false)
+        .await?
+        .ok_or_else(|| crate::auth::not_found("run"))?;
+    let mut summary = summary_of(&imported);
+    summary["status"] = json!(run.status.as_str());
+    summary["digest"] = json!(run.digest);
+    let change = run_change("run.created_from_log", &run).summary(summary);
+    jointeval_store::audit::commit_audited(tx, &change).await?;
+    tracing::info!(run_id = %run.id, eval_id = %imported.eval_id, "run created from an Inspect log");
+    let location = format!("/v1/runs/{}", run.id);
+    let response = (
+        StatusCode::CREATED,
+        Json(CreatedFromLog {
+            run: RunView::new(run, &codes),
+            import: imported,
+        }),
+    )
+        .into_response();
+    Ok(super::with_header(response, header::LOCATION, &location))
+}
+
+fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if matches!(
+        content_type,
+        "application/json" | "application/zip" | "application/octet-stream"
+    ) {
+        return Ok(());
+    }
+    Err(Problem::status(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "send the log as application/json (a JSON log) or application/zip (an .eval archive)",
+    )
+    .into())
+}
+
+/// An uploaded log: kept on disk while it is imported, and read.
+struct Upload {
+    spooled: Spooled,
+    sha256: String,
+    size: usize,
+    log: Log,
+}
+
+async fn receive(state: &AppState, body: Body) -> Result<Upload, ApiError> {
     let (spooled, sha256, size) = spool(body).await?;
     let limit = state.settings.ingest_limit as u64;
     let path = spooled.0.clone();
@@ -150,33 +332,25 @@ pub async fn import_log(
         ApiError::from(Problem::internal())
     })?
     .map_err(unreadable)?;
+    Ok(Upload {
+        spooled,
+        sha256,
+        size,
+        log,
+    })
+}
 
-    if let Some(before) = &run.imported_log {
-        if before.eval_id == log.header.eval_id {
-            jointeval_store::commit(tx).await?;
-            return Ok(Json(Imported {
-                eval_id: before.eval_id.clone(),
-                format: before.format.clone(),
-                sha256: before.sha256.clone(),
-                metrics: log.metrics.len(),
-                scores: log.scores.len(),
-                samples: before.samples,
-                replayed: true,
-                deviations: run.deviations,
-            }));
-        }
-        return Err(Problem::typed(
-            StatusCode::CONFLICT,
-            "log-imported",
-            "Another log imported",
-            format!(
-                "the run holds the results of eval {} already; a run takes one log",
-                before.eval_id
-            ),
-        )
-        .into());
-    }
-    if log.header.status != "success" && !query.accept_incomplete {
+/// Writes a log's results into a running run, records what it says and how it deviates
+/// from the protocol version, and keeps the original; the caller commits.
+async fn import_into(
+    tx: &mut jointeval_store::Tx,
+    caller: &Caller,
+    run: &Run,
+    upload: &Upload,
+    accept_incomplete: bool,
+) -> Result<Imported, ApiError> {
+    let log = &upload.log;
+    if log.header.status != "success" && !accept_incomplete {
         return Err(Problem::validation(vec![FieldError {
             field: "status".into(),
             message: format!(
@@ -186,16 +360,11 @@ pub async fn import_log(
         }])
         .into());
     }
-    contradictions(&run.config, &log)?;
-
-    let version = jointeval_store::protocols::get_version(
-        &mut tx,
-        run.protocol_id,
-        run.protocol_version,
-        false,
-    )
-    .await?
-    .ok_or_else(|| crate::auth::not_found("protocol version"))?;
+    contradictions(&run.config, log)?;
+    let version =
+        jointeval_store::protocols::get_version(tx, run.protocol_id, run.protocol_version, false)
+            .await?
+            .ok_or_else(|| crate::auth::not_found("protocol version"))?;
     let found = deviations(
         &version.content,
         &Ran {
@@ -207,7 +376,6 @@ pub async fn import_log(
             scorers: log.header.scorers.clone(),
         },
     );
-
     let metrics: Vec<MetricValue> = log
         .metrics
         .iter()
@@ -226,26 +394,25 @@ pub async fn import_log(
                 Problem::validation(errors.into_iter().map(FieldError::from).collect()).into(),
             );
         }
-        jointeval_store::runs::upsert_metrics(&mut tx, id, &metrics).await?;
+        jointeval_store::runs::upsert_metrics(tx, run.id, &metrics).await?;
     }
     let mut batch = Vec::with_capacity(BATCH_ROWS);
     for score in &log.scores {
         batch.push(row_of(score));
         if batch.len() == BATCH_ROWS {
-            write_batch(&mut tx, id, &mut batch).await?;
+            write_batch(tx, run.id, &mut batch).await?;
         }
     }
     if !batch.is_empty() {
-        write_batch(&mut tx, id, &mut batch).await?;
+        write_batch(tx, run.id, &mut batch).await?;
     }
-    keep_original(&mut tx, id, &spooled).await?;
-
+    keep_original(tx, run.id, &upload.spooled).await?;
     let imported = ImportedLog {
         harness: "inspect".into(),
         format: log.format.as_str().into(),
         eval_id: log.header.eval_id.clone(),
-        sha256: sha256.clone(),
-        size: size as i64,
+        sha256: upload.sha256.clone(),
+        size: upload.size as i64,
         status: log.header.status.clone(),
         task: log.header.task.clone(),
         task_version: log.header.task_version.clone(),
@@ -258,23 +425,25 @@ pub async fn import_log(
         imported_by: caller.account.id,
         imported_at: Utc::now(),
     };
-    jointeval_store::runs::record_imported_log(&mut tx, id, &imported, &found).await?;
-    let change = run_change("run.inspect_log_imported", &run).summary(json!({
-        "eval_id": imported.eval_id, "sha256": sha256, "format": imported.format,
-        "metrics": metrics.len(), "scores": log.scores.len(), "deviations": found.len(),
-    }));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
-    tracing::info!(run_id = %id, eval_id = %imported.eval_id, scores = log.scores.len(), "Inspect log imported");
-    Ok(Json(Imported {
+    jointeval_store::runs::record_imported_log(tx, run.id, &imported, &found).await?;
+    Ok(Imported {
         eval_id: imported.eval_id,
         format: imported.format,
-        sha256,
+        sha256: imported.sha256,
         metrics: metrics.len(),
         scores: log.scores.len(),
         samples: imported.samples,
         replayed: false,
         deviations: found,
-    }))
+    })
+}
+
+fn summary_of(imported: &Imported) -> serde_json::Value {
+    json!({
+        "eval_id": imported.eval_id, "sha256": imported.sha256, "format": imported.format,
+        "metrics": imported.metrics, "scores": imported.scores,
+        "deviations": imported.deviations.len(),
+    })
 }
 
 /// The body, written to a temporary file as it arrives, with its sha256 and size.

@@ -37,6 +37,7 @@ fn documented() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .routes(routes!(health::healthz))
         .routes(routes!(inspect::import_log, inspect::download_log))
+        .routes(routes!(inspect::create_from_log))
         .routes(routes!(queue::claim_run))
         .routes(routes!(queue::heartbeat))
         .routes(routes!(audit::list_audit))

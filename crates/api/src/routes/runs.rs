@@ -203,6 +203,70 @@ pub struct NewRunRequest {
     pub model_version: String,
 }
 
+/// Where a new run goes: the executing institute (given, or the caller's one capacity),
+/// checked by the policy, in an active exercise; and whether the protocol version is one
+/// of the exercise's (a field error to report with the others).
+pub(crate) async fn place_run(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    exercise_id: Uuid,
+    institute: Option<&str>,
+    protocol_version: (Uuid, i32),
+) -> Result<(Uuid, Codes, Vec<FieldError>), ApiError> {
+    let exercise =
+        super::exercises::visible_exercise(conn, caller, exercise_id, Action::ReadExercise, false)
+            .await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *conn).await?);
+    let capacities = execution_capacities(&caller.actor, &exercise.participants);
+    let institute = match (institute, capacities.as_slice()) {
+        (Some(code), _) => codes
+            .id_of(code)
+            .filter(|i| exercise.participants.contains(i))
+            .ok_or_else(|| {
+                ValidationError::new("institute", "is not a participant of the exercise")
+            })?,
+        (None, [one]) => *one,
+        // The policy says why the caller may not.
+        (None, []) => caller.account.home_institute_id,
+        (None, _) => {
+            return Err(ValidationError::new(
+                "institute",
+                "is required: you evaluate for more than one participant",
+            )
+            .into());
+        }
+    };
+    decide(
+        &caller.actor,
+        Action::ExecuteRun,
+        &Resource::Run {
+            institute_id: institute,
+            released_to: &[],
+        },
+    )
+    .map_err(|d| Caller::deny(d, "run"))?;
+    if exercise.status != ExerciseStatus::Active {
+        return Err(Problem::typed(
+            StatusCode::CONFLICT,
+            "exercise-state",
+            "Exercise not active",
+            "runs are created in an active exercise",
+        )
+        .into());
+    }
+    let mut errors: Vec<FieldError> = Vec::new();
+    if !exercise.protocol_versions.contains(&protocol_version) {
+        errors.push(
+            ValidationError::new(
+                "protocol_version",
+                "is not a protocol version of this exercise",
+            )
+            .into(),
+        );
+    }
+    Ok((institute, codes, errors))
+}
+
 /// Creates a queued run in an active exercise, executed by the caller's institute.
 /// With an `Idempotency-Key`, a retry answers the first answer instead of a second run.
 #[utoipa::path(
@@ -260,65 +324,14 @@ pub async fn create_run(
         return Ok(response);
     }
 
-    let exercise = super::exercises::visible_exercise(
+    let (institute, codes, mut errors) = place_run(
         &mut tx,
         &caller,
         exercise_id,
-        Action::ReadExercise,
-        false,
+        request.institute.as_deref(),
+        (request.protocol_id, request.protocol_version),
     )
     .await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    let capacities = execution_capacities(&caller.actor, &exercise.participants);
-    let institute = match (request.institute.as_deref(), capacities.as_slice()) {
-        (Some(code), _) => codes
-            .id_of(code)
-            .filter(|i| exercise.participants.contains(i))
-            .ok_or_else(|| {
-                ValidationError::new("institute", "is not a participant of the exercise")
-            })?,
-        (None, [one]) => *one,
-        // The policy says why the caller may not.
-        (None, []) => caller.account.home_institute_id,
-        (None, _) => {
-            return Err(ValidationError::new(
-                "institute",
-                "is required: you evaluate for more than one participant",
-            )
-            .into());
-        }
-    };
-    decide(
-        &caller.actor,
-        Action::ExecuteRun,
-        &Resource::Run {
-            institute_id: institute,
-            released_to: &[],
-        },
-    )
-    .map_err(|d| Caller::deny(d, "run"))?;
-    if exercise.status != ExerciseStatus::Active {
-        return Err(Problem::typed(
-            StatusCode::CONFLICT,
-            "exercise-state",
-            "Exercise not active",
-            "runs are created in an active exercise",
-        )
-        .into());
-    }
-    let mut errors: Vec<FieldError> = Vec::new();
-    if !exercise
-        .protocol_versions
-        .contains(&(request.protocol_id, request.protocol_version))
-    {
-        errors.push(
-            ValidationError::new(
-                "protocol_version",
-                "is not a protocol version of this exercise",
-            )
-            .into(),
-        );
-    }
     for (field, value, max) in [
         ("harness.name", &request.harness.name, 100),
         ("harness.version", &request.harness.version, 100),

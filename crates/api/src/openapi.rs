@@ -18,7 +18,12 @@ use crate::routes;
                        body. Lists are cursor-paginated: pass a page's `next_cursor` as `cursor`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
-    components(schemas(crate::problem::Problem, crate::problem::FieldError)),
+    // Schemas that only query parameters name, which the paths do not collect.
+    components(schemas(
+        crate::problem::Problem,
+        crate::problem::FieldError,
+        jointeval_domain::AccountStatus
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "operations", description = "Liveness, readiness and the contract itself"),

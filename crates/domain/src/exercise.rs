@@ -117,7 +117,7 @@ impl FromStr for ModelAccess {
 /// The model under test.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"provider": "ExampleAI", "name": "example-large", "version": "2026-10-01", "access": "public_api"}))]
+#[schema(example = json!({"provider": "ExampleAI", "name": "example-large", "version": "2026-10-01-release", "access": "public_api"}))]
 pub struct ModelUnderTest {
     pub provider: String,
     pub name: String,

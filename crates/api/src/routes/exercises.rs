@@ -37,7 +37,7 @@ pub struct ProtocolVersionRef {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
     "id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d50", "title": "Autumn 2026 joint test",
-    "model": {"provider": "ExampleAI", "name": "example-large", "version": "2026-10-01", "access": "public_api"},
+    "model": {"provider": "ExampleAI", "name": "example-large", "version": "2026-10-01-release", "access": "public_api"},
     "lead_institute": "US", "participants": ["UK", "US"],
     "protocol_versions": [{"protocol_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d20", "number": 2}],
     "starts_at": "2026-12-01T00:00:00Z", "ends_at": "2026-12-15T00:00:00Z",
@@ -180,7 +180,7 @@ fn state_conflict(detail: &'static str) -> ApiError {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "title": "Autumn 2026 joint test",
-    "model": {"provider": "ExampleAI", "name": "example-large", "version": "2026-10-01", "access": "public_api"},
+    "model": {"provider": "ExampleAI", "name": "example-large", "version": "2026-10-01-release", "access": "public_api"},
     "protocol_versions": [{"protocol_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d20", "number": 2}],
     "participants": ["US", "UK"], "starts_at": "2026-12-01T00:00:00Z", "ends_at": "2026-12-15T00:00:00Z"
 }))]

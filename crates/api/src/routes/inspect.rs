@@ -33,6 +33,24 @@ use crate::routes::runs::{
     write_batch,
 };
 
+/// An `.eval` archive, as Inspect wrote it: in the contract, a binary body.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[expect(
+    dead_code,
+    reason = "describes the request body; the handler streams it"
+)]
+pub struct EvalArchive(Vec<u8>);
+
+/// A JSON log, as Inspect wrote it.
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+#[expect(
+    dead_code,
+    reason = "describes the request body; the handler streams it"
+)]
+pub struct JsonLog(serde_json::Value);
+
 /// Bytes of the original log kept per row.
 const CHUNK: usize = 1 << 20;
 
@@ -89,7 +107,7 @@ impl Drop for Spooled {
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The run"), ImportQuery),
     request_body(description = "The log as Inspect wrote it", content(
-        (Vec<u8> = "application/json"), (Vec<u8> = "application/zip"),
+        (JsonLog = "application/json"), (EvalArchive = "application/zip"),
     )),
     responses(
         (status = 200, description = "Imported (or imported before)", body = Imported),
@@ -182,7 +200,7 @@ pub struct CreatedFromLog {
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The exercise"), FromLogQuery),
     request_body(description = "The log as Inspect wrote it", content(
-        (Vec<u8> = "application/json"), (Vec<u8> = "application/zip"),
+        (JsonLog = "application/json"), (EvalArchive = "application/zip"),
     )),
     responses(
         (status = 201, description = "The finished run and what the import did", body = CreatedFromLog,
@@ -579,7 +597,7 @@ fn row_of(score: &jointeval_inspect::Score) -> SampleRow {
     params(("id" = Uuid, Path, description = "The run")),
     responses(
         (status = 200, description = "The log, byte for byte; `ETag` is its sha256", content(
-            (Vec<u8> = "application/json"), (Vec<u8> = "application/zip"),
+            (JsonLog = "application/json"), (EvalArchive = "application/zip"),
         )),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run, or no log imported into it", body = Problem, content_type = "application/problem+json"),

@@ -267,6 +267,10 @@ async fn every_fixture_imports_to_exactly_the_numbers_inspect_wrote() {
         );
         assert_eq!(view["imported_log"]["model"], "mockllm/model");
         assert_eq!(view["imported_log"]["inspect_version"], "0.3.285");
+        assert_eq!(
+            view["imported_log"]["config"]["epochs"],
+            expected.header.epochs.expect("epochs")
+        );
         let fields: Vec<&str> = view["deviations"]
             .as_array()
             .expect("deviations")

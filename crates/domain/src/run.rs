@@ -120,6 +120,7 @@ pub struct Run {
     "status": "success", "task": "arith_small", "task_version": "0", "model": "mockllm/model",
     "created": "2026-11-27T13:29:19+00:00", "inspect_version": "0.3.285",
     "dataset": "arith_small-data", "samples": 20, "epochs": 1,
+    "config": {"epochs": 1, "fail_on_error": true},
     "imported_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d70", "imported_at": "2026-11-27T14:00:00Z"
 }))]
 pub struct ImportedLog {
@@ -144,6 +145,9 @@ pub struct ImportedLog {
     /// Samples read from the log (each epoch counts).
     pub samples: i64,
     pub epochs: Option<i64>,
+    /// The eval's configuration as the harness recorded it.
+    #[serde(default)]
+    pub config: serde_json::Value,
     pub imported_by: Uuid,
     pub imported_at: DateTime<Utc>,
 }

@@ -55,6 +55,8 @@ pub struct Header {
     pub dataset_samples: Option<i64>,
     pub sample_ids: Vec<String>,
     pub epochs: Option<i64>,
+    /// The eval's configuration (`eval.config`: epochs, limits, error handling …).
+    pub config: Value,
     pub inspect_version: Option<String>,
     /// The scorers that reported results, in the log's order.
     pub scorers: Vec<String>,
@@ -274,7 +276,8 @@ fn header(status: String, eval: RawEval, results: Option<&RawResults>) -> Header
         dataset_name: eval.dataset.name,
         dataset_samples: eval.dataset.samples,
         sample_ids: eval.dataset.sample_ids.iter().map(id_text).collect(),
-        epochs: eval.config.epochs,
+        epochs: eval.config.get("epochs").and_then(Value::as_i64),
+        config: eval.config,
         inspect_version: eval.packages.get("inspect_ai").cloned(),
         scorers: results
             .map(|r| r.scores.iter().map(|s| s.name.clone()).collect())
@@ -349,7 +352,7 @@ struct RawEval {
     #[serde(default)]
     dataset: RawDataset,
     #[serde(default)]
-    config: RawConfig,
+    config: Value,
     #[serde(default)]
     packages: BTreeMap<String, String>,
 }
@@ -362,12 +365,6 @@ struct RawDataset {
     samples: Option<i64>,
     #[serde(default)]
     sample_ids: Vec<Value>,
-}
-
-#[derive(Deserialize, Default)]
-struct RawConfig {
-    #[serde(default)]
-    epochs: Option<i64>,
 }
 
 #[derive(Deserialize)]

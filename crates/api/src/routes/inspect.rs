@@ -440,6 +440,7 @@ async fn import_into(
         dataset: log.header.dataset_name.clone(),
         samples: log.samples as i64,
         epochs: log.header.epochs,
+        config: log.header.config.clone(),
         imported_by: caller.account.id,
         imported_at: Utc::now(),
     };

@@ -76,11 +76,11 @@ async fn import(
     bytes: Vec<u8>,
 ) {
     let run: Value = app
-        .post_as(
-            token,
-            &format!("/v1/exercises/{exercise}/runs"),
-            &new_run(protocol),
-        )
+        .post_as(token, &format!("/v1/exercises/{exercise}/runs"), &{
+            let mut body = new_run(protocol);
+            body["model_version"] = json!("mockllm/model");
+            body
+        })
         .await
         .json()
         .await

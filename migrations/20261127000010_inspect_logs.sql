@@ -3,6 +3,9 @@
 
 alter table runs add column inspect_log jsonb;
 alter table runs add column deviations jsonb not null default '[]';
+-- One log's results count once: an institute imports an eval into one run.
+create unique index runs_inspect_eval_once on runs (institute_id, (inspect_log ->> 'eval_id'))
+    where inspect_log is not null;
 
 create table run_log_chunks (
     run_id uuid not null references runs (id),

@@ -979,15 +979,12 @@ async fn every_mutating_route_writes_exactly_one_audit_event() {
         .await;
     assert_eq!(cancelled.body["status"], "cancelled");
     // A harness claims the next queued run and renews its lease.
-    let third = post(
-        &app,
-        &use_,
-        &format!("{exercise_path}/runs"),
-        &new_run(&protocol_text),
-    )
-    .send()
-    .await
-    .expect("send");
+    let mut mock_run = new_run(&protocol_text);
+    mock_run["model_version"] = json!("mockllm/model");
+    let third = post(&app, &use_, &format!("{exercise_path}/runs"), &mock_run)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(third.status(), 201);
     let third = uuid_at(&third.json::<Value>().await.expect("json"), "/id");
     let harness_id = app

@@ -59,6 +59,7 @@ impl Setup {
     async fn running_run(&self, config: Value) -> Uuid {
         let mut body = new_run(&self.protocol);
         body["config"] = config;
+        body["model_version"] = json!("mockllm/model");
         let created = self
             .app
             .post_as(
@@ -128,7 +129,10 @@ impl Setup {
 
 #[tokio::test]
 async fn every_fixture_imports_to_exactly_the_numbers_inspect_wrote() {
-    let s = setup(HttpSettings::default()).await;
+    let first = setup(HttpSettings::default()).await;
+    // The deflate archive repacks the zstd one: the same eval, which counts once in an
+    // institute, so it goes to a service of its own.
+    let second = setup(HttpSettings::default()).await;
     for name in [
         "arith_small.json",
         "arith_small.eval",
@@ -136,6 +140,11 @@ async fn every_fixture_imports_to_exactly_the_numbers_inspect_wrote() {
         "arith_epochs.json",
         "arith_epochs.eval",
     ] {
+        let s = if name == "arith_small_deflate.eval" {
+            &second
+        } else {
+            &first
+        };
         let bytes = fixture(name);
         let expected =
             jointeval_inspect::read(std::io::Cursor::new(bytes.clone()), Limits::default())
@@ -305,12 +314,10 @@ async fn deviations_are_recorded_for_the_reviewers_before_release() {
                 .await,
         )
         .await;
+    let mut body = new_run(&protocol);
+    body["model_version"] = json!("model");
     let run: Value = app
-        .post_as(
-            &evaluator,
-            &format!("/v1/exercises/{exercise}/runs"),
-            &new_run(&protocol),
-        )
+        .post_as(&evaluator, &format!("/v1/exercises/{exercise}/runs"), &body)
         .await
         .json()
         .await
@@ -402,6 +409,22 @@ async fn the_same_log_again_changes_nothing_and_another_is_refused() {
     let p = problem(other, 409).await;
     assert_eq!(p["type"], "urn:jointeval:problem:log-imported");
     assert_eq!(s.stored(run).await, stored);
+    // One eval's results count once in an institute: not again in another run.
+    let second = s.running_run(json!({})).await;
+    let p = problem(
+        s.upload(
+            &s.evaluator,
+            second,
+            "arith_small.eval",
+            fixture("arith_small.eval"),
+            "",
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert_eq!(p["type"], "urn:jointeval:problem:log-imported");
+    assert_eq!(s.stored(second).await, (0, 0, 0));
 }
 
 #[tokio::test]
@@ -464,6 +487,71 @@ async fn bad_foreign_and_unauthorised_logs_change_nothing() {
     assert_eq!(p["errors"][0]["field"], "status");
     assert_eq!(s.stored(run).await, (0, 0, 0));
 
+    // A log of another model than the run's.
+    let mut body = new_run(&s.protocol);
+    body["model_version"] = json!("example-large-1");
+    let other_version: Value = s
+        .app
+        .post_as(
+            &s.evaluator,
+            &format!("/v1/exercises/{}/runs", s.exercise),
+            &body,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    let other_version: Uuid = other_version["id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("uuid");
+    s.app
+        .post_as(
+            &s.evaluator,
+            &format!("/v1/runs/{other_version}/start"),
+            &json!({}),
+        )
+        .await;
+    let p = problem(
+        s.upload(
+            &s.evaluator,
+            other_version,
+            "arith_small.json",
+            json.clone(),
+            "",
+        )
+        .await,
+        409,
+    )
+    .await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .expect("detail")
+            .starts_with("eval.model"),
+        "{p}"
+    );
+    // An eval id that is not one: refused before it could reach a header.
+    let mut odd: Value = serde_json::from_slice(&json).expect("json");
+    odd["eval"]["eval_id"] = json!("a\nb\"c");
+    let odd = serde_json::to_vec(&odd).expect("bytes");
+    let p = problem(s.upload(&s.evaluator, run, "odd.json", odd, "").await, 422).await;
+    assert_eq!(p["errors"][0]["field"], "eval.eval_id");
+    // A score the results API would refuse is refused here too, naming the sample.
+    let mut long: Value = serde_json::from_slice(&json).expect("json");
+    long["samples"][3]["scores"]["match"]["value"] = json!("x".repeat(201));
+    let long = serde_json::to_vec(&long).expect("bytes");
+    let p = problem(
+        s.upload(&s.evaluator, run, "long.json", long, "").await,
+        422,
+    )
+    .await;
+    assert_eq!(
+        p["errors"][0]["field"],
+        "samples[q0003, epoch 1, match].value"
+    );
+    assert_eq!(s.stored(run).await, (0, 0, 0));
     // A log of another task or model than the run's config names.
     let other_task = s.running_run(json!({"task": "gpqa"})).await;
     let p = problem(
@@ -699,6 +787,15 @@ async fn a_run_is_registered_from_a_log_obtained_before_it() {
             .await
             .expect("send"),
         415,
+    )
+    .await;
+    // Sent again (a retry), the same log makes no second run.
+    let again = format!("?protocol_id={}&protocol_version=1", s.protocol);
+    problem(
+        post(&s.evaluator, again, fixture("arith_small.eval"))
+            .await
+            .expect("send"),
+        409,
     )
     .await;
     let runs_after: i64 = sqlx::query_scalar("select count(*) from runs")

@@ -130,15 +130,20 @@ async fn a_harness_claims_renews_and_finishes_and_an_expired_lease_returns_the_r
             .contains("another worker"),
         "{p}"
     );
-    for (path, body) in [
-        ("finish", json!({"outcome": "succeeded"})),
+    for (path, body, tokens) in [
+        (
+            "finish",
+            json!({"outcome": "succeeded"}),
+            vec![&two, &evaluator],
+        ),
         (
             "metrics",
             json!({"metrics": [{"scorer": "s", "metric": "m", "value": 1.0}]}),
+            vec![&two, &evaluator],
         ),
-        ("cancel", json!({})),
+        ("cancel", json!({}), vec![&two]),
     ] {
-        for token in [&two, &evaluator] {
+        for token in tokens {
             let p = problem(
                 app.post_as(token, &format!("/v1/runs/{first}/{path}"), &body)
                     .await,
@@ -209,6 +214,25 @@ async fn a_harness_claims_renews_and_finishes_and_an_expired_lease_returns_the_r
         )
         .await;
     assert_eq!(finished.status(), 200);
+
+    // A person may still cancel a run a harness holds (a stuck one, say).
+    let third = queued_run(&app, &evaluator, &exercise, &protocol, "inspect").await;
+    let got = claim(&app.client, &base, &one, &json!({}))
+        .await
+        .expect("a run");
+    assert_eq!(got["id"], third.to_string());
+    let cancelled = app
+        .post_as(&evaluator, &format!("/v1/runs/{third}/cancel"), &json!({}))
+        .await;
+    assert_eq!(cancelled.status(), 200);
+    let cancelled: Value = cancelled.json().await.expect("json");
+    assert_eq!(cancelled["lease"], Value::Null);
+    problem(
+        app.post_as(&one, &format!("/v1/runs/{third}/heartbeat"), &json!({}))
+            .await,
+        409,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -239,8 +263,18 @@ async fn only_harnesses_of_the_runs_institute_claim() {
         )
         .await;
     let no_role = app.service_login(no_role, "viewer harness secret").await;
+    // Claiming alone, it could not finish what it claims.
+    let claim_only = app
+        .service(
+            "US",
+            "claim only secret",
+            &[Scope::RunsExecute],
+            &[Role::Evaluator],
+        )
+        .await;
+    let claim_only = app.service_login(claim_only, "claim only secret").await;
 
-    for token in [&evaluator, &unscoped, &no_role] {
+    for token in [&evaluator, &unscoped, &no_role, &claim_only] {
         let p = problem(app.post_as(token, "/v1/runs/claim", &json!({})).await, 403).await;
         assert_eq!(p["type"], "urn:jointeval:problem:forbidden");
     }

@@ -477,11 +477,14 @@ fn see_run(actor: &Actor, institute_id: Uuid, released_to: &[Uuid]) -> Decision 
 /// The scopes that let a service account read runs.
 pub const RUN_READING: [Scope; 2] = [Scope::RunsRead, Scope::RunsWrite];
 
-/// The participating institutes in whose capacity the actor may execute a run.
 /// The institutes whose queued runs a harness claims: a service account with the
-/// `runs:execute` scope claims for the institutes it is an evaluator of.
+/// `runs:execute` scope, and the scopes to finish what it claims (`runs:write`,
+/// `results:write`), claims for the institutes it is an evaluator of.
 pub fn claim_capacities(actor: &Actor) -> Vec<Uuid> {
-    if actor.kind != AccountKind::Service || !actor.scopes.contains(&Scope::RunsExecute) {
+    let scoped = [Scope::RunsExecute, Scope::RunsWrite, Scope::ResultsWrite]
+        .iter()
+        .all(|s| actor.scopes.contains(s));
+    if actor.kind != AccountKind::Service || !scoped {
         return Vec::new();
     }
     let mut ids: Vec<Uuid> = actor
@@ -495,6 +498,7 @@ pub fn claim_capacities(actor: &Actor) -> Vec<Uuid> {
     ids
 }
 
+/// The participating institutes in whose capacity the actor may execute a run.
 pub fn execution_capacities(actor: &Actor, participants: &[Uuid]) -> Vec<Uuid> {
     let mut ids: Vec<Uuid> = actor
         .roles

@@ -107,8 +107,8 @@ impl ScoreValue {
             },
             Value::Bool(b) => ScoreValue::Number(if *b { 1.0 } else { 0.0 }),
             Value::Number(n) => match n.as_f64() {
-                Some(f) if f.is_finite() => ScoreValue::Number(f),
-                _ => ScoreValue::Label(n.to_string()),
+                Some(f) => ScoreValue::Number(f),
+                None => ScoreValue::Label(n.to_string()),
             },
             other => ScoreValue::Label(other.to_string()),
         })
@@ -122,6 +122,8 @@ pub struct Limits {
     pub max_expanded: u64,
     /// How many times its compressed size an entry may expand to (beyond 1 MiB).
     pub max_ratio: u64,
+    /// Bytes one entry (the header, one sample) may expand to.
+    pub max_entry: u64,
 }
 
 impl Default for Limits {
@@ -129,6 +131,7 @@ impl Default for Limits {
         Self {
             max_expanded: 4 << 30,
             max_ratio: 200,
+            max_entry: 64 << 20,
         }
     }
 }
@@ -147,16 +150,19 @@ pub enum LogError {
     TooLarge(u64),
 }
 
-/// Reads a log in either format, told apart by its first bytes.
+/// Reads a log in either format, told apart by its first bytes: a zip's signature, or
+/// (after a byte-order mark and whitespace) a JSON object.
 pub fn read(mut input: impl Read + Seek, limits: Limits) -> Result<Log, LogError> {
-    let mut start = [0u8; 4];
+    let mut start = [0u8; 64];
     let n = read_up_to(&mut input, &mut start)?;
+    let start = &start[..n];
+    let text = start.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(start);
     input
-        .seek(SeekFrom::Start(0))
+        .seek(SeekFrom::Start((start.len() - text.len()) as u64))
         .map_err(|e| LogError::Corrupt(e.to_string()))?;
-    if n == 4 && start == *b"PK\x03\x04" {
+    if start.starts_with(b"PK\x03\x04") {
         read_eval(input, limits)
-    } else if start[..n].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+    } else if text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
         read_json(input)
     } else {
         Err(LogError::NotALog)
@@ -235,7 +241,9 @@ fn entry<R: Read + Seek>(
         }
         other => LogError::Corrupt(format!("{name}: {other}")),
     })?;
-    let allowed = (file.compressed_size().max(1) * limits.max_ratio).max(1 << 20);
+    let allowed = (file.compressed_size().max(1) * limits.max_ratio)
+        .max(1 << 20)
+        .min(limits.max_entry);
     if file.size() > allowed {
         return Err(LogError::Bomb {
             entry: name.to_owned(),
@@ -243,7 +251,8 @@ fn entry<R: Read + Seek>(
     }
     let budget = limits.max_expanded.saturating_sub(*expanded);
     let cap = allowed.min(budget);
-    let mut bytes = Vec::with_capacity(file.size().min(cap) as usize);
+    // What the archive declares is not trusted for the allocation either.
+    let mut bytes = Vec::with_capacity(file.size().min(cap).min(1 << 20) as usize);
     file.take(cap + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| LogError::Corrupt(format!("{name}: {e}")))?;
@@ -279,8 +288,17 @@ fn header(status: String, eval: RawEval, results: Option<&RawResults>) -> Header
         epochs: eval.config.get("epochs").and_then(Value::as_i64),
         config: eval.config,
         inspect_version: eval.packages.get("inspect_ai").cloned(),
+        // One entry per reducer names a scorer more than once.
         scorers: results
-            .map(|r| r.scores.iter().map(|s| s.name.clone()).collect())
+            .map(|r| {
+                let mut names: Vec<String> = Vec::new();
+                for s in &r.scores {
+                    if !names.contains(&s.name) {
+                        names.push(s.name.clone());
+                    }
+                }
+                names
+            })
             .unwrap_or_default(),
     }
 }

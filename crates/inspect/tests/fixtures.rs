@@ -217,6 +217,20 @@ fn broken_and_hostile_logs_are_refused_with_a_reason() {
         read(Cursor::new(Vec::new()), Limits::default()),
         Err(LogError::NotALog)
     );
+    // A byte-order mark and leading whitespace do not hide a JSON log.
+    let mut padded = b"\xEF\xBB\xBF      \n\n".to_vec();
+    padded.extend_from_slice(&json);
+    let read_padded = read(Cursor::new(padded), Limits::default()).expect("a padded JSON log");
+    assert_eq!(read_padded.samples, 20);
+    // One entry over the per-entry bound is refused, whatever the ratio allows.
+    let one_entry = Limits {
+        max_entry: 4096,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        read(open("arith_small.eval"), one_entry),
+        Err(LogError::Bomb { .. })
+    ));
 
     // 64 MiB of zeros in a few KiB: a bomb, refused before it is expanded.
     let mut bomb = Vec::new();
@@ -241,7 +255,7 @@ fn broken_and_hostile_logs_are_refused_with_a_reason() {
     // And an archive within the ratio but beyond the total is refused too.
     let small = Limits {
         max_expanded: 10_000,
-        max_ratio: 200,
+        ..Limits::default()
     };
     assert_eq!(
         read(open("arith_small.eval"), small),

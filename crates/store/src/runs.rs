@@ -186,6 +186,7 @@ pub async fn claim(
              select id from runs
              where institute_id = any($1)
                and ($2::text is null or harness_name = $2)
+               and exercise_id in (select id from exercises where status = 'active')
                and (status = 'queued'
                     or (status = 'running' and lease_expires_at < now()))
              order by created_at, id
@@ -250,19 +251,20 @@ pub async fn insert_log_chunk(
     Ok(())
 }
 
-/// The chunks of a run's original log, in order, as they are read.
-pub fn log_chunks(
+/// Chunk `n` of a run's original log; `None` past the last.
+#[tracing::instrument(skip_all)]
+pub async fn log_chunk(
     conn: &mut PgConnection,
     id: Uuid,
-) -> futures_util::stream::BoxStream<'_, Result<Vec<u8>, StoreError>> {
-    use futures_util::StreamExt;
-    sqlx::query_scalar!(
-        "select data from run_log_chunks where run_id = $1 order by n",
-        id
+    n: i32,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        "select data from run_log_chunks where run_id = $1 and n = $2",
+        id,
+        n
     )
-    .fetch(conn)
-    .map(|row| row.map_err(StoreError::from))
-    .boxed()
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// Renews the lease on a run for `lease_secs` from now.

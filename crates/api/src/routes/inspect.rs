@@ -129,15 +129,21 @@ pub async fn import_log(
     body: Body,
 ) -> Result<Json<Imported>, ApiError> {
     check_content_type(&headers)?;
+    // Checked before the upload, and again after it: no connection or lock is held while
+    // the log arrives.
+    let may_import = async {
+        let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+        let run = visible_run(&mut tx, &caller, id, Action::ExecuteRun, false).await?;
+        jointeval_store::commit(tx).await?;
+        check_importable(&run, &caller)
+    };
+    may_import.await?;
+    let upload = receive(&state, body).await?;
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let run = visible_run(&mut tx, &caller, id, Action::ExecuteRun, true).await?;
-    check_lease(&run, &caller)?;
-    if !run.status.accepts_results() {
-        return Err(state_conflict("a log is imported while the run is running"));
-    }
-    let upload = receive(&state, body).await?;
+    check_importable(&run, &caller)?;
     if let Some(before) = &run.imported_log {
-        if before.eval_id == upload.log.header.eval_id {
+        if before.eval_id == upload.log.header.eval_id && before.sha256 == upload.sha256 {
             jointeval_store::commit(tx).await?;
             return Ok(Json(Imported {
                 eval_id: before.eval_id.clone(),
@@ -155,8 +161,8 @@ pub async fn import_log(
             "log-imported",
             "Another log imported",
             format!(
-                "the run holds the results of eval {} already; a run takes one log",
-                before.eval_id
+                "the run holds the results of eval {} (sha256 {}) already; a run takes one log",
+                before.eval_id, before.sha256
             ),
         )
         .into());
@@ -223,8 +229,27 @@ pub async fn create_from_log(
     body: Body,
 ) -> Result<Response, ApiError> {
     check_content_type(&headers)?;
+    let placed = async {
+        let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+        let placed = place_run(
+            &mut tx,
+            &caller,
+            exercise_id,
+            query.institute.as_deref(),
+            (query.protocol_id, query.protocol_version),
+        )
+        .await?;
+        jointeval_store::commit(tx).await?;
+        Ok::<_, ApiError>(placed)
+    };
+    let (_, _, errors) = placed.await?;
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors).into());
+    }
+    let upload = receive(&state, body).await?;
+    // Placed again, in the transaction that creates the run: the exercise may have moved.
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (institute, codes, errors) = place_run(
+    let (institute, codes, _) = place_run(
         &mut tx,
         &caller,
         exercise_id,
@@ -232,10 +257,6 @@ pub async fn create_from_log(
         (query.protocol_id, query.protocol_version),
     )
     .await?;
-    if !errors.is_empty() {
-        return Err(Problem::validation(errors).into());
-    }
-    let upload = receive(&state, body).await?;
     let header = &upload.log.header;
     let config = json!({"task": header.task, "model": header.model});
     let harness_version = header
@@ -368,6 +389,19 @@ async fn import_into(
     accept_incomplete: bool,
 ) -> Result<Imported, ApiError> {
     let log = &upload.log;
+    let id_ok = (1..=64).contains(&log.header.eval_id.len())
+        && log
+            .header
+            .eval_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !id_ok {
+        return Err(ValidationError::new(
+            "eval.eval_id",
+            "must be 1 to 64 letters, digits, `-` or `_`",
+        )
+        .into());
+    }
     if log.header.status != "success" && !accept_incomplete {
         return Err(Problem::validation(vec![FieldError {
             field: "status".into(),
@@ -378,18 +412,22 @@ async fn import_into(
         }])
         .into());
     }
-    contradictions(&run.config, log)?;
+    contradictions(run, log)?;
     let version =
         jointeval_store::protocols::get_version(tx, run.protocol_id, run.protocol_version, false)
             .await?
             .ok_or_else(|| crate::auth::not_found("protocol version"))?;
+    // The samples actually run, not the dataset's size: a run on part of the dataset
+    // (Inspect's --limit) deviates.
+    let run_samples: std::collections::HashSet<&str> =
+        log.scores.iter().map(|s| s.sample_id.as_str()).collect();
     let found = deviations(
         &version.content,
         &Ran {
             task: log.header.task.clone(),
             task_version: log.header.task_version.clone(),
             dataset_name: log.header.dataset_name.clone(),
-            dataset_samples: log.header.dataset_samples,
+            dataset_samples: Some(run_samples.len() as i64),
             epochs: log.header.epochs,
             scorers: log.header.scorers.clone(),
         },
@@ -416,7 +454,7 @@ async fn import_into(
     }
     let mut batch = Vec::with_capacity(BATCH_ROWS);
     for score in &log.scores {
-        batch.push(row_of(score));
+        batch.push(row_of(score)?);
         if batch.len() == BATCH_ROWS {
             write_batch(tx, run.id, &mut batch).await?;
         }
@@ -444,7 +482,25 @@ async fn import_into(
         imported_by: caller.account.id,
         imported_at: Utc::now(),
     };
-    jointeval_store::runs::record_imported_log(tx, run.id, &imported, &found).await?;
+    jointeval_store::runs::record_imported_log(tx, run.id, &imported, &found)
+        .await
+        .map_err(|e| match e {
+            jointeval_store::StoreError::Conflict { constraint }
+                if constraint == "runs_inspect_eval_once" =>
+            {
+                Problem::typed(
+                    StatusCode::CONFLICT,
+                    "log-imported",
+                    "Log imported before",
+                    format!(
+                        "eval {} is imported into another run of this institute already",
+                        imported.eval_id
+                    ),
+                )
+                .into()
+            }
+            other => ApiError::from(other),
+        })?;
     Ok(Imported {
         eval_id: imported.eval_id,
         format: imported.format,
@@ -531,6 +587,15 @@ async fn keep_original(
     Ok(())
 }
 
+/// A log goes into a running run, held by the caller if it is leased.
+fn check_importable(run: &Run, caller: &Caller) -> Result<(), ApiError> {
+    check_lease(run, caller)?;
+    if !run.status.accepts_results() {
+        return Err(state_conflict("a log is imported while the run is running"));
+    }
+    Ok(())
+}
+
 fn unreadable(e: LogError) -> ApiError {
     match e {
         LogError::TooLarge(limit) => Problem::status(
@@ -553,13 +618,29 @@ fn unreadable(e: LogError) -> ApiError {
     }
 }
 
-/// A run that names its task or model in its config takes only logs of those.
-fn contradictions(config: &serde_json::Value, log: &Log) -> Result<(), ApiError> {
+/// A run takes only logs of its own model: its `model_version` is the log's model, or
+/// the model's name after the provider (`openai/gpt-4o` ran `gpt-4o`). A run that names
+/// a task or model in its config takes only logs of those.
+fn contradictions(run: &Run, log: &Log) -> Result<(), ApiError> {
+    let model = &log.header.model;
+    let short = model.rsplit('/').next().unwrap_or(model);
+    if run.model_version != *model && run.model_version != short {
+        return Err(Problem::typed(
+            StatusCode::CONFLICT,
+            "log-contradicts-run",
+            "The log contradicts the run",
+            format!(
+                "eval.model: the log ran {model:?}, the run is of model version {:?}",
+                run.model_version
+            ),
+        )
+        .into());
+    }
     for (key, field, found) in [
         ("task", "eval.task", &log.header.task),
         ("model", "eval.model", &log.header.model),
     ] {
-        if let Some(expected) = config.get(key).and_then(|v| v.as_str())
+        if let Some(expected) = run.config.get(key).and_then(|v| v.as_str())
             && expected != found
         {
             return Err(Problem::typed(
@@ -574,21 +655,44 @@ fn contradictions(config: &serde_json::Value, log: &Log) -> Result<(), ApiError>
     Ok(())
 }
 
-fn row_of(score: &jointeval_inspect::Score) -> SampleRow {
-    let (value_number, value_label) = match &score.value {
-        ScoreValue::Number(n) => (Some(*n), None),
-        ScoreValue::Label(l) => (None, Some(l.clone())),
-    };
-    SampleRow {
-        sample_id: score.sample_id.clone(),
+/// A score of the log as the results API stores it, held to the same rules.
+fn row_of(score: &jointeval_inspect::Score) -> Result<SampleRow, ApiError> {
+    use jointeval_domain::run::{SampleId, SampleScore, ScoreValue as Value};
+    let checked = SampleScore {
+        sample_id: SampleId::Text(score.sample_id.clone()),
         epoch: score.epoch,
         scorer: score.scorer.clone(),
-        value_number,
-        value_label,
+        value: match &score.value {
+            ScoreValue::Number(n) => Value::Number(*n),
+            ScoreValue::Label(l) => Value::Label(l.clone()),
+        },
         answer: score.answer.clone(),
         explanation: score.explanation.clone(),
         metadata: score.metadata.clone(),
-    }
+    };
+    checked.validate().map_err(|e| {
+        ValidationError::new(
+            format!(
+                "samples[{}, epoch {}, {}].{}",
+                score.sample_id, score.epoch, score.scorer, e.field
+            ),
+            e.message,
+        )
+    })?;
+    let (value_number, value_label) = match checked.value {
+        Value::Number(n) => (Some(n), None),
+        Value::Label(l) => (None, Some(l)),
+    };
+    Ok(SampleRow {
+        sample_id: score.sample_id.clone(),
+        epoch: checked.epoch,
+        scorer: checked.scorer,
+        value_number,
+        value_label,
+        answer: checked.answer,
+        explanation: checked.explanation,
+        metadata: checked.metadata,
+    })
 }
 
 /// The original log a run's results were imported from, as uploaded.
@@ -609,30 +713,37 @@ pub async fn download_log(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    use futures_util::StreamExt;
-
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let run = visible_run(&mut tx, &caller, id, Action::ReadRun, false).await?;
+    jointeval_store::commit(tx).await?;
     let Some(log) = run.imported_log else {
         return Err(
             Problem::status(StatusCode::NOT_FOUND, "no log was imported into this run").into(),
         );
     };
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    // The transaction carries on in a task of its own, feeding chunks as the client reads.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    // Chunk by chunk, each in a short transaction of its own: a client that stops
+    // reading holds no connection.
+    let (pool, acting) = (state.pool.clone(), caller.acting_as());
     tokio::spawn(async move {
-        let mut chunks = jointeval_store::runs::log_chunks(&mut tx, id);
-        while let Some(chunk) = chunks.next().await {
-            let item = chunk
-                .map(Bytes::from)
-                .map_err(|e| std::io::Error::other(e.to_string()));
+        for n in 0.. {
+            let chunk = async {
+                let mut tx = jointeval_store::begin(&pool, &acting).await?;
+                let chunk = jointeval_store::runs::log_chunk(&mut tx, id, n).await?;
+                jointeval_store::commit(tx).await?;
+                Ok::<_, jointeval_store::StoreError>(chunk)
+            }
+            .await;
+            let item = match chunk {
+                Ok(Some(bytes)) => Ok(Bytes::from(bytes)),
+                Ok(None) => break,
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            };
             let failed = item.is_err();
             if sender.send(item).await.is_err() || failed {
                 break;
             }
         }
-        drop(chunks);
-        let _ = jointeval_store::commit(tx).await;
     });
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|item| (item, receiver))

@@ -109,15 +109,18 @@ fn runs_are_claimed_by_executing_services_for_the_institutes_they_evaluate_for()
     let w = world();
     let mut harness = person(20, UK, &[(UK, Role::Evaluator), (US, Role::Viewer)]);
     harness.kind = AccountKind::Service;
-    harness.scopes = vec![Scope::RunsExecute];
+    harness.scopes = vec![Scope::RunsExecute, Scope::RunsWrite, Scope::ResultsWrite];
     assert_eq!(claim_capacities(&harness), vec![UK]);
     let mut unscoped = harness.clone();
     unscoped.scopes = vec![Scope::RunsWrite, Scope::ResultsWrite];
+    let mut claim_only = harness.clone();
+    claim_only.scopes = vec![Scope::RunsExecute];
     let mut person_evaluator = harness.clone();
     person_evaluator.kind = AccountKind::Person;
     let table: Vec<(&Actor, Want)> = vec![
         (&harness, Allow),
         (&unscoped, Forbidden),
+        (&claim_only, Forbidden),
         (&person_evaluator, Forbidden),
         (&w.us_service, Forbidden),
         (&w.us_admin, Forbidden),

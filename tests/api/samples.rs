@@ -476,3 +476,39 @@ async fn text_postgresql_cannot_store_is_422_not_500() {
     }
     assert_eq!(stored(&app).await, 0);
 }
+
+#[tokio::test]
+async fn exports_a_client_stops_reading_hold_no_connection() {
+    let app = TestApp::spawn().await;
+    let (path, token) = running_run(&app).await;
+    // Large enough that an export cannot finish into the socket's buffers.
+    let body = ndjson((0..60_000).map(|i| score(i, 1, "match")));
+    assert_eq!(
+        send(&app, &token, &path, "application/x-ndjson", body)
+            .await
+            .status(),
+        200
+    );
+    // More stalled exports than the test server has connections (5).
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let response = app.get_as(&token, &format!("{path}/export")).await;
+        assert_eq!(response.status(), 200);
+        stalled.push(response);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The service still answers, well within its 5 s wait for a connection.
+    for _ in 0..10 {
+        let read = app.get_as(&token, &path.replace("/samples", "")).await;
+        assert_eq!(
+            read.status(),
+            200,
+            "the pool is not held by the stalled exports"
+        );
+    }
+    // And an export read to the end is whole.
+    let first = stalled.pop().expect("an export");
+    let text = first.text().await.expect("body");
+    assert_eq!(text.lines().count(), 60_000);
+    drop(stalled);
+}

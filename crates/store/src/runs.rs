@@ -601,25 +601,6 @@ pub async fn summary(
     .await?)
 }
 
-/// Every sample of a run in key order, as a stream: rows are read as they are sent,
-/// so memory stays flat whatever the run's size.
-pub fn export_samples(
-    conn: &mut PgConnection,
-    run_id: Uuid,
-) -> futures_util::stream::BoxStream<'_, Result<SampleRow, StoreError>> {
-    use futures_util::StreamExt;
-    sqlx::query_as!(
-        SampleRow,
-        "select sample_id, epoch, scorer, value_number, value_label, answer, explanation, metadata
-         from run_samples where run_id = $1
-         order by sample_id, epoch, scorer",
-        run_id
-    )
-    .fetch(conn)
-    .map(|row| row.map_err(StoreError::from))
-    .boxed()
-}
-
 /// Writes a batch with `COPY`, the fastest way in, when none of its keys is stored yet;
 /// answers `false`, having written nothing, when one is (then upsert it instead). The
 /// batch must hold each key once.

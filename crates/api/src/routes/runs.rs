@@ -1220,7 +1220,9 @@ pub struct ExportQuery {
 }
 
 /// Rows formatted ahead of the client, at most; beyond that the database waits.
-const EXPORT_BUFFER: usize = 64;
+const EXPORT_BUFFER: usize = 2;
+/// Samples read per query of an export.
+const EXPORT_PAGE: i64 = 5_000;
 
 /// A CSV field, quoted when it must be.
 fn csv_field(text: &str) -> String {
@@ -1271,8 +1273,6 @@ pub async fn export_samples(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
-    use futures_util::StreamExt;
-
     let csv = match query.format.as_deref() {
         None | Some("ndjson") => false,
         Some("csv") => true,
@@ -1280,6 +1280,7 @@ pub async fn export_samples(
     };
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     visible_run(&mut tx, &caller, id, Action::ReadRun, false).await?;
+    jointeval_store::commit(tx).await?;
     let (sender, receiver) =
         tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(EXPORT_BUFFER);
     if csv {
@@ -1287,21 +1288,46 @@ pub async fn export_samples(
             "sample_id,epoch,scorer,value_number,value_label,answer,explanation,metadata\n";
         let _ = sender.send(Ok(Bytes::from_static(header.as_bytes()))).await;
     }
-    // The same transaction carries on in a task of its own, feeding the response as the
-    // client reads it; a client that goes away ends it.
+    // Page by page, in key order, each page in a short transaction of its own: a client
+    // that stops reading holds no connection, and memory holds one page at most.
+    let (pool, acting) = (state.pool.clone(), caller.acting_as());
     tokio::spawn(async move {
-        let mut rows = jointeval_store::runs::export_samples(&mut tx, id);
-        while let Some(row) = rows.next().await {
-            let item = row
-                .map(|r| Bytes::from(export_line(r, csv)))
-                .map_err(|e| std::io::Error::other(e.to_string()));
-            let failed = item.is_err();
-            if sender.send(item).await.is_err() || failed {
-                break;
+        let mut after: Option<(String, i32, String)> = None;
+        loop {
+            let page = async {
+                let mut tx = jointeval_store::begin(&pool, &acting).await?;
+                let key = after.as_ref().map(|(s, e, c)| (s.as_str(), *e, c.as_str()));
+                let rows = jointeval_store::runs::samples(
+                    &mut tx,
+                    id,
+                    &jointeval_store::runs::SampleFilter::default(),
+                    key,
+                    EXPORT_PAGE,
+                )
+                .await?;
+                jointeval_store::commit(tx).await?;
+                Ok::<_, jointeval_store::StoreError>(rows)
+            }
+            .await;
+            let rows = match page {
+                Ok(rows) => rows,
+                Err(e) => {
+                    let _ = sender.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            };
+            let full = rows.len() as i64 == EXPORT_PAGE;
+            after = rows
+                .last()
+                .map(|r| (r.sample_id.clone(), r.epoch, r.scorer.clone()));
+            let text: String = rows.into_iter().map(|r| export_line(r, csv)).collect();
+            if !text.is_empty() && sender.send(Ok(Bytes::from(text))).await.is_err() {
+                return;
+            }
+            if !full {
+                return;
             }
         }
-        drop(rows);
-        let _ = jointeval_store::commit(tx).await;
     });
     let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|item| (item, receiver))

@@ -136,6 +136,10 @@ pub struct ServeArgs {
     /// Seconds after which a request still running is answered 503.
     #[arg(long, env = "JOINTEVAL_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub request_timeout: u64,
+    /// Seconds after which a bulk upload (per-sample scores, an Inspect log) still running
+    /// is answered 503.
+    #[arg(long, env = "JOINTEVAL_INGEST_TIMEOUT", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub ingest_timeout: u64,
     /// Seconds in-flight requests get to finish after SIGINT or SIGTERM.
     #[arg(long, env = "JOINTEVAL_SHUTDOWN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_timeout: u64,

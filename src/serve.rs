@@ -107,6 +107,7 @@ fn http_settings(args: &ServeArgs) -> anyhow::Result<HttpSettings> {
         body_limit: args.body_limit,
         ingest_limit: args.ingest_limit,
         request_timeout: Duration::from_secs(args.request_timeout),
+        ingest_timeout: Duration::from_secs(args.ingest_timeout),
         cors_origins,
         metrics: match &args.metrics_token {
             Some(token) => MetricsAccess::Token(token.expose().to_owned()),

@@ -512,3 +512,35 @@ async fn exports_a_client_stops_reading_hold_no_connection() {
     assert_eq!(text.lines().count(), 60_000);
     drop(stalled);
 }
+
+#[tokio::test]
+async fn a_bulk_upload_gets_its_own_longer_timeout() {
+    let app = TestApp::with_settings(jointeval_api::HttpSettings {
+        request_timeout: std::time::Duration::from_millis(300),
+        ingest_timeout: std::time::Duration::from_secs(30),
+        ..jointeval_api::HttpSettings::default()
+    })
+    .await;
+    let (path, token) = running_run(&app).await;
+    // A harness sending its scores slowly, over longer than the ordinary timeout.
+    let chunks: Vec<String> = (0..4)
+        .map(|c| ndjson((c * 10..c * 10 + 10).map(|i| score(i, 1, "match"))))
+        .collect();
+    let slow = futures_util::stream::unfold(chunks.into_iter(), |mut chunks| async move {
+        let chunk = chunks.next()?;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        Some((Ok::<_, std::io::Error>(chunk), chunks))
+    });
+    let response = app
+        .client
+        .post(app.url(&format!("{path}/samples")))
+        .bearer_auth(&token)
+        .header("content-type", "application/x-ndjson")
+        .body(reqwest::Body::wrap_stream(slow))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["stored"], 40);
+}

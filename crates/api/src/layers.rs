@@ -15,7 +15,6 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
@@ -37,9 +36,12 @@ pub fn wrap(router: Router, settings: &HttpSettings) -> Router {
             },
             limit_body,
         ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            settings.request_timeout,
+        .layer(middleware::from_fn_with_state(
+            Timeouts {
+                normal: settings.request_timeout,
+                bulk: settings.ingest_timeout,
+            },
+            time_out,
         ))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a handler panicked");
@@ -74,6 +76,35 @@ pub const BULK_ROUTES: [&str; 3] = [
     "/v1/exercises/{id}/runs/inspect-log",
 ];
 
+fn is_bulk(req: &Request) -> bool {
+    req.extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|p| BULK_ROUTES.contains(&p.as_str()))
+}
+
+#[derive(Clone, Copy)]
+struct Timeouts {
+    normal: Duration,
+    bulk: Duration,
+}
+
+/// Answers 503 for a request still running past its time: the bulk routes get longer.
+async fn time_out(
+    axum::extract::State(timeouts): axum::extract::State<Timeouts>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let limit = if is_bulk(&req) {
+        timeouts.bulk
+    } else {
+        timeouts.normal
+    };
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
 #[derive(Clone, Copy)]
 struct BodyLimits {
     normal: usize,
@@ -88,11 +119,11 @@ async fn limit_body(
     req: Request,
     next: Next,
 ) -> Response {
-    let ingest = req
-        .extensions()
-        .get::<MatchedPath>()
-        .is_some_and(|p| BULK_ROUTES.contains(&p.as_str()));
-    let limit = if ingest { limits.ingest } else { limits.normal };
+    let limit = if is_bulk(&req) {
+        limits.ingest
+    } else {
+        limits.normal
+    };
     let announced = req
         .headers()
         .get(header::CONTENT_LENGTH)

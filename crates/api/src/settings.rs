@@ -8,10 +8,12 @@ use axum::http::HeaderValue;
 pub struct HttpSettings {
     /// Largest request body accepted, in bytes; larger bodies are answered 413.
     pub body_limit: usize,
-    /// Largest body of a bulk ingestion of per-sample scores (streamed NDJSON), in bytes.
+    /// Largest body of a bulk upload (streamed NDJSON scores, an evaluation log), in bytes.
     pub ingest_limit: usize,
     /// A request still running after this is answered 503.
     pub request_timeout: Duration,
+    /// The same for bulk uploads (per-sample scores, evaluation logs), which take longer.
+    pub ingest_timeout: Duration,
     /// Origins allowed to call the API from a browser; empty means CORS is closed.
     pub cors_origins: Vec<HeaderValue>,
     /// Who may read the Prometheus metrics on the API's own address.
@@ -26,6 +28,7 @@ impl Default for HttpSettings {
             body_limit: 16 * 1024 * 1024,
             ingest_limit: 1024 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            ingest_timeout: Duration::from_secs(600),
             cors_origins: Vec::new(),
             metrics: MetricsAccess::Closed,
             retry_after: Duration::from_secs(5),

@@ -14,6 +14,7 @@ mod inspect;
 mod institutes;
 mod matrix;
 mod migrations;
+mod mutations;
 mod observability;
 mod openapi;
 mod protocols;

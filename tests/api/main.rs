@@ -9,6 +9,7 @@ mod audit_read;
 mod auth;
 mod errors;
 mod exercises;
+mod faults;
 mod health;
 mod inspect;
 mod institutes;

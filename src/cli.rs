@@ -108,6 +108,16 @@ pub struct DatabaseArgs {
     /// Most connections the service holds open to PostgreSQL.
     #[arg(long, env = "JOINTEVAL_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_connections: u32,
+    /// Seconds one SQL statement of the service may run (statement_timeout).
+    #[arg(long, env = "JOINTEVAL_DB_STATEMENT_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub db_statement_timeout: u64,
+    /// Seconds a statement may wait for a lock (lock_timeout).
+    #[arg(long, env = "JOINTEVAL_DB_LOCK_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub db_lock_timeout: u64,
+    /// Seconds a transaction may sit idle before the server ends it
+    /// (idle_in_transaction_session_timeout).
+    #[arg(long, env = "JOINTEVAL_DB_IDLE_IN_TRANSACTION_TIMEOUT", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub db_idle_in_transaction_timeout: u64,
     /// Seconds a request waits for a database connection before it is answered 503.
     #[arg(long, env = "JOINTEVAL_DB_ACQUIRE_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub db_acquire_timeout: u64,

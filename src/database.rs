@@ -16,7 +16,7 @@ const EMBEDDED_DATABASE: &str = "jointeval";
 pub struct Database {
     /// The service's own role, held by row-level security.
     pub pool: PgPool,
-    /// The tables' owner, for migrations; the same pool when no owner URL was given.
+    /// The tables' owner, for migrations (DATABASE_URL's when no owner URL is given).
     owner: PgPool,
     /// The private cluster, when there is one; stop it with [`Database::close`].
     cluster: Option<Cluster>,
@@ -24,23 +24,34 @@ pub struct Database {
 
 impl Database {
     pub async fn open(args: &DatabaseArgs) -> anyhow::Result<Database> {
+        // Migrations, as the owner, are not held to the limits a request is.
+        let owner_settings = PoolSettings {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(args.db_acquire_timeout),
+            ..PoolSettings::default()
+        };
         let settings = PoolSettings {
             max_connections: args.max_connections,
             acquire_timeout: Duration::from_secs(args.db_acquire_timeout),
+            statement_timeout: Some(Duration::from_secs(args.db_statement_timeout)),
+            lock_timeout: Some(Duration::from_secs(args.db_lock_timeout)),
+            idle_in_transaction_timeout: Some(Duration::from_secs(
+                args.db_idle_in_transaction_timeout,
+            )),
         };
         match &args.database_url {
             Some(url) => {
                 let options = PgConnectOptions::from_str(url.expose())
                     .context("DATABASE_URL is not a PostgreSQL connection URL")?;
-                let pool = jointeval_store::connect(options, &settings);
+                let pool = jointeval_store::connect(options.clone(), &settings);
                 let owner = match &args.owner_database_url {
                     Some(owner) => jointeval_store::connect(
                         PgConnectOptions::from_str(owner.expose()).context(
                             "JOINTEVAL_OWNER_DATABASE_URL is not a PostgreSQL connection URL",
                         )?,
-                        &settings,
+                        &owner_settings,
                     ),
-                    None => pool.clone(),
+                    None => jointeval_store::connect(options, &owner_settings),
                 };
                 Ok(Database {
                     pool,
@@ -69,7 +80,7 @@ impl Database {
                             .username(jointeval_store::roles::SERVICE_LOGIN),
                         &settings,
                     ),
-                    owner: jointeval_store::connect(owner, &settings),
+                    owner: jointeval_store::connect(owner, &owner_settings),
                     cluster: Some(cluster),
                 };
                 if let Err(e) = database.cluster_ensure_database().await {

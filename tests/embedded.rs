@@ -513,6 +513,7 @@ async fn the_service_answers_503_while_its_database_is_down_and_recovers() {
         &PoolSettings {
             max_connections: 4,
             acquire_timeout: Duration::from_millis(500),
+            ..PoolSettings::default()
         },
     );
     jointeval_store::migrate(&pool).await.expect("migrate");

@@ -240,6 +240,7 @@ async fn a_database_that_cannot_be_reached_is_503_not_a_hang() {
         &PoolSettings {
             max_connections: 2,
             acquire_timeout: Duration::from_millis(500),
+            ..PoolSettings::default()
         },
     );
     let settings = HttpSettings::default();

@@ -56,3 +56,69 @@ async fn killed_connections_cost_at_most_one_retryable_failure() {
     );
     assert_eq!(app.get("/readyz").await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_statement_stuck_on_a_lock_answers_503_and_leaves_the_pool_free() {
+    use std::time::{Duration, Instant};
+
+    use jointeval_api::{AppState, AuthSettings, HttpSettings};
+    use serde_json::json;
+
+    // The service with a short lock timeout, on its own database.
+    let db = crate::support::TestDatabase::migrated().await;
+    let owner = db.pool();
+    jointeval_api::auth::tokens::ensure_signing_key(&owner)
+        .await
+        .expect("key");
+    let service = db.service_pool_with(&jointeval_store::PoolSettings {
+        lock_timeout: Some(Duration::from_millis(500)),
+        statement_timeout: Some(Duration::from_secs(5)),
+        ..crate::support::TestDatabase::settings()
+    });
+    let router = jointeval_api::router(AppState::new(
+        service,
+        HttpSettings::default(),
+        AuthSettings::default(),
+    ));
+    let app = TestApp::serve(router, owner.clone(), db).await;
+    let admin = app
+        .login(&app.person("locks@nist.gov", "US", &[Role::Admin]).await)
+        .await;
+    let target = app.person("locked@nist.gov", "US", &[Role::Viewer]).await;
+
+    // Someone holds the account's row.
+    let mut holder = owner.begin().await.expect("begin");
+    sqlx::query("select id from accounts where id = $1 for update")
+        .bind(target.id)
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+
+    let disable = format!("/v1/accounts/{}/disable", target.id);
+    let empty = json!({});
+    let waiting: Vec<_> = (0..8)
+        .map(|_| app.post_as(&admin, &disable, &empty))
+        .collect();
+    let started = Instant::now();
+    for response in futures_util::future::join_all(waiting).await {
+        assert!(response.headers().contains_key("retry-after"));
+        let body: serde_json::Value = response.json().await.expect("problem");
+        assert_eq!(body["status"], 503, "{body}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "no request hung"
+    );
+    // More waiters than connections came and went: the pool serves others at once.
+    assert_eq!(app.get_as(&admin, "/v1/accounts").await.status(), 200);
+
+    holder.rollback().await.expect("release");
+    let done = app
+        .post_as(
+            &admin,
+            &format!("/v1/accounts/{}/disable", target.id),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(done.status(), 200);
+}

@@ -225,21 +225,29 @@ impl TestDatabase {
     /// A pool of the service's own role, held by row-level security: what the server
     /// under test uses.
     pub fn service_pool(&self) -> PgPool {
-        Self::connect(
+        self.service_pool_with(&Self::settings())
+    }
+
+    /// The service's pool with other settings (timeouts, size).
+    pub fn service_pool_with(&self, settings: &PoolSettings) -> PgPool {
+        jointeval_store::connect(
             self.options
                 .clone()
                 .username(jointeval_store::roles::SERVICE_LOGIN),
+            settings,
         )
     }
 
+    pub fn settings() -> PoolSettings {
+        PoolSettings {
+            max_connections: 5,
+            acquire_timeout: Duration::from_secs(5),
+            ..PoolSettings::default()
+        }
+    }
+
     fn connect(options: PgConnectOptions) -> PgPool {
-        jointeval_store::connect(
-            options,
-            &PoolSettings {
-                max_connections: 5,
-                acquire_timeout: Duration::from_secs(5),
-            },
-        )
+        jointeval_store::connect(options, &Self::settings())
     }
 }
 

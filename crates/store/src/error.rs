@@ -62,9 +62,12 @@ fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         // SQLSTATE class 08 (connection exception), 57P01–57P03 (shutdown, cannot
-        // connect now) and 53300 (too many connections).
+        // connect now), 53300 (too many connections), and the server's own limits:
+        // 57014 (statement timeout), 55P03 (lock timeout), 25P03 (idle in transaction).
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || matches!(code.as_ref(), "53300" | "57014" | "55P03" | "25P03")
         }),
         _ => false,
     }

@@ -14,15 +14,45 @@ pub struct PoolSettings {
     pub max_connections: u32,
     /// How long a request waits for a connection before it is answered 503.
     pub acquire_timeout: Duration,
+    /// The server's limits on each connection's statements, lock waits and idle open
+    /// transactions (`statement_timeout`, `lock_timeout`,
+    /// `idle_in_transaction_session_timeout`): nothing stuck holds a connection for long.
+    /// `None` leaves the server's own setting.
+    pub statement_timeout: Option<Duration>,
+    pub lock_timeout: Option<Duration>,
+    pub idle_in_transaction_timeout: Option<Duration>,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: None,
+            lock_timeout: None,
+            idle_in_transaction_timeout: None,
+        }
+    }
 }
 
 /// A bounded pool. It connects lazily, so a service started while its database is
 /// down still starts answering (503) and recovers when the database returns.
 pub fn connect(options: PgConnectOptions, settings: &PoolSettings) -> PgPool {
+    let limits: Vec<(&str, String)> = [
+        ("statement_timeout", settings.statement_timeout),
+        ("lock_timeout", settings.lock_timeout),
+        (
+            "idle_in_transaction_session_timeout",
+            settings.idle_in_transaction_timeout,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, limit)| limit.map(|d| (name, d.as_millis().to_string())))
+    .collect();
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
-        .connect_lazy_with(options.application_name("jointeval"))
+        .connect_lazy_with(options.application_name("jointeval").options(limits))
 }
 
 #[tracing::instrument(skip_all)]

@@ -115,10 +115,10 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-const EVENT_COLUMNS: &str = "seq, at, actor, institute_id, action, object_type, object_id, \
+pub(crate) const EVENT_COLUMNS: &str = "seq, at, actor, institute_id, action, object_type, object_id, \
      visible_to, summary, request_id, client_addr, prev_hash, hash";
 
-fn event_of(row: &PgRow) -> Event {
+pub(crate) fn event_of(row: &PgRow) -> Event {
     Event {
         seq: row.get("seq"),
         at: row.get("at"),

@@ -12,6 +12,7 @@ mod exercises;
 mod faults;
 mod health;
 mod inspect;
+mod instances;
 mod institutes;
 mod matrix;
 mod migrations;

@@ -122,3 +122,53 @@ async fn a_statement_stuck_on_a_lock_answers_503_and_leaves_the_pool_free() {
         .await;
     assert_eq!(done.status(), 200);
 }
+
+#[tokio::test]
+async fn hostile_bodies_and_bursts_get_bounded_answers() {
+    use serde_json::json;
+
+    let app = TestApp::spawn().await;
+    let author_user = app.person("bursts@nist.gov", "US", &[Role::Author]).await;
+    let author = app.login(&author_user).await;
+    app.institute("UK").await;
+
+    // JSON nested far deeper than any protocol: refused, not a stack overflow.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let response = app
+        .client
+        .post(app.url("/v1/protocols"))
+        .bearer_auth(&author)
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .expect("send");
+    assert!(
+        [400, 422].contains(&response.status().as_u16()),
+        "{}",
+        response.status()
+    );
+    // A very long string: named.
+    let long = app
+        .post_as(
+            &author,
+            "/v1/protocols",
+            &json!({"slug": "long-title", "title": "x".repeat(1_000_000),
+            "risk_area": "cyber", "participants": ["US", "UK"]}),
+        )
+        .await;
+    let body = crate::support::problem(long, 422).await;
+    assert_eq!(body["errors"][0]["field"], "title");
+    // A page far beyond the largest.
+    crate::support::problem(
+        app.get_as(&author, "/v1/protocols?limit=1000000").await,
+        422,
+    )
+    .await;
+
+    // A burst of logins (each an argon2 computation of 19 MiB) is served in turns.
+    let logins: Vec<_> = (0..24).map(|_| app.login(&author_user)).collect();
+    let tokens = futures_util::future::join_all(logins).await;
+    assert_eq!(tokens.len(), 24);
+    assert!(tokens.iter().all(|t| !t.is_empty()));
+}

@@ -20,8 +20,20 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// How many argon2 computations run at once: each holds 19 MiB, so a burst of logins
+/// waits its turn instead of growing memory without bound (the request timeout bounds
+/// the wait).
+fn hashing() -> &'static tokio::sync::Semaphore {
+    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores * 2)
+    })
+}
+
 /// Hashes a password on the blocking pool: argon2 is deliberately slow.
 pub async fn hash_password(password: String) -> String {
+    let _turn = hashing().acquire().await;
     tokio::task::spawn_blocking(move || hash_now(&password))
         .await
         .expect("hashing does not panic")
@@ -38,6 +50,7 @@ fn hash_now(password: &str) -> String {
 /// Verifies `password` against `hash`, or against a dummy hash when there is no
 /// account, so that an unknown account costs the same time as a wrong password.
 pub async fn verify_password(hash: Option<String>, password: String) -> bool {
+    let _turn = hashing().acquire().await;
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());

@@ -50,6 +50,66 @@ mod tests {
         );
     }
 
+    /// A random JSON value, from a deterministic generator.
+    fn value(next: &mut impl FnMut() -> u64, depth: u32) -> serde_json::Value {
+        use serde_json::Value;
+        match next() % if depth == 0 { 4 } else { 6 } {
+            0 => Value::Null,
+            1 => Value::Bool(next().is_multiple_of(2)),
+            2 => serde_json::json!((next() % 2_000_000) as f64 / 7.0 - 1000.0),
+            3 => Value::String(
+                (0..next() % 8)
+                    .map(|_| char::from_u32((next() % 0x500) as u32).unwrap_or('x'))
+                    .collect(),
+            ),
+            4 => Value::Array((0..next() % 4).map(|_| value(next, depth - 1)).collect()),
+            _ => Value::Object(
+                (0..next() % 4)
+                    .map(|i| (format!("k{}{i}", next() % 5), value(next, depth - 1)))
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn canonical_bytes_are_stable_whatever_the_key_order() {
+        let mut state = 0x0123_4567_89ab_cdef_u64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        for _ in 0..2_000 {
+            let v = value(&mut next, 4);
+            let bytes = to_bytes(&v);
+            // Parsed back and written again, the same bytes: what a verifier recomputes.
+            let again: serde_json::Value =
+                serde_json::from_slice(&bytes).expect("canonical JSON parses");
+            assert_eq!(to_bytes(&again), bytes, "{v}");
+            // Keys in reverse order hash the same.
+            fn reversed(v: &serde_json::Value) -> serde_json::Value {
+                match v {
+                    serde_json::Value::Object(map) => {
+                        let mut entries: Vec<_> = map.iter().collect();
+                        entries.reverse();
+                        serde_json::Value::Object(
+                            entries
+                                .into_iter()
+                                .map(|(k, v)| (k.clone(), reversed(v)))
+                                .collect(),
+                        )
+                    }
+                    serde_json::Value::Array(items) => {
+                        serde_json::Value::Array(items.iter().map(reversed).collect())
+                    }
+                    other => other.clone(),
+                }
+            }
+            assert_eq!(to_bytes(&reversed(&v)), bytes);
+        }
+    }
+
     #[test]
     fn sha256_of_nothing_is_the_known_digest() {
         assert_eq!(

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use axum::http::{HeaderValue, StatusCode, request::Parts};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, request::Parts};
 use jointeval_domain::{Account, AccountKind, AccountStatus, Actor, Denial};
 use jointeval_store::{ActingAs, RequestMeta};
 use uuid::Uuid;
@@ -91,7 +91,11 @@ impl FromRequestParts<AppState> for Caller {
 
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let token = bearer_token(parts)?;
-    let request = request_meta(parts);
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr);
+    let request = request_meta(&parts.headers, peer);
     let mut tx = jointeval_store::begin(
         &state.pool,
         &ActingAs::System {
@@ -150,17 +154,13 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
 
 /// The request id and the client's address, for the audit trail. A request id the client
 /// sent is kept, within reason.
-pub fn request_meta(parts: &Parts) -> RequestMeta {
+pub fn request_meta(headers: &HeaderMap, peer: Option<SocketAddr>) -> RequestMeta {
     RequestMeta {
-        request_id: parts
-            .headers
+        request_id: headers
             .get(crate::layers::REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.chars().take(200).collect()),
-        client_addr: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string()),
+        client_addr: peer.map(|addr| addr.ip().to_string()),
     }
 }
 

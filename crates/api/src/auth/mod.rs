@@ -6,7 +6,7 @@ pub mod tokens;
 
 use std::time::Duration;
 
-pub use caller::{Caller, CallerChangingPassword, not_found, unauthorized};
+pub use caller::{Caller, CallerChangingPassword, not_found, request_meta, unauthorized};
 pub use tokens::TokenSettings;
 
 /// How logins are checked and throttled.

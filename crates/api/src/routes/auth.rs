@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use jointeval_domain::audit::Change;
 use jointeval_domain::{AccountKind, AccountStatus, Scope};
-use jointeval_store::{ActingAs, RequestMeta};
+use jointeval_store::ActingAs;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -150,13 +150,7 @@ pub async fn token(
         return Err(invalid_credentials());
     }
 
-    let meta = RequestMeta {
-        request_id: headers
-            .get(crate::layers::REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(200).collect()),
-        client_addr: Some(client_addr.clone()),
-    };
+    let meta = crate::auth::request_meta(&headers, Some(peer));
     let login_context = ActingAs::System {
         purpose: "login",
         request: meta.clone(),

@@ -721,32 +721,18 @@ pub async fn download_log(
             Problem::status(StatusCode::NOT_FOUND, "no log was imported into this run").into(),
         );
     };
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
-    // Chunk by chunk, each in a short transaction of its own: a client that stops
-    // reading holds no connection.
     let (pool, acting) = (state.pool.clone(), caller.acting_as());
-    tokio::spawn(async move {
-        for n in 0.. {
-            let chunk = async {
-                let mut tx = jointeval_store::begin(&pool, &acting).await?;
-                let chunk = jointeval_store::runs::log_chunk(&mut tx, id, n).await?;
-                jointeval_store::commit(tx).await?;
-                Ok::<_, jointeval_store::StoreError>(chunk)
-            }
-            .await;
-            let item = match chunk {
-                Ok(Some(bytes)) => Ok(Bytes::from(bytes)),
-                Ok(None) => break,
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            };
-            let failed = item.is_err();
-            if sender.send(item).await.is_err() || failed {
-                break;
-            }
+    let stream = super::paged(0, move |n: i32| {
+        let (pool, acting) = (pool.clone(), acting.clone());
+        async move {
+            let mut tx = jointeval_store::begin(&pool, &acting).await?;
+            let chunk = jointeval_store::runs::log_chunk(&mut tx, id, n).await?;
+            jointeval_store::commit(tx).await?;
+            Ok(match chunk {
+                Some(bytes) => (Bytes::from(bytes), Some(n + 1)),
+                None => (Bytes::new(), None),
+            })
         }
-    });
-    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
     });
     let (content_type, extension) = match log.format.as_str() {
         "eval" => ("application/zip", "eval"),

@@ -109,3 +109,29 @@ pub(crate) fn with_header(mut response: Response, name: HeaderName, value: &str)
     }
     response
 }
+
+/// A response body read page by page as the client takes it, each page read by
+/// `next(cursor)` in a short transaction of its own: a client that stops reading holds no
+/// connection, and memory holds one page. `next` answers a page and the cursor after it,
+/// or `None` after the last.
+pub(crate) fn paged<C, F, Fut>(
+    first: C,
+    next: F,
+) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, std::io::Error>> + Send + 'static
+where
+    C: Send + 'static,
+    F: Fn(C) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(axum::body::Bytes, Option<C>), jointeval_store::StoreError>>
+        + Send
+        + 'static,
+{
+    futures_util::stream::unfold(Some(first), move |cursor| {
+        let page = cursor.map(&next);
+        async move {
+            match page?.await {
+                Ok((bytes, after)) => Some((Ok(bytes), after)),
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+            }
+        }
+    })
+}

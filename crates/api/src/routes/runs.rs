@@ -1220,7 +1220,6 @@ pub struct ExportQuery {
 }
 
 /// Rows formatted ahead of the client, at most; beyond that the database waits.
-const EXPORT_BUFFER: usize = 2;
 /// Samples read per query of an export.
 const EXPORT_PAGE: i64 = 5_000;
 
@@ -1281,57 +1280,41 @@ pub async fn export_samples(
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     visible_run(&mut tx, &caller, id, Action::ReadRun, false).await?;
     jointeval_store::commit(tx).await?;
-    let (sender, receiver) =
-        tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(EXPORT_BUFFER);
-    if csv {
-        let header =
-            "sample_id,epoch,scorer,value_number,value_label,answer,explanation,metadata\n";
-        let _ = sender.send(Ok(Bytes::from_static(header.as_bytes()))).await;
-    }
-    // Page by page, in key order, each page in a short transaction of its own: a client
-    // that stops reading holds no connection, and memory holds one page at most.
+    let header = if csv {
+        "sample_id,epoch,scorer,value_number,value_label,answer,explanation,metadata\n"
+    } else {
+        ""
+    };
     let (pool, acting) = (state.pool.clone(), caller.acting_as());
-    tokio::spawn(async move {
-        let mut after: Option<(String, i32, String)> = None;
-        loop {
-            let page = async {
-                let mut tx = jointeval_store::begin(&pool, &acting).await?;
-                let key = after.as_ref().map(|(s, e, c)| (s.as_str(), *e, c.as_str()));
-                let rows = jointeval_store::runs::samples(
-                    &mut tx,
-                    id,
-                    &jointeval_store::runs::SampleFilter::default(),
-                    key,
-                    EXPORT_PAGE,
-                )
-                .await?;
-                jointeval_store::commit(tx).await?;
-                Ok::<_, jointeval_store::StoreError>(rows)
-            }
-            .await;
-            let rows = match page {
-                Ok(rows) => rows,
-                Err(e) => {
-                    let _ = sender.send(Err(std::io::Error::other(e.to_string()))).await;
-                    return;
-                }
-            };
-            let full = rows.len() as i64 == EXPORT_PAGE;
-            after = rows
-                .last()
-                .map(|r| (r.sample_id.clone(), r.epoch, r.scorer.clone()));
+    // In key order, a page at a time: the cursor is the last key sent.
+    let pages = super::paged(None, move |after: Option<(String, i32, String)>| {
+        let (pool, acting) = (pool.clone(), acting.clone());
+        async move {
+            let mut tx = jointeval_store::begin(&pool, &acting).await?;
+            let key = after.as_ref().map(|(s, e, c)| (s.as_str(), *e, c.as_str()));
+            let rows = jointeval_store::runs::samples(
+                &mut tx,
+                id,
+                &jointeval_store::runs::SampleFilter::default(),
+                key,
+                EXPORT_PAGE,
+            )
+            .await?;
+            jointeval_store::commit(tx).await?;
+            let next = (rows.len() as i64 == EXPORT_PAGE).then(|| {
+                rows.last()
+                    .map(|r| (r.sample_id.clone(), r.epoch, r.scorer.clone()))
+            });
             let text: String = rows.into_iter().map(|r| export_line(r, csv)).collect();
-            if !text.is_empty() && sender.send(Ok(Bytes::from(text))).await.is_err() {
-                return;
-            }
-            if !full {
-                return;
-            }
+            Ok((Bytes::from(text), next))
         }
     });
-    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
-    });
+    let stream = futures_util::StreamExt::chain(
+        futures_util::stream::once(async move {
+            Ok::<_, std::io::Error>(Bytes::from_static(header.as_bytes()))
+        }),
+        pages,
+    );
     let (content_type, extension) = if csv {
         ("text/csv", "csv")
     } else {

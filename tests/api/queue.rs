@@ -308,6 +308,32 @@ async fn only_harnesses_of_the_runs_institute_claim() {
         .await
         .expect("status");
     assert_eq!(status, "queued", "refused claims took nothing");
+
+    // Claimed by the US's harness, the run stays out of the UK harness's reach.
+    let got = claim(&app.client, &app.url(""), &us_harness, &json!({}))
+        .await
+        .expect("the US run");
+    assert_eq!(got["id"], run.to_string());
+    for (path, body) in [
+        ("heartbeat", json!({})),
+        ("finish", json!({"outcome": "succeeded"})),
+    ] {
+        problem(
+            app.post_as(&uk_harness, &format!("/v1/runs/{run}/{path}"), &body)
+                .await,
+            404,
+        )
+        .await;
+    }
+    let holder: Option<Uuid> = sqlx::query_scalar("select lease_holder from runs where id = $1")
+        .bind(run)
+        .fetch_one(&app.pool)
+        .await
+        .expect("holder");
+    assert_eq!(
+        holder.map(|h| h.to_string()),
+        got["lease"]["holder"].as_str().map(str::to_owned)
+    );
 }
 
 #[tokio::test]

@@ -52,6 +52,55 @@ impl Change {
         self
     }
 
+    /// An account's changes are its home institute's business, done in its capacity.
+    pub fn for_account(action: &'static str, account: &crate::Account) -> Self {
+        Self::new(action, account.id)
+            .by(account.home_institute_id)
+            .visible_to([account.home_institute_id])
+    }
+
+    /// A role is granted in the capacity of the institute it is at; the account's home
+    /// institute sees it too.
+    pub fn for_membership(
+        action: &'static str,
+        membership: &crate::Membership,
+        home: Uuid,
+    ) -> Self {
+        Self::new(action, membership.id)
+            .by(membership.institute_id)
+            .visible_to([membership.institute_id, home])
+    }
+
+    /// Both institutes of an exchange see its history.
+    pub fn for_exchange(action: &'static str, exchange: &crate::Exchange, capacity: Uuid) -> Self {
+        Self::new(action, exchange.id)
+            .by(capacity)
+            .visible_to([exchange.home_institute_id, exchange.host_institute_id])
+    }
+
+    /// A protocol's history is its participants' (its lead is always one of them).
+    pub fn for_protocol(action: &'static str, protocol: &crate::protocol::Protocol) -> Self {
+        Self::new(action, protocol.id)
+            .by(protocol.lead_institute_id)
+            .visible_to(protocol.participants.iter().copied())
+    }
+
+    /// An exercise's history is its participants' and its lead's.
+    pub fn for_exercise(action: &'static str, exercise: &crate::exercise::Exercise) -> Self {
+        Self::new(action, exercise.id)
+            .by(exercise.lead_institute_id)
+            .visible_to(exercise.participants.iter().copied())
+            .visible_to([exercise.lead_institute_id])
+    }
+
+    /// A run's history is its executing institute's, shared with those it was released to.
+    pub fn for_run(action: &'static str, run: &crate::run::Run) -> Self {
+        Self::new(action, run.id)
+            .by(run.institute_id)
+            .visible_to([run.institute_id])
+            .visible_to(run.released_to.iter().copied())
+    }
+
     /// The part of the action before the dot.
     pub fn object_type(&self) -> &'static str {
         self.action.split('.').next().unwrap_or(self.action)

@@ -442,6 +442,19 @@ mod tests {
     }
 
     #[test]
+    fn a_runs_events_are_its_institutes_until_it_is_released() {
+        let mut run = leased(None, RunStatus::Succeeded);
+        let change = crate::audit::Change::for_run("run.finished", &run);
+        assert_eq!(change.institute_id, Some(run.institute_id));
+        assert_eq!(change.visible_to, vec![run.institute_id]);
+        assert_eq!(change.object_type(), "run");
+        let partner = Uuid::from_u128(9);
+        run.released_to = vec![partner];
+        let released = crate::audit::Change::for_run("run.released", &run);
+        assert_eq!(released.visible_to, vec![run.institute_id, partner]);
+    }
+
+    #[test]
     fn only_the_holder_of_a_running_run_renews_its_lease() {
         assert!(
             leased(Some((7, 60)), RunStatus::Running)

@@ -221,7 +221,7 @@ pub async fn create_account(
             created.one_time_password = Some(password);
         }
     }
-    let change = account_change("account.created", &account).summary(json!({
+    let change = Change::for_account("account.created", &account).summary(json!({
         "kind": account.kind.as_str(), "email": account.email,
         "display_name": account.display_name,
         "scopes": scope_names,
@@ -430,19 +430,12 @@ pub async fn update_account(
             .await
             .map_err(email_taken)?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    let change = account_change("account.updated", &updated).summary(json!({
+    let change = Change::for_account("account.updated", &updated).summary(json!({
         "display_name": display_name.as_ref().map(DisplayName::as_str),
         "email": email.as_ref().map(Email::as_str),
     }));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     Ok(with_etag(updated, &codes, StatusCode::OK))
-}
-
-/// An account's changes are its home institute's business, done in its capacity.
-fn account_change(action: &'static str, account: &Account) -> Change {
-    Change::new(action, account.id)
-        .by(account.home_institute_id)
-        .visible_to([account.home_institute_id])
 }
 
 async fn set_status(
@@ -459,7 +452,7 @@ async fn set_status(
         AccountStatus::Active => "account.enabled",
         AccountStatus::Disabled => "account.disabled",
     };
-    let change = account_change(action, &updated).summary(json!({"status": status.as_str()}));
+    let change = Change::for_account(action, &updated).summary(json!({"status": status.as_str()}));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(account_id = %id, status = status.as_str(), "account status changed");
     Ok(with_etag(updated, &codes, StatusCode::OK))
@@ -548,7 +541,7 @@ pub async fn reset_password(
     let password = secrets::one_time_password();
     let hash = secrets::hash_password(password.clone()).await;
     jointeval_store::credentials::set_password(&mut tx, id, &hash, true).await?;
-    let change = account_change("account.password_reset", &account)
+    let change = Change::for_account("account.password_reset", &account)
         .summary(json!({"must_change_password": true}));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(account_id = %id, "password reset");
@@ -598,7 +591,7 @@ pub async fn rotate_secret(
         &scopes,
     )
     .await?;
-    let change = account_change("account.secret_rotated", &account).summary(json!({
+    let change = Change::for_account("account.secret_rotated", &account).summary(json!({
         "scopes": scopes.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
     }));
     jointeval_store::audit::commit_audited(tx, &change).await?;

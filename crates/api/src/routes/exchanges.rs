@@ -154,7 +154,7 @@ pub async fn propose_exchange(
         other => ApiError::from(other),
     })?;
     let change =
-        exchange_change("exchange.proposed", &exchange, proposer_institute).summary(json!({
+        Change::for_exchange("exchange.proposed", &exchange, proposer_institute).summary(json!({
             "account_id": exchange.account_id,
             "roles": exchange.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
             "starts_at": exchange.starts_at, "ends_at": exchange.ends_at,
@@ -269,13 +269,6 @@ pub async fn get_exchange(
     Ok(Json(ExchangeView::new(exchange, &codes, Utc::now())))
 }
 
-/// Both institutes of an exchange see its history.
-fn exchange_change(action: &'static str, exchange: &Exchange, capacity: Uuid) -> Change {
-    Change::new(action, exchange.id)
-        .by(capacity)
-        .visible_to([exchange.home_institute_id, exchange.host_institute_id])
-}
-
 #[derive(Clone, Copy)]
 enum Transition {
     Approve,
@@ -347,7 +340,7 @@ async fn run(
         .filter(|i| caller.actor.is_admin_of(*i))
         .min_by_key(|i| *i == exchange.proposed_by_institute_id)
         .unwrap_or(exchange.host_institute_id);
-    let change = exchange_change(action, &exchange, capacity)
+    let change = Change::for_exchange(action, &exchange, capacity)
         .summary(json!({"status": exchange.status.as_str()}));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(exchange_id = %id, status = exchange.status.as_str(), "exchange changed");

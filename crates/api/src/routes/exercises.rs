@@ -149,14 +149,6 @@ pub(crate) async fn visible_exercise(
     Ok(exercise)
 }
 
-/// An exercise's history is its participants' (the lead among them).
-fn exercise_change(action: &'static str, exercise: &Exercise) -> Change {
-    Change::new(action, exercise.id)
-        .by(exercise.lead_institute_id)
-        .visible_to(exercise.participants.iter().copied())
-        .visible_to([exercise.lead_institute_id])
-}
-
 fn plan_summary(exercise: &Exercise) -> serde_json::Value {
     json!({
         "title": exercise.title, "model": exercise.model, "participants": exercise.participants,
@@ -357,7 +349,8 @@ pub async fn create_exercise(
         caller.account.id,
     )
     .await?;
-    let change = exercise_change("exercise.planned", &exercise).summary(plan_summary(&exercise));
+    let change =
+        Change::for_exercise("exercise.planned", &exercise).summary(plan_summary(&exercise));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(exercise_id = %exercise.id, "exercise planned");
     Ok(respond(exercise, &codes, StatusCode::CREATED))
@@ -498,7 +491,7 @@ pub async fn change_plan(
     // Seen by the participants of the new plan only: the plan names protocol versions an
     // institute taken off it may not know.
     let change =
-        exercise_change("exercise.plan_changed", &exercise).summary(plan_summary(&exercise));
+        Change::for_exercise("exercise.plan_changed", &exercise).summary(plan_summary(&exercise));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(exercise_id = %id, revision = exercise.plan_revision, "exercise plan changed");
     Ok(respond(exercise, &codes, StatusCode::OK))
@@ -576,7 +569,7 @@ pub async fn agree(
             .ok_or_else(|| crate::auth::not_found("exercise"))?;
         tracing::info!(exercise_id = %id, "exercise active: every participant agreed");
     }
-    let change = exercise_change("exercise.agreed", &exercise)
+    let change = Change::for_exercise("exercise.agreed", &exercise)
         .by(institute)
         .summary(json!({
             "plan_revision": exercise.plan_revision, "status": exercise.status.as_str(),
@@ -607,7 +600,7 @@ async fn finish(
         ExerciseStatus::Completed => "exercise.completed",
         _ => "exercise.cancelled",
     };
-    let change = exercise_change(action, &exercise).summary(json!({"status": to.as_str()}));
+    let change = Change::for_exercise(action, &exercise).summary(json!({"status": to.as_str()}));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(exercise_id = %id, status = to.as_str(), "exercise finished");
     Ok(respond(exercise, &codes, StatusCode::OK))

@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use http_body_util::BodyExt;
+use jointeval_domain::audit::Change;
 use jointeval_domain::conformance::{Deviation, Ran, deviations};
 use jointeval_domain::run::{ImportedLog, MetricValue, validate_metrics};
 use jointeval_domain::run::{Run, RunStatus, results_digest};
@@ -29,8 +30,7 @@ use crate::auth::Caller;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::routes::runs::{
-    BATCH_ROWS, RunView, check_lease, place_run, run_change, state_conflict, visible_run,
-    write_batch,
+    BATCH_ROWS, RunView, check_lease, place_run, state_conflict, visible_run, write_batch,
 };
 
 /// An `.eval` archive, as Inspect wrote it: in the contract, a binary body.
@@ -168,7 +168,7 @@ pub async fn import_log(
         .into());
     }
     let imported = import_into(&mut tx, &caller, &run, &upload, query.accept_incomplete).await?;
-    let change = run_change("run.inspect_log_imported", &run).summary(summary_of(&imported));
+    let change = Change::for_run("run.inspect_log_imported", &run).summary(summary_of(&imported));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(run_id = %id, eval_id = %imported.eval_id, scores = imported.scores, "Inspect log imported");
     Ok(Json(imported))
@@ -308,7 +308,7 @@ pub async fn create_from_log(
     let mut summary = summary_of(&imported);
     summary["status"] = json!(run.status.as_str());
     summary["digest"] = json!(run.digest);
-    let change = run_change("run.created_from_log", &run).summary(summary);
+    let change = Change::for_run("run.created_from_log", &run).summary(summary);
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(run_id = %run.id, eval_id = %imported.eval_id, "run created from an Inspect log");
     let location = format!("/v1/runs/{}", run.id);

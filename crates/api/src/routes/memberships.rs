@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use jointeval_domain::audit::Change;
-use jointeval_domain::{Action, Membership, Resource, Role, ValidationError, decide};
+use jointeval_domain::{Action, Resource, Role, ValidationError, decide};
 use jointeval_store::memberships::NewMembership;
 use serde::Deserialize;
 use serde_json::json;
@@ -133,11 +133,12 @@ pub async fn grant_membership(
         other => ApiError::from(other),
     })?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    let change = membership_change("membership.granted", &membership, account.home_institute_id)
-        .summary(json!({
-            "account_id": id, "role": request.role.as_str(), "valid_from": valid_from,
-            "valid_until": request.valid_until,
-        }));
+    let change =
+        Change::for_membership("membership.granted", &membership, account.home_institute_id)
+            .summary(json!({
+                "account_id": id, "role": request.role.as_str(), "valid_from": valid_from,
+                "valid_until": request.valid_until,
+            }));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(account_id = %id, role = request.role.as_str(), "role granted");
     let response = (
@@ -198,17 +199,10 @@ pub async fn revoke_membership(
     let revoked =
         jointeval_store::memberships::revoke(&mut tx, membership_id, caller.account.id).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    let change = membership_change("membership.revoked", &revoked, reference.home_institute_id)
-        .summary(json!({"account_id": id, "role": revoked.role.as_str()}));
+    let change =
+        Change::for_membership("membership.revoked", &revoked, reference.home_institute_id)
+            .summary(json!({"account_id": id, "role": revoked.role.as_str()}));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(account_id = %id, %membership_id, "role revoked");
     Ok(Json(MembershipView::new(revoked, &codes, Utc::now())))
-}
-
-/// Granted in the capacity of the institute the role is at; the account's home institute
-/// sees it too.
-fn membership_change(action: &'static str, membership: &Membership, home: Uuid) -> Change {
-    Change::new(action, membership.id)
-        .by(membership.institute_id)
-        .visible_to([membership.institute_id, home])
 }

@@ -242,7 +242,7 @@ pub async fn create_protocol(
         }
         other => ApiError::from(other),
     })?;
-    let change = protocol_change("protocol.created", &protocol).summary(json!({
+    let change = Change::for_protocol("protocol.created", &protocol).summary(json!({
         "slug": protocol.slug, "title": protocol.title, "risk_area": protocol.risk_area,
         "participants": protocol.participants,
     }));
@@ -382,16 +382,9 @@ pub async fn retire_protocol(
         .await?
         .ok_or_else(|| crate::auth::not_found("protocol"))?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    let change = protocol_change("protocol.retired", &protocol);
+    let change = Change::for_protocol("protocol.retired", &protocol);
     jointeval_store::audit::commit_audited(tx, &change).await?;
     Ok(Json(ProtocolView::new(protocol, &codes)))
-}
-
-/// A protocol's history is its participants' (and its lead's, always one of them).
-pub(crate) fn protocol_change(action: &'static str, protocol: &Protocol) -> Change {
-    Change::new(action, protocol.id)
-        .by(protocol.lead_institute_id)
-        .visible_to(protocol.participants.iter().copied())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -450,7 +443,7 @@ pub async fn set_participants(
         .await?
         .ok_or_else(|| crate::auth::not_found("protocol"))?;
     // An institute taken off the list sees that it was.
-    let change = protocol_change("protocol.participants_set", &protocol)
+    let change = Change::for_protocol("protocol.participants_set", &protocol)
         .visible_to(before.iter().copied())
         .summary(json!({"participants": protocol.participants, "before": before}));
     jointeval_store::audit::commit_audited(tx, &change).await?;

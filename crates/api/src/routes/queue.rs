@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use jointeval_domain::audit::Change;
 use jointeval_domain::run::{DEFAULT_LEASE_SECONDS, LEASE_SECONDS};
 use jointeval_domain::{Action, Resource, ValidationError, claim_capacities, decide};
 use serde::Deserialize;
@@ -17,7 +18,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{ApiError, Problem};
-use crate::routes::runs::{RunView, run_change, state_conflict, visible_run};
+use crate::routes::runs::{RunView, state_conflict, visible_run};
 use crate::routes::views::Codes;
 
 /// What a harness asks of the queue.
@@ -100,7 +101,7 @@ pub async fn claim_run(
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    let change = run_change("run.claimed", &run).summary(json!({
+    let change = Change::for_run("run.claimed", &run).summary(json!({
         "status": run.status.as_str(),
         "lease_expires_at": run.lease.as_ref().map(|l| l.expires_at),
     }));
@@ -140,7 +141,7 @@ pub async fn heartbeat(
         .await?
         .ok_or_else(|| crate::auth::not_found("run"))?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    let change = run_change("run.heartbeat", &run).summary(json!({
+    let change = Change::for_run("run.heartbeat", &run).summary(json!({
         "lease_expires_at": run.lease.as_ref().map(|l| l.expires_at),
     }));
     jointeval_store::audit::commit_audited(tx, &change).await?;

@@ -150,15 +150,6 @@ pub(crate) async fn visible_run(
     Ok(run)
 }
 
-/// A run's history is its executing institute's, and is shared with those it was
-/// released to.
-pub(crate) fn run_change(action: &'static str, run: &Run) -> Change {
-    Change::new(action, run.id)
-        .by(run.institute_id)
-        .visible_to([run.institute_id])
-        .visible_to(run.released_to.iter().copied())
-}
-
 /// 409 when another worker holds the run under a live lease.
 pub(crate) fn check_lease(run: &Run, caller: &Caller) -> Result<(), ApiError> {
     run.check_lease(caller.account.id, Utc::now())
@@ -373,7 +364,7 @@ pub async fn create_run(
     )
     .await?;
     let location = format!("/v1/runs/{}", run.id);
-    let change = run_change("run.created", &run).summary(json!({
+    let change = Change::for_run("run.created", &run).summary(json!({
         "exercise_id": run.exercise_id, "protocol_id": run.protocol_id,
         "protocol_version": run.protocol_version, "harness_name": run.harness_name,
         "harness_version": run.harness_version, "model_version": run.model_version,
@@ -508,7 +499,7 @@ async fn move_run(
         _ => "run.finished",
     };
     let change =
-        run_change(action, &run).summary(json!({"status": to.as_str(), "digest": run.digest}));
+        Change::for_run(action, &run).summary(json!({"status": to.as_str(), "digest": run.digest}));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(run_id = %id, status = to.as_str(), "run moved");
     Ok(Json(RunView::new(run, &codes)))
@@ -644,7 +635,7 @@ pub async fn upsert_metrics(
         .iter()
         .map(|m| format!("{}/{}", m.scorer, m.metric))
         .collect();
-    let change = run_change("run.metrics_written", &run).summary(json!({"metrics": keys}));
+    let change = Change::for_run("run.metrics_written", &run).summary(json!({"metrics": keys}));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     Ok(Json(Written {
         written: batch.metrics.len(),
@@ -750,8 +741,8 @@ pub async fn release_run(
     let run = jointeval_store::runs::get(&mut tx, id, false)
         .await?
         .ok_or_else(|| crate::auth::not_found("run"))?;
-    let change =
-        run_change("run.released", &run).summary(json!({"released_to": targets, "digest": digest}));
+    let change = Change::for_run("run.released", &run)
+        .summary(json!({"released_to": targets, "digest": digest}));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(run_id = %id, "run released");
     Ok(Json(RunView::new(run, &codes)))
@@ -973,8 +964,8 @@ pub async fn ingest_samples(
     }
     let read = started.elapsed();
     let stored = jointeval_store::runs::count_samples(&mut tx, id).await?;
-    let change =
-        run_change("run.samples_ingested", &run).summary(json!({"lines": lines, "stored": stored}));
+    let change = Change::for_run("run.samples_ingested", &run)
+        .summary(json!({"lines": lines, "stored": stored}));
     jointeval_store::audit::commit_audited(tx, &change).await?;
     // Where an ingestion spends its time: reading and parsing the body, writing its
     // rows, and the count with the commit.

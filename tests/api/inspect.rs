@@ -57,9 +57,13 @@ async fn setup(settings: HttpSettings) -> Setup {
 
 impl Setup {
     async fn running_run(&self, config: Value) -> Uuid {
+        self.running_run_of(config, "mockllm/model").await
+    }
+
+    async fn running_run_of(&self, config: Value, model_version: &str) -> Uuid {
         let mut body = new_run(&self.protocol);
         body["config"] = config;
-        body["model_version"] = json!("mockllm/model");
+        body["model_version"] = json!(model_version);
         let created = self
             .app
             .post_as(
@@ -487,51 +491,28 @@ async fn bad_foreign_and_unauthorised_logs_change_nothing() {
     assert_eq!(p["errors"][0]["field"], "status");
     assert_eq!(s.stored(run).await, (0, 0, 0));
 
-    // A log of another model than the run's.
-    let mut body = new_run(&s.protocol);
-    body["model_version"] = json!("example-large-1");
-    let other_version: Value = s
-        .app
-        .post_as(
-            &s.evaluator,
-            &format!("/v1/exercises/{}/runs", s.exercise),
-            &body,
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
-    let other_version: Uuid = other_version["id"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("uuid");
-    s.app
-        .post_as(
-            &s.evaluator,
-            &format!("/v1/runs/{other_version}/start"),
-            &json!({}),
+    // A log of another model than the run's, or of another task or model than its
+    // config names: refused, naming the field.
+    for (config, model_version, field) in [
+        (json!({}), "example-large-1", "eval.model"),
+        (json!({"task": "gpqa"}), "mockllm/model", "eval.task"),
+        (
+            json!({"model": "openai/gpt-4o"}),
+            "mockllm/model",
+            "eval.model",
+        ),
+    ] {
+        let other = s.running_run_of(config, model_version).await;
+        let p = problem(
+            s.upload(&s.evaluator, other, "arith_small.json", json.clone(), "")
+                .await,
+            409,
         )
         .await;
-    let p = problem(
-        s.upload(
-            &s.evaluator,
-            other_version,
-            "arith_small.json",
-            json.clone(),
-            "",
-        )
-        .await,
-        409,
-    )
-    .await;
-    assert!(
-        p["detail"]
-            .as_str()
-            .expect("detail")
-            .starts_with("eval.model"),
-        "{p}"
-    );
+        let detail = p["detail"].as_str().expect("detail");
+        assert!(detail.starts_with(field), "{p}");
+        assert_eq!(s.stored(other).await, (0, 0, 0));
+    }
     // An eval id that is not one: refused before it could reach a header.
     let mut odd: Value = serde_json::from_slice(&json).expect("json");
     odd["eval"]["eval_id"] = json!("a\nb\"c");
@@ -552,48 +533,6 @@ async fn bad_foreign_and_unauthorised_logs_change_nothing() {
         "samples[q0003, epoch 1, match].value"
     );
     assert_eq!(s.stored(run).await, (0, 0, 0));
-    // A log of another task or model than the run's config names.
-    let other_task = s.running_run(json!({"task": "gpqa"})).await;
-    let p = problem(
-        s.upload(
-            &s.evaluator,
-            other_task,
-            "arith_small.json",
-            json.clone(),
-            "",
-        )
-        .await,
-        409,
-    )
-    .await;
-    assert!(
-        p["detail"]
-            .as_str()
-            .expect("detail")
-            .starts_with("eval.task"),
-        "{p}"
-    );
-    let other_model = s.running_run(json!({"model": "openai/gpt-4o"})).await;
-    let p = problem(
-        s.upload(
-            &s.evaluator,
-            other_model,
-            "arith_small.json",
-            json.clone(),
-            "",
-        )
-        .await,
-        409,
-    )
-    .await;
-    assert!(
-        p["detail"]
-            .as_str()
-            .expect("detail")
-            .starts_with("eval.model"),
-        "{p}"
-    );
-
     // Who may not: the other institute does not see the run; a viewer may not run it.
     let uk = s
         .app

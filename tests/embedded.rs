@@ -17,7 +17,9 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use support::{TestApp, TestDatabase, problem};
+use jointeval_domain::Role;
+use serde_json::{Value, json};
+use support::{TestApp, TestDatabase, problem, story};
 
 /// A fresh folder for one test, reachable by the unprivileged cluster user.
 fn scratch(name: &str) -> PathBuf {
@@ -547,6 +549,330 @@ async fn the_service_answers_503_while_its_database_is_down_and_recovers() {
     assert!(ready, "the same server recovers once the database returns");
     assert_eq!(app.get("/.well-known/jwks.json").await.status(), 200);
     drop(app);
+    cluster.stop().await.expect("stop");
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+/// What one writer saw: the writes the service acknowledged, and every refusal.
+#[derive(Default)]
+struct Acknowledged {
+    /// Idempotency key → the run the service answered for it.
+    runs: Vec<(String, String)>,
+    /// Sample ids of the writer's own run the service acknowledged.
+    samples: Vec<String>,
+    /// Status and body of every answer that was not a success.
+    refusals: Vec<(u16, Option<String>, Value)>,
+    /// The slowest answer.
+    slowest: Duration,
+}
+
+/// Sends `request` until the service acknowledges it, keeping every refusal; answers the
+/// acknowledged body.
+async fn until_acknowledged(
+    seen: &mut Acknowledged,
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> Value {
+    for _ in 0..600 {
+        let started = std::time::Instant::now();
+        let response = request()
+            .send()
+            .await
+            .expect("an answer, not a dropped connection");
+        seen.slowest = seen.slowest.max(started.elapsed());
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            return response.json().await.expect("json");
+        }
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        seen.refusals.push((
+            status,
+            retry_after,
+            json!({"content_type": content_type, "body": body}),
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("a write was never acknowledged")
+}
+
+/// `pg_ctl stop -m immediate` on the cluster: PostgreSQL's crash, without a checkpoint.
+fn crash(config: &ClusterConfig) {
+    let bin = jointeval_embedded_pg::find_bin_dir().expect("PostgreSQL binaries");
+    let mut pg_ctl = std::process::Command::new(bin.join("pg_ctl"));
+    pg_ctl
+        .arg("stop")
+        .args(["-m", "immediate", "-D"])
+        .arg(config.data_dir.join("pg"));
+    jointeval_embedded_pg::ClusterUser::resolve(&config.user_when_root)
+        .expect("cluster user")
+        .apply(&mut pg_ctl);
+    let output = pg_ctl.output().expect("run pg_ctl");
+    assert!(
+        output.status.success(),
+        "pg_ctl stop: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_a_database_crash_under_load() {
+    const WRITERS: usize = 4;
+    const ROUNDS: usize = 12;
+    const BATCH: usize = 50;
+    let dir = scratch("crash");
+    let config = ClusterConfig {
+        data_dir: dir.join("data"),
+        user_when_root: "postgres".into(),
+        bin_dir: None,
+        // Acknowledged means flushed: the guarantee under test.
+        durable: true,
+    };
+    let cluster = Cluster::start(&config).await.expect("start a cluster");
+    cluster
+        .ensure_database("jointeval")
+        .await
+        .expect("create the database");
+    let settings = PoolSettings {
+        max_connections: 8,
+        acquire_timeout: Duration::from_millis(500),
+        ..PoolSettings::default()
+    };
+    let owner = jointeval_store::connect(cluster.connect_options("jointeval"), &settings);
+    jointeval_store::migrate(&owner).await.expect("migrate");
+    jointeval_store::roles::ensure_service_login(&owner, jointeval_store::roles::SERVICE_LOGIN)
+        .await
+        .expect("service login");
+    jointeval_api::auth::tokens::ensure_signing_key(&owner)
+        .await
+        .expect("signing key");
+    let service = jointeval_store::connect(
+        cluster
+            .connect_options("jointeval")
+            .username(jointeval_store::roles::SERVICE_LOGIN),
+        &settings,
+    );
+    let request_timeout = Duration::from_secs(5);
+    let router = jointeval_api::router(AppState::new(
+        service,
+        HttpSettings {
+            request_timeout,
+            ..HttpSettings::default()
+        },
+        AuthSettings::default(),
+    ));
+    let app = TestApp::serve(router, owner.clone(), TestDatabase::empty().await).await;
+
+    let (exercise, protocol) = story::active_exercise(&app).await;
+    let evaluator = app
+        .login(&app.person("crash@nist.gov", "US", &[Role::Evaluator]).await)
+        .await;
+    // Each writer has a running run of its own for its scores.
+    let mut own_runs = Vec::new();
+    for _ in 0..WRITERS {
+        let run: Value = app
+            .post_as(
+                &evaluator,
+                &format!("/v1/exercises/{exercise}/runs"),
+                &story::new_run(&protocol),
+            )
+            .await
+            .json()
+            .await
+            .expect("json");
+        let path = format!("/v1/runs/{}", run["id"].as_str().expect("id"));
+        let started = app
+            .post_as(&evaluator, &format!("{path}/start"), &json!({}))
+            .await;
+        assert_eq!(started.status(), 200);
+        own_runs.push(path);
+    }
+
+    // Readiness, watched throughout.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (client, url, done) = (app.client.clone(), app.url("/readyz"), done.clone());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let status = client
+                    .get(&url)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await
+                    .expect("readyz answers")
+                    .status()
+                    .as_u16();
+                if statuses.last() != Some(&status) {
+                    statuses.push(status);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            statuses
+        })
+    };
+
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writers: Vec<_> = own_runs
+        .iter()
+        .enumerate()
+        .map(|(w, own_run)| {
+            let client = reqwest::Client::builder()
+                .timeout(request_timeout * 3)
+                .build()
+                .expect("client");
+            let (runs_url, samples_url) = (
+                app.url(&format!("/v1/exercises/{exercise}/runs")),
+                app.url(&format!("{own_run}/samples")),
+            );
+            let (token, body, acknowledged) =
+                (evaluator.clone(), story::new_run(&protocol), acknowledged.clone());
+            tokio::spawn(async move {
+                let mut seen = Acknowledged::default();
+                for round in 0..ROUNDS {
+                    let key = format!("crash-{w}-{round}");
+                    let run = until_acknowledged(&mut seen, || {
+                        client
+                            .post(&runs_url)
+                            .bearer_auth(&token)
+                            .header("idempotency-key", &key)
+                            .json(&body)
+                    })
+                    .await;
+                    seen.runs.push((key, run["id"].as_str().expect("id").to_owned()));
+                    let ids: Vec<String> = (0..BATCH).map(|i| format!("w{w}-r{round}-s{i}")).collect();
+                    let scores: Vec<Value> = ids
+                        .iter()
+                        .map(|id| json!({"sample_id": id, "epoch": 1, "scorer": "match", "value": "C"}))
+                        .collect();
+                    until_acknowledged(&mut seen, || {
+                        client.post(&samples_url).bearer_auth(&token).json(&scores)
+                    })
+                    .await;
+                    seen.samples.extend(ids);
+                    acknowledged.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+                }
+                seen
+            })
+        })
+        .collect();
+
+    // The crash comes mid-load, once some writes are in.
+    while acknowledged.load(std::sync::atomic::Ordering::Relaxed) < WRITERS * 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    crash(&config);
+    cluster.stop().await.expect("the old postmaster is gone");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cluster = Cluster::start(&config)
+        .await
+        .expect("restart after the crash");
+
+    let mut seen = Vec::new();
+    for writer in writers {
+        seen.push(
+            tokio::time::timeout(Duration::from_secs(180), writer)
+                .await
+                .expect("the writers finish once the database is back")
+                .expect("writer"),
+        );
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let readiness = watcher.await.expect("watcher");
+
+    // Every refusal during the outage was a retryable problem, and none hung.
+    let refusals: Vec<_> = seen.iter().flat_map(|s| &s.refusals).collect();
+    assert!(
+        !refusals.is_empty(),
+        "the crash came while the writers were writing"
+    );
+    for (status, retry_after, answer) in &refusals {
+        assert_eq!(*status, 503, "{answer}");
+        assert!(retry_after.is_some(), "{answer}");
+        assert_eq!(
+            answer["content_type"], "application/problem+json",
+            "{answer}"
+        );
+        assert_eq!(answer["body"]["status"], 503, "{answer}");
+    }
+    let slowest = seen.iter().map(|s| s.slowest).max().expect("writers");
+    assert!(
+        slowest < request_timeout + Duration::from_secs(2),
+        "no answer waited past the request timeout: {slowest:?}"
+    );
+    assert_eq!(readiness.first(), Some(&200), "{readiness:?}");
+    assert!(
+        readiness.contains(&503),
+        "readiness went down: {readiness:?}"
+    );
+    assert_eq!(readiness.last(), Some(&200), "and came back: {readiness:?}");
+
+    // Every acknowledged write is there, once.
+    let keys: Vec<String> = seen
+        .iter()
+        .flat_map(|s| s.runs.iter().map(|(k, _)| k.clone()))
+        .collect();
+    let ids: Vec<uuid::Uuid> = seen
+        .iter()
+        .flat_map(|s| s.runs.iter().map(|(_, id)| id.parse().expect("uuid")))
+        .collect();
+    assert_eq!(keys.len(), WRITERS * ROUNDS);
+    let present: i64 = sqlx::query_scalar("select count(*) from runs where id = any($1)")
+        .bind(&ids)
+        .fetch_one(&owner)
+        .await
+        .expect("count");
+    assert_eq!(
+        present as usize,
+        ids.len(),
+        "every acknowledged run survived"
+    );
+    let runs: i64 = sqlx::query_scalar("select count(*) from runs")
+        .fetch_one(&owner)
+        .await
+        .expect("count");
+    assert_eq!(
+        runs as usize,
+        WRITERS + WRITERS * ROUNDS,
+        "no retry made a second run"
+    );
+    for (writer, own_run) in seen.iter().zip(&own_runs) {
+        let run_id: uuid::Uuid = own_run
+            .trim_start_matches("/v1/runs/")
+            .parse()
+            .expect("uuid");
+        let stored: Vec<String> = sqlx::query_scalar(
+            "select sample_id from run_samples where run_id = $1 order by sample_id",
+        )
+        .bind(run_id)
+        .fetch_all(&owner)
+        .await
+        .expect("samples");
+        let mut expected = writer.samples.clone();
+        expected.sort();
+        assert_eq!(stored, expected, "every acknowledged score, once");
+    }
+    let mut conn = owner.acquire().await.expect("connection");
+    let events = jointeval_store::audit::chain(&mut conn, 0, i64::MAX)
+        .await
+        .expect("events");
+    let mut check = jointeval_domain::audit::ChainCheck::new(None);
+    for event in &events {
+        check.push(event).expect("the audit chain is whole");
+    }
+    drop(conn);
+
+    drop(app);
+    owner.close().await;
     cluster.stop().await.expect("stop");
     std::fs::remove_dir_all(dir).expect("cleanup");
 }

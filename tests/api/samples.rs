@@ -544,3 +544,53 @@ async fn a_bulk_upload_gets_its_own_longer_timeout() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["stored"], 40);
 }
+
+#[tokio::test]
+async fn a_bad_line_after_batches_were_written_leaves_nothing() {
+    // Batches are written while later lines are still being parsed: a bad line after
+    // two full batches must still leave the run without a single score.
+    let app = TestApp::spawn().await;
+    let (path, token) = running_run(&app).await;
+    let mut lines: Vec<String> = (0..12_500)
+        .map(|i| score(i, 1, "match").to_string())
+        .collect();
+    lines[12_000] = "{not json".into();
+    let p = problem(
+        send(
+            &app,
+            &token,
+            &path,
+            "application/x-ndjson",
+            lines.join("\n"),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert!(
+        p["errors"][0]["field"]
+            .as_str()
+            .expect("field")
+            .starts_with("line 12001"),
+        "{p}"
+    );
+    let stored: i64 = sqlx::query_scalar("select count(*) from run_samples")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0);
+
+    // The connection that was writing is fit for the next request.
+    lines[12_000] = score(12_000, 1, "match").to_string();
+    let response = send(
+        &app,
+        &token,
+        &path,
+        "application/x-ndjson",
+        lines.join("\n"),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["stored"], 12_500);
+}

@@ -19,7 +19,7 @@ use jointeval_domain::{
     AccountKind, Action, Resource, ValidationError, decide, execution_capacities,
 };
 use jointeval_store::PgConnection;
-use jointeval_store::runs::NewRun;
+use jointeval_store::runs::{NewRun, SampleRow};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -827,6 +827,113 @@ fn parse_score(line: u64, bytes: &[u8]) -> Result<jointeval_store::runs::SampleR
     Ok(to_row(score))
 }
 
+/// Rows gathered into batches of [`BATCH_ROWS`] on their way to the writer.
+struct Batches {
+    rows: Vec<SampleRow>,
+    to_writer: tokio::sync::mpsc::Sender<Vec<SampleRow>>,
+}
+
+impl Batches {
+    fn new(to_writer: tokio::sync::mpsc::Sender<Vec<SampleRow>>) -> Self {
+        Self {
+            rows: Vec::with_capacity(BATCH_ROWS),
+            to_writer,
+        }
+    }
+
+    /// Adds a row, handing a full batch to the writer; `false` when the writer has
+    /// stopped (on an error, which is what the request answers).
+    async fn push(&mut self, row: SampleRow) -> bool {
+        self.rows.push(row);
+        if self.rows.len() < BATCH_ROWS {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.rows, Vec::with_capacity(BATCH_ROWS));
+        self.to_writer.send(full).await.is_ok()
+    }
+
+    /// Hands over the last, partial batch; dropping the sender then ends the writer.
+    async fn finish(self) {
+        if !self.rows.is_empty() {
+            let _ = self.to_writer.send(self.rows).await;
+        }
+    }
+}
+
+/// Reads scores from the body, as NDJSON read as it arrives or as one JSON array, into
+/// `batches`; answers how many lines it read. A bad line ends the request, named.
+async fn read_scores(
+    body: axum::body::Body,
+    ndjson: bool,
+    array_limit: usize,
+    mut batches: Batches,
+) -> Result<u64, ApiError> {
+    use http_body_util::BodyExt;
+
+    let too_large = || -> ApiError {
+        Problem::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is larger than this service accepts",
+        )
+        .into()
+    };
+    let mut lines: u64 = 0;
+    if ndjson {
+        let mut body = body;
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut finished = false;
+        while !finished {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        buffer.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(_)) => return Err(too_large()),
+                None => {
+                    finished = true;
+                    buffer.push(b'\n');
+                }
+            }
+            let mut start = 0;
+            while let Some(offset) = buffer[start..].iter().position(|b| *b == b'\n') {
+                let line = &buffer[start..start + offset];
+                start += offset + 1;
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                lines += 1;
+                if !batches.push(parse_score(lines, line)?).await {
+                    return Ok(lines);
+                }
+            }
+            buffer.drain(..start);
+            if buffer.len() > MAX_LINE_BYTES {
+                return Err(bad_line(lines + 1, "", "is longer than 1 MiB"));
+            }
+        }
+    } else {
+        // A JSON array is held whole, so it gets the ordinary limit; streams get more.
+        let bytes = http_body_util::Limited::new(body, array_limit)
+            .collect()
+            .await
+            .map_err(|_| too_large())?
+            .to_bytes();
+        let values: Vec<serde_json::Value> = crate::extract::parse_json(&bytes)?;
+        for value in values {
+            lines += 1;
+            if !batches
+                .push(parse_score(lines, value.to_string().as_bytes())?)
+                .await
+            {
+                return Ok(lines);
+            }
+        }
+    }
+    batches.finish().await;
+    Ok(lines)
+}
+
 /// Ingests per-sample scores while the run is running, as a JSON array or as an NDJSON
 /// stream (`application/x-ndjson`, one score per line), read as it arrives. All or
 /// nothing per request; the error names the first bad line (for a JSON array, its
@@ -861,8 +968,6 @@ pub async fn ingest_samples(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<Ingested>, ApiError> {
-    use http_body_util::BodyExt;
-
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -892,88 +997,40 @@ pub async fn ingest_samples(
         ));
     }
     let started = std::time::Instant::now();
-    let mut writing = std::time::Duration::ZERO;
-    let too_large = || -> ApiError {
-        Problem::status(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the request body is larger than this service accepts",
-        )
-        .into()
+    // Reading and parsing overlap with writing: full batches go through a channel to
+    // the writer, so PostgreSQL works on one batch while the next is parsed.
+    let (batches, mut incoming) = tokio::sync::mpsc::channel(1);
+    let write = async {
+        let mut writing = std::time::Duration::ZERO;
+        while let Some(mut batch) = incoming.recv().await {
+            let t = std::time::Instant::now();
+            write_batch(&mut tx, id, &mut batch).await?;
+            writing += t.elapsed();
+        }
+        Ok::<_, ApiError>(writing)
     };
-    let mut lines: u64 = 0;
-    let mut rows = Vec::with_capacity(BATCH_ROWS);
-
-    if ndjson {
-        let mut body = body;
-        let mut buffer: Vec<u8> = Vec::new();
-        let mut finished = false;
-        while !finished {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        buffer.extend_from_slice(&data);
-                    }
-                }
-                Some(Err(_)) => return Err(too_large()),
-                None => {
-                    finished = true;
-                    buffer.push(b'\n');
-                }
-            }
-            let mut start = 0;
-            while let Some(offset) = buffer[start..].iter().position(|b| *b == b'\n') {
-                let line = &buffer[start..start + offset];
-                start += offset + 1;
-                lines += 1;
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    lines -= 1;
-                    continue;
-                }
-                rows.push(parse_score(lines, line)?);
-                if rows.len() == BATCH_ROWS {
-                    let t = std::time::Instant::now();
-                    write_batch(&mut tx, id, &mut rows).await?;
-                    writing += t.elapsed();
-                }
-            }
-            buffer.drain(..start);
-            if buffer.len() > MAX_LINE_BYTES {
-                return Err(bad_line(lines + 1, "", "is longer than 1 MiB"));
-            }
-        }
-    } else {
-        // A JSON array is held whole, so it gets the ordinary limit; streams get more.
-        let bytes = http_body_util::Limited::new(body, state.settings.body_limit)
-            .collect()
-            .await
-            .map_err(|_| too_large())?
-            .to_bytes();
-        let values: Vec<serde_json::Value> = crate::extract::parse_json(&bytes)?;
-        for value in values {
-            lines += 1;
-            rows.push(parse_score(lines, value.to_string().as_bytes())?);
-            if rows.len() == BATCH_ROWS {
-                write_batch(&mut tx, id, &mut rows).await?;
-            }
-        }
-    }
-    if !rows.is_empty() {
-        let t = std::time::Instant::now();
-        write_batch(&mut tx, id, &mut rows).await?;
-        writing += t.elapsed();
-    }
+    let read = read_scores(
+        body,
+        ndjson,
+        state.settings.body_limit,
+        Batches::new(batches),
+    );
+    // Both run to their end: a reader's error closes the channel and the writer stops
+    // after its batch, never cut off in the middle of a statement.
+    let (lines, writing) = tokio::join!(read, write);
+    let (lines, writing) = (lines?, writing?);
     let read = started.elapsed();
     let stored = jointeval_store::runs::count_samples(&mut tx, id).await?;
     let change = Change::for_run("run.samples_ingested", &run)
         .summary(json!({"lines": lines, "stored": stored}));
     jointeval_store::audit::commit_audited(tx, &change).await?;
-    // Where an ingestion spends its time: reading and parsing the body, writing its
-    // rows, and the count with the commit.
+    // Where an ingestion spends its time: reading and parsing the body (overlapping the
+    // writes), writing its rows, and the count with the commit.
     tracing::info!(
         run_id = %id,
         lines,
         stored,
-        parse_ms = (read - writing).as_millis() as u64,
+        read_ms = read.as_millis() as u64,
         write_ms = writing.as_millis() as u64,
         commit_ms = (started.elapsed() - read).as_millis() as u64,
         "samples ingested"

@@ -98,14 +98,23 @@ async fn a_large_ndjson_stream_is_ingested_once_and_read_back_by_pages() {
         "within a request the last line of a key wins"
     );
 
-    // Sent again: nothing is duplicated.
-    assert_eq!(
-        send(&app, &token, &path, "application/x-ndjson", body)
-            .await
-            .status(),
-        200
-    );
+    // Sent again: nothing is duplicated, and the count the answer gives agrees.
+    let again: Value = send(&app, &token, &path, "application/x-ndjson", body)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(again["stored"], 12_000);
     assert_eq!(stored(&app).await, 12_000);
+    // Old keys and new ones in one batch: only the new ones count.
+    let mixed = ndjson((5_990..6_005).map(|i| score(i, 1, "match")));
+    let mixed: Value = send(&app, &token, &path, "application/x-ndjson", mixed)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(mixed["stored"], 12_005);
+    assert_eq!(stored(&app).await, 12_005);
 
     // Read back by pages of 1,000, filtered by scorer.
     let mut seen = 0;

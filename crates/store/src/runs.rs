@@ -448,14 +448,15 @@ pub struct SampleRow {
     pub metadata: Option<serde_json::Value>,
 }
 
-/// Inserts or replaces a batch of scores, keyed by (sample id, epoch, scorer). The batch
-/// must hold each key once; the caller keeps the last line of a key.
+/// Inserts or replaces a batch of scores, keyed by (sample id, epoch, scorer); answers
+/// how many keys were new. The batch must hold each key once; the caller keeps the last
+/// line of a key.
 #[tracing::instrument(skip_all)]
 pub async fn upsert_samples(
     conn: &mut PgConnection,
     run_id: Uuid,
     rows: &[SampleRow],
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let ids: Vec<&str> = rows.iter().map(|r| r.sample_id.as_str()).collect();
     let epochs: Vec<i32> = rows.iter().map(|r| r.epoch).collect();
     let scorers: Vec<&str> = rows.iter().map(|r| r.scorer.as_str()).collect();
@@ -465,15 +466,19 @@ pub async fn upsert_samples(
     let explanations: Vec<Option<&str>> = rows.iter().map(|r| r.explanation.as_deref()).collect();
     let metadata: Vec<Option<serde_json::Value>> =
         rows.iter().map(|r| r.metadata.clone()).collect();
-    sqlx::query!(
-        "insert into run_samples (run_id, sample_id, epoch, scorer, value_number, value_label,
-                                  answer, explanation, metadata)
-         select $1, * from unnest($2::text[], $3::int4[], $4::text[], $5::float8[], $6::text[],
-                                  $7::text[], $8::text[], $9::jsonb[])
-         on conflict (run_id, sample_id, epoch, scorer) do update
-           set value_number = excluded.value_number, value_label = excluded.value_label,
-               answer = excluded.answer, explanation = excluded.explanation,
-               metadata = excluded.metadata",
+    // A row the upsert inserted has no xmax; one it replaced has.
+    Ok(sqlx::query_scalar!(
+        r#"with written as (
+             insert into run_samples (run_id, sample_id, epoch, scorer, value_number,
+                                      value_label, answer, explanation, metadata)
+             select $1, * from unnest($2::text[], $3::int4[], $4::text[], $5::float8[],
+                                      $6::text[], $7::text[], $8::text[], $9::jsonb[])
+             on conflict (run_id, sample_id, epoch, scorer) do update
+               set value_number = excluded.value_number, value_label = excluded.value_label,
+                   answer = excluded.answer, explanation = excluded.explanation,
+                   metadata = excluded.metadata
+             returning xmax = 0 as inserted)
+           select count(*) filter (where inserted) as "new!" from written"#,
         run_id,
         &ids as &[&str],
         &epochs,
@@ -484,12 +489,27 @@ pub async fn upsert_samples(
         &explanations as &[Option<&str>],
         &metadata as &[Option<serde_json::Value>]
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await?)
 }
 
-/// How many scores a run holds.
+/// Adds `new` scores to the run's count; answers how many it holds now.
+#[tracing::instrument(skip_all)]
+pub async fn count_new_samples(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    new: i64,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar!(
+        "update runs set sample_count = sample_count + $2 where id = $1 returning sample_count",
+        run_id,
+        new
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+/// How many scores of a run the context sees, counted.
 #[tracing::instrument(skip_all)]
 pub async fn count_samples(conn: &mut PgConnection, run_id: Uuid) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar!(

@@ -452,16 +452,17 @@ async fn import_into(
         }
         jointeval_store::runs::upsert_metrics(tx, run.id, &metrics).await?;
     }
-    let mut batch = Vec::with_capacity(BATCH_ROWS);
+    let (mut batch, mut new) = (Vec::with_capacity(BATCH_ROWS), 0);
     for score in &log.scores {
         batch.push(row_of(score)?);
         if batch.len() == BATCH_ROWS {
-            write_batch(tx, run.id, &mut batch).await?;
+            new += write_batch(tx, run.id, &mut batch).await?;
         }
     }
     if !batch.is_empty() {
-        write_batch(tx, run.id, &mut batch).await?;
+        new += write_batch(tx, run.id, &mut batch).await?;
     }
+    jointeval_store::runs::count_new_samples(tx, run.id, new).await?;
     keep_original(tx, run.id, &upload.spooled).await?;
     let imported = ImportedLog {
         harness: "inspect".into(),

@@ -762,12 +762,13 @@ pub struct Ingested {
 pub(crate) const BATCH_ROWS: usize = 5_000;
 
 /// Writes a batch, keeping the last line of each key within it (an earlier batch's line
-/// of the same key is replaced by the upsert, so the last line wins across the request).
+/// of the same key is replaced by the upsert, so the last line wins across the request);
+/// answers how many keys were new to the run. The caller adds them to the run's count.
 pub(crate) async fn write_batch(
     conn: &mut PgConnection,
     run_id: Uuid,
     rows: &mut Vec<jointeval_store::runs::SampleRow>,
-) -> Result<(), ApiError> {
+) -> Result<i64, ApiError> {
     let mut seen = std::collections::HashSet::with_capacity(rows.len());
     let mut kept: Vec<jointeval_store::runs::SampleRow> = Vec::with_capacity(rows.len());
     for row in rows.drain(..).rev() {
@@ -776,10 +777,10 @@ pub(crate) async fn write_batch(
         }
     }
     // New keys go in by COPY; a batch with a key stored before is upserted instead.
-    if !jointeval_store::runs::copy_new_samples(conn, run_id, &kept).await? {
-        jointeval_store::runs::upsert_samples(conn, run_id, &kept).await?;
+    if jointeval_store::runs::copy_new_samples(conn, run_id, &kept).await? {
+        return Ok(kept.len() as i64);
     }
-    Ok(())
+    Ok(jointeval_store::runs::upsert_samples(conn, run_id, &kept).await?)
 }
 /// The longest NDJSON line accepted.
 const MAX_LINE_BYTES: usize = 1024 * 1024;
@@ -1001,13 +1002,13 @@ pub async fn ingest_samples(
     // the writer, so PostgreSQL works on one batch while the next is parsed.
     let (batches, mut incoming) = tokio::sync::mpsc::channel(1);
     let write = async {
-        let mut writing = std::time::Duration::ZERO;
+        let (mut new, mut writing) = (0, std::time::Duration::ZERO);
         while let Some(mut batch) = incoming.recv().await {
             let t = std::time::Instant::now();
-            write_batch(&mut tx, id, &mut batch).await?;
+            new += write_batch(&mut tx, id, &mut batch).await?;
             writing += t.elapsed();
         }
-        Ok::<_, ApiError>(writing)
+        Ok::<_, ApiError>((new, writing))
     };
     let read = read_scores(
         body,
@@ -1018,9 +1019,9 @@ pub async fn ingest_samples(
     // Both run to their end: a reader's error closes the channel and the writer stops
     // after its batch, never cut off in the middle of a statement.
     let (lines, writing) = tokio::join!(read, write);
-    let (lines, writing) = (lines?, writing?);
+    let (lines, (new, writing)) = (lines?, writing?);
     let read = started.elapsed();
-    let stored = jointeval_store::runs::count_samples(&mut tx, id).await?;
+    let stored = jointeval_store::runs::count_new_samples(&mut tx, id, new).await?;
     let change = Change::for_run("run.samples_ingested", &run)
         .summary(json!({"lines": lines, "stored": stored}));
     jointeval_store::audit::commit_audited(tx, &change).await?;

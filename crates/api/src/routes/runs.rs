@@ -920,11 +920,11 @@ async fn read_scores(
             .await
             .map_err(|_| too_large())?
             .to_bytes();
-        let values: Vec<serde_json::Value> = crate::extract::parse_json(&bytes)?;
+        let values: Vec<Box<serde_json::value::RawValue>> = crate::extract::parse_json(&bytes)?;
         for value in values {
             lines += 1;
             if !batches
-                .push(parse_score(lines, value.to_string().as_bytes())?)
+                .push(parse_score(lines, value.get().as_bytes())?)
                 .await
             {
                 return Ok(lines);

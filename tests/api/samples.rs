@@ -603,3 +603,48 @@ async fn a_bad_line_after_batches_were_written_leaves_nothing() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["stored"], 12_500);
 }
+
+#[tokio::test]
+async fn a_deep_page_reads_only_its_rows_under_a_generic_plan() {
+    // sqlx prepares every query, and PostgreSQL may switch a prepared statement to a
+    // generic plan after five runs. The cursor must still be an index bound there: as
+    // `$n is null or (…) > (…)` it was a filter, and a 1,000-row page deep in a
+    // 1,000,000-row run read every row before it (a second per page).
+    let app = TestApp::spawn().await;
+    let (path, _) = running_run(&app).await;
+    let run: uuid::Uuid = path.trim_start_matches("/v1/runs/").parse().expect("id");
+    sqlx::query(
+        "insert into run_samples (run_id, sample_id, epoch, scorer, value_number)
+         select $1, lpad(i::text, 6, '0'), 1, 'match', 1 from generate_series(1, 20000) i",
+    )
+    .bind(run)
+    .execute(&app.pool)
+    .await
+    .expect("rows");
+    let mut tx = app.pool.begin().await.expect("begin");
+    sqlx::query("set local plan_cache_mode = force_generic_plan")
+        .execute(&mut *tx)
+        .await
+        .expect("generic plans");
+    let read = "select idx_tup_fetch from pg_stat_xact_user_tables where relname = 'run_samples'";
+    let before: i64 = sqlx::query_scalar(read)
+        .fetch_one(&mut *tx)
+        .await
+        .expect("stats");
+    let filter = jointeval_store::runs::SampleFilter::default();
+    let page =
+        jointeval_store::runs::samples(&mut tx, run, &filter, Some(("019990", 1, "match")), 5)
+            .await
+            .expect("page");
+    let after: i64 = sqlx::query_scalar(read)
+        .fetch_one(&mut *tx)
+        .await
+        .expect("stats");
+    let ids: Vec<&str> = page.iter().map(|r| r.sample_id.as_str()).collect();
+    assert_eq!(ids, ["019991", "019992", "019993", "019994", "019995"]);
+    assert!(
+        after - before < 100,
+        "the page fetched {} rows to find 5",
+        after - before
+    );
+}

@@ -158,7 +158,7 @@ pub async fn list_visible(
            and ($3::uuid is null or account_id = $3)
            and ($4::uuid is null or home_institute_id = $4 or host_institute_id = $4)
            and ($5::text is null or status = $5)
-           and ($6::uuid is null or id > $6)
+           and id > coalesce($6, '00000000-0000-0000-0000-000000000000'::uuid)
          order by id
          limit $7",
         administered,

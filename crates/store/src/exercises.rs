@@ -235,7 +235,7 @@ async fn list(
              and ($3::text is null or x.status = $3)
              and ($4::uuid is null or exists (select 1 from exercise_participants p
                                               where p.exercise_id = x.id and p.institute_id = $4))
-             and ($5::uuid is null or x.id > $5)
+             and x.id > coalesce($5, '00000000-0000-0000-0000-000000000000'::uuid)
            order by x.id
            limit $6"#,
         id,

@@ -13,7 +13,7 @@ pub async fn list(
 ) -> Result<Vec<Institute>, StoreError> {
     let rows = sqlx::query!(
         "select id, code, name, created_at from institutes
-         where $1::text is null or code > $1
+         where code > coalesce($1, '')
          order by code
          limit $2",
         after,

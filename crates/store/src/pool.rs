@@ -48,11 +48,6 @@ pub fn connect(options: PgConnectOptions, settings: &PoolSettings) -> PgPool {
     ]
     .into_iter()
     .filter_map(|(name, limit)| limit.map(|d| (name, d.as_millis().to_string())))
-    // Queries take optional filters and cursors as `$n is null or …`. A generic plan,
-    // which PostgreSQL switches a prepared statement to after five runs, cannot make
-    // those index bounds: a 1,000-row page deep in a 1,000,000-row run took a second.
-    // Each execution is planned for its own parameters instead.
-    .chain([("plan_cache_mode", "force_custom_plan".to_owned())])
     .collect();
     PgPoolOptions::new()
         .max_connections(settings.max_connections)

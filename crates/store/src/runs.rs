@@ -116,18 +116,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Option
             .fetch_optional(&mut *conn)
             .await?;
     }
-    Ok(list(conn, Some(id), None, &[], None, 1).await?.pop())
-}
-
-async fn list(
-    conn: &mut PgConnection,
-    id: Option<Uuid>,
-    exercise_id: Option<Uuid>,
-    institutes: &[Uuid],
-    after: Option<Uuid>,
-    limit: i64,
-) -> Result<Vec<Run>, StoreError> {
-    let rows = sqlx::query_as!(
+    let row = sqlx::query_as!(
         Row,
         r#"select r.id, r.exercise_id, r.protocol_id, r.protocol_version, r.institute_id,
                   r.harness_name, r.harness_version, r.config, r.model_version, r.status,
@@ -137,23 +126,12 @@ async fn list(
                         where rr.run_id = r.id order by institute_id) as "released_to!",
                   r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations
            from runs r
-           where ($1::uuid is null or r.id = $1)
-             and ($2::uuid is null or (r.exercise_id = $2
-                  and (r.institute_id = any($3)
-                       or exists (select 1 from run_releases rr
-                                  where rr.run_id = r.id and rr.institute_id = any($3)))))
-             and ($4::uuid is null or r.id > $4)
-           order by r.id
-           limit $5"#,
-        id,
-        exercise_id,
-        institutes,
-        after,
-        limit
+           where r.id = $1"#,
+        id
     )
-    .fetch_all(conn)
+    .fetch_optional(conn)
     .await?;
-    rows.into_iter().map(Run::try_from).collect()
+    row.map(Run::try_from).transpose()
 }
 
 /// The runs of an exercise that `institutes` may see: their own, and those released to
@@ -166,7 +144,34 @@ pub async fn list_visible(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Run>, StoreError> {
-    list(conn, None, Some(exercise_id), institutes, after, limit).await
+    // Cursors are written as bounds that hold for every row when absent (`coalesce` to
+    // the least key), never as `$n is null or …`: a prepared statement's generic plan
+    // can make only the former an index bound.
+    let rows = sqlx::query_as!(
+        Row,
+        r#"select r.id, r.exercise_id, r.protocol_id, r.protocol_version, r.institute_id,
+                  r.harness_name, r.harness_version, r.config, r.model_version, r.status,
+                  r.created_by, r.created_at, r.started_at, r.finished_at, r.updated_by,
+                  r.updated_at, r.digest,
+                  array(select institute_id from run_releases rr
+                        where rr.run_id = r.id order by institute_id) as "released_to!",
+                  r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations
+           from runs r
+           where r.exercise_id = $1
+             and (r.institute_id = any($2)
+                  or exists (select 1 from run_releases rr
+                             where rr.run_id = r.id and rr.institute_id = any($2)))
+             and r.id > coalesce($3, '00000000-0000-0000-0000-000000000000'::uuid)
+           order by r.id
+           limit $4"#,
+        exercise_id,
+        institutes,
+        after,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(Run::try_from).collect()
 }
 
 /// Claims the oldest claimable run of `institutes` (of `harness`, if given) for `holder`
@@ -549,7 +554,8 @@ pub async fn samples(
          where run_id = $1
            and ($2::text is null or scorer = $2)
            and ($3::int is null or epoch = $3)
-           and ($4::text is null or (sample_id, epoch, scorer) > ($4, $5::int, $6::text))
+           and (sample_id, epoch, scorer)
+               > (coalesce($4, ''), coalesce($5::int, -2147483648), coalesce($6::text, ''))
            and ($8::float8 is null or value_number >= $8)
            and ($9::float8 is null or value_number <= $9)
          order by sample_id, epoch, scorer

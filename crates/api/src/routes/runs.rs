@@ -769,18 +769,23 @@ pub(crate) async fn write_batch(
     run_id: Uuid,
     rows: &mut Vec<jointeval_store::runs::SampleRow>,
 ) -> Result<i64, ApiError> {
+    // The last line of each key wins: walk back, keeping a key's first sight.
+    let mut keep = vec![false; rows.len()];
     let mut seen = std::collections::HashSet::with_capacity(rows.len());
-    let mut kept: Vec<jointeval_store::runs::SampleRow> = Vec::with_capacity(rows.len());
-    for row in rows.drain(..).rev() {
-        if seen.insert((row.sample_id.clone(), row.epoch, row.scorer.clone())) {
-            kept.push(row);
-        }
+    for (i, row) in rows.iter().enumerate().rev() {
+        keep[i] = seen.insert((row.sample_id.as_str(), row.epoch, row.scorer.as_str()));
     }
+    drop(seen);
+    let mut keep = keep.into_iter();
+    rows.retain(|_| keep.next().unwrap_or(false));
     // New keys go in by COPY; a batch with a key stored before is upserted instead.
-    if jointeval_store::runs::copy_new_samples(conn, run_id, &kept).await? {
-        return Ok(kept.len() as i64);
-    }
-    Ok(jointeval_store::runs::upsert_samples(conn, run_id, &kept).await?)
+    let new = if jointeval_store::runs::copy_new_samples(conn, run_id, rows).await? {
+        rows.len() as i64
+    } else {
+        jointeval_store::runs::upsert_samples(conn, run_id, rows).await?
+    };
+    rows.clear();
+    Ok(new)
 }
 /// The longest NDJSON line accepted.
 const MAX_LINE_BYTES: usize = 1024 * 1024;

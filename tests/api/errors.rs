@@ -21,6 +21,12 @@ struct Sample {
     scorers: Vec<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct Grant {
+    role: jointeval_domain::Role,
+}
+
 /// Routes that exercise the extractors and the failure paths, wrapped in the
 /// service's own middleware.
 async fn app_with_test_routes(settings: HttpSettings) -> TestApp {
@@ -30,6 +36,10 @@ async fn app_with_test_routes(settings: HttpSettings) -> TestApp {
         .route(
             "/echo",
             post(|ApiJson(s): ApiJson<Sample>| async move { s.name }),
+        )
+        .route(
+            "/grant",
+            post(|ApiJson(g): ApiJson<Grant>| async move { format!("{:?}", g.role) }),
         )
         .route(
             "/slow",
@@ -169,6 +179,66 @@ async fn json_of_the_wrong_shape_is_422_naming_the_field() {
         .await
         .expect("send");
     assert_eq!(response.text().await.expect("text"), "ok");
+}
+
+/// serde_json calls some mistakes of shape syntax errors: an object where an enum's name
+/// belongs, an array longer than the struct it fills. The body is JSON all the same: 422
+/// naming the field, not 400 "not valid JSON".
+#[tokio::test]
+async fn json_whose_shape_serde_calls_syntax_is_still_422() {
+    let app = app_with_test_routes(HttpSettings::default()).await;
+    for (path, body, field) in [
+        ("/grant", serde_json::json!({"role": {}}), "role"),
+        (
+            "/grant",
+            serde_json::json!({"role": {"author": 1}}),
+            "role.author",
+        ),
+        ("/grant", serde_json::json!({"role": ["author", 1]}), "role"),
+    ] {
+        let response = app
+            .client
+            .post(app.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        let problem = problem(response, 422).await;
+        assert_eq!(
+            problem["type"], "urn:jointeval:problem:validation",
+            "{body}: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["field"], field, "{body}: {problem}");
+    }
+}
+
+/// serde fills a struct from an array of its fields in order; the contract says object.
+#[tokio::test]
+async fn an_array_where_an_object_belongs_is_422() {
+    let app = app_with_test_routes(HttpSettings::default()).await;
+    for body in [
+        serde_json::json!(["x", 1, []]),
+        serde_json::json!(["author"]),
+    ] {
+        let path = if body[0] == "author" {
+            "/grant"
+        } else {
+            "/echo"
+        };
+        let response = app
+            .client
+            .post(app.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        let problem = problem(response, 422).await;
+        assert_eq!(problem["errors"][0]["field"], ".", "{body}: {problem}");
+        assert_eq!(
+            problem["errors"][0]["message"], "must be a JSON object, not an array",
+            "{body}: {problem}"
+        );
+    }
 }
 
 #[tokio::test]

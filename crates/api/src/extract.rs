@@ -25,7 +25,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// A JSON body already read, for handlers that also need its bytes (to hash them).
+/// A JSON object body already read, for handlers that also need its bytes (to hash them).
 pub fn json_body<T: DeserializeOwned>(
     headers: &axum::http::HeaderMap,
     bytes: &[u8],
@@ -35,6 +35,16 @@ pub fn json_body<T: DeserializeOwned>(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "the body must be JSON, sent with `Content-Type: application/json`",
         ));
+    }
+    // Every body taken here is an object. serde would also fill a struct from an array of
+    // its fields in order (`[null, null]`); the contract says object, so refuse it.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    {
+        return Err(Problem::validation(vec![FieldError {
+            field: ".".into(),
+            message: "must be a JSON object, not an array".into(),
+        }]));
     }
     parse_json(bytes)
 }
@@ -70,17 +80,23 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => Problem::validation(vec![FieldError {
+        // serde_json reports some errors of shape as syntax (an object where a name of
+        // an enum belongs, an array too long for the struct it fills), so a body that
+        // parses as JSON on its own is of the wrong shape whatever the category: 422.
+        let shape = matches!(inner.classify(), serde_json::error::Category::Data)
+            || serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        if shape {
+            Problem::validation(vec![FieldError {
                 field: path,
                 message: strip_position(&inner),
-            }]),
-            _ => Problem::typed(
+            }])
+        } else {
+            Problem::typed(
                 StatusCode::BAD_REQUEST,
                 "malformed-json",
                 "Malformed JSON",
                 format!("the body is not valid JSON: {inner}"),
-            ),
+            )
         }
     })?;
     deserializer.end().map_err(|e| {

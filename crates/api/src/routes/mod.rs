@@ -29,7 +29,7 @@ pub(crate) use docs::docs;
 /// Every documented route, and the contract generated from exactly these.
 pub(crate) fn api() -> (Router<AppState>, Spec) {
     let (router, mut spec) = documented().split_for_parts();
-    crate::openapi::add_internal_error(&mut spec);
+    crate::openapi::add_common_answers(&mut spec);
     (router, spec)
 }
 
@@ -125,13 +125,22 @@ where
         + Send
         + 'static,
 {
-    futures_util::stream::unfold(Some(first), move |cursor| {
+    // Fused: a body may be polled again after its end (the gzip encoder of the
+    // compression layer does), and an unfused `unfold` panics then, which cut every
+    // compressed export and log download short.
+    let pages = futures_util::stream::unfold(Some(first), move |cursor| {
         let page = cursor.map(&next);
         async move {
             match page?.await {
                 Ok((bytes, after)) => Some((Ok(bytes), after)),
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+                Err(e) => {
+                    // The status and the first pages are gone already: the client sees the
+                    // body cut short. Say why here, where it can be read.
+                    tracing::error!(error = %e, "a paged response body failed; it ends cut short");
+                    Some((Err(std::io::Error::other(e.to_string())), None))
+                }
             }
         }
-    })
+    });
+    futures_util::StreamExt::fuse(pages)
 }

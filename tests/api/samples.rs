@@ -660,9 +660,10 @@ async fn a_compressed_export_is_whole() {
 #[tokio::test]
 async fn a_deep_page_reads_only_its_rows_under_a_generic_plan() {
     // sqlx prepares every query, and PostgreSQL may switch a prepared statement to a
-    // generic plan after five runs. The cursor must still be an index bound there: as
-    // `$n is null or (…) > (…)` it was a filter, and a 1,000-row page deep in a
-    // 1,000,000-row run read every row before it (a second per page).
+    // generic plan after five runs. Read as the service reads, under row-level security,
+    // the cursor must still be an index bound there: as `$n is null or (…) > (…)`, or
+    // with a `coalesce`, it was a filter after the policy's, and a 1,000-row page deep in
+    // a 1,000,000-row run read every row before it.
     let app = TestApp::spawn().await;
     let (path, _) = running_run(&app).await;
     let run: uuid::Uuid = path.trim_start_matches("/v1/runs/").parse().expect("id");
@@ -674,13 +675,26 @@ async fn a_deep_page_reads_only_its_rows_under_a_generic_plan() {
     .execute(&app.pool)
     .await
     .expect("rows");
-    let mut tx = app.pool.begin().await.expect("begin");
+    let (viewer, uk) = (
+        app.person("deep-page@aisi.gov.uk", "UK", &[Role::Viewer])
+            .await,
+        app.institute("UK").await,
+    );
+    let acting = jointeval_store::ActingAs::Account {
+        id: viewer.id,
+        institutes: vec![uk],
+        request: jointeval_store::RequestMeta::default(),
+    };
+    let mut tx = jointeval_store::begin(&app.db.service_pool(), &acting)
+        .await
+        .expect("begin");
     sqlx::query("set local plan_cache_mode = force_generic_plan")
         .execute(&mut *tx)
         .await
         .expect("generic plans");
-    let read = "select idx_tup_fetch from pg_stat_xact_user_tables where relname = 'run_samples'";
-    let before: i64 = sqlx::query_scalar(read)
+    let fetched =
+        "select idx_tup_fetch from pg_stat_xact_user_tables where relname = 'run_samples'";
+    let before: i64 = sqlx::query_scalar(fetched)
         .fetch_one(&mut *tx)
         .await
         .expect("stats");
@@ -689,7 +703,7 @@ async fn a_deep_page_reads_only_its_rows_under_a_generic_plan() {
         jointeval_store::runs::samples(&mut tx, run, &filter, Some(("019990", 1, "match")), 5)
             .await
             .expect("page");
-    let after: i64 = sqlx::query_scalar(read)
+    let after: i64 = sqlx::query_scalar(fetched)
         .fetch_one(&mut *tx)
         .await
         .expect("stats");

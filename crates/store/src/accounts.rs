@@ -167,7 +167,7 @@ pub async fn list_visible(
              and ($3::text is null or a.kind = $3)
              and ($4::text is null or a.status = $4)
              and ($5::text is null or a.email ilike $5 or a.display_name ilike $5)
-             and a.id > coalesce($6, '00000000-0000-0000-0000-000000000000'::uuid)
+             and a.id > $6
            order by a.id
            limit $7"#,
         administered,
@@ -175,7 +175,7 @@ pub async fn list_visible(
         filter.kind.map(AccountKind::as_str),
         filter.status.map(AccountStatus::as_str),
         pattern,
-        after,
+        after.unwrap_or(crate::BEFORE_ALL_IDS),
         limit
     )
     .fetch_all(conn)

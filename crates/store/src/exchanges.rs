@@ -158,7 +158,7 @@ pub async fn list_visible(
            and ($3::uuid is null or account_id = $3)
            and ($4::uuid is null or home_institute_id = $4 or host_institute_id = $4)
            and ($5::text is null or status = $5)
-           and id > coalesce($6, '00000000-0000-0000-0000-000000000000'::uuid)
+           and id > $6
          order by id
          limit $7",
         administered,
@@ -166,7 +166,7 @@ pub async fn list_visible(
         filter.account_id,
         filter.institute_id,
         filter.status.map(ExchangeStatus::as_str),
-        after,
+        after.unwrap_or(crate::BEFORE_ALL_IDS),
         limit
     )
     .fetch_all(conn)

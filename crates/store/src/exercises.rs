@@ -235,14 +235,14 @@ async fn list(
              and ($3::text is null or x.status = $3)
              and ($4::uuid is null or exists (select 1 from exercise_participants p
                                               where p.exercise_id = x.id and p.institute_id = $4))
-             and x.id > coalesce($5, '00000000-0000-0000-0000-000000000000'::uuid)
+             and x.id > $5
            order by x.id
            limit $6"#,
         id,
         institutes,
         status.map(ExerciseStatus::as_str),
         institute_id,
-        after,
+        after.unwrap_or(crate::BEFORE_ALL_IDS),
         limit
     )
     .fetch_all(conn)

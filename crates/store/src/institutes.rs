@@ -13,10 +13,10 @@ pub async fn list(
 ) -> Result<Vec<Institute>, StoreError> {
     let rows = sqlx::query!(
         "select id, code, name, created_at from institutes
-         where code > coalesce($1, '')
+         where code > $1
          order by code
          limit $2",
-        after,
+        after.unwrap_or(""),
         limit
     )
     .fetch_all(db)

@@ -24,6 +24,13 @@ pub use error::StoreError;
 pub use pool::{MIGRATOR, PoolSettings, connect, migrate, migrations_current, ping};
 pub use sqlx::{PgConnection, PgPool};
 
+/// Where a keyset page starts without a cursor: below every id. A cursor is always a
+/// plain bound (`id > $n`), never `$n is null or id > $n` nor a `coalesce`: under
+/// row-level security only a bare parameter becomes an index bound in a prepared
+/// statement's generic plan, and a deep page of a 1,000,000-row run read every row
+/// before it.
+pub(crate) const BEFORE_ALL_IDS: uuid::Uuid = uuid::Uuid::nil();
+
 /// `text` as a literal inside a LIKE pattern.
 pub(crate) fn escape_like(text: &str) -> String {
     text.replace('\\', "\\\\")

@@ -173,7 +173,7 @@ pub async fn list_visible(
              and ($4::uuid is null or exists (select 1 from protocol_participants pp
                                               where pp.protocol_id = p.id and pp.institute_id = $4))
              and ($5::text is null or p.title ilike $5 or p.summary ilike $5)
-             and p.id > coalesce($6, '00000000-0000-0000-0000-000000000000'::uuid)
+             and p.id > $6
            order by p.id
            limit $7"#,
         institutes,
@@ -181,7 +181,7 @@ pub async fn list_visible(
         filter.status.map(ProtocolStatus::as_str),
         filter.institute_id,
         pattern,
-        after,
+        after.unwrap_or(crate::BEFORE_ALL_IDS),
         limit
     )
     .fetch_all(conn)

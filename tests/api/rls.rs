@@ -324,9 +324,9 @@ async fn one_institutes_context_never_reaches_the_others_unreleased_rows() {
         explanation: None,
         metadata: None,
     };
-    let written =
-        jointeval_store::runs::upsert_samples(&mut tx, us_run, std::slice::from_ref(&row)).await;
-    assert!(written.is_err(), "scores are checked too");
+    let copied =
+        jointeval_store::runs::copy_new_samples(&mut tx, us_run, std::slice::from_ref(&row)).await;
+    assert!(copied.is_err(), "COPY's staging insert is checked too");
     tx.rollback().await.expect("rollback");
     let stored: i64 =
         sqlx::query_scalar("select count(*) from run_metrics where metric = 'forged'")

@@ -778,7 +778,12 @@ pub(crate) async fn write_batch(
     drop(seen);
     let mut keep = keep.into_iter();
     rows.retain(|_| keep.next().unwrap_or(false));
-    let new = jointeval_store::runs::upsert_samples(conn, run_id, rows).await?;
+    // New keys go in by COPY; a batch with a key stored before is upserted instead.
+    let new = if jointeval_store::runs::copy_new_samples(conn, run_id, rows).await? {
+        rows.len() as i64
+    } else {
+        jointeval_store::runs::upsert_samples(conn, run_id, rows).await?
+    };
     rows.clear();
     Ok(new)
 }

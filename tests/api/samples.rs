@@ -737,3 +737,47 @@ async fn a_deep_page_reads_only_its_rows_under_a_generic_plan() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_write_that_fails_ends_the_upload_at_once() {
+    // The writer refuses the first batch (text PostgreSQL cannot store) while the reader
+    // still has batches to hand over: the answer must come at once, not when the
+    // upload's timeout cuts a reader waiting on a writer that stopped.
+    let app = TestApp::spawn().await;
+    let (path, token) = running_run(&app).await;
+    let mut lines: Vec<String> = (0..20_000)
+        .map(|i| score(i, 1, "match").to_string())
+        .collect();
+    lines[0] =
+        r#"{"sample_id": "nul", "epoch": 1, "scorer": "match", "value": 1, "answer": "a\u0000b"}"#
+            .into();
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        send(
+            &app,
+            &token,
+            &path,
+            "application/x-ndjson",
+            lines.join("\n"),
+        ),
+    )
+    .await
+    .expect("an answer before the upload's timeout");
+    problem(response, 422).await;
+    let stored: i64 = sqlx::query_scalar("select count(*) from run_samples")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0);
+    // The run is not left locked by a request still hanging.
+    lines[0] = score(0, 1, "match").to_string();
+    let response = send(
+        &app,
+        &token,
+        &path,
+        "application/x-ndjson",
+        lines.join("\n"),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+}

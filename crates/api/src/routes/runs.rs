@@ -1005,8 +1005,11 @@ pub async fn ingest_samples(
     let started = std::time::Instant::now();
     // Reading and parsing overlap with writing: full batches go through a channel to
     // the writer, so PostgreSQL works on one batch while the next is parsed.
-    let (batches, mut incoming) = tokio::sync::mpsc::channel(1);
+    let (batches, incoming) = tokio::sync::mpsc::channel(1);
     let write = async {
+        // The writer owns the receiver: when it stops on an error, the channel closes
+        // and the reader's next hand-over fails, so the reader stops too.
+        let mut incoming = incoming;
         let (mut new, mut writing) = (0, std::time::Duration::ZERO);
         while let Some(mut batch) = incoming.recv().await {
             let t = std::time::Instant::now();

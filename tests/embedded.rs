@@ -860,6 +860,12 @@ async fn acknowledged_writes_survive_a_database_crash_under_load() {
         let mut expected = writer.samples.clone();
         expected.sort();
         assert_eq!(stored, expected, "every acknowledged score, once");
+        let counted: i64 = sqlx::query_scalar("select sample_count from runs where id = $1")
+            .bind(run_id)
+            .fetch_one(&owner)
+            .await
+            .expect("count");
+        assert_eq!(counted as usize, stored.len(), "the run's count agrees");
     }
     let mut conn = owner.acquire().await.expect("connection");
     let events = jointeval_store::audit::chain(&mut conn, 0, i64::MAX)

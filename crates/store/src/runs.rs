@@ -531,7 +531,8 @@ pub struct SampleFilter<'a> {
     pub value_max: Option<f64>,
 }
 
-/// A page of a run's samples, by (sample id, epoch, scorer), after `after`.
+/// A page of a run's samples, by (sample id, epoch, scorer), after `after`. It turns
+/// sorting off for the rest of the transaction: make it the transaction's last read.
 #[tracing::instrument(skip_all)]
 pub async fn samples(
     conn: &mut PgConnection,

@@ -1,7 +1,6 @@
 //! Two instances of the service on one database, requests split between them: the
 //! guarantees that live in the database hold across instances.
 
-use jointeval_api::{AppState, AuthSettings, HttpSettings};
 use jointeval_domain::Role;
 use jointeval_domain::audit::ChainCheck;
 use serde_json::{Value, json};
@@ -10,29 +9,10 @@ use crate::audit::{EVENT_COLUMNS, event_of};
 use crate::support::TestApp;
 use crate::support::story::{active_exercise, new_run};
 
-/// A second instance of the service on `app`'s database; its base URL.
-async fn second_instance(app: &TestApp) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = jointeval_api::router(AppState::new(
-        app.db.service_pool(),
-        HttpSettings::default(),
-        AuthSettings::default(),
-    ));
-    tokio::spawn(jointeval_api::serve(
-        listener,
-        router,
-        std::future::pending(),
-    ));
-    base
-}
-
 #[tokio::test]
 async fn idempotency_approvals_and_the_audit_chain_hold_across_instances() {
     let app = TestApp::spawn().await;
-    let second = second_instance(&app).await;
+    let second = app.second_instance().await;
     let bases = [app.url(""), second];
     let (exercise, protocol) = active_exercise(&app).await;
     let evaluator = app

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 
-use jointeval_api::{AppState, AuthSettings, HttpSettings};
 use jointeval_domain::{Role, Scope};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -356,20 +355,7 @@ async fn concurrent_claimers_on_two_instances_never_share_a_run() {
         );
     }
     // A second instance of the service on the same database.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let second = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = jointeval_api::router(AppState::new(
-        app.db.service_pool(),
-        HttpSettings::default(),
-        AuthSettings::default(),
-    ));
-    tokio::spawn(jointeval_api::serve(
-        listener,
-        router,
-        std::future::pending(),
-    ));
+    let second = app.second_instance().await;
 
     let mut workers = Vec::new();
     for w in 0..6 {

@@ -337,6 +337,25 @@ impl TestApp {
         }
     }
 
+    /// A second instance of the service on this one's database; its base URL.
+    pub async fn second_instance(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = jointeval_api::router(AppState::new(
+            self.db.service_pool(),
+            HttpSettings::default(),
+            AuthSettings::default(),
+        ));
+        tokio::spawn(jointeval_api::serve(
+            listener,
+            router,
+            std::future::pending(),
+        ));
+        base
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -511,17 +511,6 @@ pub async fn count_new_samples(
     .await?)
 }
 
-/// How many scores of a run the context sees, counted.
-#[tracing::instrument(skip_all)]
-pub async fn count_samples(conn: &mut PgConnection, run_id: Uuid) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar!(
-        r#"select count(*) as "count!" from run_samples where run_id = $1"#,
-        run_id
-    )
-    .fetch_one(conn)
-    .await?)
-}
-
 /// Which samples to read. A value range leaves labels out.
 #[derive(Debug, Default)]
 pub struct SampleFilter<'a> {

@@ -98,6 +98,14 @@ impl Sampler {
     }
 }
 
+/// What `sampler` saw, when there was one to start (the server's pid was given).
+pub async fn finish(sampler: Option<Sampler>) -> Option<Rss> {
+    match sampler {
+        Some(s) => s.finish().await,
+        None => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

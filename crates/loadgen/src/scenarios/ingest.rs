@@ -19,7 +19,7 @@ use super::{drive, only};
 use crate::client::{Outcome, Session, timed};
 use crate::report::Step;
 use crate::rows;
-use crate::rss::Sampler;
+use crate::rss::{self, Sampler};
 use crate::setup::Fixture;
 use crate::stats::Recorder;
 
@@ -62,10 +62,7 @@ pub async fn run(
             }
             let sampler = Sampler::start(pid);
             let api = through_api(fx, config, batch, runs).await?;
-            step.rss = match sampler {
-                Some(s) => s.finish().await,
-                None => None,
-            };
+            step.rss = rss::finish(sampler).await;
             let api_rows = api.rows;
             let api_rate = api.rows_per_sec;
             step.ops.push(api);

@@ -14,7 +14,7 @@ use super::read::{authorised, list_runs, run_with_metrics, sample_page};
 use super::{Ops, drive};
 use crate::client::{Outcome, timed};
 use crate::report::Step;
-use crate::rss::Sampler;
+use crate::rss::{self, Sampler};
 use crate::setup::Fixture;
 
 pub struct Config {
@@ -125,10 +125,7 @@ pub async fn run(fx: &Arc<Fixture>, config: &Config, pid: Option<u32>) -> anyhow
         }
     })
     .await?;
-    step.rss = match sampler {
-        Some(s) => s.finish().await,
-        None => None,
-    };
+    step.rss = rss::finish(sampler).await;
     // How many workers did each operation: the writers, or the readers of its institute.
     let uk_readers = config.readers / 2;
     let us_readers = config.readers - uk_readers;

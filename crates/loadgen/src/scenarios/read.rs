@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{Ops, drive, only};
 use crate::client::{Outcome, Session, timed, timed_stream};
 use crate::report::Step;
-use crate::rss::Sampler;
+use crate::rss::{self, Sampler};
 use crate::setup::Fixture;
 use crate::stats::Recorder;
 
@@ -53,10 +53,7 @@ pub async fn prepare(
         let sampler = Sampler::start(pid);
         let started = Instant::now();
         let run = fx.finished_run(rows, true).await?;
-        step.rss = match sampler {
-            Some(s) => s.finish().await,
-            None => None,
-        };
+        step.rss = rss::finish(sampler).await;
         let mut recorder = Recorder::default();
         recorder.success(started.elapsed(), rows, 0);
         step.ops
@@ -106,10 +103,7 @@ pub async fn run(
             }
         })
         .await?;
-        step.rss = match sampler {
-            Some(s) => s.finish().await,
-            None => None,
-        };
+        step.rss = rss::finish(sampler).await;
         step.ops = ops
             .into_iter()
             .map(|(op, r)| r.summary(&op, 1, elapsed))
@@ -163,10 +157,7 @@ pub async fn run(
                 }
             })
             .await?;
-            step.rss = match sampler {
-                Some(s) => s.finish().await,
-                None => None,
-            };
+            step.rss = rss::finish(sampler).await;
             step.ops = ops
                 .into_iter()
                 .map(|(op, r)| r.summary(&op, concurrency, elapsed))

@@ -10,6 +10,7 @@ mod auth;
 mod errors;
 mod exercises;
 mod faults;
+mod governance;
 mod health;
 mod inspect;
 mod instances;

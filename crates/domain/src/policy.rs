@@ -69,7 +69,22 @@ impl Actor {
         ids
     }
 
-    /// The institutes whose accounts and exchanges this actor administers.
+    /// Whether this actor takes part in the governance of `institute_id`: a person whose
+    /// home it is and who holds its admin role by a membership of their own. An admin role
+    /// held through an exchange never counts: the host's governance (exchanges into or out
+    /// of it, its admin role, its accounts' existence, status and credentials) stays with
+    /// the host's own people, so that one exchange that includes the admin role cannot
+    /// hand one side the other's administration.
+    pub fn governs(&self, institute_id: Uuid) -> bool {
+        self.kind == AccountKind::Person
+            && self.home_institute_id == institute_id
+            && self.roles.iter().any(|r| {
+                r.institute_id == institute_id && r.role == Role::Admin && r.exchange_id.is_none()
+            })
+    }
+
+    /// The institutes whose accounts and exchanges this actor administers (reads, and
+    /// manages day to day), whether by its own membership or through an exchange.
     pub fn administered_institutes(&self) -> Vec<Uuid> {
         let mut ids: Vec<Uuid> = self
             .roles
@@ -88,7 +103,10 @@ pub enum Action {
     ListInstitutes,
     ReadAccount,
     CreateAccount,
+    /// Change an account's display name.
     UpdateAccount,
+    /// Change a person's e-mail address, which is their login name.
+    ChangeLogin,
     ChangeAccountStatus,
     ResetPassword,
     ManageServiceCredentials,
@@ -155,14 +173,16 @@ pub enum Resource<'a> {
     NewAccount {
         home_institute_id: Uuid,
     },
-    /// A role at `institute_id` for `account`.
+    /// `role` at `institute_id` for `account`.
     Membership {
         account: &'a AccountRef,
         institute_id: Uuid,
+        role: Role,
     },
     Exchange(&'a ExchangeRef),
-    /// An exchange not yet proposed.
+    /// An exchange of `account_id` not yet proposed.
     NewExchange {
+        account_id: Uuid,
         home_institute_id: Uuid,
         host_institute_id: Uuid,
     },
@@ -217,27 +237,37 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
             Ok(())
         }
         (ReadAccount, Resource::Account(account)) => see_account(actor, account),
+        (UpdateAccount, Resource::Account(account)) => {
+            see_account(actor, account)?;
+            if actor.is_admin_of(account.home_institute_id) {
+                Ok(())
+            } else {
+                Err(Denial::Forbidden(
+                    "only admins of the account's home institute manage it",
+                ))
+            }
+        }
         (
-            UpdateAccount | ChangeAccountStatus | ResetPassword | ManageServiceCredentials,
+            ChangeLogin | ChangeAccountStatus | ResetPassword | ManageServiceCredentials,
             Resource::Account(account),
         ) => {
             see_account(actor, account)?;
-            if !actor.is_admin_of(account.home_institute_id) {
+            if !actor.governs(account.home_institute_id) {
                 return Err(Denial::Forbidden(
-                    "only admins of the account's home institute manage it",
+                    "an account's login, status and credentials are managed only by admins whose home is its home institute",
                 ));
             }
-            if account.id == actor.account_id && action != UpdateAccount {
+            if account.id == actor.account_id && action != ChangeLogin {
                 return Err(Denial::Forbidden("nobody changes their own access"));
             }
             Ok(())
         }
         (CreateAccount, Resource::NewAccount { home_institute_id }) => {
-            if actor.is_admin_of(*home_institute_id) {
+            if actor.governs(*home_institute_id) {
                 Ok(())
             } else {
                 Err(Denial::Forbidden(
-                    "only admins of an institute create its accounts",
+                    "an institute's accounts are created only by admins whose home is that institute",
                 ))
             }
         }
@@ -246,6 +276,7 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
             Resource::Membership {
                 account,
                 institute_id,
+                role,
             },
         ) => {
             see_account(actor, account)?;
@@ -264,6 +295,11 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
                     "roles at another institute than the home institute come through an exchange",
                 ));
             }
+            if *role == Role::Admin && !actor.governs(*institute_id) {
+                return Err(Denial::Forbidden(
+                    "an institute's admin role is granted and revoked only by admins whose home is that institute",
+                ));
+            }
             Ok(())
         }
         (ReadExchange, Resource::Exchange(exchange)) => see_exchange(actor, exchange),
@@ -274,9 +310,9 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
             } else {
                 exchange.home_institute_id
             };
-            if !actor.is_admin_of(other_side) {
+            if !actor.governs(other_side) {
                 return Err(Denial::Forbidden(
-                    "only an admin of the institute that did not propose it approves or rejects an exchange",
+                    "an exchange is approved or rejected only by an admin whose home is the institute that did not propose it",
                 ));
             }
             if actor.account_id == exchange.proposed_by || actor.account_id == exchange.account_id {
@@ -284,34 +320,45 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
                     "nobody approves their own proposal or their own exchange",
                 ));
             }
+            // Proposals are refused that way now; one made before stands undecidable.
+            if exchange.proposed_by == exchange.account_id {
+                return Err(Denial::Forbidden(
+                    "this exchange was proposed by the person exchanged; nobody proposes an exchange of themselves",
+                ));
+            }
             Ok(())
         }
         (EndExchange, Resource::Exchange(exchange)) => {
             see_exchange(actor, exchange)?;
-            if actor.is_admin_of(exchange.home_institute_id)
-                || actor.is_admin_of(exchange.host_institute_id)
+            if actor.governs(exchange.home_institute_id)
+                || actor.governs(exchange.host_institute_id)
             {
                 Ok(())
             } else {
                 Err(Denial::Forbidden(
-                    "only admins of either institute end an exchange",
+                    "an exchange is ended only by an admin whose home is one of its two institutes",
                 ))
             }
         }
         (
             ProposeExchange,
             Resource::NewExchange {
+                account_id,
                 home_institute_id,
                 host_institute_id,
             },
         ) => {
-            if actor.is_admin_of(*home_institute_id) || actor.is_admin_of(*host_institute_id) {
-                Ok(())
-            } else {
-                Err(Denial::Forbidden(
-                    "only admins of the home or the host institute propose an exchange",
-                ))
+            if !actor.governs(*home_institute_id) && !actor.governs(*host_institute_id) {
+                return Err(Denial::Forbidden(
+                    "an exchange is proposed only by an admin whose home is its home or its host institute",
+                ));
             }
+            if *account_id == actor.account_id {
+                return Err(Denial::Forbidden(
+                    "nobody proposes an exchange of themselves",
+                ));
+            }
+            Ok(())
         }
         (ReadProtocol, Resource::Protocol(p) | Resource::Version { protocol: p, .. }) => {
             see_protocol(actor, p)

@@ -60,8 +60,8 @@ fn with_etag(account: Account, codes: &Codes, status: StatusCode) -> Response {
     super::with_header(response, header::ETAG, &tag)
 }
 
-/// A new account. Its home is the caller's institute unless `home_institute` names
-/// another one the caller administers.
+/// A new account. Its home is the caller's own home institute: accounts are created only
+/// by admins whose home it is.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"kind": "person", "email": "grace@nist.gov", "display_name": "Grace Hopper"}))]
@@ -71,7 +71,8 @@ pub struct NewAccountRequest {
     /// Persons only: their e-mail address, unique.
     pub email: Option<String>,
     pub display_name: String,
-    /// The code of the home institute, when the caller administers more than one.
+    /// The code of the home institute: the caller's own (the default). Naming another is
+    /// refused, since only an institute's own admins create its accounts.
     pub home_institute: Option<String>,
     /// Service accounts only: what the partner tool may do.
     #[schema(value_type = Option<Vec<Scope>>, example = json!(["runs:write", "results:write"]))]
@@ -93,7 +94,8 @@ pub struct CreatedAccount {
     pub client_secret: Option<String>,
 }
 
-/// Creates an account at an institute the caller administers.
+/// Creates an account at the caller's home institute: only admins whose home it is, not
+/// admins there through an exchange.
 #[utoipa::path(
     post, path = "/v1/accounts", tag = "accounts",
     security(("bearer" = [])),
@@ -102,7 +104,7 @@ pub struct CreatedAccount {
         (status = 201, description = "Created; the credential is shown this once", body = CreatedAccount,
          headers(("Location" = String, description = "The new account"))),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller does not administer that institute", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not an admin whose home is that institute", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The e-mail address is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
     )
@@ -158,20 +160,7 @@ pub async fn create_account(
                 None
             }
         },
-        None => match caller.actor.administered_institutes().as_slice() {
-            [one] => Some(*one),
-            [] => Some(caller.account.home_institute_id),
-            _ => {
-                errors.push(
-                    ValidationError::new(
-                        "home_institute",
-                        "is required: you administer more than one institute",
-                    )
-                    .into(),
-                );
-                None
-            }
-        },
+        None => Some(caller.account.home_institute_id),
     };
     let (Some(display_name), Some(home), true) = (display_name, home, errors.is_empty()) else {
         return Err(Problem::validation(errors).into());
@@ -381,7 +370,9 @@ pub struct AccountUpdate {
     pub email: Option<String>,
 }
 
-/// Updates an account's name or e-mail address. Needs `If-Match`.
+/// Updates an account's name or e-mail address. Needs `If-Match`. Any admin of its home
+/// institute renames it; only admins whose home it is change the e-mail address, which is
+/// the login name.
 #[utoipa::path(
     patch, path = "/v1/accounts/{id}", tag = "accounts",
     security(("bearer" = [])),
@@ -392,7 +383,7 @@ pub struct AccountUpdate {
         (status = 200, description = "Updated", body = AccountView,
          headers(("ETag" = String, description = "The new version"))),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only the home institute's admins update it", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only the home institute's admins update it, and only those whose home it is change its e-mail address", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The e-mail address is taken", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The account changed since it was read", body = Problem, content_type = "application/problem+json"),
@@ -418,7 +409,15 @@ pub async fn update_account(
         .map(|e| Email::parse("email", e))
         .transpose()?;
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (account, _) = visible_account(&mut tx, &caller, id, Action::UpdateAccount).await?;
+    let (account, reference) = visible_account(&mut tx, &caller, id, Action::UpdateAccount).await?;
+    if email.is_some() {
+        decide(
+            &caller.actor,
+            Action::ChangeLogin,
+            &Resource::Account(&reference),
+        )
+        .map_err(|d| Caller::deny(d, "account"))?;
+    }
     if_match.check(&etag(&account))?;
     if email.is_some() && account.kind == AccountKind::Service {
         return Err(
@@ -466,7 +465,7 @@ async fn set_status(
     responses(
         (status = 200, description = "Disabled", body = AccountView),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin of its home institute, or one's own account", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin whose home is its home institute, or one's own account", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -486,7 +485,7 @@ pub async fn disable_account(
     responses(
         (status = 200, description = "Enabled", body = AccountView),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin of its home institute, or one's own account", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin whose home is its home institute, or one's own account", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -521,7 +520,7 @@ pub struct NewCredential {
     responses(
         (status = 200, description = "The one-time password, shown this once", body = NewCredential),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin of its home institute, or one's own account", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin whose home is its home institute, or one's own account", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A service account has a secret, not a password", body = Problem, content_type = "application/problem+json"),
     )
@@ -563,7 +562,7 @@ pub async fn reset_password(
     responses(
         (status = 200, description = "The new secret, shown this once", body = NewCredential),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin of its home institute", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin whose home is its home institute, or one's own account", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A person has a password, not a secret", body = Problem, content_type = "application/problem+json"),
     )

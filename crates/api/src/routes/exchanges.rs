@@ -1,5 +1,6 @@
-//! Exchanges of personnel: either side's admin proposes, the other side's approves or
-//! rejects, either side ends it. While active it gives the person the host roles.
+//! Exchanges of personnel: an admin whose home is either side proposes, one whose home is
+//! the other side approves or rejects, either side's ends it; nobody proposes or decides
+//! an exchange of themselves. While active it gives the person the host roles.
 
 use axum::Json;
 use axum::extract::State;
@@ -55,7 +56,8 @@ pub struct ProposeRequest {
     pub ends_at: DateTime<Utc>,
 }
 
-/// Proposes an exchange; an admin of the other institute approves or rejects it.
+/// Proposes an exchange; an admin whose home is the other institute approves or rejects
+/// it. Admins there only through an exchange take no part in either.
 #[utoipa::path(
     post, path = "/v1/exchanges", tag = "exchanges",
     security(("bearer" = [])),
@@ -64,7 +66,7 @@ pub struct ProposeRequest {
         (status = 201, description = "Proposed", body = ExchangeView,
          headers(("Location" = String, description = "The exchange"))),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin of either institute", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin whose home is either institute, or an exchange of oneself", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Overlaps a live exchange of the same person to the same host", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
     )
@@ -108,6 +110,7 @@ pub async fn propose_exchange(
         &caller.actor,
         Action::ProposeExchange,
         &Resource::NewExchange {
+            account_id: request.account_id,
             home_institute_id: home,
             host_institute_id: host,
         },
@@ -122,7 +125,7 @@ pub async fn propose_exchange(
         )
         .into());
     }
-    let proposer_institute = if caller.actor.is_admin_of(home) {
+    let proposer_institute = if caller.actor.governs(home) {
         home
     } else {
         host
@@ -337,7 +340,7 @@ async fn run(
     // Decided by the institute that did not propose; ended by either.
     let capacity = [exchange.host_institute_id, exchange.home_institute_id]
         .into_iter()
-        .filter(|i| caller.actor.is_admin_of(*i))
+        .filter(|i| caller.actor.governs(*i))
         .min_by_key(|i| *i == exchange.proposed_by_institute_id)
         .unwrap_or(exchange.host_institute_id);
     let change = Change::for_exchange(action, &exchange, capacity)
@@ -356,7 +359,7 @@ async fn run(
     responses(
         (status = 200, description = "Approved", body = ExchangeView),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin of the other side, or one's own proposal", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin whose home is the other side, or one's own proposal or exchange", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exchange", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not a proposal any more", body = Problem, content_type = "application/problem+json"),
     )
@@ -377,7 +380,7 @@ pub async fn approve_exchange(
     responses(
         (status = 200, description = "Rejected", body = ExchangeView),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin of the other side, or one's own proposal", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin whose home is the other side, or one's own proposal or exchange", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exchange", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not a proposal any more", body = Problem, content_type = "application/problem+json"),
     )
@@ -398,7 +401,7 @@ pub async fn reject_exchange(
     responses(
         (status = 200, description = "Ended", body = ExchangeView),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin of either institute", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin whose home is either institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exchange", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already over", body = Problem, content_type = "application/problem+json"),
     )

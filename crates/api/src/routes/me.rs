@@ -90,7 +90,7 @@ pub async fn me(
     let mut permissions: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
     for role in &caller.actor.roles {
         let actions = permissions.entry(codes.of(role.institute_id)).or_default();
-        actions.extend(role.role.permissions());
+        actions.extend(role.permissions());
         actions.sort();
         actions.dedup();
     }

@@ -73,7 +73,7 @@ pub struct GrantRequest {
     responses(
         (status = 201, description = "Granted", body = MembershipView),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin there, or one's own account", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin there, one's own account, or the admin role by an admin who is one only through an exchange", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The window overlaps one of the same role", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The window is inverted or over", body = Problem, content_type = "application/problem+json"),
@@ -103,6 +103,7 @@ pub async fn grant_membership(
         &Resource::Membership {
             account: &reference,
             institute_id: account.home_institute_id,
+            role: request.role,
         },
     )
     .map_err(|d| Caller::deny(d, "account"))?;
@@ -162,7 +163,7 @@ pub async fn grant_membership(
     responses(
         (status = 200, description = "Revoked", body = MembershipView),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin there, or one's own role", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an admin there, one's own role, or the admin role by an admin who is one only through an exchange", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account or membership", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already revoked", body = Problem, content_type = "application/problem+json"),
     )
@@ -184,6 +185,7 @@ pub async fn revoke_membership(
         &Resource::Membership {
             account: &reference,
             institute_id: membership.institute_id,
+            role: membership.role,
         },
     )
     .map_err(|d| Caller::deny(d, "membership"))?;

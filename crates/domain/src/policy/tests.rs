@@ -35,6 +35,19 @@ struct World {
     us_service: Actor,
     jp_admin: Actor,
     both_admin: Actor,
+    /// A UK viewer who is a US admin only through an exchange.
+    uk_hosted_admin: Actor,
+    /// A UK admin who is also a US admin through an exchange.
+    uk_admin_hosted: Actor,
+}
+
+fn hosted(mut actor: Actor, host: Uuid, role: Role) -> Actor {
+    actor.roles.push(ActiveRole {
+        institute_id: host,
+        role,
+        exchange_id: Some(Uuid::from_u128(98)),
+    });
+    actor
 }
 
 fn world() -> World {
@@ -55,6 +68,8 @@ fn world() -> World {
         us_service,
         jp_admin: person(6, JP, &[(JP, Role::Admin)]),
         both_admin: person(7, US, &[(US, Role::Admin), (UK, Role::Admin)]),
+        uk_hosted_admin: hosted(person(8, UK, &[(UK, Role::Viewer)]), US, Role::Admin),
+        uk_admin_hosted: hosted(person(10, UK, &[(UK, Role::Admin)]), US, Role::Admin),
     }
 }
 
@@ -191,34 +206,71 @@ fn accounts_are_seen_by_their_admins_their_hosts_and_themselves() {
 }
 
 #[test]
-fn only_home_admins_manage_an_account_and_nobody_their_own_access() {
+fn any_admin_of_the_home_institute_renames_an_account() {
     let w = world();
     let us_viewer = account(&w.us_viewer, &[]);
-    let exchanged = account(&w.uk_exchanged, &[US]);
     let us_admin = account(&w.us_admin, &[]);
+    let exchanged = account(&w.uk_exchanged, &[US]);
+    let table: Vec<(&Actor, &AccountRef, Want)> = vec![
+        (&w.us_admin, &us_viewer, Allow),
+        (&w.us_admin, &us_admin, Allow),      // one's own name
+        (&w.us_admin, &exchanged, Forbidden), // a host sees, the home manages
+        (&w.uk_admin, &exchanged, Allow),
+        (&w.uk_admin, &us_viewer, NotFound),
+        (&w.us_viewer, &us_viewer, Forbidden),
+        (&w.us_service, &us_viewer, NotFound),
+        (&w.jp_admin, &us_viewer, NotFound),
+        (&w.uk_hosted_admin, &us_viewer, Allow), // day-to-day, through the exchange
+        (&w.uk_hosted_admin, &us_admin, Allow),
+    ];
+    for (actor, target, want) in table {
+        assert_eq!(
+            outcome(decide(
+                actor,
+                Action::UpdateAccount,
+                &Resource::Account(target)
+            )),
+            want,
+            "rename by {:?} of {:?}",
+            actor.account_id,
+            target.id
+        );
+    }
+}
+
+/// Governance stays home: an account's login, status and credentials, its creation, the
+/// admin role and exchanges are for admins whose home is the institute concerned. An
+/// admin role held through an exchange counts for none of them.
+#[test]
+fn accounts_are_governed_only_by_admins_whose_home_is_theirs() {
+    let w = world();
+    let us_viewer = account(&w.us_viewer, &[]);
+    let us_admin = account(&w.us_admin, &[]);
+    let exchanged = account(&w.uk_exchanged, &[US]);
     for action in [
-        Action::UpdateAccount,
+        Action::ChangeLogin,
         Action::ChangeAccountStatus,
         Action::ResetPassword,
         Action::ManageServiceCredentials,
     ] {
+        let own = if action == Action::ChangeLogin {
+            Allow
+        } else {
+            Forbidden
+        };
         let table: Vec<(&Actor, &AccountRef, Want)> = vec![
             (&w.us_admin, &us_viewer, Allow),
-            (&w.us_admin, &exchanged, Forbidden), // a host sees, the home manages
+            (&w.us_admin, &us_admin, own),
+            (&w.us_admin, &exchanged, Forbidden),
             (&w.uk_admin, &exchanged, Allow),
             (&w.uk_admin, &us_viewer, NotFound),
             (&w.us_viewer, &us_viewer, Forbidden),
             (&w.us_service, &us_viewer, NotFound),
             (&w.jp_admin, &us_viewer, NotFound),
-            (
-                &w.us_admin,
-                &us_admin,
-                if action == Action::UpdateAccount {
-                    Allow
-                } else {
-                    Forbidden
-                },
-            ),
+            (&w.uk_hosted_admin, &us_viewer, Forbidden),
+            (&w.uk_hosted_admin, &us_admin, Forbidden),
+            (&w.uk_admin_hosted, &us_admin, Forbidden),
+            (&w.uk_admin_hosted, &exchanged, Allow), // as the UK's own admin
         ];
         for (actor, target, want) in table {
             assert_eq!(
@@ -233,7 +285,7 @@ fn only_home_admins_manage_an_account_and_nobody_their_own_access() {
 }
 
 #[test]
-fn accounts_are_created_by_admins_of_their_home_institute() {
+fn accounts_are_created_by_admins_whose_home_is_theirs() {
     let w = world();
     let table = [
         (&w.us_admin, US, Allow),
@@ -243,6 +295,10 @@ fn accounts_are_created_by_admins_of_their_home_institute() {
         (&w.uk_exchanged, US, Forbidden),
         (&w.us_service, US, Forbidden),
         (&w.jp_admin, US, Forbidden),
+        (&w.both_admin, UK, Forbidden), // an admin role away from home governs nothing
+        (&w.uk_hosted_admin, US, Forbidden),
+        (&w.uk_admin_hosted, US, Forbidden),
+        (&w.uk_admin_hosted, UK, Allow),
     ];
     for (actor, home, want) in table {
         let resource = Resource::NewAccount {
@@ -250,48 +306,60 @@ fn accounts_are_created_by_admins_of_their_home_institute() {
         };
         assert_eq!(
             outcome(decide(actor, Action::CreateAccount, &resource)),
-            want
+            want,
+            "{:?} creates at {home:?}",
+            actor.account_id
         );
     }
 }
 
 #[test]
-fn roles_are_granted_at_home_by_its_admins_never_to_oneself() {
+fn roles_are_granted_at_home_never_to_oneself_and_admin_only_by_home_admins() {
     let w = world();
     let us_viewer = account(&w.us_viewer, &[]);
+    let us_admin = account(&w.us_admin, &[]);
     let exchanged = account(&w.uk_exchanged, &[US]);
     let both = account(&w.both_admin, &[]);
     for action in [Action::GrantMembership, Action::RevokeMembership] {
-        let table: Vec<(&Actor, &AccountRef, Uuid, Want)> = vec![
-            (&w.us_admin, &us_viewer, US, Allow),
-            (&w.us_admin, &us_viewer, UK, Forbidden), // not a UK admin
-            (&w.uk_admin, &us_viewer, UK, NotFound),
-            (&w.us_admin, &exchanged, US, Forbidden), // host roles come through the exchange
-            (&w.uk_admin, &exchanged, UK, Allow),
-            (&w.us_viewer, &us_viewer, US, Forbidden),
-            (&w.both_admin, &both, US, Forbidden), // not to oneself
-            (&w.both_admin, &us_viewer, UK, Forbidden), // not at another home
-            (&w.us_service, &us_viewer, US, NotFound),
-            (&w.jp_admin, &us_viewer, US, NotFound),
+        // (actor, account, institute, want for a non-admin role, want for the admin role)
+        let table: Vec<(&Actor, &AccountRef, Uuid, Want, Want)> = vec![
+            (&w.us_admin, &us_viewer, US, Allow, Allow),
+            (&w.us_admin, &us_admin, US, Forbidden, Forbidden), // not to oneself
+            (&w.us_admin, &us_viewer, UK, Forbidden, Forbidden), // not a UK admin
+            (&w.uk_admin, &us_viewer, UK, NotFound, NotFound),
+            (&w.us_admin, &exchanged, US, Forbidden, Forbidden), // through the exchange
+            (&w.uk_admin, &exchanged, UK, Allow, Allow),
+            (&w.us_viewer, &us_viewer, US, Forbidden, Forbidden),
+            (&w.both_admin, &both, US, Forbidden, Forbidden),
+            (&w.both_admin, &us_viewer, UK, Forbidden, Forbidden), // not at another home
+            (&w.us_service, &us_viewer, US, NotFound, NotFound),
+            (&w.jp_admin, &us_viewer, US, NotFound, NotFound),
+            (&w.uk_hosted_admin, &us_viewer, US, Allow, Forbidden),
+            (&w.uk_hosted_admin, &us_admin, US, Allow, Forbidden),
+            (&w.uk_admin_hosted, &us_admin, US, Allow, Forbidden),
+            (&w.uk_admin_hosted, &exchanged, UK, Allow, Allow),
         ];
-        for (actor, target, institute_id, want) in table {
-            let resource = Resource::Membership {
-                account: target,
-                institute_id,
-            };
-            assert_eq!(
-                outcome(decide(actor, action, &resource)),
-                want,
-                "{action:?} by {:?} for {:?} at {institute_id:?}",
-                actor.account_id,
-                target.id
-            );
+        for (actor, target, institute_id, other_role, admin_role) in table {
+            for (role, want) in [(Role::Author, other_role), (Role::Admin, admin_role)] {
+                let resource = Resource::Membership {
+                    account: target,
+                    institute_id,
+                    role,
+                };
+                assert_eq!(
+                    outcome(decide(actor, action, &resource)),
+                    want,
+                    "{action:?} of {role:?} by {:?} for {:?} at {institute_id:?}",
+                    actor.account_id,
+                    target.id
+                );
+            }
         }
     }
 }
 
 #[test]
-fn exchanges_are_proposed_by_one_side_and_decided_by_the_other() {
+fn exchanges_are_proposed_by_one_side_and_decided_by_the_others_home_admins() {
     let w = world();
     let proposed_by_uk = ExchangeRef {
         account_id: w.uk_exchanged.account_id,
@@ -300,59 +368,129 @@ fn exchanges_are_proposed_by_one_side_and_decided_by_the_other() {
         proposed_by: w.uk_admin.account_id,
         proposed_by_institute_id: UK,
     };
-    let proposed_by_both = ExchangeRef {
-        proposed_by: w.both_admin.account_id,
+    let proposed_by_us = ExchangeRef {
+        proposed_by: w.us_admin.account_id,
         proposed_by_institute_id: US,
         ..proposed_by_uk.clone()
     };
-    let r = Resource::Exchange(&proposed_by_uk);
+    // The story of the probe: a UK person, a US admin through an exchange, proposed their
+    // own renewal in the US's name.
+    let self_renewal = ExchangeRef {
+        account_id: w.uk_hosted_admin.account_id,
+        proposed_by: w.uk_hosted_admin.account_id,
+        proposed_by_institute_id: US,
+        ..proposed_by_uk.clone()
+    };
+    let of_hosted = ExchangeRef {
+        account_id: w.uk_admin_hosted.account_id,
+        ..proposed_by_us.clone()
+    };
+    let (uk, us, renewal, hosted) = (
+        Resource::Exchange(&proposed_by_uk),
+        Resource::Exchange(&proposed_by_us),
+        Resource::Exchange(&self_renewal),
+        Resource::Exchange(&of_hosted),
+    );
+    use Action::{DecideExchange as Decide, EndExchange as End, ReadExchange as Read};
     let table: Vec<(&Actor, Action, &Resource<'_>, Want)> = vec![
-        (&w.us_admin, Action::ReadExchange, &r, Allow),
-        (&w.uk_admin, Action::ReadExchange, &r, Allow),
-        (&w.uk_exchanged, Action::ReadExchange, &r, Allow),
-        (&w.us_viewer, Action::ReadExchange, &r, NotFound),
-        (&w.jp_admin, Action::ReadExchange, &r, NotFound),
-        (&w.us_service, Action::ReadExchange, &r, NotFound),
-        (&w.us_admin, Action::DecideExchange, &r, Allow),
-        (&w.uk_admin, Action::DecideExchange, &r, Forbidden), // the proposing side
-        (&w.uk_exchanged, Action::DecideExchange, &r, Forbidden),
-        (&w.jp_admin, Action::DecideExchange, &r, NotFound),
-        (&w.us_admin, Action::EndExchange, &r, Allow),
-        (&w.uk_admin, Action::EndExchange, &r, Allow),
-        (&w.uk_exchanged, Action::EndExchange, &r, Forbidden),
-        (&w.us_viewer, Action::EndExchange, &r, NotFound),
+        (&w.us_admin, Read, &uk, Allow),
+        (&w.uk_admin, Read, &uk, Allow),
+        (&w.uk_exchanged, Read, &uk, Allow),    // their own
+        (&w.uk_hosted_admin, Read, &uk, Allow), // a host admin reads the host's exchanges
+        (&w.us_viewer, Read, &uk, NotFound),
+        (&w.jp_admin, Read, &uk, NotFound),
+        (&w.us_service, Read, &uk, NotFound),
+        (&w.us_admin, Decide, &uk, Allow),
+        (&w.uk_admin, Decide, &uk, Forbidden), // the proposing side
+        (&w.uk_exchanged, Decide, &uk, Forbidden),
+        (&w.jp_admin, Decide, &uk, NotFound),
+        (&w.uk_hosted_admin, Decide, &uk, Forbidden), // US admin only through an exchange
+        (&w.uk_admin_hosted, Decide, &uk, Forbidden),
+        (&w.uk_admin, Decide, &us, Allow),
+        (&w.uk_admin_hosted, Decide, &us, Allow), // as the UK's own admin
+        (&w.us_admin, Decide, &us, Forbidden),
+        (&w.uk_hosted_admin, Decide, &us, Forbidden),
+        (&w.uk_admin, Decide, &renewal, Forbidden), // proposed by the person exchanged
+        (&w.us_admin, Decide, &renewal, Forbidden),
+        (&w.uk_hosted_admin, Decide, &renewal, Forbidden),
+        (&w.uk_admin_hosted, Decide, &hosted, Forbidden), // their own exchange
+        (&w.us_admin, End, &uk, Allow),
+        (&w.uk_admin, End, &uk, Allow),
+        (&w.uk_exchanged, End, &uk, Forbidden),
+        (&w.us_viewer, End, &uk, NotFound),
+        (&w.uk_hosted_admin, End, &uk, Forbidden),
+        (&w.uk_admin_hosted, End, &uk, Allow), // as the UK's own admin
     ];
     for (actor, action, resource, want) in table {
         assert_eq!(
             outcome(decide(actor, action, resource)),
             want,
-            "{action:?} by {:?}",
+            "{action:?} by {:?} of {resource:?}",
             actor.account_id
         );
     }
-    // Admin of both sides, but the proposer: may not approve their own proposal.
+    // An admin of both sides by (artificial) memberships of their own, and the proposer:
+    // may not approve their own proposal.
+    let proposed_by_both = ExchangeRef {
+        proposed_by: w.both_admin.account_id,
+        proposed_by_institute_id: US,
+        ..proposed_by_uk.clone()
+    };
     assert_eq!(
         outcome(decide(
             &w.both_admin,
-            Action::DecideExchange,
+            Decide,
             &Resource::Exchange(&proposed_by_both)
         )),
         Forbidden
     );
 
-    let new = Resource::NewExchange {
-        home_institute_id: UK,
-        host_institute_id: US,
-    };
-    for (actor, want) in [
-        (&w.us_admin, Allow),
-        (&w.uk_admin, Allow),
-        (&w.us_viewer, Forbidden),
-        (&w.uk_exchanged, Forbidden),
-        (&w.us_service, Forbidden),
-        (&w.jp_admin, Forbidden),
+    let someone = w.uk_exchanged.account_id;
+    for (actor, account_id, want) in [
+        (&w.us_admin, someone, Allow),
+        (&w.uk_admin, someone, Allow),
+        (&w.us_viewer, someone, Forbidden),
+        (&w.uk_exchanged, someone, Forbidden),
+        (&w.us_service, someone, Forbidden),
+        (&w.jp_admin, someone, Forbidden),
+        (&w.uk_hosted_admin, someone, Forbidden),
+        (&w.uk_hosted_admin, w.uk_hosted_admin.account_id, Forbidden),
+        (&w.uk_admin_hosted, someone, Allow), // as the UK's own admin
+        (&w.uk_admin_hosted, w.uk_admin_hosted.account_id, Forbidden), // not of oneself
     ] {
-        assert_eq!(outcome(decide(actor, Action::ProposeExchange, &new)), want);
+        let new = Resource::NewExchange {
+            account_id,
+            home_institute_id: UK,
+            host_institute_id: US,
+        };
+        assert_eq!(
+            outcome(decide(actor, Action::ProposeExchange, &new)),
+            want,
+            "{:?} proposes {account_id:?}",
+            actor.account_id
+        );
+    }
+}
+
+#[test]
+fn an_admin_through_an_exchange_works_on_the_hosts_day_to_day_objects() {
+    let w = world();
+    let lead_us = JointRef {
+        lead_institute_id: US,
+        participants: vec![US, UK],
+    };
+    for (action, resource) in [
+        (Action::RetireProtocol, Resource::Protocol(&lead_us)),
+        (Action::ManageParticipants, Resource::Protocol(&lead_us)),
+        (Action::ManageExercise, Resource::Exercise(&lead_us)),
+        (Action::AgreeExercise, Resource::Exercise(&lead_us)),
+        (Action::ReadAudit, Resource::Partnership),
+    ] {
+        assert_eq!(
+            outcome(decide(&w.uk_hosted_admin, action, &resource)),
+            Allow,
+            "{action:?}"
+        );
     }
 }
 

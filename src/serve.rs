@@ -89,6 +89,7 @@ fn auth_settings(args: &ServeArgs) -> AuthSettings {
             issuer: args.token_issuer.clone(),
             audience: args.token_audience.clone(),
             lifetime: Duration::from_secs(args.token_ttl),
+            clock_skew: Duration::from_secs(args.token_clock_skew),
         },
         ..AuthSettings::default()
     }

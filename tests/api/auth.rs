@@ -791,3 +791,193 @@ async fn service_accounts_get_tokens_with_at_most_their_scopes() {
         .await;
     problem(forbidden, 403).await;
 }
+
+/// `exp`, `nbf` and `iat` mean what they say, give or take the clock skew allowed
+/// (`--token-clock-skew`, here 3 s): the probe's tokens of 27-29 s past `exp` worked.
+#[tokio::test]
+async fn token_times_are_exact_within_the_clock_skew_allowance() {
+    let app = TestApp::with_auth(
+        crate::support::TestDatabase::migrated().await,
+        jointeval_api::HttpSettings::default(),
+        jointeval_api::AuthSettings {
+            tokens: jointeval_api::TokenSettings {
+                clock_skew: std::time::Duration::from_secs(3),
+                ..jointeval_api::TokenSettings::default()
+            },
+            ..jointeval_api::AuthSettings::default()
+        },
+    )
+    .await;
+    let admin = app.person("ada@aisi.gov.uk", "UK", &[Role::Admin]).await;
+    let now = jsonwebtoken::get_current_timestamp();
+    let token = |claim: &'static str, value: u64| {
+        let mut claims = good_claims(admin.id);
+        claims["iat"] = json!(now - 60);
+        claims["nbf"] = json!(now - 60);
+        claims[claim] = json!(value);
+        let pool = app.pool.clone();
+        async move { sign(&pool, &at_jwt(), &claims).await }
+    };
+    let cases = [
+        ("exp", now - 1, 200),
+        ("exp", now - 5, 401),
+        ("exp", now - 30, 401),
+        ("nbf", now + 1, 200),
+        ("nbf", now + 5, 401),
+        ("nbf", now + 30, 401),
+        ("iat", now + 1, 200),
+        ("iat", now + 5, 401),
+        ("iat", now + 30, 401),
+    ];
+    for (claim, value, want) in cases {
+        let token = token(claim, value).await;
+        let offset = value as i64 - now as i64;
+        let read = app.get_as(&token, "/v1/me").await;
+        assert_eq!(read.status(), want, "{claim} {offset:+} s: a read");
+        if want == 401 {
+            let header = read.headers()["www-authenticate"]
+                .to_str()
+                .expect("ascii")
+                .to_owned();
+            assert!(header.contains(r#"error="invalid_token""#), "{header}");
+            problem(read, 401).await;
+            // Writes too: nothing is created with such a token.
+            let email = format!("{claim}{offset}@aisi.gov.uk");
+            let write = app
+                .post_as(
+                    &token,
+                    "/v1/accounts",
+                    &json!({"kind": "person", "email": email, "display_name": "Nobody"}),
+                )
+                .await;
+            assert_eq!(write.status(), 401, "{claim} {offset:+} s: a write");
+            let created: i64 = sqlx::query_scalar("select count(*) from accounts where email = $1")
+                .bind(&email)
+                .fetch_one(&app.pool)
+                .await
+                .expect("count");
+            assert_eq!(created, 0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn by_default_a_token_seconds_past_exp_is_refused() {
+    let app = TestApp::spawn().await;
+    let user = app.person("ada@aisi.gov.uk", "UK", &[Role::Viewer]).await;
+    let now = jsonwebtoken::get_current_timestamp();
+    for past in [5, 27, 29] {
+        let mut claims = good_claims(user.id);
+        claims["iat"] = json!(now - 600);
+        claims["nbf"] = json!(now - 600);
+        claims["exp"] = json!(now - past);
+        let token = sign(&app.pool, &at_jwt(), &claims).await;
+        let body = problem(app.get_as(&token, "/v1/institutes").await, 401).await;
+        assert_eq!(body["detail"], "the token is expired", "{past} s past");
+    }
+}
+
+/// Disabling ends every token for good: enabling again does not bring them back, and
+/// neither does any other way back to `active`.
+#[tokio::test]
+async fn tokens_issued_before_a_disable_stay_refused_after_the_enable() {
+    let app = TestApp::spawn().await;
+    let admin = app.person("admin@aisi.gov.uk", "UK", &[Role::Admin]).await;
+    let user = app.person("ada@aisi.gov.uk", "UK", &[Role::Viewer]).await;
+    let admin_token = app.login(&admin).await;
+    let old = app.login(&user).await;
+    assert_eq!(app.get_as(&old, "/v1/me").await.status(), 200);
+
+    for verb in ["disable", "enable"] {
+        let response = app
+            .post_as(
+                &admin_token,
+                &format!("/v1/accounts/{}/{verb}", user.id),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "{verb}");
+    }
+    let body = problem(app.get_as(&old, "/v1/me").await, 401).await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("log in again"),
+        "{body}"
+    );
+    // A fresh login works at once, even within the same second.
+    let fresh = app.login(&user).await;
+    assert_eq!(app.get_as(&fresh, "/v1/me").await.status(), 200);
+
+    // A disable made some other way (here, straight in the database) and an enable
+    // through the API: the tokens of before still do not come back.
+    set_status(&app.pool, user.id, "disabled").await;
+    problem(app.get_as(&fresh, "/v1/me").await, 401).await;
+    let enabled = app
+        .post_as(
+            &admin_token,
+            &format!("/v1/accounts/{}/enable", user.id),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(enabled.status(), 200);
+    problem(app.get_as(&fresh, "/v1/me").await, 401).await;
+}
+
+#[tokio::test]
+async fn a_password_reset_or_a_secret_rotation_ends_the_tokens_of_before() {
+    let app = TestApp::spawn().await;
+    let admin = app.person("admin@aisi.gov.uk", "UK", &[Role::Admin]).await;
+    let user = app.person("ada@aisi.gov.uk", "UK", &[Role::Viewer]).await;
+    let service = app
+        .service(
+            "UK",
+            "jes_lifetime-secret",
+            &[Scope::RunsRead],
+            &[Role::Viewer],
+        )
+        .await;
+    let admin_token = app.login(&admin).await;
+    let person_token = app.login(&user).await;
+    let service_token = app.service_login(service, "jes_lifetime-secret").await;
+    let etag_before = app
+        .get_as(&admin_token, &format!("/v1/accounts/{}", user.id))
+        .await
+        .headers()["etag"]
+        .clone();
+
+    let reset = app
+        .post_as(
+            &admin_token,
+            &format!("/v1/accounts/{}/reset-password", user.id),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(reset.status(), 200);
+    problem(app.get_as(&person_token, "/v1/me").await, 401).await;
+    // The account itself did not change: its version stays.
+    let etag_after = app
+        .get_as(&admin_token, &format!("/v1/accounts/{}", user.id))
+        .await
+        .headers()["etag"]
+        .clone();
+    assert_eq!(etag_before, etag_after);
+
+    let rotated: Value = app
+        .post_as(
+            &admin_token,
+            &format!("/v1/accounts/{service}/rotate-secret"),
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    problem(app.get_as(&service_token, "/v1/me").await, 401).await;
+    let secret = rotated["client_secret"].as_str().expect("secret");
+    let renewed = app.service_login(service, secret).await;
+    assert_eq!(app.get_as(&renewed, "/v1/me").await.status(), 200);
+    // The admin's own token, used for all of it, still works.
+    assert_eq!(app.get_as(&admin_token, "/v1/me").await.status(), 200);
+}

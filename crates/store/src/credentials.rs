@@ -106,3 +106,31 @@ pub async fn must_change_password(
     .await?
     .unwrap_or(false))
 }
+
+/// The account's token generation: the tokens it holds are good only while it is the one
+/// they were issued with.
+#[tracing::instrument(skip_all)]
+pub async fn token_generation(
+    conn: &mut PgConnection,
+    account_id: Uuid,
+) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        "select token_generation from accounts where id = $1",
+        account_id
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Ends every token the account holds now, for good: they carry the generation this
+/// raises. The account's version (its ETag) is left as it was.
+#[tracing::instrument(skip_all)]
+pub async fn revoke_tokens(conn: &mut PgConnection, account_id: Uuid) -> Result<(), StoreError> {
+    sqlx::query!(
+        "update accounts set token_generation = token_generation + 1 where id = $1",
+        account_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

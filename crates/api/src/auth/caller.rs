@@ -115,6 +115,12 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         .await?
         .filter(|a| a.status == AccountStatus::Active)
         .ok_or_else(|| unauthorized(Some("the account is disabled or gone")))?;
+    let generation = jointeval_store::credentials::token_generation(&mut tx, account.id).await?;
+    if generation != Some(claims.generation) {
+        return Err(unauthorized(Some(
+            "the token was issued before the account was disabled or its credentials were reset; log in again",
+        )));
+    }
     let roles = jointeval_store::memberships::active_roles(&mut tx, account.id).await?;
     let (scopes, must_change_password) = match account.kind {
         AccountKind::Service => {

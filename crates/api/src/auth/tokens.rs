@@ -24,7 +24,13 @@ pub struct TokenSettings {
     pub issuer: String,
     pub audience: String,
     pub lifetime: Duration,
+    /// How far the clocks of the instances that issue and check tokens may disagree: a
+    /// token is good until `exp` plus this, and from `nbf` and `iat` minus this.
+    pub clock_skew: Duration,
 }
+
+/// The largest clock skew allowed: a few seconds, so that `exp` means what it says.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(10);
 
 impl Default for TokenSettings {
     fn default() -> Self {
@@ -32,6 +38,7 @@ impl Default for TokenSettings {
             issuer: "jointeval".into(),
             audience: "jointeval-api".into(),
             lifetime: Duration::from_secs(15 * 60),
+            clock_skew: Duration::from_secs(2),
         }
     }
 }
@@ -47,6 +54,10 @@ pub struct Claims {
     pub jti: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// The account's token generation when the token was issued; the token is refused
+    /// once the account's has moved on (a disable, a password reset, a secret rotation).
+    #[serde(default, rename = "gen")]
+    pub generation: i64,
 }
 
 /// Creates the first signing key unless one exists. Safe with several instances
@@ -142,6 +153,9 @@ pub async fn issue(
     let key = jointeval_store::signing_keys::current(conn)
         .await?
         .ok_or(IssueError::NoKey)?;
+    let generation = jointeval_store::credentials::token_generation(conn, account_id)
+        .await?
+        .unwrap_or_default();
     let now = jsonwebtoken::get_current_timestamp();
     let lifetime = settings.lifetime.as_secs();
     let claims = Claims {
@@ -158,6 +172,7 @@ pub async fn issue(
                 .collect::<Vec<_>>()
                 .join(" ")
         }),
+        generation,
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.typ = Some(TOKEN_TYPE.into());
@@ -187,6 +202,8 @@ pub enum TokenError {
     UnknownKey,
     #[error("the token is expired")]
     Expired,
+    #[error("the token is not valid yet: its nbf or iat is in the future")]
+    NotYetValid,
     #[error("the token is not valid: {0}")]
     Invalid(String),
     #[error(transparent)]
@@ -194,7 +211,8 @@ pub enum TokenError {
 }
 
 /// Checks a token completely: header, signature (algorithm pinned to EdDSA, key chosen
-/// by `kid` among ours), and the claims `iss`, `aud`, `exp`, `nbf`, `sub` all required.
+/// by `kid` among ours), and the claims `iss`, `aud`, `exp`, `nbf`, `iat`, `sub` all
+/// required; the times with no more leeway than the clock skew allowed.
 pub async fn verify(
     conn: &mut PgConnection,
     settings: &TokenSettings,
@@ -224,7 +242,8 @@ pub async fn verify(
     validation.set_issuer(&[&settings.issuer]);
     validation.set_audience(&[&settings.audience]);
     validation.validate_nbf = true;
-    validation.leeway = 30;
+    let skew = settings.clock_skew.min(MAX_CLOCK_SKEW).as_secs();
+    validation.leeway = skew;
     let data = jsonwebtoken::decode::<Claims>(
         token,
         &DecodingKey::from_ed_der(&key.public_key),
@@ -232,8 +251,14 @@ pub async fn verify(
     )
     .map_err(|e| match e.kind() {
         jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+        jsonwebtoken::errors::ErrorKind::ImmatureSignature => TokenError::NotYetValid,
         other => TokenError::Invalid(format!("{other:?}")),
     })?;
+    // jsonwebtoken checks `nbf` but not `iat`: a token issued in the future is no token
+    // of ours either.
+    if data.claims.iat > jsonwebtoken::get_current_timestamp() + skew {
+        return Err(TokenError::NotYetValid);
+    }
     Ok(data.claims)
 }
 

@@ -446,6 +446,9 @@ async fn set_status(
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     visible_account(&mut tx, caller, id, Action::ChangeAccountStatus).await?;
     let updated = jointeval_store::accounts::update(&mut tx, id, None, None, Some(status)).await?;
+    // A disable ends every token the account holds, for good. An enable does too, so that
+    // an account disabled by any other way does not get its old tokens back either.
+    jointeval_store::credentials::revoke_tokens(&mut tx, id).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     let action = match status {
         AccountStatus::Active => "account.enabled",
@@ -457,7 +460,8 @@ async fn set_status(
     Ok(with_etag(updated, &codes, StatusCode::OK))
 }
 
-/// Disables an account: it loses access on its next request, whatever tokens it holds.
+/// Disables an account: it loses access on its next request, and every token it holds is
+/// refused for good, even after it is enabled again.
 #[utoipa::path(
     post, path = "/v1/accounts/{id}/disable", tag = "accounts",
     security(("bearer" = [])),
@@ -512,7 +516,7 @@ pub struct NewCredential {
 }
 
 /// Resets a person's password to a one-time password, which must be changed at the
-/// next login.
+/// next login. Every token the person holds is refused from now on.
 #[utoipa::path(
     post, path = "/v1/accounts/{id}/reset-password", tag = "accounts",
     security(("bearer" = [])),
@@ -540,6 +544,8 @@ pub async fn reset_password(
     let password = secrets::one_time_password();
     let hash = secrets::hash_password(password.clone()).await;
     jointeval_store::credentials::set_password(&mut tx, id, &hash, true).await?;
+    // Whoever had the old password may hold tokens of it: they end here.
+    jointeval_store::credentials::revoke_tokens(&mut tx, id).await?;
     let change = Change::for_account("account.password_reset", &account)
         .summary(json!({"must_change_password": true}));
     jointeval_store::audit::commit_audited(tx, &change).await?;
@@ -554,7 +560,8 @@ pub async fn reset_password(
     ))
 }
 
-/// Replaces a service account's secret; the old one stops working at once.
+/// Replaces a service account's secret; the old one, and every token issued with it,
+/// stop working at once.
 #[utoipa::path(
     post, path = "/v1/accounts/{id}/rotate-secret", tag = "accounts",
     security(("bearer" = [])),
@@ -590,6 +597,8 @@ pub async fn rotate_secret(
         &scopes,
     )
     .await?;
+    // The old secret's tokens end with it.
+    jointeval_store::credentials::revoke_tokens(&mut tx, id).await?;
     let change = Change::for_account("account.secret_rotated", &account).summary(json!({
         "scopes": scopes.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
     }));

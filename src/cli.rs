@@ -30,7 +30,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API (on a private PostgreSQL when DATABASE_URL is unset).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending migrations and exit.
     Migrate(DatabaseArgs),
     /// Print the OpenAPI contract as YAML.
@@ -150,6 +150,26 @@ pub struct ServeArgs {
     /// is answered 503.
     #[arg(long, env = "JOINTEVAL_INGEST_TIMEOUT", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub ingest_timeout: u64,
+    /// Seconds a client has to send a request's whole head, from the connection's opening
+    /// or from the first byte of a later request; past it the connection is closed.
+    #[arg(long, env = "JOINTEVAL_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub header_timeout: u64,
+    /// Seconds a keep-alive connection may wait for its next request before it is closed.
+    #[arg(long, env = "JOINTEVAL_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout: u64,
+    /// Most client connections held open at once; past it a new one is answered 503.
+    /// Lowered at start, with a warning, to what the process's descriptor limit leaves
+    /// after the database pool and some headroom.
+    #[arg(long, env = "JOINTEVAL_MAX_CLIENT_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_client_connections: u64,
+    /// Most connections held open for one client address (0: no such cap); past it a new
+    /// one is answered 429. Behind a reverse proxy every client has the proxy's address.
+    #[arg(
+        long,
+        env = "JOINTEVAL_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 256
+    )]
+    pub max_connections_per_client: u64,
     /// Seconds in-flight requests get to finish after SIGINT or SIGTERM.
     #[arg(long, env = "JOINTEVAL_SHUTDOWN_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub shutdown_timeout: u64,

@@ -17,7 +17,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Migrate(args) => database::migrate_and_exit(&args).await,
         Command::Admin(AdminCommand::Bootstrap(args)) => admin::bootstrap_and_exit(&args).await,
         Command::Admin(AdminCommand::RotateSigningKey(args)) => {

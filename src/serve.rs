@@ -2,7 +2,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::http::HeaderValue;
-use jointeval_api::{AppState, AuthSettings, HttpSettings, MetricsAccess, TokenSettings};
+use jointeval_api::{
+    AppState, AuthSettings, ConnectionLimits, HttpSettings, MetricsAccess, TokenSettings,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -35,6 +37,7 @@ async fn serve(
         crate::admin::bootstrap_if_empty(&database.pool).await?;
     }
     let state = AppState::new(database.pool.clone(), settings, auth_settings(args));
+    let limits = connection_limits(args);
     let listener = TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("listening on {}", args.bind))?;
@@ -61,6 +64,7 @@ async fn serve(
         tokio::spawn(jointeval_api::serve(
             metrics_listener,
             router,
+            limits.clone(),
             stopped(stop_rx.clone()),
         ));
     }
@@ -70,6 +74,7 @@ async fn serve(
     let server = jointeval_api::serve(
         listener,
         jointeval_api::router(state),
+        limits,
         stopped(stop_rx.clone()),
     );
     let grace = Duration::from_secs(args.shutdown_timeout);
@@ -92,6 +97,56 @@ fn auth_settings(args: &ServeArgs) -> AuthSettings {
             clock_skew: Duration::from_secs(args.token_clock_skew),
         },
         ..AuthSettings::default()
+    }
+}
+
+/// Descriptors kept beside client connections: the database pool's, the refused
+/// connections answered at once, the metrics listener's, logs and the private cluster's
+/// pipes.
+const DESCRIPTOR_HEADROOM: u64 = 512;
+
+/// The listener's limits. The cap on client connections must leave descriptors for the
+/// database pool and for answering refusals: the soft descriptor limit is raised to the
+/// hard one, and a cap it cannot hold is lowered with a warning.
+fn connection_limits(args: &ServeArgs) -> ConnectionLimits {
+    let descriptors = raise_descriptor_limit();
+    let reserved = DESCRIPTOR_HEADROOM + u64::from(args.database.max_connections);
+    let room = descriptors.saturating_sub(reserved).max(1);
+    let max_connections = if args.max_client_connections > room {
+        tracing::warn!(
+            asked = args.max_client_connections,
+            descriptors,
+            lowered_to = room,
+            "--max-client-connections leaves no descriptors for the database pool and refusals; lowered"
+        );
+        room
+    } else {
+        args.max_client_connections
+    };
+    ConnectionLimits {
+        header_timeout: Duration::from_secs(args.header_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        max_per_client: usize::try_from(args.max_connections_per_client).unwrap_or(usize::MAX),
+    }
+}
+
+/// Raises the soft limit on open descriptors to the hard one; answers the limit in force.
+fn raise_descriptor_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!(error = %e, soft, hard, "could not raise the descriptor limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the descriptor limit");
+            1024
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod admin;
 mod audit;
 mod audit_read;
 mod auth;
+mod connections;
 mod errors;
 mod exercises;
 mod faults;

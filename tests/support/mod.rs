@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use jointeval_api::{AppState, AuthSettings, HttpSettings};
+use jointeval_api::{AppState, AuthSettings, ConnectionLimits, HttpSettings};
 use jointeval_domain::{AccountKind, DisplayName, Email, InstituteCode, Role, Scope};
 use jointeval_embedded_pg::{Cluster, ClusterConfig};
 use jointeval_store::{PgPool, PoolSettings};
@@ -320,12 +320,36 @@ impl TestApp {
 
     /// Serves any router (e.g. one built around a test route) the same way.
     pub async fn serve(router: axum::Router, pool: PgPool, db: TestDatabase) -> Self {
+        Self::serve_with(router, pool, db, ConnectionLimits::default()).await
+    }
+
+    /// The service under `limits` of its listener.
+    pub async fn with_limits(limits: ConnectionLimits) -> Self {
+        let db = TestDatabase::migrated().await;
+        let pool = db.pool();
+        jointeval_api::auth::tokens::ensure_signing_key(&pool)
+            .await
+            .expect("signing key");
+        let router = jointeval_api::router(AppState::new(
+            db.service_pool(),
+            HttpSettings::default(),
+            AuthSettings::default(),
+        ));
+        Self::serve_with(router, pool, db, limits).await
+    }
+
+    async fn serve_with(
+        router: axum::Router,
+        pool: PgPool,
+        db: TestDatabase,
+        limits: ConnectionLimits,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(jointeval_api::serve(listener, router, async {
+        tokio::spawn(jointeval_api::serve(listener, router, limits, async {
             let _ = stopped.await;
         }));
         Self {
@@ -351,6 +375,7 @@ impl TestApp {
         tokio::spawn(jointeval_api::serve(
             listener,
             router,
+            ConnectionLimits::default(),
             std::future::pending(),
         ));
         base

@@ -4,6 +4,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+mod connections;
 mod denials;
 pub mod extract;
 mod layers;
@@ -14,15 +15,13 @@ mod problem;
 mod routes;
 mod settings;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use jointeval_store::PgPool;
-use tokio::net::TcpListener;
 
 pub use auth::{AuthSettings, TokenSettings};
+pub use connections::{ConnectionLimits, serve};
 pub use openapi::{openapi, openapi_yaml};
 pub use problem::{ApiError, FieldError, Problem};
 pub use settings::{HttpSettings, MetricsAccess};
@@ -62,26 +61,4 @@ pub fn router(state: AppState) -> Router {
 /// in the same middleware as the service's own.
 pub fn with_middleware(router: Router, settings: &HttpSettings) -> Router {
     layers::wrap(router, settings)
-}
-
-/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight
-/// requests finish. Accepted sockets get `TCP_NODELAY`: without it a keep-alive
-/// answer can wait about 40 ms behind Nagle's algorithm.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    // The peer address feeds login throttling.
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }

@@ -130,6 +130,30 @@ impl Problem {
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
+
+    /// The whole HTTP/1.1 response, closing the connection: for the answers the listener
+    /// writes itself, where no router runs (a connection refused, a head that could not
+    /// be read).
+    pub(crate) fn http1_closing(&self) -> Vec<u8> {
+        let body = serde_json::to_vec(self).unwrap_or_default();
+        let status = self.status_code();
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {}\r\nconnection: close\r\nx-request-id: {}\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("Error"),
+            body.len(),
+            uuid::Uuid::now_v7(),
+        );
+        for (name, value) in &self.headers {
+            if let Ok(value) = value.to_str() {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(&body);
+        bytes
+    }
 }
 
 impl IntoResponse for Problem {

@@ -185,6 +185,18 @@ fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
         .ok_or_else(|| unauthorized(Some("the Authorization header must be `Bearer <token>`")))
 }
 
+/// 401 for an `Authorization` header that HTTP itself cannot read (a control character
+/// in it): the request carries a credential the service cannot take.
+pub fn unreadable_authorization() -> Problem {
+    let detail = "the Authorization header holds a character that HTTP does not allow in a header (RFC 9110, section 5.5); send `Bearer <token>`";
+    Problem::typed(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail).with_header(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static(
+            r#"Bearer realm="jointeval", error="invalid_request", error_description="the Authorization header is not readable""#,
+        ),
+    )
+}
+
 /// 401 with `WWW-Authenticate: Bearer` (RFC 6750): without an error code when no token
 /// was sent, with `invalid_token` and its reason otherwise.
 pub fn unauthorized(reason: Option<&str>) -> ApiError {

@@ -6,7 +6,9 @@ pub mod tokens;
 
 use std::time::Duration;
 
-pub use caller::{Caller, CallerChangingPassword, not_found, request_meta, unauthorized};
+pub use caller::{
+    Caller, CallerChangingPassword, not_found, request_meta, unauthorized, unreadable_authorization,
+};
 pub use tokens::TokenSettings;
 
 /// How logins are checked and throttled.

@@ -301,15 +301,22 @@ async fn a_planned_exercise_is_cancelled_by_the_lead_and_read_by_tools_with_the_
     let blind = app
         .service("UK", "jes_blind", &[Scope::RunsWrite], &[Role::Viewer])
         .await;
-    for (client, secret, status) in [(reader, "jes_reader", 200), (blind, "jes_blind", 404)] {
+    // Without the scope, the tool is told which one its token lacks: the exercise is its
+    // institute's to see.
+    for (client, secret, status) in [(reader, "jes_reader", 200), (blind, "jes_blind", 403)] {
         let token = &app.service_login(client, secret).await;
-        assert_eq!(
-            app.get_as(token, &format!("/v1/exercises/{id}"))
-                .await
-                .status(),
-            status,
-            "{secret}"
-        );
+        let read = app.get_as(token, &format!("/v1/exercises/{id}")).await;
+        assert_eq!(read.status(), status, "{secret}");
+        if status == 403 {
+            assert_eq!(
+                read.headers()["www-authenticate"],
+                r#"Bearer realm="jointeval", error="insufficient_scope", scope="exercises:read""#
+            );
+            assert_eq!(
+                problem(read, 403).await["type"],
+                "urn:jointeval:problem:insufficient-scope"
+            );
+        }
     }
 
     let cancelled: Value = app

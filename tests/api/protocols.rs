@@ -795,16 +795,17 @@ async fn a_reviewer_reviews_a_version_once_and_a_service_account_reads_only_with
         .service("US", "jes_blind", &[Scope::RunsWrite], &[Role::Viewer])
         .await;
     for (client, secret, status, listed) in
-        [(reader, "jes_reader", 200, 1), (blind, "jes_blind", 404, 0)]
+        [(reader, "jes_reader", 200, 1), (blind, "jes_blind", 403, 0)]
     {
         let token = &app.service_login(client, secret).await;
-        assert_eq!(
-            app.get_as(token, &format!("/v1/protocols/{id}"))
-                .await
-                .status(),
-            status,
-            "{secret}"
-        );
+        let read = app.get_as(token, &format!("/v1/protocols/{id}")).await;
+        assert_eq!(read.status(), status, "{secret}");
+        if status == 403 {
+            assert_eq!(
+                read.headers()["www-authenticate"],
+                r#"Bearer realm="jointeval", error="insufficient_scope", scope="protocols:read""#
+            );
+        }
         let list: Value = app
             .get_as(token, "/v1/protocols")
             .await

@@ -3,7 +3,7 @@
 use utoipa::openapi::OpenApi as Spec;
 use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, Response, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes;
@@ -16,7 +16,11 @@ use crate::routes;
                        AI safety institutes: evaluation protocols, joint exercises, test runs and \
                        their results, with access rules that keep each institute's unreleased \
                        work its own.\n\nEvery error is an RFC 9457 `application/problem+json` \
-                       body. Lists are cursor-paginated: pass a page's `next_cursor` as `cursor`.",
+                       body. Lists are cursor-paginated: pass a page's `next_cursor` as `cursor`.\n\n\
+                       Before any operation, the listener itself answers: `408` when a request's \
+                       head does not arrive whole within the header timeout, and `414` when its \
+                       target is longer than the service reads; `400`, `401`, `429`, `431` and \
+                       `503` of the same kind are listed on every operation.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     // Schemas that only query parameters name, which the paths do not collect.
@@ -75,7 +79,11 @@ pub fn openapi() -> Spec {
 /// route: a failure on our side (a panic is caught and answered) on all of them; an
 /// unreadable, oversized or non-JSON body on those that take one (the body extractors
 /// answer them before the handler runs); an invalid query parameter on those that take
-/// any. A route that says more about one of these keeps its own words.
+/// any; what the listener answers before any route runs (an unreadable head, too many
+/// connections, a header section too large) and what every authenticated operation can
+/// refuse (a token that is no good, a password still to change, a scope missing); and 503
+/// wherever the database or the clock can run out. A route that says more about one of
+/// these keeps its own words, with the common reason added.
 pub(crate) fn add_common_answers(spec: &mut Spec) {
     let internal = problem_response(
         "A failure of the service; the cause is logged, never sent",
@@ -123,7 +131,61 @@ pub(crate) fn add_common_answers(spec: &mut Spec) {
             "errors": [{"field": "limit", "message": "must be between 1 and 200"}]
         }),
     );
-    for item in spec.paths.paths.values_mut() {
+    let unreadable = problem_response(
+        "The request's head is not valid HTTP: a header holds a character HTTP does not allow",
+        serde_json::json!({
+            "type": "urn:jointeval:problem:malformed-request",
+            "title": "Malformed request",
+            "status": 400,
+            "detail": "the If-Match header holds a character that HTTP does not allow in a header (RFC 9110, section 5.5)"
+        }),
+    );
+    let unauthorized = problem_response(
+        "The Authorization header is unreadable (a character HTTP does not allow)",
+        serde_json::json!({
+            "type": "urn:jointeval:problem:unauthorized",
+            "title": "Unauthorized",
+            "status": 401,
+            "detail": "the Authorization header holds a character that HTTP does not allow in a header (RFC 9110, section 5.5); send `Bearer <token>`"
+        }),
+    );
+    let forbidden = problem_response(
+        "A one-time password must be replaced first (POST /v1/me/password), or a service account's token lacks a scope its roles would need",
+        serde_json::json!({
+            "type": "urn:jointeval:problem:password-change-required",
+            "title": "Password change required",
+            "status": 403,
+            "detail": "this account logged in with a one-time password; set a new one with POST /v1/me/password first"
+        }),
+    );
+    let crowded = problem_response(
+        "This client address holds as many connections as the service keeps for one (`--max-connections-per-client`); the connection is closed",
+        serde_json::json!({
+            "type": "urn:jointeval:problem:too-many-connections-from-client",
+            "title": "Too many connections from this address",
+            "status": 429,
+            "detail": "this address holds the 256 connections the service keeps for one client; reuse them, or close some and retry"
+        }),
+    );
+    let head_too_large = problem_response(
+        "The request's header section is larger than the service reads",
+        serde_json::json!({
+            "type": "urn:jointeval:problem:header-too-large",
+            "title": "Request header too large",
+            "status": 431,
+            "detail": "the request's header section is larger than this service reads"
+        }),
+    );
+    let unavailable = problem_response(
+        "The database is unavailable, the request ran past its time, or the service holds as many connections as it keeps; retry after `Retry-After` seconds",
+        serde_json::json!({
+            "type": "urn:jointeval:problem:database-unavailable",
+            "title": "Database unavailable",
+            "status": 503,
+            "detail": "the database cannot be reached right now; retry later"
+        }),
+    );
+    for (path, item) in spec.paths.paths.iter_mut() {
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -138,6 +200,9 @@ pub(crate) fn add_common_answers(spec: &mut Spec) {
                 .iter()
                 .flatten()
                 .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+            let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+            // `/v1/me` and its password are what a one-time password may still reach.
+            let before_password_change = path.starts_with("/v1/me");
             let responses = &mut operation.responses.responses;
             let mut add = |status: &str, response: &Response| {
                 responses
@@ -153,6 +218,41 @@ pub(crate) fn add_common_answers(spec: &mut Spec) {
                 add("422", &bad_query);
             }
             add("500", &internal);
+            add_or_extend(responses, "400", &unreadable);
+            add_or_extend(responses, "401", &unauthorized);
+            if secured && !before_password_change {
+                add_or_extend(responses, "403", &forbidden);
+            }
+            add_or_extend(responses, "429", &crowded);
+            add_or_extend(responses, "431", &head_too_large);
+            if path != "/healthz" {
+                add_or_extend(responses, "503", &unavailable);
+            }
+        }
+    }
+}
+
+/// Adds `response` for `status`, or, where the route documents that status itself, adds
+/// the common reason to its description.
+fn add_or_extend(
+    responses: &mut std::collections::BTreeMap<String, RefOr<Response>>,
+    status: &str,
+    response: &Response,
+) {
+    match responses.get_mut(status) {
+        Some(RefOr::T(existing)) => {
+            let mut reason = response.description.chars();
+            let reason: String = reason
+                .next()
+                .map(|first| first.to_lowercase().chain(reason).collect())
+                .unwrap_or_default();
+            if !existing.description.contains(&reason) {
+                existing.description = format!("{}; or {reason}", existing.description);
+            }
+        }
+        Some(RefOr::Ref(_)) => {}
+        None => {
+            responses.insert(status.to_owned(), response.clone().into());
         }
     }
 }

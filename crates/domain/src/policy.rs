@@ -40,6 +40,11 @@ impl Actor {
         if !scoped {
             return Vec::new();
         }
+        self.staff_institutes()
+    }
+
+    /// The institutes this actor holds a role at, whatever its token's scopes.
+    fn staff_institutes(&self) -> Vec<Uuid> {
         let mut ids: Vec<Uuid> = self.roles.iter().map(|r| r.institute_id).collect();
         ids.sort();
         ids.dedup();
@@ -206,11 +211,14 @@ pub enum Resource<'a> {
 }
 
 /// Why not: `NotFound` when the actor may not even know the resource exists
-/// (answered 404), `Forbidden` when it may see it but not do this (403).
+/// (answered 404), `Forbidden` when it may see it but not do this (403), and
+/// `MissingScope` when a service account's roles would allow it but its token lacks the
+/// scope (403, `insufficient_scope` in RFC 6750's words).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denial {
     NotFound,
     Forbidden(&'static str),
+    MissingScope(Scope),
 }
 
 pub type Decision = Result<(), Denial>;
@@ -455,22 +463,19 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
             },
         ) => {
             see_run(actor, *institute_id, released_to)?;
-            let evaluator = actor.has_role(*institute_id, Role::Evaluator);
-            let allowed = match actor.kind {
-                AccountKind::Person => evaluator,
-                AccountKind::Service => {
-                    evaluator
-                        && actor.scopes.contains(&Scope::RunsWrite)
-                        && actor.scopes.contains(&Scope::ResultsWrite)
-                }
-            };
-            if allowed {
-                Ok(())
-            } else {
-                Err(Denial::Forbidden(
+            if !actor.has_role(*institute_id, Role::Evaluator) {
+                return Err(Denial::Forbidden(
                     "only evaluators of the executing institute run it",
-                ))
+                ));
             }
+            if actor.kind == AccountKind::Service {
+                for scope in [Scope::RunsWrite, Scope::ResultsWrite] {
+                    if !actor.scopes.contains(&scope) {
+                        return Err(Denial::MissingScope(scope));
+                    }
+                }
+            }
+            Ok(())
         }
         (
             ReleaseRun,
@@ -511,14 +516,23 @@ fn see_account(actor: &Actor, account: &AccountRef) -> Decision {
 }
 
 /// A run exists for the executing institute's staff, and for the staff of the
-/// institutes it was released to; a service account also needs `runs:read` or `runs:write`.
+/// institutes it was released to; a service account reads it only with `runs:read` or
+/// `runs:write`.
 fn see_run(actor: &Actor, institute_id: Uuid, released_to: &[Uuid]) -> Decision {
-    let reading = actor.reading_institutes(&RUN_READING);
-    if reading.contains(&institute_id) || released_to.iter().any(|i| reading.contains(i)) {
-        Ok(())
-    } else {
-        Err(Denial::NotFound)
+    let staff = actor.staff_institutes();
+    if !staff.contains(&institute_id) && !released_to.iter().any(|i| staff.contains(i)) {
+        return Err(Denial::NotFound);
     }
+    scoped(actor, &RUN_READING)
+}
+
+/// A service account acts only within the scopes of its token: without one of `scopes`,
+/// what its roles would let it read is refused for the missing scope (the first named).
+fn scoped(actor: &Actor, scopes: &[Scope]) -> Decision {
+    if actor.kind == AccountKind::Service && !actor.scopes.iter().any(|s| scopes.contains(s)) {
+        return Err(Denial::MissingScope(scopes[0]));
+    }
+    Ok(())
 }
 
 /// The scopes that let a service account read runs.
@@ -564,15 +578,14 @@ fn see_protocol(actor: &Actor, protocol: &JointRef) -> Decision {
     see_joint(actor, protocol, Scope::ProtocolsRead)
 }
 
-/// Staff of a participating institute see a joint object; a service account also needs
-/// `scope`.
+/// Staff of a participating institute see a joint object; a service account reads it
+/// only with `scope`.
 fn see_joint(actor: &Actor, joint: &JointRef, scope: Scope) -> Decision {
-    let reading = actor.reading_institutes(&[scope]);
-    if joint.participants.iter().any(|p| reading.contains(p)) {
-        Ok(())
-    } else {
-        Err(Denial::NotFound)
+    let staff = actor.staff_institutes();
+    if !joint.participants.iter().any(|p| staff.contains(p)) {
+        return Err(Denial::NotFound);
     }
+    scoped(actor, &[scope])
 }
 
 /// The participating institutes in whose capacity the actor may agree to an exercise plan.

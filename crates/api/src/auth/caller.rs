@@ -46,6 +46,24 @@ impl Caller {
                     .denied()
                     .into()
             }
+            Denial::MissingScope(scope) => {
+                let scope = scope.as_str();
+                let challenge = format!(
+                    r#"Bearer realm="jointeval", error="insufficient_scope", scope="{scope}""#
+                );
+                Problem::typed(
+                    StatusCode::FORBIDDEN,
+                    "insufficient-scope",
+                    "Insufficient scope",
+                    format!("this service account's token lacks the {scope} scope; an admin of its institute grants scopes"),
+                )
+                .with_header(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer")),
+                )
+                .denied()
+                .into()
+            }
         }
     }
 }

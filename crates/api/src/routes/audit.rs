@@ -135,7 +135,10 @@ pub async fn list_audit(
     events(&state, &caller, filter, &page).await
 }
 
-/// The history of one object, oldest first, as `GET /v1/audit` would list it.
+/// The history of one object, oldest first, as `GET /v1/audit` would list it. An object
+/// the caller may not see, and one that does not exist, both have an empty history: the
+/// answer is 200 with no events for either, so that it tells nothing of the other's
+/// objects.
 #[utoipa::path(
     get, path = "/v1/audit/objects/{object_type}/{object_id}", tag = "audit",
     security(("bearer" = [])),
@@ -143,7 +146,7 @@ pub async fn list_audit(
            ("object_id" = String, Path, description = "The object's id"),
            PageQuery),
     responses(
-        (status = 200, description = "A page of the object's events", body = Page<AuditEventView>),
+        (status = 200, description = "A page of the object's events: empty alike for an object the caller may not see and for one that does not exist", body = Page<AuditEventView>),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Neither an admin nor a reviewer", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),

@@ -86,6 +86,8 @@ enum Want {
     Allow,
     NotFound,
     Forbidden,
+    /// 403 for the token's scopes: the roles would allow it.
+    Unscoped,
 }
 use Want::*;
 
@@ -94,6 +96,7 @@ fn outcome(decision: Decision) -> Want {
         Ok(()) => Allow,
         Err(Denial::NotFound) => NotFound,
         Err(Denial::Forbidden(_)) => Forbidden,
+        Err(Denial::MissingScope(_)) => Unscoped,
     }
 }
 
@@ -533,7 +536,7 @@ fn protocols_are_seen_by_participants_only_and_written_by_their_authors() {
         (&w.us_viewer, Action::ReadProtocol, &p, Allow),
         (&w.uk_exchanged, Action::ReadProtocol, &p, Allow),
         (&reader, Action::ReadProtocol, &p, Allow),
-        (&w.us_service, Action::ReadProtocol, &p, NotFound), // no protocols:read scope
+        (&w.us_service, Action::ReadProtocol, &p, Unscoped), // no protocols:read scope
         (&jp_author, Action::ReadProtocol, &p, NotFound),
         (&w.us_viewer, Action::ReadProtocol, &v, Allow),
         (&jp_author, Action::ReadProtocol, &v, NotFound),
@@ -623,7 +626,7 @@ fn exercises_are_managed_by_the_lead_and_agreed_by_each_participant() {
         (&w.us_viewer, Action::ReadExercise, Allow),
         (&uk_reviewer, Action::ReadExercise, Allow),
         (&w.jp_admin, Action::ReadExercise, NotFound),
-        (&w.us_service, Action::ReadExercise, NotFound), // no exercises:read scope
+        (&w.us_service, Action::ReadExercise, Unscoped), // no exercises:read scope
         (&us_author, Action::ManageExercise, Allow),
         (&w.us_admin, Action::ManageExercise, Allow),
         (&uk_author, Action::ManageExercise, Forbidden), // not the lead
@@ -660,6 +663,12 @@ fn a_run_belongs_to_its_institute_until_released() {
     runner.scopes = vec![Scope::RunsWrite, Scope::ResultsWrite];
     let mut reader_only = runner.clone();
     reader_only.scopes = vec![Scope::RunsRead];
+    let mut unscoped_runner = runner.clone();
+    unscoped_runner.scopes = vec![Scope::RunsExecute];
+    let uk_run_released_to_jp = Resource::Run {
+        institute_id: UK,
+        released_to: &[JP],
+    };
     let unreleased = Resource::Run {
         institute_id: US,
         released_to: &[],
@@ -676,7 +685,15 @@ fn a_run_belongs_to_its_institute_until_released() {
         (&jp_viewer, Action::ReadRun, &released, NotFound),
         (&us_evaluator, Action::ExecuteRun, &unreleased, Allow),
         (&runner, Action::ExecuteRun, &unreleased, Allow),
-        (&reader_only, Action::ExecuteRun, &unreleased, Forbidden),
+        (&reader_only, Action::ExecuteRun, &unreleased, Unscoped), // no runs:write
+        (&reader_only, Action::ReadRun, &unreleased, Allow),
+        (&unscoped_runner, Action::ReadRun, &unreleased, Unscoped), // its own institute's
+        (
+            &unscoped_runner,
+            Action::ReadRun,
+            &uk_run_released_to_jp,
+            NotFound,
+        ),
         (&us_reviewer, Action::ExecuteRun, &unreleased, Forbidden),
         (&uk_evaluator, Action::ExecuteRun, &released, Forbidden), // sees it, does not run it
         (&uk_evaluator, Action::ExecuteRun, &unreleased, NotFound),

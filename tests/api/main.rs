@@ -8,6 +8,7 @@ mod audit;
 mod audit_read;
 mod auth;
 mod connections;
+mod contract;
 mod errors;
 mod exercises;
 mod faults;

@@ -82,7 +82,7 @@ pub fn openapi() -> Spec {
 /// any; what the listener answers before any route runs (an unreadable head, too many
 /// connections, a header section too large) and what every authenticated operation can
 /// refuse (a token that is no good, a password still to change, a scope missing); and 503
-/// wherever the database or the clock can run out. A route that says more about one of
+/// everywhere (the database, the clock or the connections can run out). A route that says more about one of
 /// these keeps its own words, with the common reason added.
 pub(crate) fn add_common_answers(spec: &mut Spec) {
     let internal = problem_response(
@@ -185,6 +185,15 @@ pub(crate) fn add_common_answers(spec: &mut Spec) {
             "detail": "the database cannot be reached right now; retry later"
         }),
     );
+    let full = problem_response(
+        "The service holds as many connections as it keeps, or the request ran past its time; retry after `Retry-After` seconds",
+        serde_json::json!({
+            "type": "urn:jointeval:problem:too-many-connections",
+            "title": "Too many connections",
+            "status": 503,
+            "detail": "the service holds the 10000 connections it keeps open; retry later"
+        }),
+    );
     for (path, item) in spec.paths.paths.iter_mut() {
         let operations = [
             &mut item.get,
@@ -225,7 +234,9 @@ pub(crate) fn add_common_answers(spec: &mut Spec) {
             }
             add_or_extend(responses, "429", &crowded);
             add_or_extend(responses, "431", &head_too_large);
-            if path != "/healthz" {
+            if path == "/healthz" {
+                add_or_extend(responses, "503", &full);
+            } else {
                 add_or_extend(responses, "503", &unavailable);
             }
         }

@@ -1,0 +1,977 @@
+//! The contract says what the service answers. Every operation of `openapi.yaml` is sent
+//! the failures any operation can meet (no token, a bad one, an expired one, a password
+//! still to change, a scope missing, an outsider, unknown and malformed ids, bodies of the
+//! wrong type, shape or size, bad query parameters, heads HTTP cannot read, too many
+//! connections), and then, operation by operation, the failures of its own (conflicts of
+//! state, stale versions). Every answer must be a status the contract lists for that
+//! operation, with a problem body when it is an error; and every failure the contract
+//! lists must be one the service was seen to give.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use jointeval_api::{ConnectionLimits, HttpSettings};
+use jointeval_domain::{Role, Scope};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use uuid::Uuid;
+
+use crate::support::story::{active_exercise, new_run};
+use crate::support::{TestApp, forge_token};
+
+/// An operation of the contract, as `METHOD /template`.
+type Op = String;
+
+/// What the contract lists, per operation.
+fn documented() -> BTreeMap<Op, BTreeSet<u16>> {
+    let spec = serde_json::to_value(jointeval_api::openapi()).expect("spec");
+    let mut ops = BTreeMap::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            let statuses = op["responses"]
+                .as_object()
+                .expect("responses")
+                .keys()
+                .map(|s| s.parse().expect("a status"))
+                .collect();
+            ops.insert(format!("{} {path}", method.to_uppercase()), statuses);
+        }
+    }
+    ops
+}
+
+fn takes_body(op: &str) -> bool {
+    let spec = serde_json::to_value(jointeval_api::openapi()).expect("spec");
+    let (method, path) = op.split_once(' ').expect("op");
+    spec["paths"][path][method.to_lowercase()]["requestBody"].is_object()
+}
+
+fn takes_query(op: &str) -> bool {
+    let spec = serde_json::to_value(jointeval_api::openapi()).expect("spec");
+    let (method, path) = op.split_once(' ').expect("op");
+    spec["paths"][path][method.to_lowercase()]["parameters"]
+        .as_array()
+        .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"))
+}
+
+/// The objects the probes name, and the callers they send.
+struct World {
+    admin: String,
+    uk_admin: String,
+    author: String,
+    reviewer: String,
+    evaluator: String,
+    viewer: String,
+    outsider: String,
+    one_time: String,
+    unscoped: String,
+    expired: String,
+    person: Uuid,
+    uk_person: Uuid,
+    membership: Uuid,
+    service: Uuid,
+    exchange: String,
+    exercise: String,
+    protocol: String,
+    run: String,
+}
+
+impl World {
+    /// `template` with its ids filled from the world, or with `other` for every id.
+    fn path(&self, template: &str, other: Option<&str>) -> String {
+        let (prefix, object) = if template.starts_with("/v1/accounts/") {
+            ("account", self.person.to_string())
+        } else if template.starts_with("/v1/exchanges/") {
+            ("exchange", self.exchange.clone())
+        } else if template.starts_with("/v1/protocols/") {
+            ("protocol", self.protocol.clone())
+        } else if template.starts_with("/v1/exercises/") {
+            ("exercise", self.exercise.clone())
+        } else {
+            ("run", self.run.clone())
+        };
+        let fill = |real: String| other.map_or(real, str::to_owned);
+        template
+            .replace("{id}", &fill(object))
+            .replace("{membership_id}", &fill(self.membership.to_string()))
+            .replace("{number}", other.unwrap_or("1"))
+            .replace("{object_type}", prefix)
+            .replace("{object_id}", &fill(self.run.clone()))
+    }
+}
+
+async fn login_as(app: &TestApp, email: &str, home: &str, roles: &[Role]) -> String {
+    app.login(&app.person(email, home, roles).await).await
+}
+
+async fn world(app: &TestApp) -> World {
+    let admin = login_as(app, "admin@nist.gov", "US", &[Role::Admin]).await;
+    let uk_admin = login_as(app, "admin@aisi.gov.uk", "UK", &[Role::Admin]).await;
+    let (exercise, protocol) = active_exercise(app).await;
+    let author = login_as(app, "writer@nist.gov", "US", &[Role::Author]).await;
+    let reviewer = login_as(app, "checker@nist.gov", "US", &[Role::Reviewer]).await;
+    let evaluator = login_as(app, "runner@nist.gov", "US", &[Role::Evaluator]).await;
+    let viewer = login_as(app, "reader@nist.gov", "US", &[Role::Viewer]).await;
+    let outsider = login_as(app, "admin@aist.go.jp", "JP", &[Role::Admin]).await;
+    let run: Value = app
+        .post_as(
+            &evaluator,
+            &format!("/v1/exercises/{exercise}/runs"),
+            &new_run(&protocol),
+        )
+        .await
+        .json()
+        .await
+        .expect("run");
+    let run = run["id"].as_str().expect("run id").to_owned();
+
+    // A person with a one-time password, logged in with it.
+    let created: Value = app
+        .post_as(
+            &admin,
+            "/v1/accounts",
+            &json!({"kind": "person", "email": "new@nist.gov", "display_name": "New"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("created");
+    let otp = created["one_time_password"].as_str().expect("otp");
+    let one_time: Value = app
+        .client
+        .post(app.url("/v1/auth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "new@nist.gov"),
+            ("password", otp),
+        ])
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("token");
+    let one_time = one_time["access_token"].as_str().expect("token").to_owned();
+
+    let harness = app
+        .service(
+            "US",
+            "jes_contract-secret",
+            &[Scope::RunsExecute],
+            &[Role::Evaluator],
+        )
+        .await;
+    let unscoped = app.service_login(harness, "jes_contract-secret").await;
+    let person = app.person("target@nist.gov", "US", &[Role::Viewer]).await;
+    let membership: Uuid = sqlx::query_scalar("select id from memberships where account_id = $1")
+        .bind(person.id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("membership");
+    let service = app
+        .service("US", "jes_contract-other", &[Scope::RunsRead], &[])
+        .await;
+    let uk_person = app
+        .person("seconded@aisi.gov.uk", "UK", &[Role::Viewer])
+        .await;
+    let now = chrono::Utc::now();
+    let exchange: Value = app
+        .post_as(
+            &uk_admin,
+            "/v1/exchanges",
+            &json!({"account_id": uk_person.id, "home_institute": "UK", "host_institute": "US",
+                    "roles": ["viewer"], "starts_at": (now + chrono::Duration::days(1)).to_rfc3339(),
+                    "ends_at": (now + chrono::Duration::days(30)).to_rfc3339()}),
+        )
+        .await
+        .json()
+        .await
+        .expect("exchange");
+    let expired = forge_token(&app.pool, person.id, -600, true).await;
+    World {
+        admin,
+        uk_admin,
+        author,
+        reviewer,
+        evaluator,
+        viewer,
+        outsider,
+        one_time,
+        unscoped,
+        expired,
+        person: person.id,
+        uk_person: uk_person.id,
+        membership,
+        service,
+        exchange: exchange["id"].as_str().expect("exchange id").to_owned(),
+        exercise,
+        protocol,
+        run,
+    }
+}
+
+/// What one probe got.
+struct Answer {
+    probe: String,
+    status: u16,
+    problem: bool,
+    text: String,
+}
+
+async fn answer(probe: impl Into<String>, response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let problem = response
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    let text = response.text().await.unwrap_or_default();
+    Answer {
+        probe: probe.into(),
+        status,
+        problem,
+        text,
+    }
+}
+
+/// Sends `op` with `path`, as `token`, with `body` as `content_type`.
+async fn send(
+    app: &TestApp,
+    op: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&'static str, Vec<u8>)>,
+) -> reqwest::Response {
+    let method: Method = op
+        .split(' ')
+        .next()
+        .expect("method")
+        .parse()
+        .expect("method");
+    let mut request = app.client.request(method, app.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if op.starts_with("PATCH") {
+        // The body is read before the version is compared.
+        request = request.header("if-match", "\"0\"");
+    }
+    if let Some((content_type, bytes)) = body {
+        request = request.header("content-type", content_type).body(bytes);
+    } else if takes_body(op) {
+        request = request.json(&json!({}));
+    }
+    request.send().await.expect("send")
+}
+
+/// A raw connection from `from`.
+async fn connect(addr: SocketAddr, from: Ipv4Addr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::from((from, 0))).expect("bind");
+    socket.connect(addr).await.expect("connect")
+}
+
+/// Sends raw bytes and reads the answer to the close.
+async fn raw(addr: SocketAddr, from: Ipv4Addr, request: &[u8]) -> Answer {
+    let mut stream = connect(addr, from).await;
+    let _ = stream.write_all(request).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Answer {
+        probe: String::new(),
+        status: head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        problem: head
+            .to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        text: body.to_owned(),
+    }
+}
+
+/// The probes any operation can meet; the answers, by operation.
+async fn common_probes(app: &TestApp, w: &World, ops: &[Op]) -> Vec<(Op, Answer)> {
+    let mut answers = Vec::new();
+    for op in ops {
+        let template = op.split_once(' ').expect("op").1;
+        let path = w.path(template, None);
+        let with_ids = template.contains('{');
+        let mut probes: Vec<(String, reqwest::Response)> = vec![
+            ("anonymous".into(), send(app, op, &path, None, None).await),
+            (
+                "a token that is no JWT".into(),
+                send(app, op, &path, Some("not-a-jwt"), None).await,
+            ),
+            (
+                "an expired token".into(),
+                send(app, op, &path, Some(&w.expired), None).await,
+            ),
+            (
+                "a one-time password".into(),
+                send(app, op, &path, Some(&w.one_time), None).await,
+            ),
+            (
+                "a token without the scope".into(),
+                send(app, op, &path, Some(&w.unscoped), None).await,
+            ),
+            (
+                "an outsider".into(),
+                send(app, op, &path, Some(&w.outsider), None).await,
+            ),
+        ];
+        for (who, token) in [
+            ("a US admin", &w.admin),
+            ("a UK admin", &w.uk_admin),
+            ("a viewer", &w.viewer),
+        ] {
+            probes.push((who.into(), send(app, op, &path, Some(token), None).await));
+        }
+        if with_ids {
+            let unknown = Uuid::now_v7().to_string();
+            probes.push((
+                "an unknown id".into(),
+                send(
+                    app,
+                    op,
+                    &w.path(template, Some(&unknown)),
+                    Some(&w.admin),
+                    None,
+                )
+                .await,
+            ));
+            probes.push((
+                "a malformed id".into(),
+                send(
+                    app,
+                    op,
+                    &w.path(template, Some("not-an-id")),
+                    Some(&w.admin),
+                    None,
+                )
+                .await,
+            ));
+        }
+        if takes_body(op) {
+            for (what, content_type, bytes) in [
+                ("a text body", "text/plain", b"hello".to_vec()),
+                ("malformed JSON", "application/json", b"{\"a\":".to_vec()),
+                (
+                    "JSON of the wrong shape",
+                    "application/json",
+                    b"[[]]".to_vec(),
+                ),
+                (
+                    "an oversized body",
+                    "application/json",
+                    vec![b' '; 512 * 1024],
+                ),
+            ] {
+                for token in [&w.admin, &w.evaluator, &w.author] {
+                    probes.push((
+                        what.into(),
+                        send(
+                            app,
+                            op,
+                            &path,
+                            Some(token),
+                            Some((content_type, bytes.clone())),
+                        )
+                        .await,
+                    ));
+                }
+            }
+        }
+        if takes_query(op) {
+            for query in ["no_such_parameter=1", "limit=0"] {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                probes.push((
+                    format!("?{query}"),
+                    send(
+                        app,
+                        op,
+                        &format!("{path}{sep}{query}"),
+                        Some(&w.admin),
+                        None,
+                    )
+                    .await,
+                ));
+            }
+        }
+        if op.starts_with("PATCH") {
+            let method = Method::PATCH;
+            for (what, if_match) in [("no If-Match", None), ("a stale If-Match", Some("\"0\""))] {
+                for token in [&w.admin, &w.author] {
+                    let mut request = app
+                        .client
+                        .request(method.clone(), app.url(&path))
+                        .bearer_auth(token)
+                        .json(&json!({}));
+                    if let Some(tag) = if_match {
+                        request = request.header("if-match", tag);
+                    }
+                    probes.push((what.into(), request.send().await.expect("send")));
+                }
+            }
+        }
+        for (probe, response) in probes {
+            answers.push((op.clone(), answer(probe, response).await));
+        }
+        // Heads HTTP cannot read.
+        let method = op.split(' ').next().expect("method");
+        for (what, line) in [
+            (
+                "a NUL in Authorization",
+                b"Authorization: Bearer a\0b\r\n".to_vec(),
+            ),
+            (
+                "a control character in If-Match",
+                b"If-Match: \x01\r\n".to_vec(),
+            ),
+            (
+                "a header section too large",
+                [b"X-Large: ".as_slice(), &vec![b'a'; 600 * 1024], b"\r\n"].concat(),
+            ),
+        ] {
+            let mut request =
+                format!("{method} {path} HTTP/1.1\r\nHost: jointeval\r\n").into_bytes();
+            request.extend_from_slice(&line);
+            request.extend_from_slice(b"\r\n");
+            let mut got = raw(app.addr, Ipv4Addr::LOCALHOST, &request).await;
+            got.probe = what.into();
+            answers.push((op.clone(), got));
+        }
+    }
+    answers
+}
+
+/// Past the caps on connections, every operation is answered before it is read: 429 for
+/// an address over its cap, 503 when the service holds all it keeps.
+async fn connection_probes(ops: &[Op]) -> Vec<(Op, Answer)> {
+    let app = TestApp::with_limits(ConnectionLimits {
+        max_connections: 4,
+        max_per_client: 2,
+        ..ConnectionLimits::default()
+    })
+    .await;
+    let sweep = |what: &'static str, from: Ipv4Addr| {
+        let addr = app.addr;
+        async move {
+            let mut answers = Vec::new();
+            for op in ops {
+                let (method, template) = op.split_once(' ').expect("op");
+                let request = format!(
+                    "{method} {} HTTP/1.1\r\nHost: jointeval\r\n\r\n",
+                    template.replace(['{', '}'], "")
+                );
+                let mut got = raw(addr, from, request.as_bytes()).await;
+                got.probe = what.into();
+                answers.push((op.clone(), got));
+            }
+            answers
+        }
+    };
+    let (crowded, other) = (Ipv4Addr::new(127, 0, 0, 8), Ipv4Addr::new(127, 0, 0, 9));
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(connect(app.addr, crowded).await);
+    }
+    let mut answers = sweep("one address over its cap", crowded).await;
+    for _ in 0..2 {
+        held.push(connect(app.addr, other).await);
+    }
+    answers.extend(sweep("the service over its cap", Ipv4Addr::new(127, 0, 0, 10)).await);
+    drop(held);
+    answers
+}
+
+#[tokio::test]
+async fn every_answer_is_in_the_contract_and_every_failure_it_lists_happens() {
+    let documented = documented();
+    let ops: Vec<Op> = documented.keys().cloned().collect();
+    let app = TestApp::with_settings(HttpSettings {
+        body_limit: 256 * 1024,
+        ingest_limit: 256 * 1024,
+        ..HttpSettings::default()
+    })
+    .await;
+    let w = world(&app).await;
+    // The probes of an operation's own first: they need the world as it was made.
+    let mut answers = specific_probes(&app, &w).await;
+    answers.extend(common_probes(&app, &w, &ops).await);
+    answers.extend(connection_probes(&ops).await);
+
+    let mut wrong = Vec::new();
+    let mut seen: BTreeMap<&str, BTreeSet<u16>> = BTreeMap::new();
+    for (op, a) in &answers {
+        let listed = documented
+            .get(op)
+            .unwrap_or_else(|| panic!("{op} is not in the contract"));
+        if !listed.contains(&a.status) {
+            wrong.push(format!(
+                "{op} with {}: {} is not in the contract ({listed:?}): {}",
+                a.probe,
+                a.status,
+                a.text.chars().take(200).collect::<String>()
+            ));
+        } else if a.status >= 400 && !a.problem {
+            wrong.push(format!(
+                "{op} with {}: {} without a problem body",
+                a.probe, a.status
+            ));
+        }
+        seen.entry(op).or_default().insert(a.status);
+    }
+    // A failure of ours (500) is listed everywhere and provoked nowhere.
+    let mut never = Vec::new();
+    for (op, listed) in &documented {
+        for status in listed.iter().filter(|s| **s >= 400 && **s != 500) {
+            let got = seen.get(op.as_str());
+            if !got.is_some_and(|s| s.contains(status)) {
+                never.push(format!("{op} {status} (seen: {got:?})"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty() && never.is_empty(),
+        "{} answers disagree with the contract:\n{}\n\n{} listed failures never happened:\n{}",
+        wrong.len(),
+        wrong.join("\n"),
+        never.len(),
+        never.join("\n")
+    );
+}
+
+/// `POST` (or another method) as `token`, for the probe named `what`.
+async fn call(
+    app: &TestApp,
+    method: Method,
+    token: &str,
+    path: &str,
+    if_match: Option<&str>,
+    body: &Value,
+) -> Answer {
+    let mut request = app
+        .client
+        .request(method.clone(), app.url(path))
+        .bearer_auth(token)
+        .json(body);
+    if let Some(tag) = if_match {
+        request = request.header("if-match", tag);
+    }
+    answer(
+        format!("{method} {path}"),
+        request.send().await.expect("send"),
+    )
+    .await
+}
+
+async fn etag(app: &TestApp, token: &str, path: &str) -> String {
+    let read = app.get_as(token, path).await;
+    assert_eq!(read.status(), 200, "{path}");
+    read.headers()["etag"].to_str().expect("etag").to_owned()
+}
+
+async fn id_of(a: &Answer) -> String {
+    let body: Value = serde_json::from_str(&a.text).expect("json");
+    body["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{} answered {}: {}", a.probe, a.status, a.text))
+        .to_owned()
+}
+
+/// The failures of one operation's own: conflicts of state, taken names, stale versions.
+/// Each is the answer the contract lists for it; the test checks it was given.
+async fn specific_probes(app: &TestApp, w: &World) -> Vec<(Op, Answer)> {
+    let post = Method::POST;
+    let mut out: Vec<(Op, Answer)> = Vec::new();
+    let mut push = |op: &str, a: Answer| out.push((op.to_owned(), a));
+
+    // Accounts: a taken e-mail address, twice; a role held already; a revocation
+    // repeated; a password for an account that has a secret.
+    push(
+        "POST /v1/accounts",
+        call(
+            app,
+            post.clone(),
+            &w.admin,
+            "/v1/accounts",
+            None,
+            &json!({"kind": "person", "email": "TARGET@nist.gov", "display_name": "Again"}),
+        )
+        .await,
+    );
+    let account = format!("/v1/accounts/{}", w.person);
+    let tag = etag(app, &w.admin, &account).await;
+    push(
+        "PATCH /v1/accounts/{id}",
+        call(
+            app,
+            Method::PATCH,
+            &w.admin,
+            &account,
+            Some(&tag),
+            &json!({"email": "admin@nist.gov"}),
+        )
+        .await,
+    );
+    push(
+        "POST /v1/accounts/{id}/memberships",
+        call(
+            app,
+            post.clone(),
+            &w.admin,
+            &format!("{account}/memberships"),
+            None,
+            &json!({"role": "viewer"}),
+        )
+        .await,
+    );
+    let revoke = format!("{account}/memberships/{}/revoke", w.membership);
+    for _ in 0..2 {
+        push(
+            "POST /v1/accounts/{id}/memberships/{membership_id}/revoke",
+            call(app, post.clone(), &w.admin, &revoke, None, &json!({})).await,
+        );
+    }
+    push(
+        "POST /v1/accounts/{id}/reset-password",
+        call(
+            app,
+            post.clone(),
+            &w.admin,
+            &format!("/v1/accounts/{}/reset-password", w.service),
+            None,
+            &json!({}),
+        )
+        .await,
+    );
+    push(
+        "POST /v1/me/password",
+        call(app, post.clone(), &w.unscoped, "/v1/me/password", None,
+             &json!({"current_password": "twelve chars at least", "new_password": "another twelve chars"})).await,
+    );
+
+    // Exchanges: the same person to the same host in the same window; a decision made.
+    let now = chrono::Utc::now();
+    for _ in 0..2 {
+        push(
+            "POST /v1/exchanges",
+            call(app, post.clone(), &w.uk_admin, "/v1/exchanges", None,
+                 &json!({"account_id": w.uk_person, "home_institute": "UK", "host_institute": "US",
+                         "roles": ["viewer"], "starts_at": (now + chrono::Duration::days(40)).to_rfc3339(),
+                         "ends_at": (now + chrono::Duration::days(50)).to_rfc3339()})).await,
+        );
+    }
+    for _ in 0..2 {
+        push(
+            "POST /v1/exchanges/{id}/approve",
+            call(
+                app,
+                post.clone(),
+                &w.admin,
+                &format!("/v1/exchanges/{}/approve", w.exchange),
+                None,
+                &json!({}),
+            )
+            .await,
+        );
+    }
+
+    // Protocols: a taken slug; a second open draft; an approved version edited,
+    // submitted or its participants changed; a stale draft; an incomplete one submitted;
+    // a draft reviewed; a retirement repeated.
+    push(
+        "POST /v1/protocols",
+        call(app, post.clone(), &w.author, "/v1/protocols", None,
+             &json!({"slug": "joint-runs", "title": "Again", "risk_area": "cyber", "participants": ["US", "UK"]})).await,
+    );
+    let versions = format!("/v1/protocols/{}/versions", w.protocol);
+    for _ in 0..2 {
+        push(
+            "POST /v1/protocols/{id}/versions",
+            call(app, post.clone(), &w.author, &versions, None, &json!({})).await,
+        );
+    }
+    let approved = format!("{versions}/1");
+    let tag = etag(app, &w.author, &approved).await;
+    push(
+        "PATCH /v1/protocols/{id}/versions/{number}",
+        call(
+            app,
+            Method::PATCH,
+            &w.author,
+            &approved,
+            Some(&tag),
+            &json!({"content": {}}),
+        )
+        .await,
+    );
+    push(
+        "PATCH /v1/protocols/{id}/versions/{number}",
+        call(
+            app,
+            Method::PATCH,
+            &w.author,
+            &format!("{versions}/2"),
+            Some("\"0\""),
+            &json!({"content": {}}),
+        )
+        .await,
+    );
+    push(
+        "POST /v1/protocols/{id}/versions/{number}/submit",
+        call(
+            app,
+            post.clone(),
+            &w.author,
+            &format!("{versions}/2/submit"),
+            None,
+            &json!({}),
+        )
+        .await,
+    );
+    push(
+        "POST /v1/protocols/{id}/versions/{number}/submit",
+        call(
+            app,
+            post.clone(),
+            &w.author,
+            &format!("{approved}/submit"),
+            None,
+            &json!({}),
+        )
+        .await,
+    );
+    push(
+        "POST /v1/protocols/{id}/versions/{number}/reviews",
+        call(
+            app,
+            post.clone(),
+            &w.reviewer,
+            &format!("{versions}/2/reviews"),
+            None,
+            &json!({"verdict": "approve"}),
+        )
+        .await,
+    );
+    push(
+        "PUT /v1/protocols/{id}/participants",
+        call(
+            app,
+            Method::PUT,
+            &w.admin,
+            &format!("/v1/protocols/{}/participants", w.protocol),
+            None,
+            &json!({"participants": ["US", "UK", "JP"]}),
+        )
+        .await,
+    );
+    let spare = call(
+        app,
+        post.clone(),
+        &w.author,
+        "/v1/protocols",
+        None,
+        &json!({"slug": "spare", "title": "Spare", "risk_area": "cyber", "participants": ["US", "UK"]}),
+    )
+    .await;
+    let spare = id_of(&spare).await;
+    for _ in 0..2 {
+        push(
+            "POST /v1/protocols/{id}/retire",
+            call(
+                app,
+                post.clone(),
+                &w.admin,
+                &format!("/v1/protocols/{spare}/retire"),
+                None,
+                &json!({}),
+            )
+            .await,
+        );
+    }
+
+    // Exercises: an active plan changed; a planned one with a stale version; a
+    // cancellation repeated; runs registered in a cancelled exercise.
+    let start = now + chrono::Duration::days(1);
+    let plan = json!({
+        "title": "Planned", "participants": ["US", "UK"],
+        "model": {"provider": "ExampleAI", "name": "example-large", "version": "1", "access": "public_api"},
+        "protocol_versions": [{"protocol_id": w.protocol, "number": 1}],
+        "starts_at": start.to_rfc3339(), "ends_at": (start + chrono::Duration::days(5)).to_rfc3339()});
+    let active = format!("/v1/exercises/{}", w.exercise);
+    let tag = etag(app, &w.author, &active).await;
+    push(
+        "PATCH /v1/exercises/{id}",
+        call(app, Method::PATCH, &w.author, &active, Some(&tag), &plan).await,
+    );
+    let planned = call(app, post.clone(), &w.author, "/v1/exercises", None, &plan).await;
+    let planned = format!("/v1/exercises/{}", id_of(&planned).await);
+    push(
+        "PATCH /v1/exercises/{id}",
+        call(
+            app,
+            Method::PATCH,
+            &w.author,
+            &planned,
+            Some("\"0\""),
+            &plan,
+        )
+        .await,
+    );
+    for _ in 0..2 {
+        push(
+            "POST /v1/exercises/{id}/cancel",
+            call(
+                app,
+                post.clone(),
+                &w.author,
+                &format!("{planned}/cancel"),
+                None,
+                &json!({}),
+            )
+            .await,
+        );
+    }
+    push(
+        "POST /v1/exercises/{id}/runs",
+        call(
+            app,
+            post.clone(),
+            &w.evaluator,
+            &format!("{planned}/runs"),
+            None,
+            &new_run(&w.protocol),
+        )
+        .await,
+    );
+    let from_log = format!(
+        "runs/inspect-log?protocol_id={}&protocol_version=1",
+        w.protocol
+    );
+    push(
+        "POST /v1/exercises/{id}/runs/inspect-log",
+        call(
+            app,
+            post.clone(),
+            &w.evaluator,
+            &format!("{planned}/{from_log}"),
+            None,
+            &json!({}),
+        )
+        .await,
+    );
+    let text = app
+        .client
+        .post(app.url(&format!("{active}/{from_log}")))
+        .bearer_auth(&w.evaluator)
+        .header("content-type", "text/plain")
+        .body("not a log")
+        .send()
+        .await
+        .expect("send");
+    push(
+        "POST /v1/exercises/{id}/runs/inspect-log",
+        answer("a text log", text).await,
+    );
+
+    // Runs: each transition out of its state, results written outside of running,
+    // an invalid score, a release of what is not finished.
+    let run = format!("/v1/runs/{}", w.run);
+    let metrics = json!({"metrics": [{"scorer": "match", "metric": "accuracy", "value": 0.5}]});
+    push(
+        "POST /v1/runs/{id}/finish",
+        call(
+            app,
+            post.clone(),
+            &w.evaluator,
+            &format!("{run}/finish"),
+            None,
+            &json!({"outcome": "succeeded"}),
+        )
+        .await,
+    );
+    push(
+        "POST /v1/runs/{id}/metrics",
+        call(
+            app,
+            post.clone(),
+            &w.evaluator,
+            &format!("{run}/metrics"),
+            None,
+            &metrics,
+        )
+        .await,
+    );
+    push(
+        "POST /v1/runs/{id}/heartbeat",
+        call(
+            app,
+            post.clone(),
+            &w.evaluator,
+            &format!("{run}/heartbeat"),
+            None,
+            &json!({"lease_seconds": 300}),
+        )
+        .await,
+    );
+    push(
+        "POST /v1/runs/{id}/release",
+        call(
+            app,
+            post.clone(),
+            &w.reviewer,
+            &format!("{run}/release"),
+            None,
+            &json!({"institutes": ["UK"]}),
+        )
+        .await,
+    );
+    for _ in 0..2 {
+        push(
+            "POST /v1/runs/{id}/start",
+            call(
+                app,
+                post.clone(),
+                &w.evaluator,
+                &format!("{run}/start"),
+                None,
+                &json!({}),
+            )
+            .await,
+        );
+    }
+    push(
+        "POST /v1/runs/{id}/samples",
+        call(
+            app,
+            post.clone(),
+            &w.evaluator,
+            &format!("{run}/samples"),
+            None,
+            &json!([{"sample_id": "", "epoch": 0, "scorer": "match", "value": 1.0}]),
+        )
+        .await,
+    );
+    for _ in 0..2 {
+        push(
+            "POST /v1/runs/{id}/cancel",
+            call(
+                app,
+                post.clone(),
+                &w.evaluator,
+                &format!("{run}/cancel"),
+                None,
+                &json!({}),
+            )
+            .await,
+        );
+    }
+    out
+}

@@ -189,8 +189,8 @@ pub struct ServeArgs {
     /// Seconds an access token lives.
     #[arg(long, env = "JOINTEVAL_TOKEN_TTL", default_value_t = 900, value_parser = clap::value_parser!(u64).range(60..=86400))]
     pub token_ttl: u64,
-    /// Seconds the clocks of the instances may disagree: tokens are good this long past
-    /// `exp`, and this long before `nbf` and `iat`; no longer.
+    /// Seconds the clocks of the instances may disagree: a token is still taken at most
+    /// this long after its `exp`, and at most this long before its `nbf` or `iat`.
     #[arg(long, env = "JOINTEVAL_TOKEN_CLOCK_SKEW", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=10))]
     pub token_clock_skew: u64,
     /// `iss` of the tokens this service issues and accepts.

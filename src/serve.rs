@@ -37,7 +37,7 @@ async fn serve(
         crate::admin::bootstrap_if_empty(&database.pool).await?;
     }
     let state = AppState::new(database.pool.clone(), settings, auth_settings(args));
-    let limits = connection_limits(args);
+    let limits = connection_limits(args)?;
     let listener = TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("listening on {}", args.bind))?;
@@ -61,10 +61,15 @@ async fn serve(
             jointeval_api::metrics::router(state.clone()),
             &state.settings,
         );
+        let metrics_limits = ConnectionLimits {
+            max_connections: METRICS_CONNECTIONS,
+            max_per_client: METRICS_CONNECTIONS,
+            ..limits.clone()
+        };
         tokio::spawn(jointeval_api::serve(
             metrics_listener,
             router,
-            limits.clone(),
+            metrics_limits,
             stopped(stop_rx.clone()),
         ));
     }
@@ -100,18 +105,30 @@ fn auth_settings(args: &ServeArgs) -> AuthSettings {
     }
 }
 
-/// Descriptors kept beside client connections: the database pool's, the refused
-/// connections answered at once, the metrics listener's, logs and the private cluster's
-/// pipes.
+/// Descriptors kept beside client connections, on top of the database pool's: the
+/// refused connections answered at once (256), the metrics listener's
+/// ([`METRICS_CONNECTIONS`]), logs and the private cluster's pipes.
 const DESCRIPTOR_HEADROOM: u64 = 512;
+
+/// Connections the separate metrics listener holds at most: scrapers are few.
+const METRICS_CONNECTIONS: usize = 64;
+
+/// Fewer client connections than this is no service: refuse to start instead.
+const MIN_CLIENT_CONNECTIONS: u64 = 64;
 
 /// The listener's limits. The cap on client connections must leave descriptors for the
 /// database pool and for answering refusals: the soft descriptor limit is raised to the
 /// hard one, and a cap it cannot hold is lowered with a warning.
-fn connection_limits(args: &ServeArgs) -> ConnectionLimits {
+fn connection_limits(args: &ServeArgs) -> anyhow::Result<ConnectionLimits> {
     let descriptors = raise_descriptor_limit();
     let reserved = DESCRIPTOR_HEADROOM + u64::from(args.database.max_connections);
-    let room = descriptors.saturating_sub(reserved).max(1);
+    let room = descriptors.saturating_sub(reserved);
+    if room < MIN_CLIENT_CONNECTIONS.min(args.max_client_connections) {
+        anyhow::bail!(
+            "the descriptor limit ({descriptors}) leaves room for {room} client connections \
+             beside the database pool and {DESCRIPTOR_HEADROOM} spare; raise it (ulimit -n)"
+        );
+    }
     let max_connections = if args.max_client_connections > room {
         tracing::warn!(
             asked = args.max_client_connections,
@@ -123,25 +140,28 @@ fn connection_limits(args: &ServeArgs) -> ConnectionLimits {
     } else {
         args.max_client_connections
     };
-    ConnectionLimits {
+    Ok(ConnectionLimits {
         header_timeout: Duration::from_secs(args.header_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
         max_per_client: usize::try_from(args.max_connections_per_client).unwrap_or(usize::MAX),
-    }
+    })
 }
 
 /// Raises the soft limit on open descriptors to the hard one; answers the limit in force.
 fn raise_descriptor_limit() -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => hard,
-            Err(e) => {
-                tracing::warn!(error = %e, soft, hard, "could not raise the descriptor limit");
-                soft
+        // An unlimited hard limit is still bounded by the kernel's nr_open.
+        Ok((soft, hard)) if soft < hard => {
+            match setrlimit(Resource::RLIMIT_NOFILE, hard.min(1 << 20), hard) {
+                Ok(()) => hard.min(1 << 20),
+                Err(e) => {
+                    tracing::warn!(error = %e, soft, hard, "could not raise the descriptor limit");
+                    soft
+                }
             }
-        },
+        }
         Ok((soft, _)) => soft,
         Err(e) => {
             tracing::warn!(error = %e, "could not read the descriptor limit");

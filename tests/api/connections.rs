@@ -325,3 +325,76 @@ async fn unreadable_heads_get_problem_bodies_on_every_route_family() {
     let head = assert_problem(&answer, 401);
     assert!(head.contains("www-authenticate: bearer"), "{head}");
 }
+
+/// Once a request's head is in, the listener's clocks stop: a body that trickles in for
+/// longer than both timeouts is read to its end and answered.
+#[tokio::test]
+async fn a_body_sent_slowly_outlives_the_header_and_idle_timeouts() {
+    let app = TestApp::with_limits(ConnectionLimits {
+        header_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
+        ..limits(0)
+    })
+    .await;
+    let body = b"grant_type=password&username=nobody%40nist.gov&password=not+the+password";
+    let mut stream = connect(&app, Ipv4Addr::LOCALHOST).await;
+    stream
+        .write_all(
+            format!(
+                "POST /v1/auth/token HTTP/1.1\r\nHost: jointeval\r\nConnection: close\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("head");
+    let started = Instant::now();
+    for chunk in body.chunks(body.len() / 6 + 1) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stream.write_all(chunk).await.expect("a piece of the body");
+    }
+    assert!(started.elapsed() > Duration::from_secs(2));
+    let (answer, _) = read_to_close(&mut stream, Duration::from_secs(10)).await;
+    assert_problem(&answer, 401);
+}
+
+/// Pipelined requests are answered in order; an unreadable head among them gets its
+/// problem answer after the answers before it, not one of hyper's own.
+#[tokio::test]
+async fn pipelined_requests_are_answered_and_an_unreadable_one_gets_a_problem() {
+    let app = TestApp::spawn().await;
+    let mut stream = connect(&app, Ipv4Addr::LOCALHOST).await;
+    stream
+        .write_all(
+            b"GET /healthz HTTP/1.1\r\nHost: jointeval\r\n\r\n\
+              GET /healthz HTTP/1.1\r\nHost: jointeval\r\n\r\n\
+              GET /healthz HTTP/1.1\r\nHost: jointeval\r\nIf-Match: \x01\r\n\r\n",
+        )
+        .await
+        .expect("three requests");
+    let (answer, closed) = read_to_close(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed);
+    let text = String::from_utf8_lossy(&answer);
+    // Each answer's status line follows the JSON body of the one before.
+    let starts: Vec<usize> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| i)
+        .filter(|&i| i == 0 || text[..i].ends_with('}'))
+        .collect();
+    let answers: Vec<&str> = starts
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| &text[i + 9..starts.get(n + 1).copied().unwrap_or(text.len())])
+        .collect();
+    assert_eq!(answers.len(), 3, "{text}");
+    assert!(
+        answers[0].starts_with("200") && answers[1].starts_with("200"),
+        "{text}"
+    );
+    assert!(answers[2].starts_with("400"), "{text}");
+    assert!(
+        answers[2].contains("content-type: application/problem+json"),
+        "{text}"
+    );
+}

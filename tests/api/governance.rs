@@ -23,7 +23,8 @@ async fn identity_rows(app: &TestApp) -> String {
             (select string_agg(a::text, '|' order by a.id) from accounts a),
             (select string_agg(m::text, '|' order by m.id) from memberships m),
             (select string_agg(e::text, '|' order by e.id) from exchanges e),
-            (select string_agg(c::text, '|' order by c.account_id) from password_credentials c)))",
+            (select string_agg(c::text, '|' order by c.account_id) from password_credentials c),
+            (select string_agg(s::text, '|' order by s.account_id) from service_credentials s)))",
     )
     .fetch_one(&app.pool)
     .await

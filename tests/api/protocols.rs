@@ -794,29 +794,22 @@ async fn a_reviewer_reviews_a_version_once_and_a_service_account_reads_only_with
     let blind = app
         .service("US", "jes_blind", &[Scope::RunsWrite], &[Role::Viewer])
         .await;
-    for (client, secret, status, listed) in
-        [(reader, "jes_reader", 200, 1), (blind, "jes_blind", 403, 0)]
-    {
+    // Without the scope, a read and a list alike name the scope the token lacks.
+    for (client, secret, status) in [(reader, "jes_reader", 200), (blind, "jes_blind", 403)] {
         let token = &app.service_login(client, secret).await;
-        let read = app.get_as(token, &format!("/v1/protocols/{id}")).await;
-        assert_eq!(read.status(), status, "{secret}");
-        if status == 403 {
-            assert_eq!(
-                read.headers()["www-authenticate"],
-                r#"Bearer realm="jointeval", error="insufficient_scope", scope="protocols:read""#
-            );
+        for path in [format!("/v1/protocols/{id}"), "/v1/protocols".to_owned()] {
+            let read = app.get_as(token, &path).await;
+            assert_eq!(read.status(), status, "{secret} {path}");
+            if status == 403 {
+                assert_eq!(
+                    read.headers()["www-authenticate"],
+                    r#"Bearer realm="jointeval", error="insufficient_scope", scope="protocols:read""#
+                );
+            } else if path == "/v1/protocols" {
+                let list: Value = read.json().await.expect("json");
+                assert_eq!(list["items"].as_array().expect("items").len(), 1);
+            }
         }
-        let list: Value = app
-            .get_as(token, "/v1/protocols")
-            .await
-            .json()
-            .await
-            .expect("json");
-        assert_eq!(
-            list["items"].as_array().expect("items").len(),
-            listed,
-            "{secret}"
-        );
     }
 }
 

@@ -413,3 +413,68 @@ async fn runs_need_an_active_exercise_an_evaluator_and_one_of_its_versions() {
         .expect("count");
     assert_eq!(count, 1);
 }
+
+/// A harness whose token lacks a scope is told which: its own institute's run answers
+/// 403 `insufficient_scope` naming the scope, while the other institute's unreleased run
+/// still does not exist for it.
+#[tokio::test]
+async fn a_service_account_without_the_scope_is_told_which_it_lacks() {
+    use jointeval_domain::Scope;
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise(&app).await;
+    let mut runs = Vec::new();
+    for home in ["US", "UK"] {
+        let evaluator = app
+            .login(
+                &app.person(&format!("eval@{home}.example"), home, &[Role::Evaluator])
+                    .await,
+            )
+            .await;
+        let run: Value = post_run(&app, &evaluator, &exercise, &new_run(&protocol), None)
+            .await
+            .json()
+            .await
+            .expect("run");
+        runs.push(run["id"].as_str().expect("id").to_owned());
+    }
+    let harness = app
+        .service(
+            "US",
+            "jes_claim-only",
+            &[Scope::RunsExecute],
+            &[Role::Evaluator],
+        )
+        .await;
+    let token = app.service_login(harness, "jes_claim-only").await;
+
+    let own = app.get_as(&token, &format!("/v1/runs/{}", runs[0])).await;
+    assert_eq!(
+        own.headers()["www-authenticate"],
+        r#"Bearer realm="jointeval", error="insufficient_scope", scope="runs:read""#
+    );
+    let body = problem(own, 403).await;
+    assert_eq!(body["type"], "urn:jointeval:problem:insufficient-scope");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("runs:read")
+    );
+    // Writing names the scope a write needs.
+    let start = app
+        .post_as(&token, &format!("/v1/runs/{}/start", runs[0]), &json!({}))
+        .await;
+    assert!(
+        start.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .contains(r#"scope="runs:write""#)
+    );
+    problem(start, 403).await;
+    // The UK's run is not the US harness's to know of, whatever its scopes.
+    problem(
+        app.get_as(&token, &format!("/v1/runs/{}", runs[1])).await,
+        404,
+    )
+    .await;
+}

@@ -75,7 +75,7 @@ const REFUSALS_AT_ONCE: usize = 256;
 const REFUSAL_LINGER: Duration = Duration::from_millis(250);
 
 /// How much of a request's head is kept, to name the header hyper could not parse.
-const HEAD_KEPT: usize = 16 * 1024;
+const HEAD_KEPT: usize = 8 * 1024;
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets in-flight
 /// requests finish. Accepted sockets get `TCP_NODELAY`: without it a keep-alive
@@ -110,6 +110,13 @@ pub async fn serve(
         let ticket = match admission.admit(peer.ip()) {
             Ok(ticket) => ticket,
             Err(refusal) => {
+                let reason = match refusal {
+                    Refusal::Full(_) => "service_full",
+                    Refusal::Client(_) => "client_full",
+                };
+                metrics::counter!("http_connections_refused_total", "reason" => reason)
+                    .increment(1);
+                tracing::debug!(%peer, reason, "connection refused");
                 match refusals.clone().try_acquire_owned() {
                     Ok(permit) => {
                         tokio::spawn(async move {
@@ -124,7 +131,7 @@ pub async fn serve(
         };
         let state = Arc::new(ConnState::new());
         let service = TowerToHyperService::new(tracked(router.clone(), peer, state.clone()));
-        let io = TokioIo::new(Guarded::new(stream, state, &limits));
+        let io = TokioIo::new(Guarded::new(stream, peer, state, &limits));
         let connection = graceful.watch(builder.serve_connection(io, service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -198,6 +205,20 @@ enum Refusal {
     Client(usize),
 }
 
+/// The client a connection counts against: its IPv4 address, or the /64 network of an
+/// IPv6 one, since a single IPv6 host commonly holds a whole /64.
+fn client_of(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(_) => peer,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+    }
+}
+
 /// An admitted connection's place, given back when it closes.
 struct Ticket {
     admission: Arc<Admission>,
@@ -219,7 +240,8 @@ impl Admission {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Ticket, Refusal> {
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Ticket, Refusal> {
+        let client = client_of(peer);
         let mut open = self.lock();
         let (total, by_client) = &mut *open;
         if *total >= self.max_connections {
@@ -231,6 +253,7 @@ impl Admission {
         }
         *mine += 1;
         *total += 1;
+        metrics::gauge!("http_connections_open").set(*total as f64);
         Ok(Ticket {
             admission: self.clone(),
             client,
@@ -243,6 +266,7 @@ impl Drop for Ticket {
         let mut open = self.admission.lock();
         let (total, by_client) = &mut *open;
         *total = total.saturating_sub(1);
+        metrics::gauge!("http_connections_open").set(*total as f64);
         if let Some(mine) = by_client.get_mut(&self.client) {
             *mine = mine.saturating_sub(1);
             if *mine == 0 {
@@ -299,7 +323,7 @@ fn refusal_answer(refusal: Refusal) -> Vec<u8> {
         ),
     }
     .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    problem.http1_closing()
+    problem.http1_closing(&uuid::Uuid::now_v7().to_string())
 }
 
 // --- One connection's phases ------------------------------------------------------------------
@@ -324,50 +348,67 @@ enum Expiry {
 }
 
 struct ConnState {
-    inner: Mutex<PhaseAndReader>,
+    inner: Mutex<Shared>,
 }
 
-struct PhaseAndReader {
+/// What the reader, the writer and the service of one connection share.
+struct Shared {
     phase: Phase,
     /// The task reading the connection, woken when the phase moves to a new deadline.
     reader: Option<Waker>,
+    /// The start of the head being read and not yet in the service, to name a header
+    /// hyper could not parse.
+    head: Vec<u8>,
+    /// A response's body ended but its last bytes may not be flushed yet: until they are,
+    /// what is written is the response's, never an answer of hyper's own.
+    finishing: bool,
 }
 
 impl ConnState {
     fn new() -> Self {
         Self {
-            inner: Mutex::new(PhaseAndReader {
+            inner: Mutex::new(Shared {
                 phase: Phase::Waiting {
                     since: Instant::now(),
                     first: true,
                 },
                 reader: None,
+                head: Vec::new(),
+                finishing: false,
             }),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, PhaseAndReader> {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn phase(&self) -> Phase {
-        self.lock().phase
-    }
-
-    /// Bytes arrived: a head begins if none was under way. True when this starts one.
-    fn bytes_arrived(&self) -> bool {
+    /// Bytes arrived: a head begins if none was under way, and its start is kept. Bytes
+    /// that arrive while a request is in the service (its body, or a pipelined request)
+    /// are not: hyper reads them as it will.
+    fn bytes_arrived(&self, bytes: &[u8]) {
         let mut inner = self.lock();
         match inner.phase {
             Phase::Waiting { since, first } => {
                 inner.phase = Phase::Head {
                     since: if first { since } else { Instant::now() },
                 };
-                true
+                inner.head.clear();
             }
-            Phase::Head { .. } | Phase::Busy(_) => false,
+            Phase::Head { .. } => {}
+            Phase::Busy(_) => return,
         }
+        let room = HEAD_KEPT.saturating_sub(inner.head.len());
+        inner
+            .head
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// Every byte written so far has been flushed.
+    fn flushed(&self) {
+        self.lock().finishing = false;
     }
 
     /// The deadline the reader waits under now, if any; remembers the reader to wake.
@@ -400,6 +441,8 @@ impl InFlight {
                 Phase::Busy(n) => Phase::Busy(n + 1),
                 Phase::Waiting { .. } | Phase::Head { .. } => Phase::Busy(1),
             };
+            // The head was read whole: it names nothing any more, and may hold a token.
+            inner.head = Vec::new();
         }
         Self(state)
     }
@@ -415,6 +458,7 @@ impl Drop for InFlight {
                 first: false,
             },
         };
+        inner.finishing = true;
         // The reader may be parked with no deadline; it must arm the idle one.
         if let Some(reader) = inner.reader.take() {
             reader.wake();
@@ -437,41 +481,44 @@ struct Guarded {
     state: Arc<ConnState>,
     timeouts: Timeouts,
     timer: Pin<Box<Sleep>>,
-    /// The start of the head being read, to name a header hyper could not parse.
-    head: Vec<u8>,
+    peer: SocketAddr,
     /// An answer of ours still to be written, and how much of it is.
     pending: Option<(Vec<u8>, usize)>,
 }
 
 impl Guarded {
-    fn new(inner: TcpStream, state: Arc<ConnState>, limits: &ConnectionLimits) -> Self {
+    fn new(
+        inner: TcpStream,
+        peer: SocketAddr,
+        state: Arc<ConnState>,
+        limits: &ConnectionLimits,
+    ) -> Self {
         Self {
             inner,
+            peer,
             state,
             timeouts: Timeouts {
                 header: limits.header_timeout,
                 idle: limits.idle_timeout,
             },
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            head: Vec::new(),
             pending: None,
-        }
-    }
-
-    fn note_read(&mut self, bytes: &[u8]) {
-        if self.state.bytes_arrived() {
-            self.head.clear();
-        }
-        if !matches!(self.state.phase(), Phase::Busy(_)) && self.head.len() < HEAD_KEPT {
-            let room = HEAD_KEPT - self.head.len();
-            self.head.extend_from_slice(&bytes[..bytes.len().min(room)]);
         }
     }
 
     /// The deadline passed: the connection ends as if the client had closed it. A head
     /// cut short is told why first (HTTP/1 only: an HTTP/2 preface gets no HTTP/1 bytes).
     fn expire(&mut self, cx: &mut Context<'_>, expiry: Expiry) -> Poll<io::Result<()>> {
-        if expiry == Expiry::Header && !self.head.is_empty() && !self.head.starts_with(b"PRI ") {
+        let started = {
+            let inner = self.state.lock();
+            !inner.head.is_empty() && !inner.head.starts_with(b"PRI ")
+        };
+        let reason = match expiry {
+            Expiry::Header => "header_timeout",
+            Expiry::Idle => "idle_timeout",
+        };
+        metrics::counter!("http_connections_closed_total", "reason" => reason).increment(1);
+        if expiry == Expiry::Header && started {
             let seconds = self.timeouts.header.as_secs_f64();
             let problem = Problem::typed(
                 StatusCode::REQUEST_TIMEOUT,
@@ -479,10 +526,14 @@ impl Guarded {
                 "Request header timeout",
                 format!("the request's head did not arrive whole within {seconds} s"),
             );
+            let request_id = uuid::Uuid::now_v7().to_string();
+            tracing::info!(status = 408, request_id, peer = %self.peer, "answered a head that did not arrive in time");
             // Best effort: a small answer to a fresh socket is written at once.
-            let _ = Pin::new(&mut self.inner).poll_write(cx, &problem.http1_closing());
+            let answer = problem.http1_closing(&request_id);
+            let _ = Pin::new(&mut self.inner).poll_write(cx, &answer);
+        } else {
+            tracing::debug!(reason, peer = %self.peer, "closing a connection past its deadline");
         }
-        tracing::debug!(?expiry, "closing a connection past its deadline");
         Poll::Ready(Ok(()))
     }
 
@@ -502,11 +553,11 @@ impl Guarded {
         Poll::Ready(Ok(()))
     }
 
-    /// Our answer in place of one hyper writes on its own: only hyper writes while no
-    /// request is in the service, and only its answers to an unreadable head are one of
-    /// these statuses with an empty body.
+    /// Our answer in place of one hyper writes on its own. What is written while no
+    /// request is in the service and the last response is flushed is hyper's, and its
+    /// answers to an unreadable head are these statuses with an empty body.
     fn replacement(&self, written: &[u8]) -> Option<Vec<u8>> {
-        if matches!(self.state.phase(), Phase::Busy(_)) || !written.starts_with(b"HTTP/1.1 4") {
+        if !written.starts_with(b"HTTP/1.1 4") {
             return None;
         }
         let status = written.get(9..12)?;
@@ -515,7 +566,16 @@ impl Guarded {
         {
             return None;
         }
-        Some(unreadable_head(status, &self.head).http1_closing())
+        let problem = {
+            let inner = self.state.lock();
+            if matches!(inner.phase, Phase::Busy(_)) || inner.finishing {
+                return None;
+            }
+            unreadable_head(status, &inner.head)
+        };
+        let request_id = uuid::Uuid::now_v7().to_string();
+        tracing::info!(status = problem.status, request_id, peer = %self.peer, "answered a head that could not be read");
+        Some(problem.http1_closing(&request_id))
     }
 }
 
@@ -629,9 +689,9 @@ impl AsyncRead for Guarded {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                let read = buf.filled()[before..].to_vec();
+                let read = &buf.filled()[before..];
                 if !read.is_empty() {
-                    this.note_read(&read);
+                    this.state.bytes_arrived(read);
                 }
                 Poll::Ready(Ok(()))
             }
@@ -694,7 +754,9 @@ impl AsyncWrite for Guarded {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;
-        Pin::new(&mut this.inner).poll_flush(cx)
+        ready!(Pin::new(&mut this.inner).poll_flush(cx))?;
+        this.state.flushed();
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

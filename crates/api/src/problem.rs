@@ -134,15 +134,15 @@ impl Problem {
     /// The whole HTTP/1.1 response, closing the connection: for the answers the listener
     /// writes itself, where no router runs (a connection refused, a head that could not
     /// be read).
-    pub(crate) fn http1_closing(&self) -> Vec<u8> {
+    pub(crate) fn http1_closing(&self, request_id: &str) -> Vec<u8> {
         let body = serde_json::to_vec(self).unwrap_or_default();
         let status = self.status_code();
         let mut head = format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {}\r\nconnection: close\r\nx-request-id: {}\r\n",
+            "HTTP/1.1 {} {}\r\ndate: {}\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {}\r\nconnection: close\r\nx-request-id: {request_id}\r\n",
             status.as_u16(),
             status.canonical_reason().unwrap_or("Error"),
+            chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT"),
             body.len(),
-            uuid::Uuid::now_v7(),
         );
         for (name, value) in &self.headers {
             if let Ok(value) = value.to_str() {

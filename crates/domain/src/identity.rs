@@ -313,23 +313,6 @@ pub struct ActiveRole {
     pub exchange_id: Option<Uuid>,
 }
 
-impl ActiveRole {
-    /// What this role lets its holder do at its institute, as `/v1/me` reports it. The
-    /// admin role held through an exchange is the host's day-to-day administration only:
-    /// governance stays with the host's own admins (see `Actor::governs`).
-    pub fn permissions(&self) -> &'static [&'static str] {
-        match (self.role, self.exchange_id) {
-            (Role::Admin, Some(_)) => &[
-                "read",
-                "accounts:read",
-                "accounts:rename",
-                "memberships:manage-non-admin",
-            ],
-            (role, _) => role.permissions(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

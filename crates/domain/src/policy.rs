@@ -31,16 +31,13 @@ impl Actor {
         self.kind == AccountKind::Person && self.has_role(institute_id, Role::Admin)
     }
 
-    /// The institutes in whose name this actor reads joint objects (protocols,
-    /// exercises, runs): those it holds a role at. A service account reads only with one
-    /// of `scopes`. The single reads in [`decide`] and the list queries both use this.
-    pub fn reading_institutes(&self, scopes: &[Scope]) -> Vec<Uuid> {
-        let scoped =
-            self.kind == AccountKind::Person || self.scopes.iter().any(|s| scopes.contains(s));
-        if !scoped {
-            return Vec::new();
-        }
-        self.staff_institutes()
+    /// The institutes in whose name this actor lists joint objects (protocols,
+    /// exercises, runs): those it holds a role at. A service account lists only with one
+    /// of `scopes`, and is refused for the missing scope otherwise, as single reads are
+    /// in [`decide`].
+    pub fn reading_institutes(&self, scopes: &[Scope]) -> Result<Vec<Uuid>, Denial> {
+        scoped(self, scopes)?;
+        Ok(self.staff_institutes())
     }
 
     /// The institutes this actor holds a role at, whatever its token's scopes.
@@ -86,6 +83,28 @@ impl Actor {
             && self.roles.iter().any(|r| {
                 r.institute_id == institute_id && r.role == Role::Admin && r.exchange_id.is_none()
             })
+    }
+
+    /// What this actor may do at `institute_id`, as `/v1/me` reports it: what each of its
+    /// roles there permits, except that an admin role that does not govern (held through
+    /// an exchange, or away from home) permits the day-to-day administration only.
+    pub fn permissions_at(&self, institute_id: Uuid) -> Vec<&'static str> {
+        let mut actions: Vec<&'static str> = Vec::new();
+        for role in self.roles.iter().filter(|r| r.institute_id == institute_id) {
+            if role.role == Role::Admin && !self.governs(institute_id) {
+                actions.extend([
+                    "read",
+                    "accounts:read",
+                    "accounts:rename",
+                    "memberships:manage-non-admin",
+                ]);
+            } else {
+                actions.extend(role.role.permissions());
+            }
+        }
+        actions.sort();
+        actions.dedup();
+        actions
     }
 
     /// The institutes whose accounts and exchanges this actor administers (reads, and
@@ -462,7 +481,7 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
                 released_to,
             },
         ) => {
-            see_run(actor, *institute_id, released_to)?;
+            see_run_by_role(actor, *institute_id, released_to)?;
             if !actor.has_role(*institute_id, Role::Evaluator) {
                 return Err(Denial::Forbidden(
                     "only evaluators of the executing institute run it",
@@ -519,11 +538,18 @@ fn see_account(actor: &Actor, account: &AccountRef) -> Decision {
 /// institutes it was released to; a service account reads it only with `runs:read` or
 /// `runs:write`.
 fn see_run(actor: &Actor, institute_id: Uuid, released_to: &[Uuid]) -> Decision {
-    let staff = actor.staff_institutes();
-    if !staff.contains(&institute_id) && !released_to.iter().any(|i| staff.contains(i)) {
-        return Err(Denial::NotFound);
-    }
+    see_run_by_role(actor, institute_id, released_to)?;
     scoped(actor, &RUN_READING)
+}
+
+/// Whether the run is its institutes' to see at all, whatever the token's scopes.
+fn see_run_by_role(actor: &Actor, institute_id: Uuid, released_to: &[Uuid]) -> Decision {
+    let staff = actor.staff_institutes();
+    if staff.contains(&institute_id) || released_to.iter().any(|i| staff.contains(i)) {
+        Ok(())
+    } else {
+        Err(Denial::NotFound)
+    }
 }
 
 /// A service account acts only within the scopes of its token: without one of `scopes`,

@@ -95,6 +95,8 @@ pub struct PersonLogin {
     pub account: Account,
     pub password_hash: String,
     pub must_change_password: bool,
+    /// The token generation this password is good for (see `credentials::revoke_tokens`).
+    pub token_generation: i64,
 }
 
 #[tracing::instrument(skip_all)]
@@ -104,7 +106,7 @@ pub async fn find_person_login(
 ) -> Result<Option<PersonLogin>, StoreError> {
     let row = sqlx::query!(
         "select a.id, a.kind, a.email, a.display_name, a.home_institute_id, a.status,
-                a.created_at, a.updated_at, c.hash, c.must_change
+                a.created_at, a.updated_at, a.token_generation, c.hash, c.must_change
          from accounts a join password_credentials c on c.account_id = a.id
          where lower(a.email) = lower($1) and a.kind = 'person'",
         email
@@ -126,6 +128,7 @@ pub async fn find_person_login(
             .try_into()?,
             password_hash: r.hash,
             must_change_password: r.must_change,
+            token_generation: r.token_generation,
         })
     })
     .transpose()

@@ -144,18 +144,19 @@ impl From<IssueError> for crate::problem::ApiError {
     }
 }
 
+/// Signs a token for `account_id` of the token `generation` that was current when its
+/// credential was checked: read in the same transaction as the credential, so that a reset
+/// or a disable committed while the password hashes ends this token too.
 pub async fn issue(
     conn: &mut PgConnection,
     settings: &TokenSettings,
     account_id: Uuid,
+    generation: i64,
     scopes: Option<&[Scope]>,
 ) -> Result<Issued, IssueError> {
     let key = jointeval_store::signing_keys::current(conn)
         .await?
         .ok_or(IssueError::NoKey)?;
-    let generation = jointeval_store::credentials::token_generation(conn, account_id)
-        .await?
-        .unwrap_or_default();
     let now = jsonwebtoken::get_current_timestamp();
     let lifetime = settings.lifetime.as_secs();
     let claims = Claims {

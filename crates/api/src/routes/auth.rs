@@ -179,13 +179,15 @@ pub async fn token(
         let found = jointeval_store::accounts::find_person_login(&mut tx, &login).await?;
         jointeval_store::commit(tx).await?;
         let (hash, account) = match found {
-            Some(f) => (Some(f.password_hash), Some(f.account)),
+            Some(f) => (Some(f.password_hash), Some((f.account, f.token_generation))),
             None => (None, None),
         };
         let ok = secrets::verify_password(hash, secret).await;
         match account {
-            Some(a) if ok && a.status == AccountStatus::Active => Ok((a, None)),
-            other => Err(other.map(|a| (a.id, a.home_institute_id))),
+            Some((a, generation)) if ok && a.status == AccountStatus::Active => {
+                Ok((a, generation, None))
+            }
+            other => Err(other.map(|(a, _)| (a.id, a.home_institute_id))),
         }
     } else {
         let id = Uuid::parse_str(&login).ok();
@@ -194,9 +196,12 @@ pub async fn token(
             None => None,
         }
         .filter(|a| a.kind == AccountKind::Service);
-        let stored = match &account {
-            Some(a) => jointeval_store::credentials::service_secret(&mut tx, a.id).await?,
-            None => None,
+        let (stored, generation) = match &account {
+            Some(a) => (
+                jointeval_store::credentials::service_secret(&mut tx, a.id).await?,
+                jointeval_store::credentials::token_generation(&mut tx, a.id).await?,
+            ),
+            None => (None, None),
         };
         jointeval_store::commit(tx).await?;
         let ok = secrets::verify_service_secret(
@@ -206,13 +211,13 @@ pub async fn token(
         match (account, stored) {
             (Some(a), Some(s)) if ok && a.status == AccountStatus::Active => {
                 let scopes = granted_scopes(&s.scopes, request.scope.as_deref())?;
-                Ok((a, Some(scopes)))
+                Ok((a, generation.unwrap_or_default(), Some(scopes)))
             }
             (other, _) => Err(other.map(|a| (a.id, a.home_institute_id))),
         }
     };
 
-    let (account, scopes) = match verified {
+    let (account, generation, scopes) = match verified {
         Ok(verified) => verified,
         Err(home) => {
             let mut tx = jointeval_store::begin(&state.pool, &login_context).await?;
@@ -238,7 +243,14 @@ pub async fn token(
     };
     let mut tx = jointeval_store::begin(&state.pool, &account_context).await?;
     jointeval_store::login_failures::clear(&mut tx, &login).await?;
-    let issued = tokens::issue(&mut tx, &state.auth.tokens, account.id, scopes.as_deref()).await?;
+    let issued = tokens::issue(
+        &mut tx,
+        &state.auth.tokens,
+        account.id,
+        generation,
+        scopes.as_deref(),
+    )
+    .await?;
     let change = Change::new("token.issued", account.id)
         .by(account.home_institute_id)
         .visible_to([account.home_institute_id])

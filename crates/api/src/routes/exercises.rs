@@ -392,7 +392,8 @@ pub async fn list_exercises(
     let after = page.after_id()?;
     let visible = caller
         .actor
-        .reading_institutes(&[jointeval_domain::Scope::ExercisesRead]);
+        .reading_institutes(&[jointeval_domain::Scope::ExercisesRead])
+        .map_err(|d| Caller::deny(d, "exercise"))?;
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     let institute_id = query

@@ -87,13 +87,17 @@ pub async fn me(
     jointeval_store::commit(tx).await?;
 
     let now = Utc::now();
-    let mut permissions: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
-    for role in &caller.actor.roles {
-        let actions = permissions.entry(codes.of(role.institute_id)).or_default();
-        actions.extend(role.permissions());
-        actions.sort();
-        actions.dedup();
-    }
+    let permissions: BTreeMap<String, Vec<&'static str>> = caller
+        .actor
+        .roles
+        .iter()
+        .map(|r| {
+            (
+                codes.of(r.institute_id),
+                caller.actor.permissions_at(r.institute_id),
+            )
+        })
+        .collect();
     Ok(Json(Me {
         home_institute: codes.of(caller.account.home_institute_id),
         roles: caller

@@ -299,7 +299,8 @@ pub async fn list_protocols(
     }
     let visible = caller
         .actor
-        .reading_institutes(&[jointeval_domain::Scope::ProtocolsRead]);
+        .reading_institutes(&[jointeval_domain::Scope::ProtocolsRead])
+        .map_err(|d| Caller::deny(d, "protocol"))?;
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     let institute_id = query

@@ -16,7 +16,7 @@ use jointeval_domain::run::{
     MAX_CONFIG_BYTES, MetricValue, Run, RunStatus, results_digest, validate_metrics,
 };
 use jointeval_domain::{
-    AccountKind, Action, Resource, ValidationError, decide, execution_capacities,
+    AccountKind, Action, Denial, Resource, ValidationError, decide, execution_capacities,
 };
 use jointeval_store::PgConnection;
 use jointeval_store::runs::{NewRun, SampleRow};
@@ -145,7 +145,11 @@ pub(crate) async fn visible_run(
         institute_id: run.institute_id,
         released_to: &run.released_to,
     };
-    decide(&caller.actor, Action::ReadRun, &resource).map_err(|d| Caller::deny(d, "run"))?;
+    match decide(&caller.actor, Action::ReadRun, &resource) {
+        // A token short of a scope is told the one the action needs, not the reading one.
+        Ok(()) | Err(Denial::MissingScope(_)) => {}
+        Err(denial) => return Err(Caller::deny(denial, "run")),
+    }
     decide(&caller.actor, action, &resource).map_err(|d| Caller::deny(d, "run"))?;
     Ok(run)
 }
@@ -430,7 +434,8 @@ pub async fn list_runs(
         .await?;
     let institutes = caller
         .actor
-        .reading_institutes(&jointeval_domain::policy::RUN_READING);
+        .reading_institutes(&jointeval_domain::policy::RUN_READING)
+        .map_err(|d| Caller::deny(d, "run"))?;
     let rows =
         jointeval_store::runs::list_visible(&mut tx, exercise_id, &institutes, after, page.fetch())
             .await?;
@@ -1234,7 +1239,8 @@ pub async fn exercise_summary(
         .await?;
     let institutes = caller
         .actor
-        .reading_institutes(&jointeval_domain::policy::RUN_READING);
+        .reading_institutes(&jointeval_domain::policy::RUN_READING)
+        .map_err(|d| Caller::deny(d, "run"))?;
     let rows = jointeval_store::runs::summary(&mut tx, exercise_id, &institutes).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     jointeval_store::commit(tx).await?;

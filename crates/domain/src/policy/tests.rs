@@ -713,3 +713,27 @@ fn a_run_belongs_to_its_institute_until_released() {
     assert_eq!(execution_capacities(&us_evaluator, &[US, UK]), [US]);
     assert!(execution_capacities(&us_reviewer, &[US, UK]).is_empty());
 }
+
+#[test]
+fn me_reports_governance_only_where_the_actor_governs() {
+    let w = world();
+    let full = [
+        "accounts:manage",
+        "exchanges:manage",
+        "memberships:manage",
+        "read",
+    ];
+    let day_to_day = [
+        "accounts:read",
+        "accounts:rename",
+        "memberships:manage-non-admin",
+        "read",
+    ];
+    assert_eq!(w.us_admin.permissions_at(US), full);
+    assert_eq!(w.uk_hosted_admin.permissions_at(US), day_to_day);
+    assert_eq!(w.uk_hosted_admin.permissions_at(UK), ["read"]);
+    assert_eq!(w.uk_admin_hosted.permissions_at(UK), full);
+    assert_eq!(w.uk_admin_hosted.permissions_at(US), day_to_day);
+    assert_eq!(w.both_admin.permissions_at(UK), day_to_day); // away from home
+    assert!(w.us_viewer.permissions_at(UK).is_empty());
+}

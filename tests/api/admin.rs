@@ -3,7 +3,7 @@
 use jointeval_domain::Role;
 use serde_json::{Value, json};
 
-use crate::support::{PASSWORD, TestApp, problem};
+use crate::support::{PASSWORD, TestApp, expect, problem};
 
 #[tokio::test]
 async fn an_admin_creates_a_person_who_must_change_the_one_time_password() {
@@ -97,14 +97,6 @@ fn at(value: &Value) -> chrono::DateTime<chrono::Utc> {
 
 async fn body(response: reqwest::Response) -> Value {
     response.json().await.expect("a JSON body")
-}
-
-/// Asserts the status, then answers the JSON body.
-async fn expect(response: reqwest::Response, status: u16) -> Value {
-    let actual = response.status().as_u16();
-    let text = response.text().await.expect("a body");
-    assert_eq!(actual, status, "status; the body was {text}");
-    serde_json::from_str(&text).expect("a JSON body")
 }
 
 fn etag_of(response: &reqwest::Response) -> String {

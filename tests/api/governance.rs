@@ -7,29 +7,7 @@ use jointeval_domain::Role;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::{TestApp, problem};
-
-async fn expect(response: reqwest::Response, status: u16) -> Value {
-    let code = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    assert_eq!(code, status, "{text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-/// A digest of every identity row, to prove a refused call wrote nothing.
-async fn identity_rows(app: &TestApp) -> String {
-    sqlx::query_scalar(
-        "select md5(concat(
-            (select string_agg(a::text, '|' order by a.id) from accounts a),
-            (select string_agg(m::text, '|' order by m.id) from memberships m),
-            (select string_agg(e::text, '|' order by e.id) from exchanges e),
-            (select string_agg(c::text, '|' order by c.account_id) from password_credentials c),
-            (select string_agg(s::text, '|' order by s.account_id) from service_credentials s)))",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .expect("digest")
-}
+use crate::support::{TestApp, expect, identity_digest, problem};
 
 fn proposal(account: Uuid, home: &str, host: &str, lasting: Duration) -> Value {
     let now = Utc::now();
@@ -40,10 +18,10 @@ fn proposal(account: Uuid, home: &str, host: &str, lasting: Duration) -> Value {
 
 /// `POST` as `token`, expecting a refusal of the policy that changes nothing.
 async fn refused(app: &TestApp, token: &str, path: &str, body: &Value) -> String {
-    let before = identity_rows(app).await;
+    let before = identity_digest(&app.pool).await;
     let answer = problem(app.post_as(token, path, body).await, 403).await;
     assert_eq!(
-        identity_rows(app).await,
+        identity_digest(&app.pool).await,
         before,
         "{path} was refused but wrote"
     );

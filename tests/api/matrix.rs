@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::{PASSWORD, TestApp, forge_token};
+use crate::support::{PASSWORD, TestApp, forge_token, identity_digest};
 
 /// The callers, in the order of every row of expectations below. The UK person during
 /// their exchange to the US is a US admin only through it: they work on the US's day to
@@ -136,21 +136,6 @@ async fn exchange(
             .expect("approve");
     }
     e.id
-}
-
-/// A digest of every identity row, to prove a refused call wrote nothing.
-async fn fingerprint(app: &TestApp) -> String {
-    sqlx::query_scalar(
-        "select md5(concat(
-            (select string_agg(a::text, '|' order by a.id) from accounts a),
-            (select string_agg(m::text, '|' order by m.id) from memberships m),
-            (select string_agg(e::text, '|' order by e.id) from exchanges e),
-            (select string_agg(c::text, '|' order by c.account_id) from password_credentials c),
-            (select string_agg(s::text, '|' order by s.account_id) from service_credentials s)))",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .expect("fingerprint")
 }
 
 /// What a call is expected to answer.
@@ -647,7 +632,7 @@ async fn every_identity_endpoint_against_every_kind_of_caller() {
         for (actor, (token, want)) in ACTORS.iter().zip(cast.tokens.iter().zip(wants(row.want))) {
             let target = (row.target)(&app, &cast).await;
             let path = (row.path)(&target);
-            let before = fingerprint(&app).await;
+            let before = identity_digest(&app.pool).await;
             let mut request = app.client.request(row.method.clone(), app.url(&path));
             if let Some(token) = token {
                 request = request.bearer_auth(token);
@@ -675,7 +660,7 @@ async fn every_identity_endpoint_against_every_kind_of_caller() {
                 }
                 _ => S(status),
             };
-            let after = fingerprint(&app).await;
+            let after = identity_digest(&app.pool).await;
             let changed = before != after;
             let allowed = matches!(got, S(200..=299) | Listed(_));
             if got != want {

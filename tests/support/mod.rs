@@ -577,6 +577,30 @@ impl Drop for TestApp {
     }
 }
 
+/// Asserts the status, then answers the JSON body (`null` when there is none).
+pub async fn expect(response: reqwest::Response, status: u16) -> serde_json::Value {
+    let actual = response.status().as_u16();
+    let text = response.text().await.expect("a body");
+    assert_eq!(actual, status, "status; the body was {text}");
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
+/// A digest of every identity row (accounts, memberships, exchanges, credentials), to
+/// prove that a refused call wrote nothing.
+pub async fn identity_digest(pool: &PgPool) -> String {
+    sqlx::query_scalar(
+        "select md5(concat(
+            (select string_agg(a::text, '|' order by a.id) from accounts a),
+            (select string_agg(m::text, '|' order by m.id) from memberships m),
+            (select string_agg(e::text, '|' order by e.id) from exchanges e),
+            (select string_agg(c::text, '|' order by c.account_id) from password_credentials c),
+            (select string_agg(s::text, '|' order by s.account_id) from service_credentials s)))",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("the identity digest")
+}
+
 /// The body of a problem answer, after checking that it is one.
 pub async fn problem(response: reqwest::Response, status: u16) -> serde_json::Value {
     assert_eq!(response.status().as_u16(), status, "status");

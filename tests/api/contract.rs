@@ -20,7 +20,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use uuid::Uuid;
 
 use crate::support::story::{active_exercise, new_run};
-use crate::support::{TestApp, forge_token};
+use crate::support::{TestApp, expect, forge_token};
 
 /// An operation of the contract, as `METHOD /template`.
 type Op = String;
@@ -547,28 +547,64 @@ async fn every_answer_is_in_the_contract_and_every_failure_it_lists_happens() {
     );
 }
 
-/// `POST` (or another method) as `token`, for the probe named `what`.
-async fn call(
-    app: &TestApp,
-    method: Method,
-    token: &str,
-    path: &str,
-    if_match: Option<&str>,
-    body: &Value,
-) -> Answer {
+/// One request of an operation's own failures: `op` sent to `path` as `token`, `times`
+/// over (the first may succeed, the next must not).
+struct Step<'a> {
+    op: &'static str,
+    token: &'a str,
+    path: String,
+    if_match: Option<String>,
+    body: Value,
+    times: usize,
+}
+
+fn step<'a>(op: &'static str, token: &'a str, path: String, body: Value) -> Step<'a> {
+    Step {
+        op,
+        token,
+        path,
+        if_match: None,
+        body,
+        times: 1,
+    }
+}
+
+impl Step<'_> {
+    fn twice(self) -> Self {
+        Self { times: 2, ..self }
+    }
+
+    fn if_match(self, tag: &str) -> Self {
+        Self {
+            if_match: Some(tag.to_owned()),
+            ..self
+        }
+    }
+}
+
+/// Sends one step's request; a `String` body goes as plain text.
+async fn send_step(app: &TestApp, step: &Step<'_>) -> Answer {
+    let method: Method = step
+        .op
+        .split(' ')
+        .next()
+        .expect("method")
+        .parse()
+        .expect("method");
     let mut request = app
         .client
-        .request(method.clone(), app.url(path))
-        .bearer_auth(token)
-        .json(body);
-    if let Some(tag) = if_match {
+        .request(method, app.url(&step.path))
+        .bearer_auth(step.token);
+    request = match &step.body {
+        Value::String(text) => request
+            .header("content-type", "text/plain")
+            .body(text.clone()),
+        body => request.json(body),
+    };
+    if let Some(tag) = &step.if_match {
         request = request.header("if-match", tag);
     }
-    answer(
-        format!("{method} {path}"),
-        request.send().await.expect("send"),
-    )
-    .await
+    answer(&step.path, request.send().await.expect("send")).await
 }
 
 async fn etag(app: &TestApp, token: &str, path: &str) -> String {
@@ -577,401 +613,112 @@ async fn etag(app: &TestApp, token: &str, path: &str) -> String {
     read.headers()["etag"].to_str().expect("etag").to_owned()
 }
 
-async fn id_of(a: &Answer) -> String {
-    let body: Value = serde_json::from_str(&a.text).expect("json");
-    body["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{} answered {}: {}", a.probe, a.status, a.text))
-        .to_owned()
+/// The id of what `body` creates as `token` at `path`.
+async fn created(app: &TestApp, token: &str, path: &str, body: &Value) -> String {
+    let answer: Value = expect(app.post_as(token, path, body).await, 201).await;
+    answer["id"].as_str().expect("an id").to_owned()
 }
 
 /// The failures of one operation's own: conflicts of state, taken names, stale versions.
 /// Each is the answer the contract lists for it; the test checks it was given.
 async fn specific_probes(app: &TestApp, w: &World) -> Vec<(Op, Answer)> {
-    let post = Method::POST;
-    let mut out: Vec<(Op, Answer)> = Vec::new();
-    let mut push = |op: &str, a: Answer| out.push((op.to_owned(), a));
-
-    // Accounts: a taken e-mail address, twice; a role held already; a revocation
-    // repeated; a password for an account that has a secret.
-    push(
-        "POST /v1/accounts",
-        call(
-            app,
-            post.clone(),
-            &w.admin,
-            "/v1/accounts",
-            None,
-            &json!({"kind": "person", "email": "TARGET@nist.gov", "display_name": "Again"}),
-        )
-        .await,
-    );
-    let account = format!("/v1/accounts/{}", w.person);
-    let tag = etag(app, &w.admin, &account).await;
-    push(
-        "PATCH /v1/accounts/{id}",
-        call(
-            app,
-            Method::PATCH,
-            &w.admin,
-            &account,
-            Some(&tag),
-            &json!({"email": "admin@nist.gov"}),
-        )
-        .await,
-    );
-    push(
-        "POST /v1/accounts/{id}/memberships",
-        call(
-            app,
-            post.clone(),
-            &w.admin,
-            &format!("{account}/memberships"),
-            None,
-            &json!({"role": "viewer"}),
-        )
-        .await,
-    );
-    let revoke = format!("{account}/memberships/{}/revoke", w.membership);
-    for _ in 0..2 {
-        push(
-            "POST /v1/accounts/{id}/memberships/{membership_id}/revoke",
-            call(app, post.clone(), &w.admin, &revoke, None, &json!({})).await,
-        );
-    }
-    push(
-        "POST /v1/accounts/{id}/reset-password",
-        call(
-            app,
-            post.clone(),
-            &w.admin,
-            &format!("/v1/accounts/{}/reset-password", w.service),
-            None,
-            &json!({}),
-        )
-        .await,
-    );
-    push(
-        "POST /v1/me/password",
-        call(app, post.clone(), &w.unscoped, "/v1/me/password", None,
-             &json!({"current_password": "twelve chars at least", "new_password": "another twelve chars"})).await,
-    );
-
-    // Exchanges: the same person to the same host in the same window; a decision made.
     let now = chrono::Utc::now();
-    for _ in 0..2 {
-        push(
-            "POST /v1/exchanges",
-            call(app, post.clone(), &w.uk_admin, "/v1/exchanges", None,
-                 &json!({"account_id": w.uk_person, "home_institute": "UK", "host_institute": "US",
-                         "roles": ["viewer"], "starts_at": (now + chrono::Duration::days(40)).to_rfc3339(),
-                         "ends_at": (now + chrono::Duration::days(50)).to_rfc3339()})).await,
-        );
-    }
-    for _ in 0..2 {
-        push(
-            "POST /v1/exchanges/{id}/approve",
-            call(
-                app,
-                post.clone(),
-                &w.admin,
-                &format!("/v1/exchanges/{}/approve", w.exchange),
-                None,
-                &json!({}),
-            )
-            .await,
-        );
-    }
-
-    // Protocols: a taken slug; a second open draft; an approved version edited,
-    // submitted or its participants changed; a stale draft; an incomplete one submitted;
-    // a draft reviewed; a retirement repeated.
-    push(
-        "POST /v1/protocols",
-        call(app, post.clone(), &w.author, "/v1/protocols", None,
-             &json!({"slug": "joint-runs", "title": "Again", "risk_area": "cyber", "participants": ["US", "UK"]})).await,
-    );
-    let versions = format!("/v1/protocols/{}/versions", w.protocol);
-    for _ in 0..2 {
-        push(
-            "POST /v1/protocols/{id}/versions",
-            call(app, post.clone(), &w.author, &versions, None, &json!({})).await,
-        );
-    }
-    let approved = format!("{versions}/1");
-    let tag = etag(app, &w.author, &approved).await;
-    push(
-        "PATCH /v1/protocols/{id}/versions/{number}",
-        call(
-            app,
-            Method::PATCH,
-            &w.author,
-            &approved,
-            Some(&tag),
-            &json!({"content": {}}),
-        )
-        .await,
-    );
-    push(
-        "PATCH /v1/protocols/{id}/versions/{number}",
-        call(
-            app,
-            Method::PATCH,
-            &w.author,
-            &format!("{versions}/2"),
-            Some("\"0\""),
-            &json!({"content": {}}),
-        )
-        .await,
-    );
-    push(
-        "POST /v1/protocols/{id}/versions/{number}/submit",
-        call(
-            app,
-            post.clone(),
-            &w.author,
-            &format!("{versions}/2/submit"),
-            None,
-            &json!({}),
-        )
-        .await,
-    );
-    push(
-        "POST /v1/protocols/{id}/versions/{number}/submit",
-        call(
-            app,
-            post.clone(),
-            &w.author,
-            &format!("{approved}/submit"),
-            None,
-            &json!({}),
-        )
-        .await,
-    );
-    push(
-        "POST /v1/protocols/{id}/versions/{number}/reviews",
-        call(
-            app,
-            post.clone(),
-            &w.reviewer,
-            &format!("{versions}/2/reviews"),
-            None,
-            &json!({"verdict": "approve"}),
-        )
-        .await,
-    );
-    push(
-        "PUT /v1/protocols/{id}/participants",
-        call(
-            app,
-            Method::PUT,
-            &w.admin,
-            &format!("/v1/protocols/{}/participants", w.protocol),
-            None,
-            &json!({"participants": ["US", "UK", "JP"]}),
-        )
-        .await,
-    );
-    let spare = call(
-        app,
-        post.clone(),
-        &w.author,
-        "/v1/protocols",
-        None,
-        &json!({"slug": "spare", "title": "Spare", "risk_area": "cyber", "participants": ["US", "UK"]}),
-    )
-    .await;
-    let spare = id_of(&spare).await;
-    for _ in 0..2 {
-        push(
-            "POST /v1/protocols/{id}/retire",
-            call(
-                app,
-                post.clone(),
-                &w.admin,
-                &format!("/v1/protocols/{spare}/retire"),
-                None,
-                &json!({}),
-            )
-            .await,
-        );
-    }
-
-    // Exercises: an active plan changed; a planned one with a stale version; a
-    // cancellation repeated; runs registered in a cancelled exercise.
     let start = now + chrono::Duration::days(1);
     let plan = json!({
         "title": "Planned", "participants": ["US", "UK"],
         "model": {"provider": "ExampleAI", "name": "example-large", "version": "1", "access": "public_api"},
         "protocol_versions": [{"protocol_id": w.protocol, "number": 1}],
         "starts_at": start.to_rfc3339(), "ends_at": (start + chrono::Duration::days(5)).to_rfc3339()});
+    let account = format!("/v1/accounts/{}", w.person);
+    let versions = format!("/v1/protocols/{}/versions", w.protocol);
+    let approved = format!("{versions}/1");
     let active = format!("/v1/exercises/{}", w.exercise);
-    let tag = etag(app, &w.author, &active).await;
-    push(
-        "PATCH /v1/exercises/{id}",
-        call(app, Method::PATCH, &w.author, &active, Some(&tag), &plan).await,
-    );
-    let planned = call(app, post.clone(), &w.author, "/v1/exercises", None, &plan).await;
-    let planned = format!("/v1/exercises/{}", id_of(&planned).await);
-    push(
-        "PATCH /v1/exercises/{id}",
-        call(
-            app,
-            Method::PATCH,
-            &w.author,
-            &planned,
-            Some("\"0\""),
-            &plan,
-        )
-        .await,
-    );
-    for _ in 0..2 {
-        push(
-            "POST /v1/exercises/{id}/cancel",
-            call(
-                app,
-                post.clone(),
-                &w.author,
-                &format!("{planned}/cancel"),
-                None,
-                &json!({}),
-            )
-            .await,
-        );
-    }
-    push(
-        "POST /v1/exercises/{id}/runs",
-        call(
-            app,
-            post.clone(),
-            &w.evaluator,
-            &format!("{planned}/runs"),
-            None,
-            &new_run(&w.protocol),
-        )
-        .await,
+    let run = format!("/v1/runs/{}", w.run);
+    let spare = created(app, &w.author, "/v1/protocols",
+        &json!({"slug": "spare", "title": "Spare", "risk_area": "cyber", "participants": ["US", "UK"]})).await;
+    let planned = format!(
+        "/v1/exercises/{}",
+        created(app, &w.author, "/v1/exercises", &plan).await
     );
     let from_log = format!(
         "runs/inspect-log?protocol_id={}&protocol_version=1",
         w.protocol
     );
-    push(
-        "POST /v1/exercises/{id}/runs/inspect-log",
-        call(
-            app,
-            post.clone(),
-            &w.evaluator,
-            &format!("{planned}/{from_log}"),
-            None,
-            &json!({}),
-        )
-        .await,
+    let (account_tag, approved_tag, active_tag) = (
+        etag(app, &w.admin, &account).await,
+        etag(app, &w.author, &approved).await,
+        etag(app, &w.author, &active).await,
     );
-    let text = app
-        .client
-        .post(app.url(&format!("{active}/{from_log}")))
-        .bearer_auth(&w.evaluator)
-        .header("content-type", "text/plain")
-        .body("not a log")
-        .send()
-        .await
-        .expect("send");
-    push(
-        "POST /v1/exercises/{id}/runs/inspect-log",
-        answer("a text log", text).await,
-    );
-
-    // Runs: each transition out of its state, results written outside of running,
-    // an invalid score, a release of what is not finished.
-    let run = format!("/v1/runs/{}", w.run);
-    let metrics = json!({"metrics": [{"scorer": "match", "metric": "accuracy", "value": 0.5}]});
-    push(
-        "POST /v1/runs/{id}/finish",
-        call(
-            app,
-            post.clone(),
-            &w.evaluator,
-            &format!("{run}/finish"),
-            None,
-            &json!({"outcome": "succeeded"}),
-        )
-        .await,
-    );
-    push(
-        "POST /v1/runs/{id}/metrics",
-        call(
-            app,
-            post.clone(),
-            &w.evaluator,
-            &format!("{run}/metrics"),
-            None,
-            &metrics,
-        )
-        .await,
-    );
-    push(
-        "POST /v1/runs/{id}/heartbeat",
-        call(
-            app,
-            post.clone(),
-            &w.evaluator,
-            &format!("{run}/heartbeat"),
-            None,
-            &json!({"lease_seconds": 300}),
-        )
-        .await,
-    );
-    push(
-        "POST /v1/runs/{id}/release",
-        call(
-            app,
-            post.clone(),
-            &w.reviewer,
-            &format!("{run}/release"),
-            None,
-            &json!({"institutes": ["UK"]}),
-        )
-        .await,
-    );
-    for _ in 0..2 {
-        push(
-            "POST /v1/runs/{id}/start",
-            call(
-                app,
-                post.clone(),
-                &w.evaluator,
-                &format!("{run}/start"),
-                None,
-                &json!({}),
-            )
-            .await,
-        );
-    }
-    push(
-        "POST /v1/runs/{id}/samples",
-        call(
-            app,
-            post.clone(),
-            &w.evaluator,
-            &format!("{run}/samples"),
-            None,
-            &json!([{"sample_id": "", "epoch": 0, "scorer": "match", "value": 1.0}]),
-        )
-        .await,
-    );
-    for _ in 0..2 {
-        push(
-            "POST /v1/runs/{id}/cancel",
-            call(
-                app,
-                post.clone(),
-                &w.evaluator,
-                &format!("{run}/cancel"),
-                None,
-                &json!({}),
-            )
-            .await,
-        );
+    let steps = vec![
+        // Accounts: a taken e-mail address, twice; a role held already; a revocation
+        // repeated; a password for an account that has a secret, or reset by a person
+        // who has none.
+        step("POST /v1/accounts", &w.admin, "/v1/accounts".into(),
+             json!({"kind": "person", "email": "TARGET@nist.gov", "display_name": "Again"})),
+        step("PATCH /v1/accounts/{id}", &w.admin, account.clone(), json!({"email": "admin@nist.gov"}))
+            .if_match(&account_tag),
+        step("POST /v1/accounts/{id}/memberships", &w.admin, format!("{account}/memberships"),
+             json!({"role": "author"})).twice(),
+        step("POST /v1/accounts/{id}/memberships/{membership_id}/revoke", &w.admin,
+             format!("{account}/memberships/{}/revoke", w.membership), json!({})).twice(),
+        step("POST /v1/accounts/{id}/reset-password", &w.admin,
+             format!("/v1/accounts/{}/reset-password", w.service), json!({})),
+        step("POST /v1/me/password", &w.unscoped, "/v1/me/password".into(),
+             json!({"current_password": "twelve chars at least", "new_password": "another twelve chars"})),
+        // Exchanges: the same person to the same host in the same window; a decision made.
+        step("POST /v1/exchanges", &w.uk_admin, "/v1/exchanges".into(),
+             json!({"account_id": w.uk_person, "home_institute": "UK", "host_institute": "US",
+                    "roles": ["viewer"], "starts_at": (now + chrono::Duration::days(40)).to_rfc3339(),
+                    "ends_at": (now + chrono::Duration::days(50)).to_rfc3339()})).twice(),
+        step("POST /v1/exchanges/{id}/approve", &w.admin,
+             format!("/v1/exchanges/{}/approve", w.exchange), json!({})).twice(),
+        // Protocols: a taken slug; a second open draft; an approved version edited,
+        // submitted or its participants changed; a stale draft; an incomplete one
+        // submitted; a draft reviewed; a retirement repeated.
+        step("POST /v1/protocols", &w.author, "/v1/protocols".into(),
+             json!({"slug": "joint-runs", "title": "Again", "risk_area": "cyber", "participants": ["US", "UK"]})),
+        step("POST /v1/protocols/{id}/versions", &w.author, versions.clone(), json!({})).twice(),
+        step("PATCH /v1/protocols/{id}/versions/{number}", &w.author, approved.clone(),
+             json!({"content": {}})).if_match(&approved_tag),
+        step("PATCH /v1/protocols/{id}/versions/{number}", &w.author, format!("{versions}/2"),
+             json!({"content": {}})).if_match("\"0\""),
+        step("POST /v1/protocols/{id}/versions/{number}/submit", &w.author,
+             format!("{versions}/2/submit"), json!({})),
+        step("POST /v1/protocols/{id}/versions/{number}/submit", &w.author,
+             format!("{approved}/submit"), json!({})),
+        step("POST /v1/protocols/{id}/versions/{number}/reviews", &w.reviewer,
+             format!("{versions}/2/reviews"), json!({"verdict": "approve"})),
+        step("PUT /v1/protocols/{id}/participants", &w.admin,
+             format!("/v1/protocols/{}/participants", w.protocol), json!({"participants": ["US", "UK", "JP"]})),
+        step("POST /v1/protocols/{id}/retire", &w.admin, format!("/v1/protocols/{spare}/retire"), json!({}))
+            .twice(),
+        // Exercises: an active plan changed; a planned one with a stale version; a
+        // cancellation repeated; runs registered in a cancelled exercise; a log that is
+        // neither JSON nor a zip.
+        step("PATCH /v1/exercises/{id}", &w.author, active.clone(), plan.clone()).if_match(&active_tag),
+        step("PATCH /v1/exercises/{id}", &w.author, planned.clone(), plan.clone()).if_match("\"0\""),
+        step("POST /v1/exercises/{id}/cancel", &w.author, format!("{planned}/cancel"), json!({})).twice(),
+        step("POST /v1/exercises/{id}/runs", &w.evaluator, format!("{planned}/runs"), new_run(&w.protocol)),
+        step("POST /v1/exercises/{id}/runs/inspect-log", &w.evaluator, format!("{planned}/{from_log}"), json!({})),
+        step("POST /v1/exercises/{id}/runs/inspect-log", &w.evaluator, format!("{active}/{from_log}"),
+             json!("not a log")),
+        // Runs: each transition out of its state, results written outside of running,
+        // an invalid score, a release of what is not finished.
+        step("POST /v1/runs/{id}/finish", &w.evaluator, format!("{run}/finish"), json!({"outcome": "succeeded"})),
+        step("POST /v1/runs/{id}/metrics", &w.evaluator, format!("{run}/metrics"),
+             json!({"metrics": [{"scorer": "match", "metric": "accuracy", "value": 0.5}]})),
+        step("POST /v1/runs/{id}/heartbeat", &w.evaluator, format!("{run}/heartbeat"), json!({"lease_seconds": 300})),
+        step("POST /v1/runs/{id}/release", &w.reviewer, format!("{run}/release"), json!({"institutes": ["UK"]})),
+        step("POST /v1/runs/{id}/start", &w.evaluator, format!("{run}/start"), json!({})).twice(),
+        step("POST /v1/runs/{id}/samples", &w.evaluator, format!("{run}/samples"),
+             json!([{"sample_id": "", "epoch": 0, "scorer": "match", "value": 1.0}])),
+        step("POST /v1/runs/{id}/cancel", &w.evaluator, format!("{run}/cancel"), json!({})).twice(),
+    ];
+    let mut out = Vec::new();
+    for step in &steps {
+        for _ in 0..step.times {
+            out.push((step.op.to_owned(), send_step(app, step).await));
+        }
     }
     out
 }

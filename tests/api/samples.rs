@@ -782,3 +782,155 @@ async fn a_write_that_fails_ends_the_upload_at_once() {
     .await;
     assert_eq!(response.status(), 200);
 }
+
+/// What a finished run's digest covers, recomputed here as a partner would: from the
+/// metrics and the NDJSON export alone, by the formula in the README, with no code of the
+/// service's. Changing one score changes it; the order scores arrived in does not.
+#[tokio::test]
+async fn a_finished_runs_digest_covers_its_metrics_and_every_score() {
+    use sha2::{Digest, Sha256};
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise(&app).await;
+    let evaluator = app
+        .login(
+            &app.person("eval@aisi.gov.uk", "UK", &[Role::Evaluator])
+                .await,
+        )
+        .await;
+    // Numbers, labels, answers and metadata; sample ids whose byte order is neither
+    // their numeric nor a locale's order.
+    let mut scores: Vec<Value> = (0..2_500)
+        .map(|i| {
+            score(
+                i,
+                1 + (i % 2) as i32,
+                if i % 3 == 0 { "match" } else { "includes" },
+            )
+        })
+        .collect();
+    for id in ["Zebra", "apple", "éclair", "10", "9"] {
+        scores.push(json!({"sample_id": id, "epoch": 1, "scorer": "match", "value": 1e-7}));
+    }
+    let metrics = json!({"metrics": [
+        {"scorer": "match", "metric": "accuracy", "value": 0.25, "stderr": 0.01, "sample_count": 2_505},
+        {"scorer": "includes", "metric": "accuracy", "value": 1e-7},
+    ]});
+    let finished = |scores: Vec<Value>| {
+        let (app, evaluator, exercise, protocol, metrics) =
+            (&app, &evaluator, &exercise, &protocol, &metrics);
+        async move {
+            let run: Value = app
+                .post_as(
+                    evaluator,
+                    &format!("/v1/exercises/{exercise}/runs"),
+                    &new_run(protocol),
+                )
+                .await
+                .json()
+                .await
+                .expect("run");
+            let path = format!("/v1/runs/{}", run["id"].as_str().expect("id"));
+            for (step, body) in [("start", json!({})), ("metrics", metrics.clone())] {
+                let answer = app
+                    .post_as(evaluator, &format!("{path}/{step}"), &body)
+                    .await;
+                assert_eq!(answer.status(), 200, "{step}");
+            }
+            let sent = send(
+                app,
+                evaluator,
+                &path,
+                "application/x-ndjson",
+                ndjson(scores.into_iter()),
+            )
+            .await;
+            assert_eq!(sent.status(), 200);
+            let done: Value = app
+                .post_as(
+                    evaluator,
+                    &format!("{path}/finish"),
+                    &json!({"outcome": "succeeded"}),
+                )
+                .await
+                .json()
+                .await
+                .expect("finished");
+            assert_eq!(done["digest_formula"], "jointeval-results-v1", "{done}");
+            (path, done["digest"].as_str().expect("a digest").to_owned())
+        }
+    };
+
+    let (path, digest) = finished(scores.clone()).await;
+
+    // The partner's side: the metrics as canonical lines by scorer and metric, an empty
+    // line, then the export's lines by sample id, epoch and scorer, compared as bytes.
+    let listed: Vec<Value> = app
+        .get_as(&evaluator, &format!("{path}/metrics"))
+        .await
+        .json()
+        .await
+        .expect("metrics");
+    let mut metric_lines: Vec<(String, String, String)> = listed
+        .iter()
+        .map(|m| {
+            let line = json!({"metric": m["metric"], "sample_count": m["sample_count"],
+                              "scorer": m["scorer"], "stderr": m["stderr"], "value": m["value"]});
+            (
+                m["scorer"].to_string(),
+                m["metric"].to_string(),
+                line.to_string(),
+            )
+        })
+        .collect();
+    metric_lines.sort();
+    let export = app
+        .get_as(&evaluator, &format!("{path}/export?format=ndjson"))
+        .await
+        .text()
+        .await
+        .expect("export");
+    let mut score_lines: Vec<(Vec<u8>, i64, Vec<u8>, &str)> = export
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).expect("an NDJSON line");
+            let text = |k: &str| v[k].as_str().expect("text").as_bytes().to_vec();
+            (
+                text("sample_id"),
+                v["epoch"].as_i64().expect("epoch"),
+                text("scorer"),
+                line,
+            )
+        })
+        .collect();
+    assert_eq!(score_lines.len(), scores.len());
+    score_lines.sort();
+    let mut hasher = Sha256::new();
+    hasher.update(b"jointeval-results-v1\n");
+    for (_, _, line) in &metric_lines {
+        hasher.update(line.as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.update(b"\n");
+    for (_, _, _, line) in &score_lines {
+        hasher.update(line.as_bytes());
+        hasher.update(b"\n");
+    }
+    let recomputed: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        recomputed, digest,
+        "the digest is not what the README's formula gives"
+    );
+
+    // The same results sent in another order: the same digest.
+    let mut reversed = scores.clone();
+    reversed.reverse();
+    assert_eq!(finished(reversed).await.1, digest);
+    // One score changed before finishing: another digest.
+    let mut changed = scores;
+    changed[1]["value"] = json!(0.75);
+    assert_ne!(finished(changed).await.1, digest);
+}

@@ -100,8 +100,11 @@ pub struct Run {
     /// Who moved it last.
     pub updated_by: Uuid,
     pub updated_at: DateTime<Utc>,
-    /// sha256 of the results, recorded when the run finished.
+    /// sha256 of the results, recorded when the run finished (see [`ResultsDigest`]).
     pub digest: Option<String>,
+    /// The formula of `digest`: [`RESULTS_DIGEST_FORMULA`], or `jointeval-metrics-v0` for
+    /// a run finished before the digest covered its scores (it covers the metrics only).
+    pub digest_formula: Option<String>,
     /// Institutes it has been released to.
     pub released_to: Vec<Uuid>,
     /// The harness holding it, when one claimed it from the queue.
@@ -263,21 +266,75 @@ pub fn validate_metrics(batch: &[MetricValue]) -> Vec<ValidationError> {
     errors
 }
 
-/// sha256 over the metrics in a canonical order (by scorer, then metric), each as
-/// canonical JSON on its own line: what a release certifies.
-pub fn results_digest(metrics: &[MetricValue]) -> String {
-    let mut sorted: Vec<&MetricValue> = metrics.iter().collect();
-    sorted.sort_by(|a, b| (&a.scorer, &a.metric).cmp(&(&b.scorer, &b.metric)));
-    let mut hasher = Sha256::new();
-    for m in sorted {
-        let line = serde_json::json!({
-            "metric": m.metric, "sample_count": m.sample_count, "scorer": m.scorer,
-            "stderr": m.stderr, "value": m.value,
-        });
-        hasher.update(line.to_string().as_bytes());
+/// The formula of the digest a run records when it finishes (see [`ResultsDigest`]).
+pub const RESULTS_DIGEST_FORMULA: &str = "jointeval-results-v1";
+
+/// The digest a run records of its results when it finishes, what a release certifies:
+/// sha256 over the UTF-8 text of
+///
+/// 1. the line `jointeval-results-v1`;
+/// 2. each metric as canonical JSON (`metric`, `sample_count`, `scorer`, `stderr`,
+///    `value`), by scorer and then metric name, compared as bytes;
+/// 3. an empty line;
+/// 4. each per-sample score as its line of the NDJSON export ([`StoredScore::line`]), by
+///    sample id (bytes), epoch (number) and scorer (bytes);
+///
+/// every line ending in `\n`. The metrics go in at [`ResultsDigest::new`]; the scores
+/// must be fed in that order.
+pub struct ResultsDigest(Sha256);
+
+impl ResultsDigest {
+    pub fn new(metrics: &[MetricValue]) -> Self {
+        let mut sorted: Vec<&MetricValue> = metrics.iter().collect();
+        sorted.sort_by(|a, b| (&a.scorer, &a.metric).cmp(&(&b.scorer, &b.metric)));
+        let mut hasher = Sha256::new();
+        hasher.update(RESULTS_DIGEST_FORMULA.as_bytes());
         hasher.update(b"\n");
+        for m in sorted {
+            let line = serde_json::json!({
+                "metric": m.metric, "sample_count": m.sample_count, "scorer": m.scorer,
+                "stderr": m.stderr, "value": m.value,
+            });
+            hasher.update(crate::canonical::to_bytes(&line));
+            hasher.update(b"\n");
+        }
+        hasher.update(b"\n");
+        Self(hasher)
     }
-    crate::canonical::hex(&hasher.finalize())
+
+    /// The next score, as [`StoredScore::line`] gives it.
+    pub fn score(&mut self, line: &[u8]) {
+        self.0.update(line);
+        self.0.update(b"\n");
+    }
+
+    pub fn finish(self) -> String {
+        crate::canonical::hex(&self.0.finalize())
+    }
+}
+
+/// A stored per-sample score, as the service answers it.
+///
+/// The fields are in alphabetical order, so that its JSON is canonical as serialized:
+/// the NDJSON export's lines are the digest's lines, and a verifier hashes them as read.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = SampleView)]
+pub struct StoredScore {
+    pub answer: Option<String>,
+    pub epoch: i32,
+    pub explanation: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub sample_id: String,
+    pub scorer: String,
+    /// A number, or a label.
+    pub value: serde_json::Value,
+}
+
+impl StoredScore {
+    /// Its canonical JSON, without a line ending: a line of the NDJSON export.
+    pub fn line(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
 }
 
 /// One per-sample score, as a harness reports it.
@@ -410,6 +467,7 @@ mod tests {
             updated_by: Uuid::from_u128(5),
             updated_at: now,
             digest: None,
+            digest_formula: None,
             released_to: Vec::new(),
             lease: holder.map(|(h, secs)| Lease {
                 holder: Uuid::from_u128(h),
@@ -582,15 +640,79 @@ mod tests {
         );
     }
 
+    fn score(
+        sample_id: &str,
+        value: serde_json::Value,
+        metadata: Option<serde_json::Value>,
+    ) -> StoredScore {
+        StoredScore {
+            answer: metadata.as_ref().map(|_| "42".to_owned()),
+            epoch: 1,
+            explanation: None,
+            metadata,
+            sample_id: sample_id.into(),
+            scorer: "match".into(),
+            value,
+        }
+    }
+
+    /// A known answer, computed apart from this code (Python's hashlib over the text the
+    /// README gives): a change of the formula fails here.
     #[test]
-    fn the_digest_depends_on_the_results_not_their_order() {
+    fn the_results_digest_is_the_documented_formula() {
+        let mut with_stderr = m("match", "accuracy", 0.5);
+        with_stderr.stderr = Some(0.1);
+        with_stderr.sample_count = Some(20);
+        let mut bare = m("includes", "accuracy", 0.75);
+        bare.sample_count = None;
+        let mut digest = ResultsDigest::new(&[with_stderr, bare]);
+        let scores = [
+            score(
+                "q1",
+                serde_json::json!(1.0),
+                Some(serde_json::json!({"k": "v"})),
+            ),
+            score("q2", serde_json::json!("C"), None),
+        ];
+        assert_eq!(
+            String::from_utf8(scores[0].line()).expect("utf-8"),
+            r#"{"answer":"42","epoch":1,"explanation":null,"metadata":{"k":"v"},"sample_id":"q1","scorer":"match","value":1.0}"#
+        );
+        for s in &scores {
+            digest.score(&s.line());
+        }
+        assert_eq!(
+            digest.finish(),
+            "62fd2f74295a451d45523026474c9dd7f95d579623bbd9b37d5b871fe4fb037d"
+        );
+        assert_eq!(
+            ResultsDigest::new(&[]).finish(),
+            "a7811b7c2f237002610d91e9c0a1082d5adf21dc2c421a116a84a69f4b50603e"
+        );
+    }
+
+    #[test]
+    fn a_scores_line_is_its_canonical_json() {
+        let s = score(
+            "q1",
+            serde_json::json!(0.25),
+            Some(serde_json::json!({"z": 1, "a": [2]})),
+        );
+        let value = serde_json::to_value(&s).expect("json");
+        assert_eq!(s.line(), crate::canonical::to_bytes(&value));
+    }
+
+    #[test]
+    fn the_digest_depends_on_the_metrics_not_their_order() {
         let a = [m("match", "accuracy", 0.5), m("includes", "accuracy", 0.7)];
         let b = [m("includes", "accuracy", 0.7), m("match", "accuracy", 0.5)];
-        assert_eq!(results_digest(&a), results_digest(&b));
-        assert_ne!(
-            results_digest(&a),
-            results_digest(&[m("match", "accuracy", 0.5)])
+        assert_eq!(
+            ResultsDigest::new(&a).finish(),
+            ResultsDigest::new(&b).finish()
         );
-        assert_eq!(results_digest(&a).len(), 64);
+        assert_ne!(
+            ResultsDigest::new(&a).finish(),
+            ResultsDigest::new(&[m("match", "accuracy", 0.5)]).finish()
+        );
     }
 }

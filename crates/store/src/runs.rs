@@ -28,6 +28,7 @@ struct Row {
     updated_by: Uuid,
     updated_at: DateTime<Utc>,
     digest: Option<String>,
+    digest_formula: Option<String>,
     released_to: Vec<Uuid>,
     lease_holder: Option<Uuid>,
     lease_expires_at: Option<DateTime<Utc>>,
@@ -56,6 +57,7 @@ impl TryFrom<Row> for Run {
             updated_by: r.updated_by,
             updated_at: r.updated_at,
             digest: r.digest,
+            digest_formula: r.digest_formula,
             released_to: r.released_to,
             lease: match (r.lease_holder, r.lease_expires_at) {
                 (Some(holder), Some(expires_at)) => Some(Lease { holder, expires_at }),
@@ -121,7 +123,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Option
         r#"select r.id, r.exercise_id, r.protocol_id, r.protocol_version, r.institute_id,
                   r.harness_name, r.harness_version, r.config, r.model_version, r.status,
                   r.created_by, r.created_at, r.started_at, r.finished_at, r.updated_by,
-                  r.updated_at, r.digest,
+                  r.updated_at, r.digest, r.digest_formula,
                   array(select institute_id from run_releases rr
                         where rr.run_id = r.id order by institute_id) as "released_to!",
                   r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations
@@ -149,7 +151,7 @@ pub async fn list_visible(
         r#"select r.id, r.exercise_id, r.protocol_id, r.protocol_version, r.institute_id,
                   r.harness_name, r.harness_version, r.config, r.model_version, r.status,
                   r.created_by, r.created_at, r.started_at, r.finished_at, r.updated_by,
-                  r.updated_at, r.digest,
+                  r.updated_at, r.digest, r.digest_formula,
                   array(select institute_id from run_releases rr
                         where rr.run_id = r.id order by institute_id) as "released_to!",
                   r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations
@@ -303,13 +305,15 @@ pub async fn set_status(
                 started_at = case when $2 = 'running' then now() else started_at end,
                 finished_at = case when $2 in ('succeeded', 'failed', 'cancelled') then now() else finished_at end,
                 digest = coalesce($4, digest),
+                digest_formula = case when $4::text is null then digest_formula else $5 end,
                 lease_holder = case when $2 in ('succeeded', 'failed', 'cancelled') then null else lease_holder end,
                 lease_expires_at = case when $2 in ('succeeded', 'failed', 'cancelled') then null else lease_expires_at end
          where id = $1",
         id,
         status.as_str(),
         by,
-        digest
+        digest,
+        jointeval_domain::run::RESULTS_DIGEST_FORMULA
     )
     .execute(conn)
     .await?;
@@ -564,19 +568,41 @@ pub async fn samples(
     .await?)
 }
 
-/// sha256 over the run's samples in key order, one canonical line each.
-#[tracing::instrument(skip_all)]
-pub async fn samples_digest(conn: &mut PgConnection, run_id: Uuid) -> Result<String, StoreError> {
-    Ok(sqlx::query_scalar!(
-        r#"select encode(sha256(convert_to(coalesce(string_agg(
-                  jsonb_build_array(sample_id, epoch, scorer, value_number, value_label,
-                                    answer, explanation, metadata)::text,
-                  E'\n' order by sample_id, epoch, scorer), ''), 'UTF8')), 'hex') as "digest!"
-           from run_samples where run_id = $1"#,
+/// Every score of a run in the order its digest takes them (see `ResultsDigest`): by
+/// sample id, epoch and scorer, the text compared as bytes whatever the database's
+/// collation. Streamed: the run may hold millions.
+pub fn samples_in_digest_order<'c>(
+    conn: &'c mut PgConnection,
+    run_id: Uuid,
+) -> impl futures_util::Stream<Item = Result<SampleRow, sqlx::Error>> + 'c {
+    sqlx::query_as!(
+        SampleRow,
+        r#"select sample_id, epoch, scorer, value_number, value_label, answer, explanation,
+                  metadata
+           from run_samples where run_id = $1
+           order by sample_id collate "C", epoch, scorer collate "C""#,
         run_id
     )
-    .fetch_one(conn)
-    .await?)
+    .fetch(conn)
+}
+
+impl From<SampleRow> for jointeval_domain::run::StoredScore {
+    fn from(r: SampleRow) -> Self {
+        let value = match (r.value_number, r.value_label) {
+            (Some(n), _) => serde_json::json!(n),
+            (None, Some(l)) => serde_json::json!(l),
+            (None, None) => serde_json::Value::Null,
+        };
+        Self {
+            answer: r.answer,
+            epoch: r.epoch,
+            explanation: r.explanation,
+            metadata: r.metadata,
+            sample_id: r.sample_id,
+            scorer: r.scorer,
+            value,
+        }
+    }
 }
 
 /// One metric of one finished run, for an exercise's summary.

@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use jointeval_domain::audit::Change;
 use jointeval_domain::conformance::{Deviation, Ran, deviations};
 use jointeval_domain::run::{ImportedLog, MetricValue, validate_metrics};
-use jointeval_domain::run::{Run, RunStatus, results_digest};
+use jointeval_domain::run::{Run, RunStatus};
 use jointeval_domain::{Action, ValidationError};
 use jointeval_inspect::{Limits, Log, LogError, ScoreValue};
 use jointeval_store::runs::SampleRow;
@@ -299,7 +299,7 @@ pub async fn create_from_log(
     } else {
         RunStatus::Failed
     };
-    let digest = results_digest(&jointeval_store::runs::metrics(&mut tx, run.id).await?);
+    let digest = super::runs::results_digest(&mut tx, run.id).await?;
     jointeval_store::runs::set_status(&mut tx, run.id, outcome, caller.account.id, Some(&digest))
         .await?;
     let run = jointeval_store::runs::get(&mut tx, run.id, false)

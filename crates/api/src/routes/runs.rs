@@ -13,13 +13,13 @@ use jointeval_domain::conformance::Deviation;
 use jointeval_domain::exercise::ExerciseStatus;
 use jointeval_domain::run::ImportedLog;
 use jointeval_domain::run::{
-    MAX_CONFIG_BYTES, MetricValue, Run, RunStatus, results_digest, validate_metrics,
+    MAX_CONFIG_BYTES, MetricValue, ResultsDigest, Run, RunStatus, StoredScore, validate_metrics,
 };
 use jointeval_domain::{
     AccountKind, Action, Denial, Resource, ValidationError, decide, execution_capacities,
 };
-use jointeval_store::PgConnection;
 use jointeval_store::runs::{NewRun, SampleRow};
+use jointeval_store::{PgConnection, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -51,7 +51,8 @@ pub struct HarnessRef {
     "created_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "created_at": "2026-12-02T09:00:00Z",
     "started_at": "2026-12-02T09:01:00Z", "finished_at": "2026-12-02T10:00:00Z",
     "updated_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "updated_at": "2026-12-02T10:00:00Z",
-    "digest": "5d41402abc4b2a76b9719d911017c592ae2b4f0f8d1b1b1c0f5e5a8c1e2f3a4b", "released_to": ["US"],
+    "digest": "5d41402abc4b2a76b9719d911017c592ae2b4f0f8d1b1b1c0f5e5a8c1e2f3a4b",
+    "digest_formula": "jointeval-results-v1", "released_to": ["US"],
     "lease": null, "imported_log": null, "deviations": []
 }))]
 pub struct RunView {
@@ -72,8 +73,13 @@ pub struct RunView {
     /// The account (person or service) that moved it last.
     pub updated_by: Uuid,
     pub updated_at: DateTime<Utc>,
-    /// sha256 of the results, recorded when the run finished.
+    /// sha256 of the results (its metrics and every per-sample score), recorded when the
+    /// run finished; the README gives the formula, to recompute it from `…/metrics` and
+    /// `…/export`.
     pub digest: Option<String>,
+    /// How `digest` was taken: `jointeval-results-v1`, or `jointeval-metrics-v0` for a
+    /// run finished before the digest covered the scores (the metrics only).
+    pub digest_formula: Option<String>,
     /// The institutes it has been released to.
     pub released_to: Vec<String>,
     /// The harness holding it, when one claimed it from the queue (`POST /v1/runs/claim`).
@@ -119,6 +125,7 @@ impl RunView {
             updated_by: r.updated_by,
             updated_at: r.updated_at,
             digest: r.digest,
+            digest_formula: r.digest_formula,
             released_to,
             lease: r.lease.map(|l| LeaseView {
                 holder: l.holder,
@@ -486,9 +493,7 @@ async fn move_run(
         .map_err(|e| state_conflict(e.0))?;
     // Finishing freezes the results and records what they were.
     let digest = if to.is_final() {
-        Some(results_digest(
-            &jointeval_store::runs::metrics(&mut tx, id).await?,
-        ))
+        Some(results_digest(&mut tx, id).await?)
     } else {
         None
     };
@@ -1052,36 +1057,19 @@ pub async fn ingest_samples(
     Ok(Json(Ingested { lines, stored }))
 }
 
-/// A stored per-sample score.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SampleView {
-    pub sample_id: String,
-    pub epoch: i32,
-    pub scorer: String,
-    /// A number, or a label.
-    pub value: serde_json::Value,
-    pub answer: Option<String>,
-    pub explanation: Option<String>,
-    pub metadata: Option<serde_json::Value>,
-}
-
-impl From<jointeval_store::runs::SampleRow> for SampleView {
-    fn from(r: jointeval_store::runs::SampleRow) -> Self {
-        let value = match (r.value_number, r.value_label) {
-            (Some(n), _) => serde_json::json!(n),
-            (None, Some(l)) => serde_json::json!(l),
-            (None, None) => serde_json::Value::Null,
-        };
-        Self {
-            sample_id: r.sample_id,
-            epoch: r.epoch,
-            scorer: r.scorer,
-            value,
-            answer: r.answer,
-            explanation: r.explanation,
-            metadata: r.metadata,
-        }
+/// The digest of a run's results as they stand, to record when it finishes: its metrics
+/// and every score, read in the digest's order a few rows at a time.
+pub(crate) async fn results_digest(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+) -> Result<String, StoreError> {
+    let metrics = jointeval_store::runs::metrics(&mut *conn, run_id).await?;
+    let mut digest = ResultsDigest::new(&metrics);
+    let mut scores = jointeval_store::runs::samples_in_digest_order(conn, run_id);
+    while let Some(row) = futures_util::TryStreamExt::try_next(&mut scores).await? {
+        digest.score(&StoredScore::from(row).line());
     }
+    Ok(digest.finish())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -1109,7 +1097,7 @@ const MAX_SAMPLE_PAGE: u32 = 1_000;
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The run"), SampleQuery),
     responses(
-        (status = 200, description = "A page of scores", body = Page<SampleView>),
+        (status = 200, description = "A page of scores", body = Page<StoredScore>),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run, or one not released to the caller's institutes", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
@@ -1120,7 +1108,7 @@ pub async fn list_samples(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<SampleQuery>,
-) -> Result<Json<Page<SampleView>>, ApiError> {
+) -> Result<Json<Page<StoredScore>>, ApiError> {
     let limit = query.limit.unwrap_or(50);
     if !(1..=MAX_SAMPLE_PAGE).contains(&limit) {
         return Err(ValidationError::new(
@@ -1182,7 +1170,7 @@ pub async fn list_samples(
     let page = Page::from_rows(rows, limit, |r| {
         format!("{}\u{1f}{}\u{1f}{}", r.sample_id, r.epoch, r.scorer)
     });
-    Ok(Json(page.map(SampleView::from)))
+    Ok(Json(page.map(StoredScore::from)))
 }
 
 /// One institute's result for one metric.
@@ -1309,9 +1297,9 @@ fn export_line(row: jointeval_store::runs::SampleRow, csv: bool) -> String {
         ];
         fields.join(",") + "\n"
     } else {
-        let mut line = serde_json::to_string(&SampleView::from(row)).unwrap_or_default();
-        line.push('\n');
-        line
+        let mut line = StoredScore::from(row).line();
+        line.push(b'\n');
+        String::from_utf8(line).unwrap_or_default()
     }
 }
 

@@ -325,6 +325,32 @@ mod tests {
         );
     }
 
+    /// Known answers, computed apart from this code (Python's json and hashlib over the
+    /// README's description): a change of the canonical form or the chaining fails here.
+    #[test]
+    fn the_hashes_of_a_fixed_chain_are_known() {
+        let events = chain(2);
+        assert_eq!(
+            String::from_utf8(events[0].canonical_bytes()).expect("utf-8"),
+            concat!(
+                r#"{"action":"protocol.created","actor":"00000000-0000-0000-0000-000000000007","#,
+                r#""at":"2026-11-18T11:06:40.000001Z","client_addr":"127.0.0.1","#,
+                r#""institute_id":"00000000-0000-0000-0000-000000000001","#,
+                r#""object_id":"00000000-0000-0000-0000-000000000001","object_type":"protocol","#,
+                r#""request_id":null,"seq":1,"summary":"{\"title\":\"x\"}","#,
+                r#""visible_to":["00000000-0000-0000-0000-000000000001","00000000-0000-0000-0000-000000000002"]}"#
+            )
+        );
+        assert_eq!(
+            events[0].hash,
+            "d0b601fec864d36d4c885429a6bd9c3d44772989fe8b91534a783b7f1c5b14e4"
+        );
+        assert_eq!(
+            events[1].hash,
+            "b0e29fd5d367e59beb410ae0630fd31daffce850766d4e0703b095b58fc57ca6"
+        );
+    }
+
     #[test]
     fn changing_any_field_breaks_the_link_at_that_event() {
         let tamperings: Vec<fn(&mut Event)> = vec![

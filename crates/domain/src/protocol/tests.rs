@@ -180,3 +180,34 @@ fn the_diff_names_each_changed_field_by_pointer() {
     assert!(pointer_exists(&a, "/tasks/0/epochs"));
     assert!(!pointer_exists(&a, "/tasks/7"));
 }
+
+/// A known answer, computed apart from this code (Python's hashlib over the canonical
+/// text written out here): a change of the canonical form or the content's fields fails.
+#[test]
+fn the_content_hash_of_a_fixed_content_is_known() {
+    let content: ProtocolContent = serde_json::from_value(serde_json::json!({
+        "objective": "Measure uplift",
+        "tasks": [{"name": "t", "dataset": {"name": "d", "version": "1", "sha256": null, "sample_count": 20},
+                   "harness": {"name": "inspect", "task_ref": "arith"}, "scorers": ["match"],
+                   "metrics": ["accuracy"], "epochs": 1}],
+        "metrics": [{"name": "accuracy", "higher_is_better": true,
+                     "threshold": {"value": 0.5, "meaning": "pass"}}]
+    }))
+    .expect("content");
+    let value = serde_json::to_value(&content).expect("json");
+    assert_eq!(
+        String::from_utf8(crate::canonical::to_bytes(&value)).expect("utf-8"),
+        concat!(
+            r#"{"metrics":[{"description":"","higher_is_better":true,"name":"accuracy","#,
+            r#""threshold":{"meaning":"pass","value":0.5}}],"model_requirements":"","notes":"","#,
+            r#""objective":"Measure uplift","tasks":[{"dataset":{"name":"d","sample_count":20,"#,
+            r#""sha256":null,"version":"1"},"description":"","epochs":1,"#,
+            r#""harness":{"name":"inspect","task_ref":"arith"},"metrics":["accuracy"],"#,
+            r#""name":"t","scorers":["match"]}]}"#
+        )
+    );
+    assert_eq!(
+        content.sha256(),
+        "0be76708658b594c885bcd4be0c4a88f1c18f2d6ba54eafdfa02879e76714488"
+    );
+}

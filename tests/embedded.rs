@@ -649,6 +649,20 @@ async fn acknowledged_writes_survive_a_database_crash_under_load() {
             .username(jointeval_store::roles::SERVICE_LOGIN),
         &settings,
     );
+    // What "acknowledged means flushed" rests on: a commit is answered only once its WAL
+    // is on disk. (`pg_ctl stop -m immediate` keeps the page cache, so the crash alone
+    // could not tell a flushed write from a buffered one; these settings can.)
+    for (setting, wanted) in [
+        ("fsync", "on"),
+        ("synchronous_commit", "on"),
+        ("full_page_writes", "on"),
+    ] {
+        let value: String = sqlx::query_scalar(&format!("show {setting}"))
+            .fetch_one(&service)
+            .await
+            .expect("a setting");
+        assert_eq!(value, wanted, "{setting} of the service's connections");
+    }
     let request_timeout = Duration::from_secs(5);
     let router = jointeval_api::router(AppState::new(
         service,
@@ -1020,8 +1034,8 @@ async fn audit_verify_finds_a_changed_event_and_a_rewritten_history() {
     assert!(text.contains("rewritten"), "{text}");
     assert_ne!(original, r#"{"forged":true}"#);
 
-    // Removing the newest event (and winding the head back) is found against the
-    // checkpoint as long as it is past it, and a removed event inside the chain always.
+    // A removed event inside the chain is found without any checkpoint (the tail cut is
+    // the next test's).
     as_tamperer(
         &owner,
         &["delete from audit_events where seq = 3".to_owned()],
@@ -1030,6 +1044,68 @@ async fn audit_verify_finds_a_changed_event_and_a_rewritten_history() {
     let (ok, text) = audit_verify(&app, None).await;
     assert!(!ok, "{text}");
     assert!(text.contains("broken at event 3"), "{text}");
+}
+
+/// Events cut off the tail, with the head wound back: the shortened chain holds on its
+/// own, and only a checkpoint saved before the cut shows that events are gone.
+#[tokio::test]
+async fn audit_verify_finds_events_cut_off_the_tail_against_a_saved_checkpoint() {
+    use jointeval_domain::Role;
+
+    let app = TestApp::spawn().await;
+    let admin = app
+        .login(&app.person("admin@us.example", "US", &[Role::Admin]).await)
+        .await;
+    for n in 0..4 {
+        let created = app
+            .post_as(
+                &admin,
+                "/v1/accounts",
+                &serde_json::json!({"kind": "person", "email": format!("t{n}@us.example"), "display_name": format!("T {n}")}),
+            )
+            .await;
+        assert_eq!(created.status(), 201);
+    }
+    let checkpoint: serde_json::Value = app
+        .get_as(&admin, "/v1/audit/checkpoint")
+        .await
+        .json()
+        .await
+        .expect("json");
+    let seq = checkpoint["seq"].as_i64().expect("seq");
+    let dir = scratch("tail");
+    let file = dir.join("checkpoint.json");
+    std::fs::write(&file, checkpoint.to_string()).expect("save checkpoint");
+    let (ok, text) = audit_verify(&app, Some(&file)).await;
+    assert!(ok, "untouched, the chain reaches the checkpoint: {text}");
+
+    // The last three events go, and the head is wound back to what is left.
+    let owner = app.db.pool();
+    let kept = seq - 3;
+    let kept_hash: String = sqlx::query_scalar("select hash from audit_events where seq = $1")
+        .bind(kept)
+        .fetch_one(&owner)
+        .await
+        .expect("hash");
+    as_tamperer(
+        &owner,
+        &[
+            format!("delete from audit_events where seq > {kept}"),
+            format!("update audit_head set seq = {kept}, hash = '{kept_hash}'"),
+        ],
+    )
+    .await;
+    let (ok, text) = audit_verify(&app, None).await;
+    assert!(ok, "the shortened chain holds on its own: {text}");
+    let (ok, text) = audit_verify(&app, Some(&file)).await;
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "the chain ends at event {kept}, before the checkpoint"
+        )),
+        "{text}"
+    );
+    std::fs::remove_dir_all(dir).expect("cleanup");
 }
 
 #[tokio::test]

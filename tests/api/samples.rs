@@ -490,22 +490,56 @@ async fn text_postgresql_cannot_store_is_422_not_500() {
 async fn exports_a_client_stops_reading_hold_no_connection() {
     let app = TestApp::spawn().await;
     let (path, token) = running_run(&app).await;
-    // Large enough that an export cannot finish into the socket's buffers.
-    let body = ndjson((0..60_000).map(|i| score(i, 1, "match")));
+    // About 21 MB an export: far more than the sockets and hyper buffer between the
+    // server and a client that stopped reading, so every export below is cut off mid-way.
+    let answer = "x".repeat(1024);
+    const ROWS: usize = 20_000;
+    let body = ndjson((0..ROWS).map(|i| {
+        json!({"sample_id": format!("s{i}"), "epoch": 1, "scorer": "match", "value": 0.5,
+               "answer": answer})
+    }));
     assert_eq!(
         send(&app, &token, &path, "application/x-ndjson", body)
             .await
             .status(),
         200
     );
-    // More stalled exports than the test server has connections (5).
+    // More stalled exports than the test server has connections (5), each read for one
+    // chunk, so that each has begun, and then no further.
     let mut stalled = Vec::new();
     for _ in 0..8 {
-        let response = app.get_as(&token, &format!("{path}/export")).await;
+        let mut response = app.get_as(&token, &format!("{path}/export")).await;
         assert_eq!(response.status(), 200);
+        let first = response
+            .chunk()
+            .await
+            .expect("a chunk")
+            .expect("a first chunk");
+        assert!(!first.is_empty());
         stalled.push(response);
     }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The stall, seen from the database: no connection of the service's is held in a
+    // transaction while the exports wait for their clients.
+    let held = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from pg_stat_activity
+             where usename = $1 and datname = current_database()
+               and state in ('active', 'idle in transaction')",
+        )
+        .bind(jointeval_store::roles::SERVICE_LOGIN)
+        .fetch_one(&app.pool)
+        .await
+        .expect("pg_stat_activity")
+    };
+    let settled = std::time::Instant::now();
+    while held().await > 0 {
+        assert!(
+            settled.elapsed() < std::time::Duration::from_secs(10),
+            "the stalled exports hold {} connections",
+            held().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     // The service still answers, well within its 5 s wait for a connection.
     for _ in 0..10 {
         let read = app.get_as(&token, &path.replace("/samples", "")).await;
@@ -515,10 +549,14 @@ async fn exports_a_client_stops_reading_hold_no_connection() {
             "the pool is not held by the stalled exports"
         );
     }
-    // And an export read to the end is whole.
-    let first = stalled.pop().expect("an export");
-    let text = first.text().await.expect("body");
-    assert_eq!(text.lines().count(), 60_000);
+    assert_eq!(held().await, 0);
+    // And an export read on to the end is whole.
+    let mut first = stalled.pop().expect("an export");
+    let mut bytes = Vec::new();
+    while let Some(chunk) = first.chunk().await.expect("a chunk") {
+        bytes.extend_from_slice(&chunk);
+    }
+    assert!(bytes.len() > 20_000_000, "{} bytes", bytes.len());
     drop(stalled);
 }
 

@@ -1606,12 +1606,10 @@ async fn an_exchange_runs_from_proposal_through_approval_to_its_end() {
     assert_eq!(at(&proposed["ends_at"]), ends);
     assert_eq!(exchange_status(&app, id).await, "proposed");
     // A proposal gives nothing yet.
-    assert!(
-        roles_now(&app, &person_token)
-            .await
-            .iter()
-            .all(|(institute, _, _)| institute == "UK")
-    );
+    assert!(crate::support::every(
+        roles_now(&app, &person_token).await,
+        |(institute, _, _)| { institute == "UK" }
+    ));
     problem(
         app.get_as(&us_token, &format!("/v1/accounts/{}", person.id))
             .await,
@@ -1897,12 +1895,10 @@ async fn the_host_side_may_end_an_exchange_too() {
     .await;
     assert_eq!(ended["phase"], "ended");
     assert_eq!(ended["ended_by"], us_admin.id.to_string());
-    assert!(
-        roles_now(&app, &person_token)
-            .await
-            .iter()
-            .all(|(institute, _, _)| institute == "UK")
-    );
+    assert!(crate::support::every(
+        roles_now(&app, &person_token).await,
+        |(institute, _, _)| { institute == "UK" }
+    ));
     problem(
         app.get_as(&us_token, &format!("/v1/accounts/{}", person.id))
             .await,
@@ -2236,12 +2232,10 @@ async fn a_rejected_proposal_gives_nothing_and_cannot_be_approved() {
         exchange_status(&app, id_of(&created["id"])).await,
         "rejected"
     );
-    assert!(
-        roles_now(&app, &person_token)
-            .await
-            .iter()
-            .all(|(institute, _, _)| institute == "UK")
-    );
+    assert!(crate::support::every(
+        roles_now(&app, &person_token).await,
+        |(institute, _, _)| { institute == "UK" }
+    ));
     problem(
         app.get_as(&us_token, &format!("/v1/accounts/{}", person.id))
             .await,

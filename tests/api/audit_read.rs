@@ -154,6 +154,7 @@ async fn each_institute_reads_its_own_events_and_nobody_else_reads_any() {
             json!([]),
             "an unreleased run's history is the US's"
         );
+        // Empty is right here: no run of theirs need exist; the US's must not be in it.
         assert!(
             events(&app, token, "object_type=run")
                 .await

@@ -651,12 +651,15 @@ async fn every_identity_endpoint_against_every_kind_of_caller() {
                     let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                     let id = target.other.to_string();
                     let account = target.id.to_string();
-                    let present = body["items"].as_array().is_some_and(|items| {
-                        items
-                            .iter()
-                            .any(|i| i["id"] == json!(id) || i["id"] == json!(account))
-                    });
-                    Listed(present)
+                    // A 200 that is not a page is no list at all, not a list without it.
+                    match body["items"].as_array() {
+                        Some(items) => Listed(
+                            items
+                                .iter()
+                                .any(|i| i["id"] == json!(id) || i["id"] == json!(account)),
+                        ),
+                        None => S(200),
+                    }
                 }
                 _ => S(status),
             };

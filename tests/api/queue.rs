@@ -357,8 +357,11 @@ async fn concurrent_claimers_on_two_instances_never_share_a_run() {
     // A second instance of the service on the same database.
     let second = app.second_instance().await;
 
+    // All six start claiming at the same moment, so that their claims overlap.
+    const WORKERS: usize = 6;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(WORKERS));
     let mut workers = Vec::new();
-    for w in 0..6 {
+    for w in 0..WORKERS {
         let (_, token) = harness(&app, "US", &format!("worker {w} secret")).await;
         let base = if w % 2 == 0 {
             app.url("")
@@ -366,7 +369,9 @@ async fn concurrent_claimers_on_two_instances_never_share_a_run() {
             second.clone()
         };
         let client = app.client.clone();
+        let start = start.clone();
         workers.push(tokio::spawn(async move {
+            start.wait().await;
             let mut mine = Vec::new();
             while let Some(run) = claim(&client, &base, &token, &json!({})).await {
                 mine.push(run["id"].as_str().expect("id").to_owned());

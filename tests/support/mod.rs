@@ -577,6 +577,20 @@ impl Drop for TestApp {
     }
 }
 
+/// Whether `holds` is true of every item, of which there must be one at least: a check
+/// over an empty list proves nothing, and that is a failure of the test's own setup.
+pub fn every<T>(items: impl IntoIterator<Item = T>, mut holds: impl FnMut(&T) -> bool) -> bool {
+    let mut any = false;
+    for item in items {
+        any = true;
+        if !holds(&item) {
+            return false;
+        }
+    }
+    assert!(any, "the list to check is empty");
+    true
+}
+
 /// Asserts the status, then answers the JSON body (`null` when there is none).
 pub async fn expect(response: reqwest::Response, status: u16) -> serde_json::Value {
     let actual = response.status().as_u16();

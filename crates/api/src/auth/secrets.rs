@@ -7,6 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use rand::rngs::OsRng;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// OWASP's argon2id baseline: 19 MiB of memory, 2 passes, 1 lane. One verification
 /// costs a few tens of milliseconds of one core (see the README for the figure).
@@ -31,12 +32,42 @@ fn hashing() -> &'static tokio::sync::Semaphore {
     })
 }
 
+/// Argon2 computations running now, as `auth_password_hashes_in_flight` reports them.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// The most that ever ran at once: what the tests hold to the semaphore's bound.
+#[cfg(test)]
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// One argon2 computation under way, counted until it is dropped.
+struct Computing;
+
+impl Computing {
+    fn start() -> Self {
+        let now = IN_FLIGHT.fetch_add(1, Ordering::SeqCst) + 1;
+        metrics::gauge!("auth_password_hashes_in_flight").set(now as f64);
+        #[cfg(test)]
+        PEAK.fetch_max(now, Ordering::SeqCst);
+        Self
+    }
+}
+
+impl Drop for Computing {
+    fn drop(&mut self) {
+        let now = IN_FLIGHT.fetch_sub(1, Ordering::SeqCst) - 1;
+        metrics::gauge!("auth_password_hashes_in_flight").set(now as f64);
+    }
+}
+
 /// Hashes a password on the blocking pool: argon2 is deliberately slow.
 pub async fn hash_password(password: String) -> String {
     let _turn = hashing().acquire().await;
-    tokio::task::spawn_blocking(move || hash_now(&password))
-        .await
-        .expect("hashing does not panic")
+    tokio::task::spawn_blocking(move || {
+        let _computing = Computing::start();
+        hash_now(&password)
+    })
+    .await
+    .expect("hashing does not panic")
 }
 
 fn hash_now(password: &str) -> String {
@@ -52,6 +83,7 @@ fn hash_now(password: &str) -> String {
 pub async fn verify_password(hash: Option<String>, password: String) -> bool {
     let _turn = hashing().acquire().await;
     tokio::task::spawn_blocking(move || {
+        let _computing = Computing::start();
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
         let matches = PasswordHash::new(&hash)
@@ -120,6 +152,30 @@ mod tests {
         assert!(!verify_password(Some(hash), "correct horse batterY".into()).await);
         assert!(!verify_password(None, "correct horse battery".into()).await);
         assert!(!verify_password(Some("not a hash".into()), "x".into()).await);
+    }
+
+    /// A burst of logins is served in turns: no more argon2 computations at once than
+    /// the semaphore allows, however many wait (without it, the blocking pool would run
+    /// all of them, each with its 19 MiB).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_password_checks_runs_at_most_twice_the_cores_at_once() {
+        let hash = hash_password("correct horse battery".into()).await;
+        let bound = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+        let burst: Vec<_> = (0..bound * 6)
+            .map(|_| {
+                tokio::spawn(verify_password(
+                    Some(hash.clone()),
+                    "correct horse battery".into(),
+                ))
+            })
+            .collect();
+        for check in burst {
+            assert!(check.await.expect("a check"));
+        }
+        let peak = PEAK.load(Ordering::SeqCst);
+        assert!(peak <= bound, "{peak} computations at once, past {bound}");
+        assert!(peak > 1, "the burst did not overlap at all: {peak}");
+        assert_eq!(IN_FLIGHT.load(Ordering::SeqCst), 0);
     }
 
     #[test]

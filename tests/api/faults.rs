@@ -174,3 +174,45 @@ async fn hostile_bodies_and_bursts_get_bounded_answers() {
     assert_eq!(tokens.len(), 24);
     assert!(tokens.iter().all(|t| !t.is_empty()));
 }
+
+/// A transaction left open and idle is ended by the server after
+/// `--db-idle-in-transaction-timeout`: its connection is dropped, the failure is one to
+/// retry, and the pool goes on serving.
+#[tokio::test]
+async fn a_transaction_left_idle_is_ended_by_the_server() {
+    use std::time::Duration;
+
+    let db = crate::support::TestDatabase::migrated().await;
+    let service = db.service_pool_with(&jointeval_store::PoolSettings {
+        idle_in_transaction_timeout: Some(Duration::from_millis(300)),
+        ..crate::support::TestDatabase::settings()
+    });
+    let context = jointeval_store::ActingAs::system("test");
+    let mut tx = jointeval_store::begin(&service, &context)
+        .await
+        .expect("begin");
+    sqlx::query("select 1")
+        .execute(&mut *tx)
+        .await
+        .expect("a first statement");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let late = sqlx::query("select 1").execute(&mut *tx).await;
+    let error = late.expect_err("the server ended the idle transaction");
+    assert!(
+        matches!(
+            jointeval_store::StoreError::from(error),
+            jointeval_store::StoreError::Unavailable(_)
+        ),
+        "a dropped connection is worth a retry (503), not a 500"
+    );
+    drop(tx);
+    // The next transaction gets a connection that works.
+    let mut tx = jointeval_store::begin(&service, &context)
+        .await
+        .expect("begin again");
+    sqlx::query("select 1")
+        .execute(&mut *tx)
+        .await
+        .expect("the pool serves on");
+    tx.rollback().await.expect("rollback");
+}

@@ -478,3 +478,141 @@ async fn a_service_account_without_the_scope_is_told_which_it_lacks() {
     )
     .await;
 }
+
+/// An `Idempotency-Key` is its account's: another account sending the same key (and the
+/// same body) gets a run of its own, never the first account's answer.
+#[tokio::test]
+async fn an_idempotency_key_reused_by_another_account_replays_nothing() {
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise(&app).await;
+    let mut answers = Vec::new();
+    for email in ["first@nist.gov", "second@nist.gov"] {
+        let token = app
+            .login(&app.person(email, "US", &[Role::Evaluator]).await)
+            .await;
+        let response = post_run(&app, &token, &exercise, &new_run(&protocol), Some("key-1")).await;
+        assert_eq!(response.status(), 201, "{email}");
+        assert!(
+            !response.headers().contains_key("idempotent-replayed"),
+            "{email} got another's answer"
+        );
+        let run: Value = response.json().await.expect("run");
+        answers.push((run["id"].clone(), run["created_by"].clone()));
+        // The same account again: the first answer.
+        let again = post_run(&app, &token, &exercise, &new_run(&protocol), Some("key-1")).await;
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        let replayed: Value = again.json().await.expect("run");
+        assert_eq!(replayed["id"], answers.last().expect("an answer").0);
+    }
+    assert_ne!(answers[0].0, answers[1].0, "two accounts, two runs");
+    assert_ne!(answers[0].1, answers[1].1);
+    let runs: i64 = sqlx::query_scalar("select count(*) from runs")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(runs, 2);
+}
+
+/// The exercise summary is a confidentiality surface: each institute's results are in it
+/// for its own staff, for the partners only once released, and for nobody else.
+#[tokio::test]
+async fn the_exercise_summary_shows_each_caller_what_it_may_see() {
+    use jointeval_domain::Scope;
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise(&app).await;
+    let us_eval = app
+        .login(&app.person("eval@nist.gov", "US", &[Role::Evaluator]).await)
+        .await;
+    let run: Value = post_run(&app, &us_eval, &exercise, &new_run(&protocol), None)
+        .await
+        .json()
+        .await
+        .expect("run");
+    let run = run["id"].as_str().expect("id").to_owned();
+    for (step, body) in [
+        ("start", json!({})),
+        (
+            "metrics",
+            json!({"metrics": [{"scorer": "match", "metric": "accuracy", "value": 0.625}]}),
+        ),
+        ("finish", json!({"outcome": "succeeded"})),
+    ] {
+        let answer = app
+            .post_as(&us_eval, &format!("/v1/runs/{run}/{step}"), &body)
+            .await;
+        assert_eq!(answer.status(), 200, "{step}");
+    }
+    let login = |email: &'static str, home: &'static str, roles: &'static [Role]| {
+        let app = &app;
+        async move { app.login(&app.person(email, home, roles).await).await }
+    };
+    let us_viewer = login("viewer@nist.gov", "US", &[Role::Viewer]).await;
+    let uk_viewer = login("viewer@aisi.gov.uk", "UK", &[Role::Viewer]).await;
+    let jp_admin = login("admin@aist.go.jp", "JP", &[Role::Admin]).await;
+    let disabled = app.person("gone@nist.gov", "US", &[Role::Viewer]).await;
+    let disabled_token = app.login(&disabled).await;
+    sqlx::query("update accounts set status = 'disabled' where id = $1")
+        .bind(disabled.id)
+        .execute(&app.pool)
+        .await
+        .expect("disable");
+    let tool = app
+        .service(
+            "US",
+            "jes_summary-full",
+            &[Scope::ExercisesRead, Scope::RunsRead],
+            &[Role::Viewer],
+        )
+        .await;
+    let tool = app.service_login(tool, "jes_summary-full").await;
+    let blind = app
+        .service(
+            "US",
+            "jes_summary-blind",
+            &[Scope::ExercisesRead],
+            &[Role::Viewer],
+        )
+        .await;
+    let blind = app.service_login(blind, "jes_summary-blind").await;
+    let summary = format!("/v1/exercises/{exercise}/summary");
+    // Whether the US's 0.625 is in what `token` reads, or the status it gets instead.
+    let reads = |token: String| {
+        let (app, summary) = (&app, summary.clone());
+        async move {
+            let response = app.get_as(&token, &summary).await;
+            let status = response.status().as_u16();
+            let text = response.text().await.expect("body");
+            (status, text.contains("0.625"))
+        }
+    };
+    let before = [
+        ("US evaluator", us_eval.clone(), (200, true)),
+        ("US viewer", us_viewer.clone(), (200, true)),
+        ("US tool with runs:read", tool.clone(), (200, true)),
+        ("US tool without a runs scope", blind.clone(), (403, false)),
+        ("UK viewer", uk_viewer.clone(), (200, false)),
+        ("JP admin", jp_admin.clone(), (404, false)),
+        ("disabled US viewer", disabled_token.clone(), (401, false)),
+    ];
+    for (who, token, want) in before {
+        assert_eq!(reads(token).await, want, "{who}, before the release");
+    }
+    let anonymous = app.get(&summary).await;
+    assert_eq!(anonymous.status(), 401);
+
+    let reviewer = login("reviewer@nist.gov", "US", &[Role::Reviewer]).await;
+    let released = app
+        .post_as(&reviewer, &format!("/v1/runs/{run}/release"), &json!({}))
+        .await;
+    assert_eq!(released.status(), 200);
+    assert_eq!(
+        reads(uk_viewer).await,
+        (200, true),
+        "UK viewer, after the release"
+    );
+    assert_eq!(
+        reads(jp_admin).await,
+        (404, false),
+        "JP admin, after the release"
+    );
+}

@@ -64,7 +64,17 @@ impl Service {
         Self::start_with(command, data_dir, logs).await
     }
 
-    async fn start_with(mut command: Command, data_dir: &Path, logs: impl Into<Stdio>) -> Service {
+    async fn start_with(command: Command, data_dir: &Path, logs: impl Into<Stdio>) -> Service {
+        Self::start_serving(command, data_dir, logs, &[]).await
+    }
+
+    /// With more flags for `serve`.
+    async fn start_serving(
+        mut command: Command,
+        data_dir: &Path,
+        logs: impl Into<Stdio>,
+        flags: &[&str],
+    ) -> Service {
         let mut child = command
             .args([
                 "serve",
@@ -75,6 +85,7 @@ impl Service {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(flags)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(logs)
@@ -1156,4 +1167,370 @@ async fn serve_refuses_a_database_role_that_bypasses_row_level_security() {
     drop(service);
     let logged = std::fs::read_to_string(&log).expect("log");
     assert!(logged.contains("bypasses row-level security"), "{logged}");
+}
+
+/// The admin flags taken from the environment, as the README's first login has them.
+fn with_admin_passwords(mut command: Command) -> Command {
+    command
+        .env("JOINTEVAL_ADMIN_PASSWORD_US", ADMIN_PASSWORD)
+        .env("JOINTEVAL_ADMIN_PASSWORD_UK", ADMIN_PASSWORD);
+    command
+}
+
+/// The claims of a JWT, unverified: what the service put in it.
+fn claims_of(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url"),
+    )
+    .expect("json")
+}
+
+#[tokio::test]
+async fn serve_no_migrate_leaves_the_schema_to_migrate() {
+    let db = TestDatabase::empty().await;
+    let owner = url_of(&db.options);
+    let service_url = url_of(
+        &db.options
+            .clone()
+            .username(jointeval_store::roles::SERVICE_LOGIN),
+    );
+    let migrations_applied = || async {
+        sqlx::query_scalar::<_, bool>("select to_regclass('_sqlx_migrations') is not null")
+            .fetch_one(&db.pool())
+            .await
+            .expect("query")
+    };
+
+    // On an empty database, serve --no-migrate applies nothing, and stops with the reason.
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        jointeval()
+            .args(["serve", "--no-migrate", "--bind", "127.0.0.1:0"])
+            .env("DATABASE_URL", &owner)
+            .env("JOINTEVAL_ALLOW_RLS_BYPASS", "true")
+            .output(),
+    )
+    .await
+    .expect("it stops rather than waits")
+    .expect("run jointeval serve");
+    assert!(!output.status.success());
+    assert!(!migrations_applied().await, "--no-migrate migrated");
+
+    // `jointeval migrate` as the owner, then serve --no-migrate as the service's role
+    // alone, with no owner's URL at all: it serves, ready.
+    let migrated = jointeval()
+        .arg("migrate")
+        .env("DATABASE_URL", &owner)
+        .output()
+        .await
+        .expect("run jointeval migrate");
+    assert!(migrated.status.success(), "{migrated:?}");
+    assert!(migrations_applied().await);
+    let mut command = jointeval();
+    command
+        .env("DATABASE_URL", &service_url)
+        .env_remove("JOINTEVAL_OWNER_DATABASE_URL");
+    let service = Service::start_serving(
+        command,
+        &scratch("no-migrate"),
+        Stdio::inherit(),
+        &["--no-migrate"],
+    )
+    .await;
+    assert_eq!(service.get("/readyz").await.status(), 200);
+    assert!(service.signal_and_wait(Signal::SIGTERM).await.success());
+}
+
+#[tokio::test]
+async fn metrics_bind_serves_the_metrics_on_their_own_address_only() {
+    let dir = scratch("metrics");
+    let service = Service::start_serving(
+        with_admin_passwords(jointeval()),
+        &dir.join("data"),
+        Stdio::inherit(),
+        &["--metrics-bind", "127.0.0.1:0"],
+    )
+    .await;
+    let metrics = service
+        .printed
+        .iter()
+        .find_map(|line| line.strip_prefix("metrics at "))
+        .unwrap_or_else(|| panic!("no metrics address printed: {:?}", service.printed))
+        .to_owned();
+    assert_eq!(service.get("/v1/institutes").await.status(), 401);
+    let scraped = reqwest::get(&metrics).await.expect("scrape");
+    assert_eq!(scraped.status(), 200);
+    let text = scraped.text().await.expect("text");
+    assert!(text.contains("http_requests_total"), "{text}");
+    assert!(text.contains(r#"route="/v1/institutes""#), "{text}");
+    // Not on the API's own address, where no token opens it.
+    assert_eq!(service.get("/metrics").await.status(), 404);
+    assert!(service.signal_and_wait(Signal::SIGTERM).await.success());
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+#[tokio::test]
+async fn token_settings_shape_the_tokens_issued() {
+    let dir = scratch("tokens");
+    let service = Service::start_serving(
+        with_admin_passwords(jointeval()),
+        &dir.join("data"),
+        Stdio::inherit(),
+        &[
+            "--token-ttl",
+            "120",
+            "--token-issuer",
+            "https://jointeval.example",
+            "--token-audience",
+            "partner-api",
+        ],
+    )
+    .await;
+    let token = service.admin_token().await;
+    let claims = claims_of(&token);
+    assert_eq!(claims["iss"], "https://jointeval.example");
+    assert_eq!(claims["aud"], "partner-api");
+    let lifetime = claims["exp"].as_u64().expect("exp") - claims["iat"].as_u64().expect("iat");
+    assert_eq!(lifetime, 120);
+    let me = reqwest::Client::new()
+        .get(format!("{}/v1/me", service.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(me.status(), 200, "its own tokens verify");
+    assert!(service.signal_and_wait(Signal::SIGTERM).await.success());
+
+    // The same data under the defaults: a token for another issuer and audience is
+    // refused.
+    let service = Service::start_with(
+        with_admin_passwords(jointeval()),
+        &dir.join("data"),
+        Stdio::inherit(),
+    )
+    .await;
+    let me = reqwest::Client::new()
+        .get(format!("{}/v1/me", service.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(me.status(), 401);
+    assert!(service.signal_and_wait(Signal::SIGTERM).await.success());
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+#[tokio::test]
+async fn serve_refuses_a_role_that_is_only_a_member_of_one_that_bypasses() {
+    let db = TestDatabase::migrated().await;
+    let owner = db.pool();
+    let suffix = uuid::Uuid::now_v7().simple().to_string();
+    let (bypasser, member) = (format!("jt_bypass_{suffix}"), format!("jt_member_{suffix}"));
+    for statement in [
+        format!("create role {bypasser} nologin bypassrls"),
+        format!(
+            "create role {member} login in role {bypasser}, {}",
+            jointeval_store::roles::SERVICE_GROUP
+        ),
+    ] {
+        sqlx::query(&statement)
+            .execute(&owner)
+            .await
+            .expect("create role");
+    }
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        jointeval()
+            .args(["serve", "--no-migrate", "--bind", "127.0.0.1:0"])
+            .env(
+                "DATABASE_URL",
+                url_of(&db.options.clone().username(&member)),
+            )
+            .output(),
+    )
+    .await
+    .expect("it stops")
+    .expect("run jointeval serve");
+    for statement in [
+        format!("drop role {member}"),
+        format!("drop role {bypasser}"),
+    ] {
+        sqlx::query(&statement)
+            .execute(&owner)
+            .await
+            .expect("drop role");
+    }
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("has (or may take) BYPASSRLS"), "{stderr}");
+    assert!(stderr.contains("--allow-rls-bypass"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_key_rotated_through_the_cli_is_audited_and_old_checkpoints_still_verify() {
+    use jointeval_domain::Role;
+
+    let app = TestApp::spawn().await;
+    let admin = app
+        .login(&app.person("admin@us.example", "US", &[Role::Admin]).await)
+        .await;
+    let before: serde_json::Value = app
+        .get_as(&admin, "/v1/audit/checkpoint")
+        .await
+        .json()
+        .await
+        .expect("checkpoint");
+    let dir = scratch("rotate");
+    let saved = dir.join("checkpoint.json");
+    std::fs::write(&saved, before.to_string()).expect("save");
+
+    let output = jointeval()
+        .args(["admin", "rotate-signing-key"])
+        .env(
+            "DATABASE_URL",
+            url_of(
+                &app.db
+                    .options
+                    .clone()
+                    .username(jointeval_store::roles::SERVICE_LOGIN),
+            ),
+        )
+        .env("JOINTEVAL_OWNER_DATABASE_URL", url_of(&app.db.options))
+        .output()
+        .await
+        .expect("run rotate-signing-key");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let kid = stdout
+        .strip_prefix("new signing key ")
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_owned();
+
+    let owner = app.db.pool();
+    let (current, retired): (String, i64) = sqlx::query_as(
+        "select (select kid from signing_keys where retired_at is null),
+                (select count(*) from signing_keys where retired_at is not null)",
+    )
+    .fetch_one(&owner)
+    .await
+    .expect("keys");
+    assert_eq!((current.as_str(), retired), (kid.as_str(), 1));
+    let audited: i64 = sqlx::query_scalar(
+        "select count(*) from audit_events where action = 'signing_key.rotated' and object_id = $1",
+    )
+    .bind(&kid)
+    .fetch_one(&owner)
+    .await
+    .expect("events");
+    assert_eq!(audited, 1, "the rotation is in the audit trail");
+
+    // The checkpoint signed by the retired key still verifies, and new ones are signed
+    // by the new key; the admin's token of before still works.
+    let (ok, text) = audit_verify(&app, Some(&saved)).await;
+    assert!(ok, "{text}");
+    let after: serde_json::Value = app
+        .get_as(&admin, "/v1/audit/checkpoint")
+        .await
+        .json()
+        .await
+        .expect("checkpoint");
+    let header = after["signed"]
+        .as_str()
+        .and_then(|jws| jws.split('.').next())
+        .map(|h| {
+            use base64::Engine;
+            serde_json::from_slice::<serde_json::Value>(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(h)
+                    .expect("base64url"),
+            )
+            .expect("json")
+        })
+        .unwrap_or_else(|| panic!("{after}"));
+    assert_eq!(header["kid"], kid.as_str());
+    std::fs::remove_dir_all(dir).expect("cleanup");
+}
+
+#[tokio::test]
+async fn admin_bootstrap_sets_up_a_server_of_ones_own_once() {
+    let db = TestDatabase::empty().await;
+    let bootstrap = || {
+        let mut command = jointeval();
+        command
+            .args(["admin", "bootstrap"])
+            .env(
+                "DATABASE_URL",
+                url_of(
+                    &db.options
+                        .clone()
+                        .username(jointeval_store::roles::SERVICE_LOGIN),
+                ),
+            )
+            .env("JOINTEVAL_OWNER_DATABASE_URL", url_of(&db.options))
+            .env("JOINTEVAL_ADMIN_PASSWORD_US", ADMIN_PASSWORD);
+        command
+    };
+    let first = bootstrap().output().await.expect("bootstrap");
+    let stdout = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(
+        first.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout.contains("US: admin admin@us.jointeval.invalid created with the password from JOINTEVAL_ADMIN_PASSWORD_US"),
+        "{stdout}"
+    );
+    let uk_password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("UK: admin admin@uk.jointeval.invalid created; one-time password (shown once, change it at first login): "))
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_owned();
+
+    let again = bootstrap().output().await.expect("bootstrap again");
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success());
+    assert!(
+        stdout.contains("US: admin admin@us.jointeval.invalid already exists"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("password ("),
+        "nothing is shown twice: {stdout}"
+    );
+    let (accounts, institutes): (i64, i64) =
+        sqlx::query_as("select (select count(*) from accounts), (select count(*) from institutes)")
+            .fetch_one(&db.pool())
+            .await
+            .expect("counts");
+    assert_eq!((accounts, institutes), (2, 2));
+
+    // Both admins log in, the UK's to change its one-time password first.
+    let app = TestApp::on(db, jointeval_api::HttpSettings::default()).await;
+    for (email, password) in [
+        ("admin@us.jointeval.invalid", ADMIN_PASSWORD),
+        ("admin@uk.jointeval.invalid", uk_password.as_str()),
+    ] {
+        let login = app
+            .client
+            .post(app.url("/v1/auth/token"))
+            .form(&[
+                ("grant_type", "password"),
+                ("username", email),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(login.status(), 200, "{email}");
+    }
 }

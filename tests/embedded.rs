@@ -160,9 +160,17 @@ impl Service {
             .database("jointeval")
     }
 
-    async fn signal_and_wait(mut self, signal: Signal) -> std::process::ExitStatus {
+    async fn signal_and_wait(self, signal: Signal) -> std::process::ExitStatus {
+        self.signal(signal);
+        self.wait().await
+    }
+
+    fn signal(&self, signal: Signal) {
         let pid = Pid::from_raw(self.child.id().expect("running") as i32);
         kill(pid, signal).expect("signal jointeval");
+    }
+
+    async fn wait(mut self) -> std::process::ExitStatus {
         tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
             .expect("jointeval exits within a minute")
@@ -1533,4 +1541,156 @@ async fn admin_bootstrap_sets_up_a_server_of_ones_own_once() {
             .expect("login");
         assert_eq!(login.status(), 200, "{email}");
     }
+}
+
+/// A US evaluator's token on an active exercise, made through an in-process service on
+/// `app`'s database (good on any instance of it): (token, exercise, protocol).
+async fn evaluator_in_an_exercise(app: &TestApp) -> (String, String, String) {
+    use jointeval_domain::Role;
+    let (exercise, protocol) = story::active_exercise(app).await;
+    let evaluator = app
+        .login(&app.person("eval@nist.gov", "US", &[Role::Evaluator]).await)
+        .await;
+    (evaluator, exercise, protocol)
+}
+
+/// A new running run of the exercise: its path.
+async fn running_run(app: &TestApp, token: &str, exercise: &str, protocol: &str) -> String {
+    let run: serde_json::Value = app
+        .post_as(
+            token,
+            &format!("/v1/exercises/{exercise}/runs"),
+            &story::new_run(protocol),
+        )
+        .await
+        .json()
+        .await
+        .expect("run");
+    let path = format!("/v1/runs/{}", run["id"].as_str().expect("id"));
+    let started = app
+        .post_as(token, &format!("{path}/start"), &serde_json::json!({}))
+        .await;
+    assert_eq!(started.status(), 200);
+    path
+}
+
+/// An NDJSON upload whose lines the test sends when it likes: the request, and the
+/// sender of its lines (dropping it ends the body).
+fn trickled_upload(
+    base: &str,
+    path: &str,
+    token: &str,
+) -> (
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+    tokio::sync::mpsc::Sender<String>,
+) {
+    let (lines, rx) = tokio::sync::mpsc::channel::<String>(16);
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|line| (Ok::<_, std::io::Error>(line.into_bytes()), rx))
+    });
+    let request = reqwest::Client::new()
+        .post(format!("{base}{path}/samples"))
+        .bearer_auth(token)
+        .header("content-type", "application/x-ndjson")
+        .body(reqwest::Body::wrap_stream(body));
+    (tokio::spawn(request.send()), lines)
+}
+
+fn score_line(i: usize) -> String {
+    serde_json::json!({"sample_id": format!("s{i}"), "epoch": 1, "scorer": "match", "value": 0.5})
+        .to_string()
+        + "\n"
+}
+
+/// SIGTERM while a streamed upload is in flight: the upload finishes within
+/// `--shutdown-timeout`, every row stored, and the service exits 0; past the timeout, the
+/// upload is cut off and leaves nothing, and the service still exits 0.
+#[tokio::test]
+async fn a_shutdown_lets_an_upload_in_flight_finish_or_cuts_it_off_cleanly() {
+    let app = TestApp::spawn().await;
+    let (token, exercise, protocol) = evaluator_in_an_exercise(&app).await;
+    let path = running_run(&app, &token, &exercise, &protocol).await;
+    let serve = |grace: &'static str| {
+        let mut command = jointeval();
+        command.env(
+            "DATABASE_URL",
+            url_of(
+                &app.db
+                    .options
+                    .clone()
+                    .username(jointeval_store::roles::SERVICE_LOGIN),
+            ),
+        );
+        let dir = scratch("shutdown");
+        async move {
+            Service::start_serving(
+                command,
+                &dir,
+                Stdio::inherit(),
+                &["--no-migrate", "--shutdown-timeout", grace],
+            )
+            .await
+        }
+    };
+    let stored = |path: String| {
+        let pool = app.pool.clone();
+        async move {
+            let run: uuid::Uuid = path.trim_start_matches("/v1/runs/").parse().expect("id");
+            sqlx::query_scalar::<_, i64>("select count(*) from run_samples where run_id = $1")
+                .bind(run)
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+        }
+    };
+
+    // Within the grace: finished and stored.
+    let service = serve("30").await;
+    let (upload, lines) = trickled_upload(&service.base, &path, &token);
+    for i in 0..500 {
+        lines.send(score_line(i)).await.expect("a line");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    service.signal(Signal::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 500..1_000 {
+        lines
+            .send(score_line(i))
+            .await
+            .expect("a line after the signal");
+    }
+    drop(lines);
+    let answer = upload.await.expect("task").expect("an answer");
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.expect("json");
+    assert_eq!(body["stored"], 1_000, "{body}");
+    assert!(service.wait().await.success(), "exit 0 after finishing");
+    assert_eq!(stored(path.clone()).await, 1_000);
+
+    // Past the grace: cut off, nothing of it stored, still a clean exit.
+    let other = running_run(&app, &token, &exercise, &protocol).await;
+    let service = serve("1").await;
+    let (upload, lines) = trickled_upload(&service.base, &other, &token);
+    for i in 0..500 {
+        lines.send(score_line(i)).await.expect("a line");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let signalled = std::time::Instant::now();
+    service.signal(Signal::SIGTERM);
+    let status = service.wait().await;
+    assert!(status.success(), "exit 0 after the grace: {status}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "stopped {:?} after the signal, with a grace of 1 s",
+        signalled.elapsed()
+    );
+    let cut = upload.await.expect("task");
+    assert!(
+        cut.as_ref().map_or(true, |r| !r.status().is_success()),
+        "the cut upload was not answered as stored"
+    );
+    drop(lines);
+    assert_eq!(stored(other).await, 0, "all or nothing");
 }

@@ -175,7 +175,6 @@ mod tests {
         let peak = PEAK.load(Ordering::SeqCst);
         assert!(peak <= bound, "{peak} computations at once, past {bound}");
         assert!(peak > 1, "the burst did not overlap at all: {peak}");
-        assert_eq!(IN_FLIGHT.load(Ordering::SeqCst), 0);
     }
 
     #[test]

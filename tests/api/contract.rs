@@ -722,3 +722,96 @@ async fn specific_probes(app: &TestApp, w: &World) -> Vec<(Op, Answer)> {
     }
     out
 }
+
+/// Every answer that makes an object links to the operations on it, the one that reads
+/// it among them, and every link names a real operation and fills exactly its path
+/// parameters: what a generated client, or the fuzzer's stateful phase, follows to the
+/// object just made.
+#[test]
+fn what_an_answer_makes_is_linked_to_the_operations_on_it() {
+    let spec = serde_json::to_value(jointeval_api::openapi()).expect("spec");
+    let mut by_id: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        let params: BTreeSet<String> = path
+            .split('/')
+            .filter_map(|s| Some(s.strip_prefix('{')?.strip_suffix('}')?.to_owned()))
+            .collect();
+        for (method, op) in item.as_object().expect("item") {
+            let id = op["operationId"]
+                .as_str()
+                .expect("an operationId")
+                .to_owned();
+            by_id.insert(
+                id,
+                (format!("{} {path}", method.to_uppercase()), params.clone()),
+            );
+        }
+    }
+    let mut creating = 0;
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            let name = format!("{} {path}", method.to_uppercase());
+            for (status, answer) in op["responses"].as_object().expect("responses") {
+                let links = answer["links"].as_object();
+                if status == "201" {
+                    creating += 1;
+                    let links = links.unwrap_or_else(|| panic!("{name} 201 has no links"));
+                    assert!(
+                        links
+                            .values()
+                            .any(|l| by_id[l["operationId"].as_str().expect("operationId")]
+                                .0
+                                .starts_with("GET ")),
+                        "{name}: no link reads what it made"
+                    );
+                }
+                for (key, link) in links.into_iter().flatten() {
+                    let target = link["operationId"].as_str().expect("operationId");
+                    let (to, params) = by_id
+                        .get(target)
+                        .unwrap_or_else(|| panic!("{name} {status} links {key} to no operation"));
+                    let given: BTreeSet<String> = link["parameters"]
+                        .as_object()
+                        .expect("parameters")
+                        .keys()
+                        .cloned()
+                        .collect();
+                    assert_eq!(&given, params, "{name} {status} → {to}: parameters");
+                    for expression in link["parameters"].as_object().expect("parameters").values() {
+                        let expression = expression.as_str().expect("an expression");
+                        if let Some(pointer) = expression.strip_prefix("$response.body#") {
+                            let schema = &answer["content"]["application/json"]["schema"];
+                            assert!(
+                                schema_has(&spec, schema, pointer),
+                                "{name} {status}: the answer has no {pointer}"
+                            );
+                        } else {
+                            let param = expression.strip_prefix("$request.path.").expect("path");
+                            assert!(
+                                path.contains(&format!("{{{param}}}")),
+                                "{name}: {expression}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(creating >= 7, "only {creating} operations answer 201");
+}
+
+/// Whether `schema` (a `$ref` to a component, or inline) has the property at `pointer`.
+fn schema_has(spec: &Value, schema: &Value, pointer: &str) -> bool {
+    let mut schema = schema;
+    for name in pointer.split('/').skip(1) {
+        if let Some(reference) = schema["$ref"].as_str() {
+            let component = reference.trim_start_matches("#/components/schemas/");
+            schema = &spec["components"]["schemas"][component];
+        }
+        schema = &schema["properties"][name];
+        if schema.is_null() {
+            return false;
+        }
+    }
+    true
+}

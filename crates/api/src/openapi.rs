@@ -1,7 +1,7 @@
 //! The API contract, generated from the route annotations.
 
 use utoipa::openapi::OpenApi as Spec;
-use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -195,14 +195,7 @@ pub(crate) fn add_common_answers(spec: &mut Spec) {
         }),
     );
     for (path, item) in spec.paths.paths.iter_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
+        for (_, operation) in operations_mut(item) {
             let has_body = operation.request_body.is_some();
             let has_query = operation
                 .parameters
@@ -243,6 +236,177 @@ pub(crate) fn add_common_answers(spec: &mut Spec) {
     }
 }
 
+/// What an operation's answer creates or hands out, and the operations that take it: from
+/// `(method, path, status)`, every operation under `prefix` whose path parameters are
+/// exactly those named, each filled in by its runtime expression. A client (or the
+/// stateful phase of a fuzzer) follows these to the object just made, by its real id.
+const LINKS: &[LinkSource] = &[
+    (
+        "post",
+        "/v1/accounts",
+        "201",
+        "/v1/accounts/{id}",
+        &[("id", "$response.body#/account/id")],
+    ),
+    (
+        "post",
+        "/v1/accounts/{id}/memberships",
+        "201",
+        "/v1/accounts/{id}/memberships/{membership_id}",
+        &[
+            ("id", "$request.path.id"),
+            ("membership_id", "$response.body#/id"),
+        ],
+    ),
+    (
+        "post",
+        "/v1/accounts/{id}/memberships",
+        "201",
+        "/v1/accounts/{id}/memberships",
+        &[("id", "$request.path.id")],
+    ),
+    (
+        "post",
+        "/v1/exchanges",
+        "201",
+        "/v1/exchanges/{id}",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "post",
+        "/v1/protocols",
+        "201",
+        "/v1/protocols/{id}",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "post",
+        "/v1/protocols/{id}/versions",
+        "201",
+        "/v1/protocols/{id}/versions/{number}",
+        &[
+            ("id", "$request.path.id"),
+            ("number", "$response.body#/number"),
+        ],
+    ),
+    (
+        "post",
+        "/v1/protocols/{id}/versions/{number}/comments",
+        "201",
+        "/v1/protocols/{id}/versions/{number}",
+        &[
+            ("id", "$request.path.id"),
+            ("number", "$request.path.number"),
+        ],
+    ),
+    (
+        "post",
+        "/v1/protocols/{id}/versions/{number}/reviews",
+        "201",
+        "/v1/protocols/{id}/versions/{number}",
+        &[
+            ("id", "$request.path.id"),
+            ("number", "$request.path.number"),
+        ],
+    ),
+    (
+        "post",
+        "/v1/exercises",
+        "201",
+        "/v1/exercises/{id}",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "post",
+        "/v1/exercises/{id}/runs",
+        "201",
+        "/v1/runs/{id}",
+        &[("id", "$response.body#/id")],
+    ),
+    (
+        "post",
+        "/v1/exercises/{id}/runs/inspect-log",
+        "201",
+        "/v1/runs/{id}",
+        &[("id", "$response.body#/run/id")],
+    ),
+    (
+        "post",
+        "/v1/runs/claim",
+        "200",
+        "/v1/runs/{id}",
+        &[("id", "$response.body#/id")],
+    ),
+];
+
+/// `(method, path, status, prefix, [(parameter, runtime expression)])`.
+type LinkSource = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// Adds [`LINKS`] to the answers they start from.
+pub(crate) fn add_links(spec: &mut Spec) {
+    let mut targets: Vec<(&str, Vec<(String, String)>)> = vec![Default::default(); LINKS.len()];
+    for (i, (_, _, _, prefix, parameters)) in LINKS.iter().enumerate() {
+        let mut names: Vec<&str> = parameters.iter().map(|(name, _)| *name).collect();
+        names.sort_unstable();
+        targets[i].0 = prefix;
+        for (path, item) in &spec.paths.paths {
+            let mut in_path: Vec<&str> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            in_path.sort_unstable();
+            if !(path == prefix || path.starts_with(&format!("{prefix}/"))) || in_path != names {
+                continue;
+            }
+            for (method, operation) in operations(item) {
+                if let Some(id) = &operation.operation_id {
+                    targets[i]
+                        .1
+                        .push((id.clone(), format!("{} {path}", method.to_uppercase())));
+                }
+            }
+        }
+    }
+    for ((method, path, status, _, parameters), (_, to)) in LINKS.iter().zip(targets) {
+        let Some(item) = spec.paths.paths.get_mut(*path) else {
+            continue;
+        };
+        let Some((_, operation)) = operations_mut(item).find(|(m, _)| m == method) else {
+            continue;
+        };
+        let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status) else {
+            continue;
+        };
+        // utoipa 5.5 writes a link's `operationId` as `operation_id`, which no reader
+        // of the contract knows; the links go in as the contract spells them instead.
+        let links: serde_json::Map<String, serde_json::Value> = to
+            .into_iter()
+            .map(|(operation_id, name)| {
+                let parameters: serde_json::Map<String, serde_json::Value> = parameters
+                    .iter()
+                    .map(|(p, e)| ((*p).to_owned(), (*e).into()))
+                    .collect();
+                let link = serde_json::json!({
+                    "operationId": operation_id,
+                    "parameters": parameters,
+                    "description": format!("{name}, of what this answer holds"),
+                });
+                (operation_id, link)
+            })
+            .collect();
+        response
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert("links".to_owned(), links.into());
+    }
+}
+
 /// Adds `response` for `status`, or, where the route documents that status itself, adds
 /// the common reason to its description.
 fn add_or_extend(
@@ -266,6 +430,31 @@ fn add_or_extend(
             responses.insert(status.to_owned(), response.clone().into());
         }
     }
+}
+
+/// An item's operations, with their methods as the contract spells them.
+fn operations(item: &PathItem) -> impl Iterator<Item = (&'static str, &Operation)> {
+    [
+        ("get", &item.get),
+        ("put", &item.put),
+        ("post", &item.post),
+        ("delete", &item.delete),
+        ("patch", &item.patch),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| Some((method, operation.as_ref()?)))
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+    [
+        ("get", &mut item.get),
+        ("put", &mut item.put),
+        ("post", &mut item.post),
+        ("delete", &mut item.delete),
+        ("patch", &mut item.patch),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| Some((method, operation.as_mut()?)))
 }
 
 fn problem_response(description: &str, example: serde_json::Value) -> Response {

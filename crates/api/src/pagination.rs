@@ -18,7 +18,7 @@ pub struct PageQuery {
     /// How many items to answer, 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page; empty or absent for the first.
     pub cursor: Option<String>,
 }
 
@@ -60,7 +60,8 @@ impl PageQuery {
                 message: format!("must be between 1 and {MAX_LIMIT}"),
             });
         }
-        let after = match self.cursor.as_deref().map(decode_cursor) {
+        let cursor = self.cursor.as_deref().filter(|c| !c.is_empty());
+        let after = match cursor.map(decode_cursor) {
             None => None,
             Some(Some(after)) => Some(after),
             Some(None) => {

@@ -70,6 +70,8 @@ pub struct NewAccountRequest {
     pub kind: AccountKind,
     /// Persons only: their e-mail address, unique.
     pub email: Option<String>,
+    /// 1 to 200 characters, without control characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub display_name: String,
     /// The code of the home institute: the caller's own (the default). Naming another is
     /// refused, since only an institute's own admins create its accounts.
@@ -365,6 +367,7 @@ pub async fn get_account(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"display_name": "Grace B. Hopper"}))]
 pub struct AccountUpdate {
+    #[schema(min_length = 1, max_length = 200)]
     pub display_name: Option<String>,
     /// Persons only.
     pub email: Option<String>,

@@ -26,6 +26,7 @@ use crate::problem::{ApiError, FieldError, Problem};
 #[schema(example = json!({"grant_type": "password", "username": "ada@aisi.gov.uk", "password": "a long passphrase"}))]
 pub struct TokenRequest {
     /// `password` for persons, `client_credentials` for service accounts.
+    #[schema(pattern = "^(password|client_credentials)$")]
     pub grant_type: String,
     /// The person's e-mail address (`password` grant).
     pub username: Option<String>,

@@ -182,6 +182,7 @@ pub struct ExchangeQuery {
     /// Only exchanges from or to this institute (code).
     pub institute: Option<String>,
     /// `proposed`, `approved`, `rejected` or `ended`.
+    #[param(pattern = "^(proposed|approved|rejected|ended)$")]
     pub status: Option<String>,
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,

@@ -30,6 +30,7 @@ pub(crate) use docs::docs;
 pub(crate) fn api() -> (Router<AppState>, Spec) {
     let (router, mut spec) = documented().split_for_parts();
     crate::openapi::add_common_answers(&mut spec);
+    crate::openapi::add_links(&mut spec);
     (router, spec)
 }
 

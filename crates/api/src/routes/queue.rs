@@ -29,6 +29,7 @@ pub struct ClaimRequest {
     /// Only runs registered for this harness (its `harness.name`).
     pub harness: Option<String>,
     /// How long the lease lasts without a heartbeat, 10 to 3600 seconds (default 300).
+    #[schema(minimum = 10, maximum = 3600)]
     pub lease_seconds: Option<i64>,
 }
 
@@ -38,6 +39,7 @@ pub struct ClaimRequest {
 #[schema(example = json!({"lease_seconds": 300}))]
 pub struct HeartbeatRequest {
     /// The new lease, from now, 10 to 3600 seconds (default 300).
+    #[schema(minimum = 10, maximum = 3600)]
     pub lease_seconds: Option<i64>,
 }
 

@@ -541,6 +541,7 @@ pub async fn start_run(
 #[schema(example = json!({"outcome": "succeeded"}))]
 pub struct FinishRequest {
     /// `succeeded` or `failed`.
+    #[schema(value_type = String, pattern = "^(succeeded|failed)$")]
     pub outcome: RunStatus,
 }
 
@@ -1267,6 +1268,7 @@ pub async fn exercise_summary(
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// `ndjson` (default) or `csv`.
+    #[param(pattern = "^(ndjson|csv)$")]
     pub format: Option<String>,
 }
 

@@ -626,6 +626,7 @@ impl From<Comment> for CommentView {
 #[schema(example = json!({"body": "Three epochs are not enough for this variance.", "anchor": "/tasks/0/epochs"}))]
 pub struct CommentRequest {
     /// 1 to 10000 characters.
+    #[schema(min_length = 1, max_length = 10000)]
     pub body: String,
     /// A JSON pointer into the version's content.
     pub anchor: Option<String>,

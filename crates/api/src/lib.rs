@@ -3,6 +3,7 @@
 // A problem answer is the cold path of a request; boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
 
+mod access;
 pub mod auth;
 mod connections;
 mod denials;

@@ -7,10 +7,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jointeval_domain::audit::Change;
 use jointeval_domain::{
-    Account, AccountKind, AccountRef, AccountStatus, Action, DisplayName, Email, Resource, Scope,
+    Account, AccountKind, AccountStatus, Action, DisplayName, Email, Resource, Scope,
     ValidationError, decide,
 };
-use jointeval_store::PgConnection;
 use jointeval_store::accounts::{AccountFilter, NewAccount};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -23,31 +22,6 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::routes::views::{AccountView, Codes};
-
-/// An account the caller may see, with what the policy needs to know of it. For any
-/// action but reading, the account is locked until the transaction ends, so that two
-/// changes based on the same read cannot both pass.
-pub(crate) async fn visible_account(
-    conn: &mut PgConnection,
-    caller: &Caller,
-    id: Uuid,
-    action: Action,
-) -> Result<(Account, AccountRef), ApiError> {
-    let account = if action == Action::ReadAccount {
-        jointeval_store::accounts::get(conn, id).await?
-    } else {
-        jointeval_store::accounts::get_for_update(conn, id).await?
-    };
-    let account = account.ok_or_else(|| crate::auth::not_found("account"))?;
-    let reference = AccountRef {
-        id: account.id,
-        home_institute_id: account.home_institute_id,
-        hosted_by: jointeval_store::accounts::hosted_by(conn, account.id).await?,
-    };
-    decide(&caller.actor, action, &Resource::Account(&reference))
-        .map_err(|d| Caller::deny(d, "account"))?;
-    Ok((account, reference))
-}
 
 /// The strong validator of an account's current version.
 pub(crate) fn etag(account: &Account) -> String {
@@ -356,7 +330,7 @@ pub async fn get_account(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (account, _) = visible_account(&mut tx, &caller, id, Action::ReadAccount).await?;
+    let (account, _) = crate::access::account(&mut tx, &caller, id, Action::ReadAccount).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     jointeval_store::commit(tx).await?;
     Ok(with_etag(account, &codes, StatusCode::OK))
@@ -412,7 +386,8 @@ pub async fn update_account(
         .map(|e| Email::parse("email", e))
         .transpose()?;
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (account, reference) = visible_account(&mut tx, &caller, id, Action::UpdateAccount).await?;
+    let (account, reference) =
+        crate::access::account(&mut tx, &caller, id, Action::UpdateAccount).await?;
     if email.is_some() {
         decide(
             &caller.actor,
@@ -447,7 +422,7 @@ async fn set_status(
     status: AccountStatus,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    visible_account(&mut tx, caller, id, Action::ChangeAccountStatus).await?;
+    crate::access::account(&mut tx, caller, id, Action::ChangeAccountStatus).await?;
     let updated = jointeval_store::accounts::update(&mut tx, id, None, None, Some(status)).await?;
     // A disable ends every token the account holds, for good. An enable does too, so that
     // an account disabled by any other way does not get its old tokens back either.
@@ -538,7 +513,7 @@ pub async fn reset_password(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(HeaderMap, Json<NewCredential>), ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (account, _) = visible_account(&mut tx, &caller, id, Action::ResetPassword).await?;
+    let (account, _) = crate::access::account(&mut tx, &caller, id, Action::ResetPassword).await?;
     if account.kind != AccountKind::Person {
         return Err(wrong_kind(
             "a service account has a secret: rotate it instead",
@@ -584,7 +559,7 @@ pub async fn rotate_secret(
 ) -> Result<(HeaderMap, Json<NewCredential>), ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let (account, _) =
-        visible_account(&mut tx, &caller, id, Action::ManageServiceCredentials).await?;
+        crate::access::account(&mut tx, &caller, id, Action::ManageServiceCredentials).await?;
     if account.kind != AccountKind::Service {
         return Err(wrong_kind("a person has a password: reset it instead"));
     }

@@ -9,9 +9,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use jointeval_domain::audit::Change;
 use jointeval_domain::exchange::validate_proposal;
-use jointeval_domain::{
-    Action, Exchange, ExchangeRef, ExchangeStatus, Resource, Role, ValidationError, decide,
-};
+use jointeval_domain::{Action, Exchange, ExchangeStatus, Resource, Role, ValidationError, decide};
 use jointeval_store::PgConnection;
 use jointeval_store::exchanges::{ExchangeFilter, NewExchange};
 use serde::Deserialize;
@@ -25,16 +23,6 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::routes::views::{Codes, ExchangeView};
-
-fn reference(e: &Exchange) -> ExchangeRef {
-    ExchangeRef {
-        account_id: e.account_id,
-        home_institute_id: e.home_institute_id,
-        host_institute_id: e.host_institute_id,
-        proposed_by: e.proposed_by,
-        proposed_by_institute_id: e.proposed_by_institute_id,
-    }
-}
 
 /// A proposed exchange.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -259,15 +247,7 @@ pub async fn get_exchange(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ExchangeView>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let exchange = jointeval_store::exchanges::get(&mut tx, id)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("exchange"))?;
-    decide(
-        &caller.actor,
-        Action::ReadExchange,
-        &Resource::Exchange(&reference(&exchange)),
-    )
-    .map_err(|d| Caller::deny(d, "exchange"))?;
+    let exchange = crate::access::exchange(&mut tx, &caller, id, Action::ReadExchange).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     jointeval_store::commit(tx).await?;
     Ok(Json(ExchangeView::new(exchange, &codes, Utc::now())))
@@ -287,19 +267,11 @@ async fn transition(
     transition: Transition,
 ) -> Result<Exchange, ApiError> {
     let now = Utc::now();
-    let exchange = jointeval_store::exchanges::get_for_update(conn, id)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("exchange"))?;
     let action = match transition {
         Transition::Approve | Transition::Reject => Action::DecideExchange,
         Transition::End => Action::EndExchange,
     };
-    decide(
-        &caller.actor,
-        action,
-        &Resource::Exchange(&reference(&exchange)),
-    )
-    .map_err(|d| Caller::deny(d, "exchange"))?;
+    let exchange = crate::access::exchange(conn, caller, id, action).await?;
     let checked = match transition {
         Transition::Approve | Transition::Reject => exchange.check_decide(now),
         Transition::End => exchange.check_end(now),

@@ -19,6 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access::Lock;
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch};
 use crate::pagination::{Page, PageQuery};
@@ -118,35 +119,6 @@ fn respond(e: Exercise, codes: &Codes, status: StatusCode) -> Response {
     } else {
         response
     }
-}
-
-fn joint(e: &Exercise) -> JointRef {
-    JointRef {
-        lead_institute_id: e.lead_institute_id,
-        participants: e.participants.clone(),
-    }
-}
-
-pub(crate) async fn visible_exercise(
-    conn: &mut PgConnection,
-    caller: &Caller,
-    id: Uuid,
-    action: Action,
-    lock: bool,
-) -> Result<Exercise, ApiError> {
-    let exercise = jointeval_store::exercises::get(conn, id, lock)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("exercise"))?;
-    let reference = joint(&exercise);
-    decide(
-        &caller.actor,
-        Action::ReadExercise,
-        &Resource::Exercise(&reference),
-    )
-    .map_err(|d| Caller::deny(d, "exercise"))?;
-    decide(&caller.actor, action, &Resource::Exercise(&reference))
-        .map_err(|d| Caller::deny(d, "exercise"))?;
-    Ok(exercise)
 }
 
 fn plan_summary(exercise: &Exercise) -> serde_json::Value {
@@ -431,7 +403,8 @@ pub async fn get_exercise(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let exercise = visible_exercise(&mut tx, &caller, id, Action::ReadExercise, false).await?;
+    let exercise =
+        crate::access::exercise(&mut tx, &caller, id, Action::ReadExercise, Lock::No).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     jointeval_store::commit(tx).await?;
     Ok(respond(exercise, &codes, StatusCode::OK))
@@ -462,7 +435,14 @@ pub async fn change_plan(
     ApiJson(request): ApiJson<PlanRequest>,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let exercise = visible_exercise(&mut tx, &caller, id, Action::ManageExercise, true).await?;
+    let exercise = crate::access::exercise(
+        &mut tx,
+        &caller,
+        id,
+        Action::ManageExercise,
+        Lock::ForUpdate,
+    )
+    .await?;
     exercise
         .status
         .check_change_plan()
@@ -529,7 +509,9 @@ pub async fn agree(
     ApiJson(request): ApiJson<AgreeRequest>,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let exercise = visible_exercise(&mut tx, &caller, id, Action::AgreeExercise, true).await?;
+    let exercise =
+        crate::access::exercise(&mut tx, &caller, id, Action::AgreeExercise, Lock::ForUpdate)
+            .await?;
     exercise
         .status
         .check_agree()
@@ -586,7 +568,9 @@ async fn finish(
     to: ExerciseStatus,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let exercise = visible_exercise(&mut tx, caller, id, Action::ManageExercise, true).await?;
+    let exercise =
+        crate::access::exercise(&mut tx, caller, id, Action::ManageExercise, Lock::ForUpdate)
+            .await?;
     let checked = match to {
         ExerciseStatus::Completed => exercise.status.check_complete(),
         _ => exercise.status.check_cancel(),

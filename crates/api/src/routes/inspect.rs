@@ -26,11 +26,12 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access::Lock;
 use crate::auth::Caller;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::routes::runs::{
-    BATCH_ROWS, RunView, check_lease, place_run, state_conflict, visible_run, write_batch,
+    BATCH_ROWS, RunView, check_lease, place_run, state_conflict, write_batch,
 };
 
 /// An `.eval` archive, as Inspect wrote it: in the contract, a binary body.
@@ -133,14 +134,14 @@ pub async fn import_log(
     // the log arrives.
     let may_import = async {
         let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-        let run = visible_run(&mut tx, &caller, id, Action::ExecuteRun, false).await?;
+        let run = crate::access::run(&mut tx, &caller, id, Action::ExecuteRun, Lock::No).await?;
         jointeval_store::commit(tx).await?;
         check_importable(&run, &caller)
     };
     may_import.await?;
     let upload = receive(&state, body).await?;
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = visible_run(&mut tx, &caller, id, Action::ExecuteRun, true).await?;
+    let run = crate::access::run(&mut tx, &caller, id, Action::ExecuteRun, Lock::ForUpdate).await?;
     check_importable(&run, &caller)?;
     if let Some(before) = &run.imported_log {
         if before.eval_id == upload.log.header.eval_id && before.sha256 == upload.sha256 {
@@ -715,7 +716,7 @@ pub async fn download_log(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = visible_run(&mut tx, &caller, id, Action::ReadRun, false).await?;
+    let run = crate::access::run(&mut tx, &caller, id, Action::ReadRun, Lock::No).await?;
     jointeval_store::commit(tx).await?;
     let Some(log) = run.imported_log else {
         return Err(

@@ -18,7 +18,6 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{ApiError, Problem};
-use crate::routes::accounts::visible_account;
 use crate::routes::views::{Codes, MembershipView};
 
 /// Lists an account's direct memberships, past, present and future.
@@ -38,7 +37,7 @@ pub async fn list_memberships(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<MembershipView>>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    visible_account(&mut tx, &caller, id, Action::ReadAccount).await?;
+    crate::access::account(&mut tx, &caller, id, Action::ReadAccount).await?;
     let memberships = jointeval_store::memberships::list_for_account(&mut tx, id).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     jointeval_store::commit(tx).await?;
@@ -96,7 +95,8 @@ pub async fn grant_membership(
         }
     }
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (account, reference) = visible_account(&mut tx, &caller, id, Action::ReadAccount).await?;
+    let (account, reference) =
+        crate::access::account(&mut tx, &caller, id, Action::ReadAccount).await?;
     decide(
         &caller.actor,
         Action::GrantMembership,
@@ -174,7 +174,7 @@ pub async fn revoke_membership(
     ApiPath((id, membership_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<MembershipView>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (_, reference) = visible_account(&mut tx, &caller, id, Action::ReadAccount).await?;
+    let (_, reference) = crate::access::account(&mut tx, &caller, id, Action::ReadAccount).await?;
     let membership = jointeval_store::memberships::get_for_update(&mut tx, membership_id)
         .await?
         .filter(|m| m.account_id == id)

@@ -8,8 +8,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use jointeval_domain::audit::Change;
 use jointeval_domain::protocol::{Protocol, ProtocolSlug, ProtocolStatus, RiskArea};
-use jointeval_domain::{Action, JointRef, Resource, ValidationError, decide};
-use jointeval_store::PgConnection;
+use jointeval_domain::{Action, Resource, ValidationError, decide};
 use jointeval_store::protocols::{NewProtocol, ProtocolFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -22,32 +21,6 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::routes::views::Codes;
-
-/// A protocol the caller may see, or 404; then the policy's word on `action`.
-pub(crate) async fn visible_protocol(
-    conn: &mut PgConnection,
-    caller: &Caller,
-    id: Uuid,
-    action: Action,
-) -> Result<(Protocol, JointRef), ApiError> {
-    let protocol = jointeval_store::protocols::get(conn, id)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("protocol"))?;
-    let reference = JointRef {
-        lead_institute_id: protocol.lead_institute_id,
-        participants: protocol.participants.clone(),
-    };
-    // Whether it exists at all is the first thing a non-participant may not learn.
-    decide(
-        &caller.actor,
-        Action::ReadProtocol,
-        &Resource::Protocol(&reference),
-    )
-    .map_err(|d| Caller::deny(d, "protocol"))?;
-    decide(&caller.actor, action, &Resource::Protocol(&reference))
-        .map_err(|d| Caller::deny(d, "protocol"))?;
-    Ok((protocol, reference))
-}
 
 /// A protocol.
 #[derive(Debug, Serialize, ToSchema)]
@@ -342,7 +315,7 @@ pub async fn get_protocol(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ProtocolView>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (protocol, _) = visible_protocol(&mut tx, &caller, id, Action::ReadProtocol).await?;
+    let (protocol, _) = crate::access::protocol(&mut tx, &caller, id, Action::ReadProtocol).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     jointeval_store::commit(tx).await?;
     Ok(Json(ProtocolView::new(protocol, &codes)))
@@ -368,7 +341,8 @@ pub async fn retire_protocol(
 ) -> Result<Json<ProtocolView>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     jointeval_store::protocols::lock(&mut tx, id).await?;
-    let (protocol, _) = visible_protocol(&mut tx, &caller, id, Action::RetireProtocol).await?;
+    let (protocol, _) =
+        crate::access::protocol(&mut tx, &caller, id, Action::RetireProtocol).await?;
     if protocol.status == ProtocolStatus::Retired {
         return Err(Problem::typed(
             StatusCode::CONFLICT,
@@ -419,7 +393,8 @@ pub async fn set_participants(
 ) -> Result<Json<ProtocolView>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     jointeval_store::protocols::lock(&mut tx, id).await?;
-    let (protocol, _) = visible_protocol(&mut tx, &caller, id, Action::ManageParticipants).await?;
+    let (protocol, _) =
+        crate::access::protocol(&mut tx, &caller, id, Action::ManageParticipants).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     let mut errors = Vec::new();
     let participants = resolve(&codes, "participants", &request.participants, &mut errors);

@@ -15,10 +15,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access::Lock;
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{ApiError, Problem};
-use crate::routes::runs::{RunView, state_conflict, visible_run};
+use crate::routes::runs::{RunView, state_conflict};
 use crate::routes::views::Codes;
 
 /// What a harness asks of the queue.
@@ -135,7 +136,7 @@ pub async fn heartbeat(
 ) -> Result<Json<RunView>, ApiError> {
     let secs = lease_seconds(request.lease_seconds)?;
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = visible_run(&mut tx, &caller, id, Action::ExecuteRun, true).await?;
+    let run = crate::access::run(&mut tx, &caller, id, Action::ExecuteRun, Lock::ForUpdate).await?;
     run.check_heartbeat(caller.account.id)
         .map_err(|e| state_conflict(e.0))?;
     jointeval_store::runs::renew_lease(&mut tx, id, caller.account.id, secs).await?;

@@ -16,7 +16,7 @@ use jointeval_domain::run::{
     MAX_CONFIG_BYTES, MetricValue, ResultsDigest, Run, RunStatus, StoredScore, validate_metrics,
 };
 use jointeval_domain::{
-    AccountKind, Action, Denial, Resource, ValidationError, decide, execution_capacities,
+    AccountKind, Action, Resource, ValidationError, decide, execution_capacities,
 };
 use jointeval_store::runs::{NewRun, SampleRow};
 use jointeval_store::{PgConnection, StoreError};
@@ -26,6 +26,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access::Lock;
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, json_body};
 use crate::pagination::{Page, PageQuery};
@@ -137,30 +138,6 @@ impl RunView {
     }
 }
 
-/// A run the caller may see (or 404), then the policy's word on `action`.
-pub(crate) async fn visible_run(
-    conn: &mut PgConnection,
-    caller: &Caller,
-    id: Uuid,
-    action: Action,
-    lock: bool,
-) -> Result<Run, ApiError> {
-    let run = jointeval_store::runs::get(conn, id, lock)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("run"))?;
-    let resource = Resource::Run {
-        institute_id: run.institute_id,
-        released_to: &run.released_to,
-    };
-    match decide(&caller.actor, Action::ReadRun, &resource) {
-        // A token short of a scope is told the one the action needs, not the reading one.
-        Ok(()) | Err(Denial::MissingScope(_)) => {}
-        Err(denial) => return Err(Caller::deny(denial, "run")),
-    }
-    decide(&caller.actor, action, &resource).map_err(|d| Caller::deny(d, "run"))?;
-    Ok(run)
-}
-
 /// 409 when another worker holds the run under a live lease.
 pub(crate) fn check_lease(run: &Run, caller: &Caller) -> Result<(), ApiError> {
     run.check_lease(caller.account.id, Utc::now())
@@ -218,8 +195,7 @@ pub(crate) async fn place_run(
     protocol_version: (Uuid, i32),
 ) -> Result<(Uuid, Codes, Vec<FieldError>), ApiError> {
     let exercise =
-        super::exercises::visible_exercise(conn, caller, exercise_id, Action::ReadExercise, false)
-            .await?;
+        crate::access::exercise(conn, caller, exercise_id, Action::ReadExercise, Lock::No).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *conn).await?);
     let capacities = execution_capacities(&caller.actor, &exercise.participants);
     let institute = match (institute, capacities.as_slice()) {
@@ -437,8 +413,14 @@ pub async fn list_runs(
     .validate()?;
     let after = page.after_id()?;
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    super::exercises::visible_exercise(&mut tx, &caller, exercise_id, Action::ReadExercise, false)
-        .await?;
+    crate::access::exercise(
+        &mut tx,
+        &caller,
+        exercise_id,
+        Action::ReadExercise,
+        Lock::No,
+    )
+    .await?;
     let institutes = caller
         .actor
         .reading_institutes(&jointeval_domain::policy::RUN_READING)
@@ -469,7 +451,7 @@ pub async fn get_run(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<RunView>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = visible_run(&mut tx, &caller, id, Action::ReadRun, false).await?;
+    let run = crate::access::run(&mut tx, &caller, id, Action::ReadRun, Lock::No).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     jointeval_store::commit(tx).await?;
     Ok(Json(RunView::new(run, &codes)))
@@ -482,7 +464,7 @@ async fn move_run(
     to: RunStatus,
 ) -> Result<Json<RunView>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = visible_run(&mut tx, caller, id, Action::ExecuteRun, true).await?;
+    let run = crate::access::run(&mut tx, caller, id, Action::ExecuteRun, Lock::ForUpdate).await?;
     // A person may cancel a run a harness holds (one stuck, say); nobody else moves it.
     let overrides = to == RunStatus::Cancelled && caller.account.kind == AccountKind::Person;
     if !overrides {
@@ -630,7 +612,7 @@ pub async fn upsert_metrics(
 ) -> Result<Json<Written>, ApiError> {
     let errors = validate_metrics(&batch.metrics);
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = visible_run(&mut tx, &caller, id, Action::ExecuteRun, true).await?;
+    let run = crate::access::run(&mut tx, &caller, id, Action::ExecuteRun, Lock::ForUpdate).await?;
     check_lease(&run, &caller)?;
     if !run.status.accepts_results() {
         return Err(state_conflict(
@@ -670,7 +652,7 @@ pub async fn get_metrics(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<MetricValue>>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    visible_run(&mut tx, &caller, id, Action::ReadRun, false).await?;
+    crate::access::run(&mut tx, &caller, id, Action::ReadRun, Lock::No).await?;
     let metrics = jointeval_store::runs::metrics(&mut tx, id).await?;
     jointeval_store::commit(tx).await?;
     Ok(Json(metrics))
@@ -707,7 +689,7 @@ pub async fn release_run(
     ApiJson(request): ApiJson<ReleaseRequest>,
 ) -> Result<Json<RunView>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = visible_run(&mut tx, &caller, id, Action::ReleaseRun, true).await?;
+    let run = crate::access::run(&mut tx, &caller, id, Action::ReleaseRun, Lock::ForUpdate).await?;
     if !run.status.is_final() {
         return Err(state_conflict(
             "only a finished run (succeeded or failed) is released",
@@ -1006,7 +988,7 @@ pub async fn ingest_samples(
         }
     };
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = visible_run(&mut tx, &caller, id, Action::ExecuteRun, true).await?;
+    let run = crate::access::run(&mut tx, &caller, id, Action::ExecuteRun, Lock::ForUpdate).await?;
     check_lease(&run, &caller)?;
     if !run.status.accepts_results() {
         return Err(state_conflict(
@@ -1146,7 +1128,7 @@ pub async fn list_samples(
         }
     };
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    visible_run(&mut tx, &caller, id, Action::ReadRun, false).await?;
+    crate::access::run(&mut tx, &caller, id, Action::ReadRun, Lock::No).await?;
     if query.value_min.is_some_and(|v| !v.is_finite())
         || query.value_max.is_some_and(|v| !v.is_finite())
     {
@@ -1224,8 +1206,14 @@ pub async fn exercise_summary(
     ApiPath(exercise_id): ApiPath<Uuid>,
 ) -> Result<Json<ExerciseSummary>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    super::exercises::visible_exercise(&mut tx, &caller, exercise_id, Action::ReadExercise, false)
-        .await?;
+    crate::access::exercise(
+        &mut tx,
+        &caller,
+        exercise_id,
+        Action::ReadExercise,
+        Lock::No,
+    )
+    .await?;
     let institutes = caller
         .actor
         .reading_institutes(&jointeval_domain::policy::RUN_READING)
@@ -1331,7 +1319,7 @@ pub async fn export_samples(
         Some(_) => return Err(ValidationError::new("format", "must be `ndjson` or `csv`").into()),
     };
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    visible_run(&mut tx, &caller, id, Action::ReadRun, false).await?;
+    crate::access::run(&mut tx, &caller, id, Action::ReadRun, Lock::No).await?;
     jointeval_store::commit(tx).await?;
     let header = if csv {
         "sample_id,epoch,scorer,value_number,value_label,answer,explanation,metadata\n"

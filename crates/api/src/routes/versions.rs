@@ -11,20 +11,17 @@ use jointeval_domain::protocol::{
     Change, Comment, ProtocolContent, ProtocolStatus, ProtocolVersion, Review, Verdict,
     VersionStatus, diff, pointer_exists, review_outcome,
 };
-use jointeval_domain::{
-    Action, JointRef, Resource, Role, ValidationError, decide, review_capacities,
-};
-use jointeval_store::PgConnection;
+use jointeval_domain::{Action, JointRef, Role, ValidationError, review_capacities};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::access::Lock;
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch};
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::routes::protocols::visible_protocol;
 use crate::routes::views::Codes;
 
 /// A version of a protocol.
@@ -100,31 +97,6 @@ fn version_response(v: ProtocolVersion, status: StatusCode) -> Response {
     }
 }
 
-/// A version of a visible protocol, or 404; then the policy's word on `action`.
-async fn visible_version(
-    conn: &mut PgConnection,
-    caller: &Caller,
-    protocol_id: Uuid,
-    number: i32,
-    action: Action,
-    lock: bool,
-) -> Result<(JointRef, ProtocolVersion), ApiError> {
-    let (_, protocol) = visible_protocol(conn, caller, protocol_id, Action::ReadProtocol).await?;
-    let version = jointeval_store::protocols::get_version(conn, protocol_id, number, lock)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("version"))?;
-    decide(
-        &caller.actor,
-        action,
-        &Resource::Version {
-            protocol: &protocol,
-            editors: &version.editors,
-        },
-    )
-    .map_err(|d| Caller::deny(d, "version"))?;
-    Ok((protocol, version))
-}
-
 fn state_conflict(detail: &'static str) -> ApiError {
     Problem::typed(
         StatusCode::CONFLICT,
@@ -178,7 +150,8 @@ pub async fn create_draft(
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     jointeval_store::protocols::lock(&mut tx, id).await?;
-    let (protocol, joint) = visible_protocol(&mut tx, &caller, id, Action::WriteDraft).await?;
+    let (protocol, joint) =
+        crate::access::protocol(&mut tx, &caller, id, Action::WriteDraft).await?;
     if protocol.status == ProtocolStatus::Retired {
         return Err(state_conflict("the protocol is retired"));
     }
@@ -245,7 +218,7 @@ pub async fn list_versions(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<VersionView>>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    visible_protocol(&mut tx, &caller, id, Action::ReadProtocol).await?;
+    crate::access::protocol(&mut tx, &caller, id, Action::ReadProtocol).await?;
     let versions = jointeval_store::protocols::list_versions(&mut tx, id).await?;
     jointeval_store::commit(tx).await?;
     Ok(Json(versions.into_iter().map(VersionView::from).collect()))
@@ -269,7 +242,8 @@ pub async fn get_version(
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let (_, version) =
-        visible_version(&mut tx, &caller, id, number, Action::ReadProtocol, false).await?;
+        crate::access::version(&mut tx, &caller, id, number, Action::ReadProtocol, Lock::No)
+            .await?;
     jointeval_store::commit(tx).await?;
     Ok(version_response(version, StatusCode::OK))
 }
@@ -308,8 +282,15 @@ pub async fn update_draft(
     ApiJson(update): ApiJson<DraftUpdate>,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (protocol, version) =
-        visible_version(&mut tx, &caller, id, number, Action::WriteDraft, true).await?;
+    let (protocol, version) = crate::access::version(
+        &mut tx,
+        &caller,
+        id,
+        number,
+        Action::WriteDraft,
+        Lock::ForUpdate,
+    )
+    .await?;
     version
         .status
         .check_edit()
@@ -389,8 +370,15 @@ pub async fn submit_version(
     ApiPath((id, number)): ApiPath<(Uuid, i32)>,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (protocol, version) =
-        visible_version(&mut tx, &caller, id, number, Action::WriteDraft, true).await?;
+    let (protocol, version) = crate::access::version(
+        &mut tx,
+        &caller,
+        id,
+        number,
+        Action::WriteDraft,
+        Lock::ForUpdate,
+    )
+    .await?;
     version
         .status
         .check_submit()
@@ -489,8 +477,15 @@ pub async fn review_version(
         return Err(ValidationError::new("comment", "must be at most 10000 characters").into());
     }
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (protocol, version) =
-        visible_version(&mut tx, &caller, id, number, Action::ReviewVersion, true).await?;
+    let (protocol, version) = crate::access::version(
+        &mut tx,
+        &caller,
+        id,
+        number,
+        Action::ReviewVersion,
+        Lock::ForUpdate,
+    )
+    .await?;
     version
         .status
         .check_review()
@@ -578,7 +573,8 @@ pub async fn list_reviews(
 ) -> Result<Json<Vec<ReviewView>>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let (_, version) =
-        visible_version(&mut tx, &caller, id, number, Action::ReadProtocol, false).await?;
+        crate::access::version(&mut tx, &caller, id, number, Action::ReadProtocol, Lock::No)
+            .await?;
     let reviews = jointeval_store::protocols::list_reviews(&mut tx, version.id).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     jointeval_store::commit(tx).await?;
@@ -660,7 +656,7 @@ pub async fn post_comment(
     }
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let (protocol, version) =
-        visible_version(&mut tx, &caller, id, number, Action::Comment, false).await?;
+        crate::access::version(&mut tx, &caller, id, number, Action::Comment, Lock::No).await?;
     if let Some(anchor) = &request.anchor
         && (anchor.len() > 500
             || !anchor.starts_with('/')
@@ -715,7 +711,8 @@ pub async fn list_comments(
 ) -> Result<Json<Vec<CommentView>>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let (_, version) =
-        visible_version(&mut tx, &caller, id, number, Action::ReadProtocol, false).await?;
+        crate::access::version(&mut tx, &caller, id, number, Action::ReadProtocol, Lock::No)
+            .await?;
     let comments = jointeval_store::protocols::list_comments(&mut tx, version.id).await?;
     jointeval_store::commit(tx).await?;
     Ok(Json(comments.into_iter().map(CommentView::from).collect()))
@@ -760,13 +757,13 @@ pub async fn diff_versions(
     ApiQuery(query): ApiQuery<DiffQuery>,
 ) -> Result<Json<DiffView>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (_, from) = visible_version(
+    let (_, from) = crate::access::version(
         &mut tx,
         &caller,
         id,
         query.from,
         Action::ReadProtocol,
-        false,
+        Lock::No,
     )
     .await?;
     let to = jointeval_store::protocols::get_version(&mut tx, id, query.to, false)

@@ -1,0 +1,190 @@
+//! Loading what a request names, for its caller: the object, or 404 when the caller may
+//! not know that it exists; then the policy's word on the action, or 403. Every handler
+//! loads the objects it acts on through here, so that "may they see it" is asked the
+//! same way, before anything else, everywhere.
+
+use jointeval_domain::exchange::Exchange;
+use jointeval_domain::exercise::Exercise;
+use jointeval_domain::protocol::{Protocol, ProtocolVersion};
+use jointeval_domain::run::Run;
+use jointeval_domain::{
+    Account, AccountRef, Action, Denial, ExchangeRef, JointRef, Resource, decide,
+};
+use jointeval_store::PgConnection;
+use uuid::Uuid;
+
+use crate::auth::{Caller, not_found};
+use crate::problem::ApiError;
+
+/// Whether the row read is locked until the transaction ends: for a change decided on
+/// what was read, so that two changes based on the same read cannot both pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lock {
+    No,
+    ForUpdate,
+}
+
+impl Lock {
+    fn held(self) -> bool {
+        self == Lock::ForUpdate
+    }
+}
+
+/// The policy's word on whether the caller may know of `resource` (`read`), then on
+/// `action`. A token short of the reading scope is told the scope the action needs
+/// when it lacks that one too: the scope to ask an admin for.
+fn allow(
+    caller: &Caller,
+    read: Action,
+    action: Action,
+    resource: &Resource<'_>,
+    noun: &str,
+) -> Result<(), ApiError> {
+    let denial = match decide(&caller.actor, read, resource) {
+        Ok(()) => decide(&caller.actor, action, resource).err(),
+        Err(Denial::MissingScope(scope)) => match decide(&caller.actor, action, resource) {
+            Err(Denial::MissingScope(needed)) if action != read => {
+                Some(Denial::MissingScope(needed))
+            }
+            _ => Some(Denial::MissingScope(scope)),
+        },
+        Err(denial) => Some(denial),
+    };
+    denial.map_or(Ok(()), |d| Err(Caller::deny(d, noun)))
+}
+
+/// A run the caller may see, and may do `action` to.
+pub(crate) async fn run(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    id: Uuid,
+    action: Action,
+    lock: Lock,
+) -> Result<Run, ApiError> {
+    let run = jointeval_store::runs::get(conn, id, lock.held())
+        .await?
+        .ok_or_else(|| not_found("run"))?;
+    let resource = Resource::Run {
+        institute_id: run.institute_id,
+        released_to: &run.released_to,
+    };
+    allow(caller, Action::ReadRun, action, &resource, "run")?;
+    Ok(run)
+}
+
+/// An exercise the caller may see, and may do `action` to.
+pub(crate) async fn exercise(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    id: Uuid,
+    action: Action,
+    lock: Lock,
+) -> Result<Exercise, ApiError> {
+    let exercise = jointeval_store::exercises::get(conn, id, lock.held())
+        .await?
+        .ok_or_else(|| not_found("exercise"))?;
+    let joint = JointRef {
+        lead_institute_id: exercise.lead_institute_id,
+        participants: exercise.participants.clone(),
+    };
+    let resource = Resource::Exercise(&joint);
+    allow(caller, Action::ReadExercise, action, &resource, "exercise")?;
+    Ok(exercise)
+}
+
+/// A protocol the caller may see, and may do `action` to, with the joint object the
+/// policy judges it as.
+pub(crate) async fn protocol(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    id: Uuid,
+    action: Action,
+) -> Result<(Protocol, JointRef), ApiError> {
+    let protocol = jointeval_store::protocols::get(conn, id)
+        .await?
+        .ok_or_else(|| not_found("protocol"))?;
+    let joint = JointRef {
+        lead_institute_id: protocol.lead_institute_id,
+        participants: protocol.participants.clone(),
+    };
+    allow(
+        caller,
+        Action::ReadProtocol,
+        action,
+        &Resource::Protocol(&joint),
+        "protocol",
+    )?;
+    Ok((protocol, joint))
+}
+
+/// A version of a protocol the caller may see, and may do `action` to; with the
+/// protocol as the policy judges it.
+pub(crate) async fn version(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    protocol_id: Uuid,
+    number: i32,
+    action: Action,
+    lock: Lock,
+) -> Result<(JointRef, ProtocolVersion), ApiError> {
+    let (_, joint) = protocol(conn, caller, protocol_id, Action::ReadProtocol).await?;
+    let version = jointeval_store::protocols::get_version(conn, protocol_id, number, lock.held())
+        .await?
+        .ok_or_else(|| not_found("version"))?;
+    let resource = Resource::Version {
+        protocol: &joint,
+        editors: &version.editors,
+    };
+    decide(&caller.actor, action, &resource).map_err(|d| Caller::deny(d, "version"))?;
+    Ok((joint, version))
+}
+
+/// An account the caller may see, and may do `action` to, with what the policy knows of
+/// it. For any action but reading, the account is locked until the transaction ends.
+pub(crate) async fn account(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    id: Uuid,
+    action: Action,
+) -> Result<(Account, AccountRef), ApiError> {
+    let account = if action == Action::ReadAccount {
+        jointeval_store::accounts::get(conn, id).await?
+    } else {
+        jointeval_store::accounts::get_for_update(conn, id).await?
+    };
+    let account = account.ok_or_else(|| not_found("account"))?;
+    let reference = AccountRef {
+        id: account.id,
+        home_institute_id: account.home_institute_id,
+        hosted_by: jointeval_store::accounts::hosted_by(conn, account.id).await?,
+    };
+    decide(&caller.actor, action, &Resource::Account(&reference))
+        .map_err(|d| Caller::deny(d, "account"))?;
+    Ok((account, reference))
+}
+
+/// An exchange the caller may see, and may do `action` to. For any action but reading,
+/// it is locked until the transaction ends.
+pub(crate) async fn exchange(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    id: Uuid,
+    action: Action,
+) -> Result<Exchange, ApiError> {
+    let exchange = if action == Action::ReadExchange {
+        jointeval_store::exchanges::get(conn, id).await?
+    } else {
+        jointeval_store::exchanges::get_for_update(conn, id).await?
+    };
+    let exchange = exchange.ok_or_else(|| not_found("exchange"))?;
+    let reference = ExchangeRef {
+        account_id: exchange.account_id,
+        home_institute_id: exchange.home_institute_id,
+        host_institute_id: exchange.host_institute_id,
+        proposed_by: exchange.proposed_by,
+        proposed_by_institute_id: exchange.proposed_by_institute_id,
+    };
+    decide(&caller.actor, action, &Resource::Exchange(&reference))
+        .map_err(|d| Caller::deny(d, "exchange"))?;
+    Ok(exchange)
+}

@@ -815,3 +815,36 @@ fn schema_has(spec: &Value, schema: &Value, pointer: &str) -> bool {
     }
     true
 }
+
+/// A body the contract lets a client leave out has nothing a client must send in it.
+#[test]
+fn a_body_that_may_be_left_out_requires_no_field() {
+    let spec = serde_json::to_value(jointeval_api::openapi()).expect("spec");
+    let mut optional = Vec::new();
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            let body = &op["requestBody"];
+            if body.is_object() && body["required"] != json!(true) {
+                let schema = &body["content"]["application/json"]["schema"];
+                let name = schema["$ref"].as_str().expect("a named schema");
+                let component = name.trim_start_matches("#/components/schemas/");
+                let required = &spec["components"]["schemas"][component]["required"];
+                assert!(
+                    required.as_array().is_none_or(|r| r.is_empty()),
+                    "{method} {path}: {component} requires {required}"
+                );
+                optional.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    optional.sort();
+    assert_eq!(
+        optional,
+        [
+            "POST /v1/exercises/{id}/agree",
+            "POST /v1/runs/claim",
+            "POST /v1/runs/{id}/heartbeat",
+            "POST /v1/runs/{id}/release",
+        ]
+    );
+}

@@ -166,8 +166,9 @@ async fn an_exercise_starts_when_every_participant_agrees_to_its_current_plan() 
         .await
         .expect("json");
     assert_eq!(us["status"], "planned");
+    // An agreement with nothing to add needs no body.
     let uk: Value = app
-        .post_as(&uk_reviewer, &format!("{path}/agree"), &json!({}))
+        .post_empty(&uk_reviewer, &format!("{path}/agree"))
         .await
         .json()
         .await

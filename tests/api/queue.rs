@@ -398,3 +398,165 @@ async fn concurrent_claimers_on_two_instances_never_share_a_run() {
     .expect("holders");
     assert!(holders > 1, "the work was shared between workers");
 }
+
+/// The scores of samples `from..to`, one NDJSON line each.
+fn score_lines(from: usize, to: usize) -> String {
+    (from..to)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"sample_id": format!("s{i}"), "epoch": 1, "scorer": "match", "value": 1.0})
+            )
+        })
+        .collect()
+}
+
+type Chunks = tokio::sync::mpsc::Sender<Result<String, std::io::Error>>;
+
+/// An upload of scores to `run` whose first 12,000 scores are in and written (two
+/// batches), the rest to come through the sender.
+async fn upload_in_flight(
+    app: &TestApp,
+    run: Uuid,
+    token: &str,
+) -> (Chunks, tokio::task::JoinHandle<reqwest::Response>) {
+    let (more, body) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(4);
+    more.send(Ok(score_lines(0, 12_000))).await.expect("send");
+    let request = app
+        .client
+        .post(app.url(&format!("/v1/runs/{run}/samples")))
+        .bearer_auth(token)
+        .header("content-type", "application/x-ndjson")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::unfold(
+            body,
+            |mut body| async move { body.recv().await.map(|chunk| (chunk, body)) },
+        )));
+    let upload = tokio::spawn(async move { request.send().await.expect("send") });
+    let written = async {
+        loop {
+            let rows: i64 = sqlx::query_scalar(
+                "select count(*) from pg_locks l join pg_class c on c.oid = l.relation
+                 where c.relname = 'run_samples' and l.mode = 'RowExclusiveLock'",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .expect("locks");
+            if rows > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), written)
+        .await
+        .expect("the upload writes its first batches");
+    (more, upload)
+}
+
+#[tokio::test]
+async fn a_long_upload_keeps_neither_the_heartbeat_nor_a_reader_of_its_run_waiting() {
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise(&app).await;
+    let evaluator = app
+        .login(
+            &app.person("upload-eval@nist.gov", "US", &[Role::Evaluator])
+                .await,
+        )
+        .await;
+    let run = queued_run(&app, &evaluator, &exercise, &protocol, "inspect").await;
+    let (_, holder) = harness(&app, "US", "uploading harness secret").await;
+    // A claim with nothing to ask needs no body.
+    let claimed = app.post_empty(&holder, "/v1/runs/claim").await;
+    assert_eq!(claimed.status(), 200);
+    let claimed: Value = claimed.json().await.expect("json");
+    assert_eq!(claimed["id"], run.to_string());
+
+    let (more, upload) = upload_in_flight(&app, run, &holder).await;
+
+    // Meanwhile the harness renews its lease (with no body: the default lease), and a
+    // reader reads the run, at once.
+    let prompt = std::time::Duration::from_secs(5);
+    let renewed = app
+        .client
+        .post(app.url(&format!("/v1/runs/{run}/heartbeat")))
+        .bearer_auth(&holder)
+        .timeout(prompt)
+        .send()
+        .await
+        .expect("the heartbeat answers while the upload is in flight");
+    assert_eq!(renewed.status(), 200);
+    let read = app
+        .client
+        .get(app.url(&format!("/v1/runs/{run}")))
+        .bearer_auth(&evaluator)
+        .timeout(prompt)
+        .send()
+        .await
+        .expect("the run is read while the upload is in flight");
+    assert_eq!(read.status(), 200);
+    assert!(!upload.is_finished(), "the upload is still in flight");
+
+    // The upload then ends, and every score of it is stored.
+    more.send(Ok(score_lines(12_000, 12_500)))
+        .await
+        .expect("send");
+    drop(more);
+    let done = upload.await.expect("upload");
+    assert_eq!(done.status(), 200);
+    let done: Value = done.json().await.expect("json");
+    assert_eq!(done["lines"], 12_500);
+    assert_eq!(done["stored"], 12_500);
+}
+
+#[tokio::test]
+async fn an_upload_to_a_run_finished_meanwhile_is_refused_and_leaves_the_digest_true() {
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise(&app).await;
+    let evaluator = app
+        .login(
+            &app.person("late-eval@nist.gov", "US", &[Role::Evaluator])
+                .await,
+        )
+        .await;
+    let run = queued_run(&app, &evaluator, &exercise, &protocol, "inspect").await;
+    let (_, holder) = harness(&app, "US", "late harness secret").await;
+    claim(&app.client, &app.url(""), &holder, &json!({}))
+        .await
+        .expect("a run");
+    let (more, upload) = upload_in_flight(&app, run, &holder).await;
+
+    // The holder finishes the run while its own upload is still coming in.
+    let finished = app
+        .client
+        .post(app.url(&format!("/v1/runs/{run}/finish")))
+        .bearer_auth(&holder)
+        .timeout(std::time::Duration::from_secs(5))
+        .json(&json!({"outcome": "succeeded"}))
+        .send()
+        .await
+        .expect("finishing answers while the upload is in flight");
+    assert_eq!(finished.status(), 200);
+    let finished: Value = finished.json().await.expect("json");
+
+    // The upload ends after: refused, and the run holds none of it.
+    more.send(Ok(score_lines(12_000, 12_100)))
+        .await
+        .expect("send");
+    drop(more);
+    let late = problem(upload.await.expect("upload"), 409).await;
+    assert_eq!(late["type"], "urn:jointeval:problem:run-state");
+    let stored: i64 = sqlx::query_scalar("select count(*) from run_samples where run_id = $1")
+        .bind(run)
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0);
+    let now: Value = app
+        .get_as(&evaluator, &format!("/v1/runs/{run}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(now["digest"], finished["digest"]);
+    assert_eq!(now["status"], "succeeded");
+}

@@ -428,18 +428,17 @@ async fn one_institutes_context_never_reaches_the_others_unreleased_rows() {
     let mut tx = jointeval_store::begin(&service, &acting(&uk_eval_user, vec![uk]))
         .await
         .expect("begin");
-    let row = jointeval_store::runs::SampleRow {
-        sample_id: "9".into(),
+    // A key new to the run: the write takes the COPY path.
+    let score = jointeval_domain::run::SampleScore {
+        sample_id: jointeval_domain::run::SampleId::Text("9".into()),
         epoch: 1,
         scorer: "match".into(),
-        value_number: Some(1.0),
-        value_label: None,
+        value: jointeval_domain::run::ScoreValue::Number(1.0),
         answer: None,
         explanation: None,
         metadata: None,
     };
-    let copied =
-        jointeval_store::runs::copy_new_samples(&mut tx, us_run, std::slice::from_ref(&row)).await;
+    let copied = jointeval_store::runs::write_samples(&mut tx, us_run, vec![score]).await;
     assert!(
         matches!(&copied, Err(jointeval_store::StoreError::Other(e)) if refused_by_policy(e)),
         "COPY's staging insert is checked too: {copied:?}"

@@ -419,6 +419,17 @@ impl TestApp {
             .expect("request")
     }
 
+    /// A POST with no body at all (no `Content-Type` either): a transition asked with
+    /// nothing to add.
+    pub async fn post_empty(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// The institute with `code`, created on first use.
     pub async fn institute(&self, code: &str) -> uuid::Uuid {
         if let Some(i) = jointeval_store::institutes::get_by_code(&self.pool, code)

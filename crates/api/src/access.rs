@@ -3,18 +3,21 @@
 //! loads the objects it acts on through here, so that "may they see it" is asked the
 //! same way, before anything else, everywhere.
 
+use axum::http::StatusCode;
 use jointeval_domain::exchange::Exchange;
-use jointeval_domain::exercise::Exercise;
+use jointeval_domain::exercise::{Exercise, ExerciseStatus};
 use jointeval_domain::protocol::{Protocol, ProtocolVersion};
 use jointeval_domain::run::Run;
 use jointeval_domain::{
-    Account, AccountRef, Action, Denial, ExchangeRef, JointRef, Resource, decide,
+    Account, AccountRef, Action, Denial, ExchangeRef, JointRef, Resource, ValidationError, decide,
+    execution_capacities,
 };
 use jointeval_store::PgConnection;
 use uuid::Uuid;
 
 use crate::auth::{Caller, not_found};
-use crate::problem::ApiError;
+use crate::problem::{ApiError, FieldError, Problem};
+use crate::views::Codes;
 
 /// Whether the row read is locked until the transaction ends: for a change decided on
 /// what was read, so that two changes based on the same read cannot both pass.
@@ -187,4 +190,66 @@ pub(crate) async fn exchange(
     decide(&caller.actor, action, &Resource::Exchange(&reference))
         .map_err(|d| Caller::deny(d, "exchange"))?;
     Ok(exchange)
+}
+
+/// Where a new run goes: the executing institute (given, or the caller's one capacity),
+/// checked by the policy, in an active exercise; and whether the protocol version is one
+/// of the exercise's (a field error to report with the others).
+pub(crate) async fn place_run(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    exercise_id: Uuid,
+    institute: Option<&str>,
+    protocol_version: (Uuid, i32),
+) -> Result<(Uuid, Codes, Vec<FieldError>), ApiError> {
+    let exercise = exercise(conn, caller, exercise_id, Action::ReadExercise, Lock::No).await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *conn).await?);
+    let capacities = execution_capacities(&caller.actor, &exercise.participants);
+    let institute = match (institute, capacities.as_slice()) {
+        (Some(code), _) => codes
+            .id_of(code)
+            .filter(|i| exercise.participants.contains(i))
+            .ok_or_else(|| {
+                ValidationError::new("institute", "is not a participant of the exercise")
+            })?,
+        (None, [one]) => *one,
+        // The policy says why the caller may not.
+        (None, []) => caller.account.home_institute_id,
+        (None, _) => {
+            return Err(ValidationError::new(
+                "institute",
+                "is required: you evaluate for more than one participant",
+            )
+            .into());
+        }
+    };
+    decide(
+        &caller.actor,
+        Action::ExecuteRun,
+        &Resource::Run {
+            institute_id: institute,
+            released_to: &[],
+        },
+    )
+    .map_err(|d| Caller::deny(d, "run"))?;
+    if exercise.status != ExerciseStatus::Active {
+        return Err(Problem::typed(
+            StatusCode::CONFLICT,
+            "exercise-state",
+            "Exercise not active",
+            "runs are created in an active exercise",
+        )
+        .into());
+    }
+    let mut errors: Vec<FieldError> = Vec::new();
+    if !exercise.protocol_versions.contains(&protocol_version) {
+        errors.push(
+            ValidationError::new(
+                "protocol_version",
+                "is not a protocol version of this exercise",
+            )
+            .into(),
+        );
+    }
+    Ok((institute, codes, errors))
 }

@@ -25,6 +25,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A JSON body whose fields are all optional: an empty body (with any `Content-Type`,
+/// or none) is the default, as for a transition asked with nothing to add; any other
+/// body is taken as [`ApiJson`] takes it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_problem)?;
+        if bytes.is_empty() {
+            return Ok(OptionalJson(T::default()));
+        }
+        json_body(&headers, &bytes).map(OptionalJson)
+    }
+}
+
 /// A JSON object body already read, for handlers that also need its bytes (to hash them).
 pub fn json_body<T: DeserializeOwned>(
     headers: &axum::http::HeaderMap,

@@ -5,9 +5,11 @@
 
 mod access;
 pub mod auth;
+mod conflicts;
 mod connections;
 mod denials;
 pub mod extract;
+mod ingest;
 mod layers;
 pub mod metrics;
 mod openapi;
@@ -15,6 +17,7 @@ mod pagination;
 mod problem;
 mod routes;
 mod settings;
+mod views;
 
 use std::sync::Arc;
 

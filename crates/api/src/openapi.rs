@@ -2,8 +2,10 @@
 
 use utoipa::openapi::OpenApi as Spec;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::request_body::RequestBody;
+use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes;
@@ -196,6 +198,9 @@ pub(crate) fn add_common_answers(spec: &mut Spec) {
     );
     for (path, item) in spec.paths.paths.iter_mut() {
         for (_, operation) in operations_mut(item) {
+            if let Some(body) = &mut operation.request_body {
+                absent_not_null(body);
+            }
             let has_body = operation.request_body.is_some();
             let has_query = operation
                 .parameters
@@ -404,6 +409,28 @@ pub(crate) fn add_links(spec: &mut Spec) {
             .extensions
             .get_or_insert_with(Default::default)
             .insert("links".to_owned(), links.into());
+    }
+}
+
+/// A body declared `Option<T>` is one that may be left out (the `OptionalJson`
+/// extractor), not one that may be `null`: utoipa writes it as `oneOf: [null, T]`; the
+/// contract says `T`, not required.
+fn absent_not_null(body: &mut RequestBody) {
+    for content in body.content.values_mut() {
+        let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else {
+            continue;
+        };
+        let is_null = |s: &RefOr<Schema>| {
+            matches!(s, RefOr::T(Schema::Object(o))
+                if o.schema_type == SchemaType::Type(Type::Null))
+        };
+        if let [a, b] = one_of.items.as_slice()
+            && (is_null(a) || is_null(b))
+        {
+            let kept = if is_null(a) { b.clone() } else { a.clone() };
+            content.schema = Some(kept);
+            body.required = Some(Required::False);
+        }
     }
 }
 

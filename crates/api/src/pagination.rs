@@ -33,12 +33,21 @@ impl PageRequest {
     pub fn after_id(&self) -> Result<Option<Uuid>, Problem> {
         self.after
             .as_deref()
+            .map(|after| Uuid::parse_str(after).map_err(|_| foreign_cursor()))
+            .transpose()
+    }
+
+    /// The score to continue after, for a run's scores in key order.
+    pub fn after_sample(&self) -> Result<Option<SampleKey>, Problem> {
+        self.after
+            .as_deref()
             .map(|after| {
-                Uuid::parse_str(after).map_err(|_| {
-                    Problem::validation(vec![FieldError {
-                        field: "cursor".into(),
-                        message: "is not a cursor this service gave out".into(),
-                    }])
+                let (sample_id, epoch, scorer): (String, i32, String) =
+                    serde_json::from_str(after).map_err(|_| foreign_cursor())?;
+                Ok(SampleKey {
+                    sample_id,
+                    epoch,
+                    scorer,
                 })
             })
             .transpose()
@@ -52,12 +61,17 @@ impl PageRequest {
 
 impl PageQuery {
     pub fn validate(self) -> Result<PageRequest, Problem> {
+        self.validate_up_to(MAX_LIMIT)
+    }
+
+    /// For lists whose pages may be larger than [`MAX_LIMIT`].
+    pub fn validate_up_to(self, max: u32) -> Result<PageRequest, Problem> {
         let mut errors = Vec::new();
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
+        if !(1..=max).contains(&limit) {
             errors.push(FieldError {
                 field: "limit".into(),
-                message: format!("must be between 1 and {MAX_LIMIT}"),
+                message: format!("must be between 1 and {max}"),
             });
         }
         let cursor = self.cursor.as_deref().filter(|c| !c.is_empty());
@@ -77,6 +91,22 @@ impl PageQuery {
         } else {
             Err(Problem::validation(errors))
         }
+    }
+}
+
+/// The sort key of a run's scores: (sample id, epoch, scorer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleKey {
+    pub sample_id: String,
+    pub epoch: i32,
+    pub scorer: String,
+}
+
+impl SampleKey {
+    /// The key a page of scores continues after, as [`Page::from_rows`] takes it.
+    pub fn text(sample_id: &str, epoch: i32, scorer: &str) -> String {
+        // JSON, so that any character of an id or a name comes back as it was.
+        serde_json::json!([sample_id, epoch, scorer]).to_string()
     }
 }
 
@@ -114,6 +144,13 @@ impl<T> Page<T> {
     }
 }
 
+fn foreign_cursor() -> Problem {
+    Problem::validation(vec![FieldError {
+        field: "cursor".into(),
+        message: "is not a cursor this service gave out".into(),
+    }])
+}
+
 fn encode_cursor(after: &str) -> String {
     URL_SAFE_NO_PAD.encode(after)
 }
@@ -140,6 +177,35 @@ mod tests {
         assert_eq!(next.after.as_deref(), Some("b"));
         let last = Page::from_rows(vec!["c"], 2, |s| s.to_string());
         assert_eq!(last.next_cursor, None);
+    }
+
+    #[test]
+    fn a_score_cursor_brings_back_any_key_and_refuses_an_id_cursor() {
+        let key = SampleKey::text("a,\u{1f}\"b\"\n", 3, "match\u{1f}2");
+        let page = Page::from_rows(vec![1, 2], 1, |_| key.clone());
+        let next = PageQuery {
+            limit: Some(1),
+            cursor: page.next_cursor,
+        }
+        .validate()
+        .expect("valid");
+        assert_eq!(
+            next.after_sample().expect("a score key"),
+            Some(SampleKey {
+                sample_id: "a,\u{1f}\"b\"\n".into(),
+                epoch: 3,
+                scorer: "match\u{1f}2".into(),
+            })
+        );
+        let id = Uuid::from_u128(7).to_string();
+        let page = Page::from_rows(vec![1, 2], 1, |_| id.clone());
+        let other = PageQuery {
+            limit: Some(1),
+            cursor: page.next_cursor,
+        }
+        .validate()
+        .expect("valid");
+        assert_eq!(other.after_sample().err().map(|p| p.status), Some(422));
     }
 
     #[test]

@@ -98,6 +98,14 @@ pub enum ProtocolStatus {
 }
 
 impl ProtocolStatus {
+    /// A retired protocol takes no new versions.
+    pub fn check_new_version(self) -> Result<(), VersionStateError> {
+        match self {
+            ProtocolStatus::Active => Ok(()),
+            ProtocolStatus::Retired => Err(VersionStateError("the protocol is retired")),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProtocolStatus::Active => "active",

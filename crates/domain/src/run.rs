@@ -49,8 +49,31 @@ impl RunStatus {
     }
 
     /// Results are accepted while the run is running, and frozen once it is final.
-    pub fn accepts_results(self) -> bool {
-        self == RunStatus::Running
+    pub fn check_results(self) -> Result<(), RunStateError> {
+        if self == RunStatus::Running {
+            Ok(())
+        } else {
+            Err(RunStateError(
+                "results are accepted while the run is running",
+            ))
+        }
+    }
+
+    /// A log's results are imported while the run is running, as other results are.
+    pub fn check_import(self) -> Result<(), RunStateError> {
+        self.check_results()
+            .map_err(|_| RunStateError("a log is imported while the run is running"))
+    }
+
+    /// Only a finished run's results are released.
+    pub fn check_release(self) -> Result<(), RunStateError> {
+        if self.is_final() {
+            Ok(())
+        } else {
+            Err(RunStateError(
+                "only a finished run (succeeded or failed) is released",
+            ))
+        }
     }
 
     /// Finished with results that can be released.
@@ -370,6 +393,32 @@ impl SampleId {
             SampleId::Text(s) => s.clone(),
         }
     }
+
+    /// The id as stored: an integer id and its decimal text are the same sample.
+    pub fn as_text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            SampleId::Int(i) => std::borrow::Cow::Owned(i.to_string()),
+            SampleId::Text(s) => std::borrow::Cow::Borrowed(s),
+        }
+    }
+}
+
+/// Within one request, the last score of each (sample id, epoch, scorer) wins: keeps
+/// that one of each key, in their order. (A key stored before is replaced by the
+/// write, so the last score wins across requests too.)
+pub fn keep_last_of_each_key(scores: &mut Vec<SampleScore>) {
+    let mut keep = vec![false; scores.len()];
+    let mut seen = std::collections::HashSet::with_capacity(scores.len());
+    for (i, score) in scores.iter().enumerate().rev() {
+        keep[i] = seen.insert((
+            score.sample_id.as_text(),
+            score.epoch,
+            score.scorer.as_str(),
+        ));
+    }
+    drop(seen);
+    let mut keep = keep.into_iter();
+    scores.retain(|_| keep.next().unwrap_or(false));
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -446,6 +495,46 @@ impl SampleScore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn numeric(id: SampleId, epoch: i32, scorer: &str, value: f64) -> SampleScore {
+        SampleScore {
+            sample_id: id,
+            epoch,
+            scorer: scorer.into(),
+            value: ScoreValue::Number(value),
+            answer: None,
+            explanation: None,
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn the_last_score_of_a_key_wins_and_an_integer_id_is_its_text() {
+        let mut scores = vec![
+            numeric(SampleId::Int(17), 1, "match", 0.0),
+            numeric(SampleId::Text("a".into()), 1, "match", 0.5),
+            numeric(SampleId::Text("17".into()), 1, "match", 1.0),
+            numeric(SampleId::Text("17".into()), 2, "match", 0.25),
+            numeric(SampleId::Text("a".into()), 1, "other", 0.75),
+        ];
+        keep_last_of_each_key(&mut scores);
+        let kept: Vec<(String, i32, &str, f64)> = scores
+            .iter()
+            .map(|s| match s.value {
+                ScoreValue::Number(v) => (s.sample_id.to_text(), s.epoch, s.scorer.as_str(), v),
+                ScoreValue::Label(_) => unreachable!("numbers only"),
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("a".to_owned(), 1, "match", 0.5),
+                ("17".to_owned(), 1, "match", 1.0),
+                ("17".to_owned(), 2, "match", 0.25),
+                ("a".to_owned(), 1, "other", 0.75),
+            ]
+        );
+    }
 
     fn leased(holder: Option<(u128, i64)>, status: RunStatus) -> Run {
         let now = DateTime::from_timestamp(1_795_000_000, 0).expect("time");
@@ -558,9 +647,12 @@ mod tests {
         ] {
             assert!(from.check_transition(to).is_err(), "{from:?} → {to:?}");
         }
-        assert!(
-            Running.accepts_results() && !Succeeded.accepts_results() && !Queued.accepts_results()
-        );
+        assert!(Running.check_results().is_ok());
+        for frozen in [Queued, Succeeded, Failed, Cancelled] {
+            assert!(frozen.check_results().is_err() && frozen.check_import().is_err());
+        }
+        assert!(Succeeded.check_release().is_ok() && Failed.check_release().is_ok());
+        assert!(Running.check_release().is_err() && Cancelled.check_release().is_err());
         assert!(Succeeded.is_final() && Failed.is_final() && !Cancelled.is_final());
     }
 

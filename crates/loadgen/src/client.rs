@@ -20,7 +20,7 @@ pub struct Api {
 impl Api {
     pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Api> {
         let http = reqwest::Client::builder()
-            // Without it, keep-alive requests can stall behind Nagle's algorithm (DESIGN.md).
+            // Without it, keep-alive requests can stall behind Nagle's algorithm.
             .tcp_nodelay(true)
             .pool_max_idle_per_host(256)
             .timeout(timeout)

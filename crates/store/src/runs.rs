@@ -4,7 +4,10 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use jointeval_domain::conformance::Deviation;
-use jointeval_domain::run::{ImportedLog, Lease, MetricValue, Run, RunStatus};
+use jointeval_domain::run::{
+    ImportedLog, Lease, MetricValue, ResultsDigest, Run, RunStatus, SampleId, SampleScore,
+    ScoreValue, StoredScore, keep_last_of_each_key,
+};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -110,11 +113,14 @@ pub async fn insert(conn: &mut PgConnection, new: &NewRun<'_>) -> Result<Run, St
         .ok_or_else(|| StoreError::Corrupt("inserted run vanished".into()))
 }
 
-/// A run; with `lock`, locked for the rest of the transaction.
+/// A run; with `lock`, locked for the rest of the transaction against other changes of
+/// it, though not against writes of its results: their foreign key's share lock on the
+/// run is compatible with `for no key update`, so an upload in flight holds no change
+/// of the run waiting.
 #[tracing::instrument(skip_all)]
 pub async fn get(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Option<Run>, StoreError> {
     if lock {
-        sqlx::query!("select id from runs where id = $1 for update", id)
+        sqlx::query!("select id from runs where id = $1 for no key update", id)
             .fetch_optional(&mut *conn)
             .await?;
     }
@@ -454,11 +460,50 @@ pub struct SampleRow {
     pub metadata: Option<serde_json::Value>,
 }
 
+/// Writes scores into a running run, the last of each (sample id, epoch, scorer) in the
+/// batch winning and replacing a score stored before; answers how many keys were new to
+/// the run (the caller adds them to its count with [`count_new_samples`]). New keys go
+/// in by `COPY`, the fastest way in; a batch with a key stored before is upserted.
+pub async fn write_samples(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    mut scores: Vec<SampleScore>,
+) -> Result<i64, StoreError> {
+    keep_last_of_each_key(&mut scores);
+    let rows: Vec<SampleRow> = scores.into_iter().map(SampleRow::from).collect();
+    if copy_new_samples(conn, run_id, &rows).await? {
+        Ok(rows.len() as i64)
+    } else {
+        upsert_samples(conn, run_id, &rows).await
+    }
+}
+
+impl From<SampleScore> for SampleRow {
+    fn from(score: SampleScore) -> Self {
+        let (value_number, value_label) = match score.value {
+            ScoreValue::Number(n) => (Some(n), None),
+            ScoreValue::Label(l) => (None, Some(l)),
+        };
+        Self {
+            sample_id: match score.sample_id {
+                SampleId::Int(i) => i.to_string(),
+                SampleId::Text(s) => s,
+            },
+            epoch: score.epoch,
+            scorer: score.scorer,
+            value_number,
+            value_label,
+            answer: score.answer,
+            explanation: score.explanation,
+            metadata: score.metadata,
+        }
+    }
+}
+
 /// Inserts or replaces a batch of scores, keyed by (sample id, epoch, scorer); answers
-/// how many keys were new. The batch must hold each key once; the caller keeps the last
-/// line of a key.
+/// how many keys were new. The batch must hold each key once.
 #[tracing::instrument(skip_all)]
-pub async fn upsert_samples(
+async fn upsert_samples(
     conn: &mut PgConnection,
     run_id: Uuid,
     rows: &[SampleRow],
@@ -568,10 +613,22 @@ pub async fn samples(
     .await?)
 }
 
+/// The digest of a run's results as they stand, to record when it finishes: its metrics
+/// and every score, read in the digest's order a few rows at a time.
+pub async fn results_digest(conn: &mut PgConnection, run_id: Uuid) -> Result<String, StoreError> {
+    let metrics = metrics(&mut *conn, run_id).await?;
+    let mut digest = ResultsDigest::new(&metrics);
+    let mut scores = samples_in_digest_order(conn, run_id);
+    while let Some(row) = futures_util::TryStreamExt::try_next(&mut scores).await? {
+        digest.score(&StoredScore::from(row).line());
+    }
+    Ok(digest.finish())
+}
+
 /// Every score of a run in the order its digest takes them (see `ResultsDigest`): by
 /// sample id, epoch and scorer, the text compared as bytes whatever the database's
 /// collation. Streamed: the run may hold millions.
-pub fn samples_in_digest_order<'c>(
+fn samples_in_digest_order<'c>(
     conn: &'c mut PgConnection,
     run_id: Uuid,
 ) -> impl futures_util::Stream<Item = Result<SampleRow, sqlx::Error>> + 'c {
@@ -586,7 +643,7 @@ pub fn samples_in_digest_order<'c>(
     .fetch(conn)
 }
 
-impl From<SampleRow> for jointeval_domain::run::StoredScore {
+impl From<SampleRow> for StoredScore {
     fn from(r: SampleRow) -> Self {
         let value = match (r.value_number, r.value_label) {
             (Some(n), _) => serde_json::json!(n),
@@ -647,7 +704,7 @@ pub async fn summary(
 /// answers `false`, having written nothing, when one is (then upsert it instead). The
 /// batch must hold each key once.
 #[tracing::instrument(skip_all)]
-pub async fn copy_new_samples(
+async fn copy_new_samples(
     conn: &mut PgConnection,
     run_id: Uuid,
     rows: &[SampleRow],

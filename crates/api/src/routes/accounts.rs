@@ -18,10 +18,11 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::{Caller, secrets};
+use crate::conflicts::OnConstraint;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::routes::views::{AccountView, Codes};
+use crate::views::{AccountView, Codes};
 
 /// The strong validator of an account's current version.
 pub(crate) fn etag(account: &Account) -> String {
@@ -160,7 +161,7 @@ pub async fn create_account(
         },
     )
     .await
-    .map_err(email_taken)?;
+    .on_constraint("accounts_email_key", email_taken)?;
     let scope_names: Option<Vec<&str>> = scopes
         .as_ref()
         .map(|s| s.iter().map(|x| x.as_str()).collect());
@@ -227,21 +228,14 @@ fn parse_scopes(given: &[String]) -> Result<Vec<Scope>, Vec<FieldError>> {
     }
 }
 
-fn email_taken(e: jointeval_store::StoreError) -> ApiError {
-    match e {
-        jointeval_store::StoreError::Conflict { constraint }
-            if constraint == "accounts_email_key" =>
-        {
-            Problem::typed(
-                StatusCode::CONFLICT,
-                "email-taken",
-                "E-mail address taken",
-                "an account with this e-mail address exists",
-            )
-            .into()
-        }
-        other => other.into(),
-    }
+fn email_taken() -> ApiError {
+    Problem::typed(
+        StatusCode::CONFLICT,
+        "email-taken",
+        "E-mail address taken",
+        "an account with this e-mail address exists",
+    )
+    .into()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -405,7 +399,7 @@ pub async fn update_account(
     let updated =
         jointeval_store::accounts::update(&mut tx, id, email.as_ref(), display_name.as_ref(), None)
             .await
-            .map_err(email_taken)?;
+            .on_constraint("accounts_email_key", email_taken)?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     let change = Change::for_account("account.updated", &updated).summary(json!({
         "display_name": display_name.as_ref().map(DisplayName::as_str),

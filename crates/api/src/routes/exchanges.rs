@@ -19,10 +19,11 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::conflicts::OnConstraint;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::routes::views::{Codes, ExchangeView};
+use crate::views::{Codes, ExchangeView};
 
 /// A proposed exchange.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -132,17 +133,14 @@ pub async fn propose_exchange(
         },
     )
     .await
-    .map_err(|e| match e {
-        jointeval_store::StoreError::Conflict { constraint } if constraint == "exchanges_no_overlap" => {
-            Problem::typed(
-                StatusCode::CONFLICT,
-                "exchange-overlap",
-                "Overlapping exchange",
-                "this person has a proposed or approved exchange to this host overlapping that window",
-            )
-            .into()
-        }
-        other => ApiError::from(other),
+    .on_constraint("exchanges_no_overlap", || {
+        Problem::typed(
+            StatusCode::CONFLICT,
+            "exchange-overlap",
+            "Overlapping exchange",
+            "this person has a proposed or approved exchange to this host overlapping that window",
+        )
+        .into()
     })?;
     let change =
         Change::for_exchange("exchange.proposed", &exchange, proposer_institute).summary(json!({
@@ -276,14 +274,7 @@ async fn transition(
         Transition::Approve | Transition::Reject => exchange.check_decide(now),
         Transition::End => exchange.check_end(now),
     };
-    checked.map_err(|refused| {
-        ApiError::from(Problem::typed(
-            StatusCode::CONFLICT,
-            "exchange-state",
-            "Not possible in this state",
-            refused.0,
-        ))
-    })?;
+    checked?;
     let done = match transition {
         Transition::Approve => {
             jointeval_store::exchanges::decide(conn, id, true, caller.account.id).await?

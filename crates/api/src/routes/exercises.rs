@@ -21,10 +21,10 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::access::Lock;
 use crate::auth::Caller;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, OptionalJson};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::routes::views::Codes;
+use crate::views::Codes;
 
 /// A protocol version used by an exercise.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
@@ -127,16 +127,6 @@ fn plan_summary(exercise: &Exercise) -> serde_json::Value {
         "protocol_versions": exercise.protocol_versions, "starts_at": exercise.starts_at,
         "ends_at": exercise.ends_at, "plan_revision": exercise.plan_revision,
     })
-}
-
-fn state_conflict(detail: &'static str) -> ApiError {
-    Problem::typed(
-        StatusCode::CONFLICT,
-        "exercise-state",
-        "Not possible in this state",
-        detail,
-    )
-    .into()
 }
 
 /// An exercise's plan.
@@ -443,10 +433,7 @@ pub async fn change_plan(
         Lock::ForUpdate,
     )
     .await?;
-    exercise
-        .status
-        .check_change_plan()
-        .map_err(|e| state_conflict(e.0))?;
+    exercise.status.check_change_plan()?;
     if_match.check(&etag(&exercise))?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     if request
@@ -492,7 +479,7 @@ pub struct AgreeRequest {
     post, path = "/v1/exercises/{id}/agree", tag = "exercises",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The exercise")),
-    request_body = AgreeRequest,
+    request_body(content = Option<AgreeRequest>, description = "Optional: an empty body asks for the defaults"),
     responses(
         (status = 200, description = "Agreed; `status` says whether the exercise started", body = ExerciseView),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
@@ -506,16 +493,13 @@ pub async fn agree(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
-    ApiJson(request): ApiJson<AgreeRequest>,
+    OptionalJson(request): OptionalJson<AgreeRequest>,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let exercise =
         crate::access::exercise(&mut tx, &caller, id, Action::AgreeExercise, Lock::ForUpdate)
             .await?;
-    exercise
-        .status
-        .check_agree()
-        .map_err(|e| state_conflict(e.0))?;
+    exercise.status.check_agree()?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     let capacities = agreement_capacities(&caller.actor, &exercise.participants);
     let institute = match (request.institute.as_deref(), capacities.as_slice()) {
@@ -575,7 +559,7 @@ async fn finish(
         ExerciseStatus::Completed => exercise.status.check_complete(),
         _ => exercise.status.check_cancel(),
     };
-    checked.map_err(|e| state_conflict(e.0))?;
+    checked?;
     jointeval_store::exercises::set_status(&mut tx, id, to).await?;
     let exercise = jointeval_store::exercises::get(&mut tx, id, false)
         .await?

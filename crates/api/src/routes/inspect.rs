@@ -15,10 +15,9 @@ use http_body_util::BodyExt;
 use jointeval_domain::audit::Change;
 use jointeval_domain::conformance::{Deviation, Ran, deviations};
 use jointeval_domain::run::{ImportedLog, MetricValue, validate_metrics};
-use jointeval_domain::run::{Run, RunStatus};
+use jointeval_domain::run::{Run, RunStatus, SampleId, SampleScore, ScoreValue as Value};
 use jointeval_domain::{Action, ValidationError};
 use jointeval_inspect::{Limits, Log, LogError, ScoreValue};
-use jointeval_store::runs::SampleRow;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -28,11 +27,10 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::access::Lock;
 use crate::auth::Caller;
+use crate::conflicts::OnConstraint;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::routes::runs::{
-    BATCH_ROWS, RunView, check_lease, place_run, state_conflict, write_batch,
-};
+use crate::views::RunView;
 
 /// An `.eval` archive, as Inspect wrote it: in the contract, a binary body.
 #[derive(ToSchema)]
@@ -232,7 +230,7 @@ pub async fn create_from_log(
     check_content_type(&headers)?;
     let placed = async {
         let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-        let placed = place_run(
+        let placed = crate::access::place_run(
             &mut tx,
             &caller,
             exercise_id,
@@ -250,7 +248,7 @@ pub async fn create_from_log(
     let upload = receive(&state, body).await?;
     // Placed again, in the transaction that creates the run: the exercise may have moved.
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (institute, codes, _) = place_run(
+    let (institute, codes, _) = crate::access::place_run(
         &mut tx,
         &caller,
         exercise_id,
@@ -300,7 +298,7 @@ pub async fn create_from_log(
     } else {
         RunStatus::Failed
     };
-    let digest = super::runs::results_digest(&mut tx, run.id).await?;
+    let digest = jointeval_store::runs::results_digest(&mut tx, run.id).await?;
     jointeval_store::runs::set_status(&mut tx, run.id, outcome, caller.account.id, Some(&digest))
         .await?;
     let run = jointeval_store::runs::get(&mut tx, run.id, false)
@@ -453,16 +451,12 @@ async fn import_into(
         }
         jointeval_store::runs::upsert_metrics(tx, run.id, &metrics).await?;
     }
-    let (mut batch, mut new) = (Vec::with_capacity(BATCH_ROWS), 0);
-    for score in &log.scores {
-        batch.push(row_of(score)?);
-        if batch.len() == BATCH_ROWS {
-            new += write_batch(tx, run.id, &mut batch).await?;
-        }
-    }
-    if !batch.is_empty() {
-        new += write_batch(tx, run.id, &mut batch).await?;
-    }
+    let scores = log
+        .scores
+        .iter()
+        .map(score_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let new = crate::ingest::from_scores(tx, run.id, scores).await?;
     jointeval_store::runs::count_new_samples(tx, run.id, new).await?;
     keep_original(tx, run.id, &upload.spooled).await?;
     let imported = ImportedLog {
@@ -486,22 +480,17 @@ async fn import_into(
     };
     jointeval_store::runs::record_imported_log(tx, run.id, &imported, &found)
         .await
-        .map_err(|e| match e {
-            jointeval_store::StoreError::Conflict { constraint }
-                if constraint == "runs_inspect_eval_once" =>
-            {
-                Problem::typed(
-                    StatusCode::CONFLICT,
-                    "log-imported",
-                    "Log imported before",
-                    format!(
-                        "eval {} is imported into another run of this institute already",
-                        imported.eval_id
-                    ),
-                )
-                .into()
-            }
-            other => ApiError::from(other),
+        .on_constraint("runs_inspect_eval_once", || {
+            Problem::typed(
+                StatusCode::CONFLICT,
+                "log-imported",
+                "Log imported before",
+                format!(
+                    "eval {} is imported into another run of this institute already",
+                    imported.eval_id
+                ),
+            )
+            .into()
         })?;
     Ok(Imported {
         eval_id: imported.eval_id,
@@ -591,10 +580,8 @@ async fn keep_original(
 
 /// A log goes into a running run, held by the caller if it is leased.
 fn check_importable(run: &Run, caller: &Caller) -> Result<(), ApiError> {
-    check_lease(run, caller)?;
-    if !run.status.accepts_results() {
-        return Err(state_conflict("a log is imported while the run is running"));
-    }
+    run.check_lease(caller.account.id, Utc::now())?;
+    run.status.check_import()?;
     Ok(())
 }
 
@@ -657,9 +644,8 @@ fn contradictions(run: &Run, log: &Log) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A score of the log as the results API stores it, held to the same rules.
-fn row_of(score: &jointeval_inspect::Score) -> Result<SampleRow, ApiError> {
-    use jointeval_domain::run::{SampleId, SampleScore, ScoreValue as Value};
+/// A score of the log as the results API takes it, held to the same rules.
+fn score_of(score: &jointeval_inspect::Score) -> Result<SampleScore, ApiError> {
     let checked = SampleScore {
         sample_id: SampleId::Text(score.sample_id.clone()),
         epoch: score.epoch,
@@ -681,20 +667,7 @@ fn row_of(score: &jointeval_inspect::Score) -> Result<SampleRow, ApiError> {
             e.message,
         )
     })?;
-    let (value_number, value_label) = match checked.value {
-        Value::Number(n) => (Some(n), None),
-        Value::Label(l) => (None, Some(l)),
-    };
-    Ok(SampleRow {
-        sample_id: score.sample_id.clone(),
-        epoch: checked.epoch,
-        scorer: checked.scorer,
-        value_number,
-        value_label,
-        answer: checked.answer,
-        explanation: checked.explanation,
-        metadata: checked.metadata,
-    })
+    Ok(checked)
 }
 
 /// The original log a run's results were imported from, as uploaded.

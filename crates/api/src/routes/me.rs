@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::auth::{CallerChangingPassword, secrets};
 use crate::extract::ApiJson;
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::routes::views::{AccountView, Codes, ExchangeView, MembershipView};
+use crate::views::{AccountView, Codes, ExchangeView, MembershipView};
 
 /// A role the caller holds now, and where it comes from.
 #[derive(Debug, Serialize, ToSchema)]

@@ -16,9 +16,10 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::conflicts::OnConstraint;
 use crate::extract::{ApiJson, ApiPath};
 use crate::problem::{ApiError, Problem};
-use crate::routes::views::{Codes, MembershipView};
+use crate::views::{Codes, MembershipView};
 
 /// Lists an account's direct memberships, past, present and future.
 #[utoipa::path(
@@ -119,19 +120,14 @@ pub async fn grant_membership(
         },
     )
     .await
-    .map_err(|e| match e {
-        jointeval_store::StoreError::Conflict { constraint }
-            if constraint == "memberships_no_overlap" =>
-        {
-            Problem::typed(
-                StatusCode::CONFLICT,
-                "membership-overlap",
-                "Overlapping membership",
-                "the account holds this role for part of that window already",
-            )
-            .into()
-        }
-        other => ApiError::from(other),
+    .on_constraint("memberships_no_overlap", || {
+        Problem::typed(
+            StatusCode::CONFLICT,
+            "membership-overlap",
+            "Overlapping membership",
+            "the account holds this role for part of that window already",
+        )
+        .into()
     })?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     let change =

@@ -13,7 +13,6 @@ mod protocols;
 mod queue;
 mod runs;
 mod versions;
-mod views;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
@@ -97,9 +96,12 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::cancel_run))
         .routes(routes!(runs::upsert_metrics, runs::get_metrics))
         .routes(routes!(runs::release_run))
-        .routes(routes!(runs::ingest_samples, runs::list_samples))
-        .routes(routes!(runs::exercise_summary))
-        .routes(routes!(runs::export_samples))
+        .routes(routes!(
+            runs::samples::ingest_samples,
+            runs::samples::list_samples
+        ))
+        .routes(routes!(runs::summary::exercise_summary))
+        .routes(routes!(runs::export::export_samples))
         .fallback(docs::not_found)
 }
 

@@ -17,10 +17,11 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::conflicts::OnConstraint;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::routes::views::Codes;
+use crate::views::Codes;
 
 /// A protocol.
 #[derive(Debug, Serialize, ToSchema)]
@@ -201,19 +202,14 @@ pub async fn create_protocol(
         },
     )
     .await
-    .map_err(|e| match e {
-        jointeval_store::StoreError::Conflict { constraint }
-            if constraint == "protocols_slug_key" =>
-        {
-            Problem::typed(
-                StatusCode::CONFLICT,
-                "slug-taken",
-                "Slug taken",
-                "the lead institute has a protocol with this slug",
-            )
-            .into()
-        }
-        other => ApiError::from(other),
+    .on_constraint("protocols_slug_key", || {
+        Problem::typed(
+            StatusCode::CONFLICT,
+            "slug-taken",
+            "Slug taken",
+            "the lead institute has a protocol with this slug",
+        )
+        .into()
     })?;
     let change = Change::for_protocol("protocol.created", &protocol).summary(json!({
         "slug": protocol.slug, "title": protocol.title, "risk_area": protocol.risk_area,

@@ -17,10 +17,9 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::access::Lock;
 use crate::auth::Caller;
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiPath, OptionalJson};
 use crate::problem::{ApiError, Problem};
-use crate::routes::runs::{RunView, state_conflict};
-use crate::routes::views::Codes;
+use crate::views::{Codes, RunView};
 
 /// What a harness asks of the queue.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -66,7 +65,7 @@ fn lease_seconds(asked: Option<i64>) -> Result<i64, ApiError> {
 #[utoipa::path(
     post, path = "/v1/runs/claim", tag = "runs",
     security(("bearer" = [])),
-    request_body = ClaimRequest,
+    request_body(content = Option<ClaimRequest>, description = "Optional: an empty body asks for the defaults"),
     responses(
         (status = 200, description = "The claimed run, running, with the caller's lease", body = RunView),
         (status = 204, description = "No run is waiting"),
@@ -78,7 +77,7 @@ fn lease_seconds(asked: Option<i64>) -> Result<i64, ApiError> {
 pub async fn claim_run(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(request): ApiJson<ClaimRequest>,
+    OptionalJson(request): OptionalJson<ClaimRequest>,
 ) -> Result<Response, ApiError> {
     let secs = lease_seconds(request.lease_seconds)?;
     if request
@@ -118,7 +117,7 @@ pub async fn claim_run(
     post, path = "/v1/runs/{id}/heartbeat", tag = "runs",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The run")),
-    request_body = HeartbeatRequest,
+    request_body(content = Option<HeartbeatRequest>, description = "Optional: an empty body asks for the defaults"),
     responses(
         (status = 200, description = "The run, with the renewed lease", body = RunView),
         (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
@@ -132,13 +131,12 @@ pub async fn heartbeat(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
-    ApiJson(request): ApiJson<HeartbeatRequest>,
+    OptionalJson(request): OptionalJson<HeartbeatRequest>,
 ) -> Result<Json<RunView>, ApiError> {
     let secs = lease_seconds(request.lease_seconds)?;
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
     let run = crate::access::run(&mut tx, &caller, id, Action::ExecuteRun, Lock::ForUpdate).await?;
-    run.check_heartbeat(caller.account.id)
-        .map_err(|e| state_conflict(e.0))?;
+    run.check_heartbeat(caller.account.id)?;
     jointeval_store::runs::renew_lease(&mut tx, id, caller.account.id, secs).await?;
     let run = jointeval_store::runs::get(&mut tx, id, false)
         .await?

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use jointeval_domain::audit::Change as AuditChange;
 use jointeval_domain::protocol::{
-    Change, Comment, ProtocolContent, ProtocolStatus, ProtocolVersion, Review, Verdict,
+    Change, Comment, ProtocolContent, ProtocolVersion, Review, Verdict, VersionStateError,
     VersionStatus, diff, pointer_exists, review_outcome,
 };
 use jointeval_domain::{Action, JointRef, Role, ValidationError, review_capacities};
@@ -20,9 +20,10 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::access::Lock;
 use crate::auth::Caller;
+use crate::conflicts::OnConstraint;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch};
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::routes::views::Codes;
+use crate::views::Codes;
 
 /// A version of a protocol.
 #[derive(Debug, Serialize, ToSchema)]
@@ -97,16 +98,6 @@ fn version_response(v: ProtocolVersion, status: StatusCode) -> Response {
     }
 }
 
-fn state_conflict(detail: &'static str) -> ApiError {
-    Problem::typed(
-        StatusCode::CONFLICT,
-        "version-state",
-        "Not possible in this state",
-        detail,
-    )
-    .into()
-}
-
 fn invalid_content(errors: Vec<ValidationError>) -> Result<(), ApiError> {
     if errors.is_empty() {
         Ok(())
@@ -152,9 +143,7 @@ pub async fn create_draft(
     jointeval_store::protocols::lock(&mut tx, id).await?;
     let (protocol, joint) =
         crate::access::protocol(&mut tx, &caller, id, Action::WriteDraft).await?;
-    if protocol.status == ProtocolStatus::Retired {
-        return Err(state_conflict("the protocol is retired"));
-    }
+    protocol.status.check_new_version()?;
     let latest = jointeval_store::protocols::list_versions(&mut tx, id)
         .await?
         .into_iter()
@@ -183,13 +172,8 @@ pub async fn create_draft(
         caller.account.id,
     )
     .await
-    .map_err(|e| match e {
-        jointeval_store::StoreError::Conflict { constraint }
-            if constraint == "protocol_versions_one_open" =>
-        {
-            state_conflict("a version of this protocol is open (draft or in review) already")
-        }
-        other => other.into(),
+    .on_constraint("protocol_versions_one_open", || {
+        VersionStateError("a version of this protocol is open (draft or in review) already").into()
     })?;
     let change =
         version_change("protocol_version.drafted", &caller, &joint, &version).summary(json!({
@@ -291,10 +275,7 @@ pub async fn update_draft(
         Lock::ForUpdate,
     )
     .await?;
-    version
-        .status
-        .check_edit()
-        .map_err(|e| state_conflict(e.0))?;
+    version.status.check_edit()?;
     if_match.check(&etag(&version))?;
     invalid_content(update.content.validate())?;
     jointeval_store::protocols::update_content(
@@ -379,10 +360,7 @@ pub async fn submit_version(
         Lock::ForUpdate,
     )
     .await?;
-    version
-        .status
-        .check_submit()
-        .map_err(|e| state_conflict(e.0))?;
+    version.status.check_submit()?;
     invalid_content(version.content.validate_for_review())?;
     jointeval_store::protocols::submit(
         &mut tx,
@@ -486,10 +464,7 @@ pub async fn review_version(
         Lock::ForUpdate,
     )
     .await?;
-    version
-        .status
-        .check_review()
-        .map_err(|e| state_conflict(e.0))?;
+    version.status.check_review()?;
     if request.verdict == Verdict::RequestChanges && request.comment.trim().is_empty() {
         return Err(ValidationError::new("comment", "say what should change").into());
     }
@@ -520,13 +495,8 @@ pub async fn review_version(
         &request.comment,
     )
     .await
-    .map_err(|e| match e {
-        jointeval_store::StoreError::Conflict { constraint }
-            if constraint == "protocol_reviews_once" =>
-        {
-            state_conflict("you reviewed this version already")
-        }
-        other => other.into(),
+    .on_constraint("protocol_reviews_once", || {
+        VersionStateError("you reviewed this version already").into()
     })?;
     let reviews: Vec<(Uuid, Verdict)> =
         jointeval_store::protocols::list_reviews(&mut tx, version.id)

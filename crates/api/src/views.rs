@@ -1,11 +1,13 @@
-//! How accounts, memberships and exchanges appear on the wire: one read type each,
+//! How accounts, memberships, exchanges and runs appear on the wire: one read type each,
 //! shared by every endpoint that answers them. Write types live with their endpoints.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use jointeval_domain::conformance::Deviation;
+use jointeval_domain::run::{ImportedLog, Run, RunStatus};
 use jointeval_domain::{Account, Exchange, Institute, Membership};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -170,6 +172,110 @@ impl ExchangeView {
             ended_by: e.ended_by,
             ended_at: e.ended_at,
             created_at: e.created_at,
+        }
+    }
+}
+/// The harness that executed a run.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HarnessRef {
+    /// e.g. `inspect`.
+    pub name: String,
+    pub version: String,
+}
+
+/// A test run.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d60", "exercise_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d50",
+    "protocol_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d20", "protocol_version": 2, "institute": "UK",
+    "harness": {"name": "inspect", "version": "0.3.285"}, "config": {"temperature": 0},
+    "model_version": "example-large-2026-10-01", "status": "succeeded",
+    "created_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "created_at": "2026-12-02T09:00:00Z",
+    "started_at": "2026-12-02T09:01:00Z", "finished_at": "2026-12-02T10:00:00Z",
+    "updated_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "updated_at": "2026-12-02T10:00:00Z",
+    "digest": "5d41402abc4b2a76b9719d911017c592ae2b4f0f8d1b1b1c0f5e5a8c1e2f3a4b",
+    "digest_formula": "jointeval-results-v1", "released_to": ["US"],
+    "lease": null, "imported_log": null, "deviations": []
+}))]
+pub struct RunView {
+    pub id: Uuid,
+    pub exercise_id: Uuid,
+    pub protocol_id: Uuid,
+    pub protocol_version: i32,
+    /// The executing institute.
+    pub institute: String,
+    pub harness: HarnessRef,
+    pub config: serde_json::Value,
+    pub model_version: String,
+    pub status: RunStatus,
+    pub created_by: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The account (person or service) that moved it last.
+    pub updated_by: Uuid,
+    pub updated_at: DateTime<Utc>,
+    /// sha256 of the results (its metrics and every per-sample score), recorded when the
+    /// run finished; the README gives the formula, to recompute it from `…/metrics` and
+    /// `…/export`.
+    pub digest: Option<String>,
+    /// How `digest` was taken: `jointeval-results-v1`, or `jointeval-metrics-v0` for a
+    /// run finished before the digest covered the scores (the metrics only).
+    pub digest_formula: Option<String>,
+    /// The institutes it has been released to.
+    pub released_to: Vec<String>,
+    /// The harness holding it, when one claimed it from the queue (`POST /v1/runs/claim`).
+    pub lease: Option<LeaseView>,
+    /// The evaluation log its results were imported from (`POST …/inspect-log`).
+    pub imported_log: Option<ImportedLog>,
+    /// How what was run differs from the protocol version, as the imported log says: for
+    /// the reviewers who release it.
+    pub deviations: Vec<Deviation>,
+}
+
+/// A harness's hold on a run it claimed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"holder": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d70", "expires_at": "2026-12-02T09:06:00Z"}))]
+pub struct LeaseView {
+    /// The service account holding the run.
+    pub holder: Uuid,
+    /// When the run returns to the queue unless the holder sends a heartbeat.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl RunView {
+    pub(crate) fn new(r: Run, codes: &Codes) -> Self {
+        let mut released_to: Vec<String> = r.released_to.iter().map(|i| codes.of(*i)).collect();
+        released_to.sort();
+        Self {
+            id: r.id,
+            exercise_id: r.exercise_id,
+            protocol_id: r.protocol_id,
+            protocol_version: r.protocol_version,
+            institute: codes.of(r.institute_id),
+            harness: HarnessRef {
+                name: r.harness_name,
+                version: r.harness_version,
+            },
+            config: r.config,
+            model_version: r.model_version,
+            status: r.status,
+            created_by: r.created_by,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            updated_by: r.updated_by,
+            updated_at: r.updated_at,
+            digest: r.digest,
+            digest_formula: r.digest_formula,
+            released_to,
+            lease: r.lease.map(|l| LeaseView {
+                holder: l.holder,
+                expires_at: l.expires_at,
+            }),
+            imported_log: r.imported_log,
+            deviations: r.deviations,
         }
     }
 }

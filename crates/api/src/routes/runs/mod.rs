@@ -1,0 +1,536 @@
+//! Test runs in an exercise: created and moved by the executing institute's evaluators,
+//! their metrics, and their release to the partners. Before release, a run does not
+//! exist for any other institute.
+
+pub(crate) mod export;
+pub(crate) mod samples;
+pub(crate) mod summary;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use jointeval_domain::audit::Change;
+use jointeval_domain::run::{MAX_CONFIG_BYTES, MetricValue, RunStatus, validate_metrics};
+use jointeval_domain::{AccountKind, Action, ValidationError};
+use jointeval_store::runs::NewRun;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::access::{self, Lock};
+use crate::auth::Caller;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson, json_body};
+use crate::pagination::{Page, PageQuery};
+use crate::problem::{ApiError, FieldError, Problem};
+use crate::views::{Codes, HarnessRef, RunView};
+
+/// A new run.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "protocol_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d20", "protocol_version": 2,
+    "harness": {"name": "inspect", "version": "0.3.285"}, "config": {"temperature": 0},
+    "model_version": "example-large-2026-10-01"
+}))]
+pub struct NewRunRequest {
+    pub protocol_id: Uuid,
+    /// The version the exercise uses.
+    pub protocol_version: i32,
+    /// The executing institute (code), when the caller evaluates for more than one.
+    pub institute: Option<String>,
+    pub harness: HarnessRef,
+    /// The harness configuration, at most 64 KiB of JSON.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// The model version actually tested.
+    pub model_version: String,
+}
+
+/// Creates a queued run in an active exercise, executed by the caller's institute.
+/// With an `Idempotency-Key`, a retry answers the first answer instead of a second run.
+#[utoipa::path(
+    post, path = "/v1/exercises/{id}/runs", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The exercise"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key answers the first answer")),
+    request_body = NewRunRequest,
+    responses(
+        (status = 201, description = "Queued", body = RunView, headers(("Location" = String, description = "The run"))),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an evaluator of a participating institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The exercise is not active", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid, or the key was used for another request", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(exercise_id): ApiPath<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: NewRunRequest = json_body(&headers, &body)?;
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_owned))
+        .transpose()
+        .map_err(|_| ValidationError::new("Idempotency-Key", "must be visible ASCII"))?;
+    if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
+        return Err(ValidationError::new("Idempotency-Key", "must be 1 to 200 characters").into());
+    }
+    let fingerprint =
+        jointeval_domain::canonical::sha256_hex([exercise_id.as_bytes().as_slice(), &body]);
+
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    if let Some(key) = &key
+        && let Some(first) =
+            jointeval_store::runs::idempotent_answer(&mut tx, caller.account.id, key).await?
+    {
+        if first.request_sha256 != fingerprint {
+            return Err(ValidationError::new(
+                "Idempotency-Key",
+                "was used for a different request",
+            )
+            .into());
+        }
+        jointeval_store::commit(tx).await?;
+        let status = StatusCode::from_u16(first.status as u16).unwrap_or(StatusCode::CREATED);
+        let mut response = (status, Json(first.body)).into_response();
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        return Ok(response);
+    }
+
+    let (institute, codes, mut errors) = access::place_run(
+        &mut tx,
+        &caller,
+        exercise_id,
+        request.institute.as_deref(),
+        (request.protocol_id, request.protocol_version),
+    )
+    .await?;
+    for (field, value, max) in [
+        ("harness.name", &request.harness.name, 100),
+        ("harness.version", &request.harness.version, 100),
+        ("model_version", &request.model_version, 200),
+    ] {
+        let n = value.trim().chars().count();
+        if n == 0 || n > max {
+            errors
+                .push(ValidationError::new(field, format!("must be 1 to {max} characters")).into());
+        }
+    }
+    let config = if request.config.is_null() {
+        serde_json::json!({})
+    } else {
+        request.config
+    };
+    if !config.is_object() || config.to_string().len() > MAX_CONFIG_BYTES {
+        errors
+            .push(ValidationError::new("config", "must be a JSON object of at most 64 KiB").into());
+    }
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors).into());
+    }
+    let run = jointeval_store::runs::insert(
+        &mut tx,
+        &NewRun {
+            exercise_id,
+            protocol_id: request.protocol_id,
+            protocol_version: request.protocol_version,
+            institute_id: institute,
+            harness_name: request.harness.name.trim(),
+            harness_version: request.harness.version.trim(),
+            config: &config,
+            model_version: request.model_version.trim(),
+            created_by: caller.account.id,
+        },
+    )
+    .await?;
+    let location = format!("/v1/runs/{}", run.id);
+    let change = Change::for_run("run.created", &run).summary(json!({
+        "exercise_id": run.exercise_id, "protocol_id": run.protocol_id,
+        "protocol_version": run.protocol_version, "harness_name": run.harness_name,
+        "harness_version": run.harness_version, "model_version": run.model_version,
+        "idempotency_key": key,
+    }));
+    let view = RunView::new(run, &codes);
+    if let Some(key) = &key {
+        let body = serde_json::to_value(&view).unwrap_or_default();
+        jointeval_store::runs::remember_answer(
+            &mut tx,
+            caller.account.id,
+            key,
+            &fingerprint,
+            201,
+            &body,
+        )
+        .await?;
+    }
+    jointeval_store::audit::commit_audited(tx, &change).await?;
+    tracing::info!(run_id = %view.id, "run queued");
+    Ok(super::with_header(
+        (StatusCode::CREATED, Json(view)).into_response(),
+        header::LOCATION,
+        &location,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RunQuery {
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Lists the runs of an exercise the caller may see: its institutes' own, and those
+/// released to them.
+#[utoipa::path(
+    get, path = "/v1/exercises/{id}/runs", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The exercise"), RunQuery),
+    responses(
+        (status = 200, description = "A page of runs", body = Page<RunView>),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(exercise_id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<RunQuery>,
+) -> Result<Json<Page<RunView>>, ApiError> {
+    let page = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .validate()?;
+    let after = page.after_id()?;
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    access::exercise(
+        &mut tx,
+        &caller,
+        exercise_id,
+        Action::ReadExercise,
+        Lock::No,
+    )
+    .await?;
+    let institutes = caller
+        .actor
+        .reading_institutes(&jointeval_domain::policy::RUN_READING)
+        .map_err(|d| Caller::deny(d, "run"))?;
+    let rows =
+        jointeval_store::runs::list_visible(&mut tx, exercise_id, &institutes, after, page.fetch())
+            .await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::commit(tx).await?;
+    let page = Page::from_rows(rows, page.limit, |r| r.id.to_string());
+    Ok(Json(page.map(|r| RunView::new(r, &codes))))
+}
+
+/// Reads a run.
+#[utoipa::path(
+    get, path = "/v1/runs/{id}", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    responses(
+        (status = 200, description = "The run", body = RunView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run, or one not released to the caller's institutes", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<RunView>, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let run = access::run(&mut tx, &caller, id, Action::ReadRun, Lock::No).await?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::commit(tx).await?;
+    Ok(Json(RunView::new(run, &codes)))
+}
+
+async fn move_run(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    to: RunStatus,
+) -> Result<Json<RunView>, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let run = access::run(&mut tx, caller, id, Action::ExecuteRun, Lock::ForUpdate).await?;
+    // A person may cancel a run a harness holds (one stuck, say); nobody else moves it.
+    let overrides = to == RunStatus::Cancelled && caller.account.kind == AccountKind::Person;
+    if !overrides {
+        run.check_lease(caller.account.id, Utc::now())?;
+    }
+    run.status.check_transition(to)?;
+    // Finishing freezes the results and records what they were.
+    let digest = if to.is_final() {
+        Some(jointeval_store::runs::results_digest(&mut tx, id).await?)
+    } else {
+        None
+    };
+    jointeval_store::runs::set_status(&mut tx, id, to, caller.account.id, digest.as_deref())
+        .await?;
+    let run = jointeval_store::runs::get(&mut tx, id, false)
+        .await?
+        .ok_or_else(|| crate::auth::not_found("run"))?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let action = match to {
+        RunStatus::Running => "run.started",
+        RunStatus::Cancelled => "run.cancelled",
+        _ => "run.finished",
+    };
+    let change =
+        Change::for_run(action, &run).summary(json!({"status": to.as_str(), "digest": run.digest}));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
+    tracing::info!(run_id = %id, status = to.as_str(), "run moved");
+    Ok(Json(RunView::new(run, &codes)))
+}
+
+/// Starts a queued run.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/start", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    responses(
+        (status = 200, description = "Running", body = RunView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not queued", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn start_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<RunView>, ApiError> {
+    move_run(&state, &caller, id, RunStatus::Running).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"outcome": "succeeded"}))]
+pub struct FinishRequest {
+    /// `succeeded` or `failed`.
+    #[schema(value_type = String, pattern = "^(succeeded|failed)$")]
+    pub outcome: RunStatus,
+}
+
+/// Finishes a running run: its results are frozen and their digest recorded.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/finish", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    request_body = FinishRequest,
+    responses(
+        (status = 200, description = "Finished, with its digest", body = RunView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not running", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`outcome` is neither `succeeded` nor `failed`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn finish_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<FinishRequest>,
+) -> Result<Json<RunView>, ApiError> {
+    if !request.outcome.is_final() {
+        return Err(ValidationError::new("outcome", "must be `succeeded` or `failed`").into());
+    }
+    move_run(&state, &caller, id, request.outcome).await
+}
+
+/// Cancels a queued or running run.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/cancel", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    responses(
+        (status = 200, description = "Cancelled", body = RunView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Over already", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<RunView>, ApiError> {
+    move_run(&state, &caller, id, RunStatus::Cancelled).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsBatch {
+    /// 1 to 10000 metrics; each (scorer, metric) once. A metric sent again replaces the
+    /// value stored before.
+    pub metrics: Vec<MetricValue>,
+}
+
+/// How many metrics a batch wrote.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Written {
+    pub written: usize,
+}
+
+/// Upserts a batch of aggregate metrics while the run is running: all or nothing.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/metrics", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    request_body = MetricsBatch,
+    responses(
+        (status = 200, description = "Written", body = Written),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run is not running: its results are frozen or not begun", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A metric is invalid (NaN, a duplicate key …)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn upsert_metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(batch): ApiJson<MetricsBatch>,
+) -> Result<Json<Written>, ApiError> {
+    let errors = validate_metrics(&batch.metrics);
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let run = access::run(&mut tx, &caller, id, Action::ExecuteRun, Lock::ForUpdate).await?;
+    run.check_lease(caller.account.id, Utc::now())?;
+    run.status.check_results()?;
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors.into_iter().map(FieldError::from).collect()).into());
+    }
+    jointeval_store::runs::upsert_metrics(&mut tx, id, &batch.metrics).await?;
+    let keys: Vec<String> = batch
+        .metrics
+        .iter()
+        .map(|m| format!("{}/{}", m.scorer, m.metric))
+        .collect();
+    let change = Change::for_run("run.metrics_written", &run).summary(json!({"metrics": keys}));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
+    Ok(Json(Written {
+        written: batch.metrics.len(),
+    }))
+}
+
+/// Reads a run's aggregate metrics.
+#[utoipa::path(
+    get, path = "/v1/runs/{id}/metrics", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    responses(
+        (status = 200, description = "The metrics, by scorer and metric", body = Vec<MetricValue>),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run, or one not released to the caller's institutes", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<Vec<MetricValue>>, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    access::run(&mut tx, &caller, id, Action::ReadRun, Lock::No).await?;
+    let metrics = jointeval_store::runs::metrics(&mut tx, id).await?;
+    jointeval_store::commit(tx).await?;
+    Ok(Json(metrics))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"institutes": ["US"]}))]
+pub struct ReleaseRequest {
+    /// Codes of the exercise's other participants to release to; all of them when absent.
+    pub institutes: Option<Vec<String>>,
+}
+
+/// Releases a finished run's results to the exercise's other participants (all, or the
+/// named ones). The release records who, when and the digest; it is never undone.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/release", tag = "runs",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The run")),
+    request_body(content = Option<ReleaseRequest>, description = "Optional: an empty body asks for the defaults"),
+    responses(
+        (status = 200, description = "Released", body = RunView),
+        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a reviewer of the executing institute", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run has not finished", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An institute is not another participant of the exercise", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn release_run(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+    OptionalJson(request): OptionalJson<ReleaseRequest>,
+) -> Result<Json<RunView>, ApiError> {
+    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let run = access::run(&mut tx, &caller, id, Action::ReleaseRun, Lock::ForUpdate).await?;
+    run.status.check_release()?;
+    let exercise = jointeval_store::exercises::get(&mut tx, run.exercise_id, false)
+        .await?
+        .ok_or_else(|| crate::auth::not_found("exercise"))?;
+    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let partners: Vec<Uuid> = exercise
+        .participants
+        .iter()
+        .copied()
+        .filter(|i| *i != run.institute_id)
+        .collect();
+    let targets = match &request.institutes {
+        None => partners,
+        Some(given) => {
+            let mut ids = Vec::new();
+            for (i, code) in given.iter().enumerate() {
+                match codes.id_of(code).filter(|id| partners.contains(id)) {
+                    Some(id) => ids.push(id),
+                    None => {
+                        return Err(ValidationError::new(
+                            format!("institutes[{i}]"),
+                            "is not another participant of the exercise",
+                        )
+                        .into());
+                    }
+                }
+            }
+            if ids.is_empty() {
+                return Err(
+                    ValidationError::new("institutes", "must name at least one institute").into(),
+                );
+            }
+            ids
+        }
+    };
+    let digest = run.digest.clone().unwrap_or_default();
+    jointeval_store::runs::release(&mut tx, id, &targets, caller.account.id, &digest).await?;
+    let run = jointeval_store::runs::get(&mut tx, id, false)
+        .await?
+        .ok_or_else(|| crate::auth::not_found("run"))?;
+    let change = Change::for_run("run.released", &run)
+        .summary(json!({"released_to": targets, "digest": digest}));
+    jointeval_store::audit::commit_audited(tx, &change).await?;
+    tracing::info!(run_id = %id, "run released");
+    Ok(Json(RunView::new(run, &codes)))
+}

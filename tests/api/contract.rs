@@ -848,3 +848,53 @@ fn a_body_that_may_be_left_out_requires_no_field() {
         ]
     );
 }
+
+/// The answers every operation of a kind shares are in the contract for every one of
+/// them, with the headers a client reads: a generated client raises on an answer it was
+/// not told of instead of reading its problem body.
+#[test]
+fn every_operation_lists_the_answers_of_its_kind() {
+    let spec = serde_json::to_value(jointeval_api::openapi()).expect("spec");
+    let mut seen = 0;
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            seen += 1;
+            let name = format!("{} {path}", method.to_uppercase());
+            let responses = &op["responses"];
+            let has = |status: &str| responses[status].is_object();
+            let header =
+                |status: &str, header: &str| responses[status]["headers"][header].is_object();
+            assert!(has("500") && has("503"), "{name}: 500 and 503");
+            assert!(
+                header("503", "Retry-After"),
+                "{name}: 503 without Retry-After"
+            );
+            assert!(has("401"), "{name}: 401");
+            let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            if secured {
+                assert!(
+                    header("401", "WWW-Authenticate"),
+                    "{name}: 401 without WWW-Authenticate"
+                );
+            }
+            // An unknown object's history is empty, not missing: it reveals nothing.
+            if path.contains('{') && path != "/v1/audit/objects/{object_type}/{object_id}" {
+                assert!(has("404"), "{name}: an id in the path, and no 404");
+            }
+            if op["requestBody"].is_object() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(has(status), "{name}: a body, and no {status}");
+                }
+            }
+            for (status, answer) in responses.as_object().expect("responses") {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        answer["content"]["application/problem+json"].is_object(),
+                        "{name} {status}: not a problem body"
+                    );
+                }
+            }
+        }
+    }
+    assert!(seen >= 67, "only {seen} operations");
+}

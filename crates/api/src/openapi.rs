@@ -178,23 +178,41 @@ pub(crate) fn add_common_answers(spec: &mut Spec) {
             "detail": "the request's header section is larger than this service reads"
         }),
     );
-    let unavailable = problem_response(
-        "The database is unavailable, the request ran past its time, or the service holds as many connections as it keeps; retry after `Retry-After` seconds",
-        serde_json::json!({
-            "type": "urn:jointeval:problem:database-unavailable",
-            "title": "Database unavailable",
-            "status": 503,
-            "detail": "the database cannot be reached right now; retry later"
-        }),
+    let unavailable = with_header(
+        problem_response(
+            "The database is unavailable, the request ran past its time, or the service holds as many connections as it keeps; retry after `Retry-After` seconds",
+            serde_json::json!({
+                "type": "urn:jointeval:problem:database-unavailable",
+                "title": "Database unavailable",
+                "status": 503,
+                "detail": "the database cannot be reached right now; retry later"
+            }),
+        ),
+        &RETRY_AFTER,
     );
-    let full = problem_response(
-        "The service holds as many connections as it keeps, or the request ran past its time; retry after `Retry-After` seconds",
-        serde_json::json!({
-            "type": "urn:jointeval:problem:too-many-connections",
-            "title": "Too many connections",
-            "status": 503,
-            "detail": "the service holds the 10000 connections it keeps open; retry later"
-        }),
+    let full = with_header(
+        problem_response(
+            "The service holds as many connections as it keeps, or the request ran past its time; retry after `Retry-After` seconds",
+            serde_json::json!({
+                "type": "urn:jointeval:problem:too-many-connections",
+                "title": "Too many connections",
+                "status": 503,
+                "detail": "the service holds the 10000 connections it keeps open; retry later"
+            }),
+        ),
+        &RETRY_AFTER,
+    );
+    let no_token = with_header(
+        problem_response(
+            "No valid token: none, not a JWT, expired, or no longer good for its account (disabled, its password reset); or an unreadable Authorization header",
+            serde_json::json!({
+                "type": "urn:jointeval:problem:unauthorized",
+                "title": "Unauthorized",
+                "status": 401,
+                "detail": "the token has expired; get a new one from POST /v1/auth/token"
+            }),
+        ),
+        &WWW_AUTHENTICATE,
     );
     for (path, item) in spec.paths.paths.iter_mut() {
         for (_, operation) in operations_mut(item) {
@@ -226,7 +244,11 @@ pub(crate) fn add_common_answers(spec: &mut Spec) {
             }
             add("500", &internal);
             add_or_extend(responses, "400", &unreadable);
-            add_or_extend(responses, "401", &unauthorized);
+            if secured {
+                add_or_extend(responses, "401", &no_token);
+            } else {
+                add_or_extend(responses, "401", &unauthorized);
+            }
             if secured && !before_password_change {
                 add_or_extend(responses, "403", &forbidden);
             }
@@ -443,6 +465,12 @@ fn add_or_extend(
 ) {
     match responses.get_mut(status) {
         Some(RefOr::T(existing)) => {
+            for (name, header) in &response.headers {
+                existing
+                    .headers
+                    .entry(name.clone())
+                    .or_insert_with(|| header.clone());
+            }
             let mut reason = response.description.chars();
             let reason: String = reason
                 .next()
@@ -482,6 +510,37 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &m
     ]
     .into_iter()
     .filter_map(|(method, operation)| Some((method, operation.as_mut()?)))
+}
+
+/// A header an answer always carries: its name, its type, and what it says.
+struct AlwaysSent(&'static str, Type, &'static str);
+
+/// Every 503 says when to retry.
+const RETRY_AFTER: AlwaysSent = AlwaysSent(
+    "Retry-After",
+    Type::Integer,
+    "Seconds to wait before retrying",
+);
+
+/// Every 401 says how to authenticate (RFC 6750).
+const WWW_AUTHENTICATE: AlwaysSent = AlwaysSent(
+    "WWW-Authenticate",
+    Type::String,
+    "`Bearer realm=\"jointeval\"`, with `error` and `error_description` when a token was sent",
+);
+
+fn with_header(mut response: Response, header: &AlwaysSent) -> Response {
+    let schema = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(SchemaType::Type(header.1.clone()))
+        .build();
+    response.headers.insert(
+        header.0.to_owned(),
+        utoipa::openapi::HeaderBuilder::new()
+            .schema(schema)
+            .description(Some(header.2))
+            .build(),
+    );
+    response
 }
 
 fn problem_response(description: &str, example: serde_json::Value) -> Response {

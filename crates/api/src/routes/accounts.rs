@@ -80,7 +80,6 @@ pub struct CreatedAccount {
     responses(
         (status = 201, description = "Created; the credential is shown this once", body = CreatedAccount,
          headers(("Location" = String, description = "The new account"))),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller is not an admin whose home is that institute", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The e-mail address is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
@@ -263,7 +262,6 @@ pub struct AccountQuery {
     params(AccountQuery),
     responses(
         (status = 200, description = "A page of accounts", body = Page<AccountView>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -314,7 +312,6 @@ pub async fn list_accounts(
     responses(
         (status = 200, description = "The account", body = AccountView,
          headers(("ETag" = String, description = "Send it back as If-Match to update"))),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account, or not one the caller may see", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -353,7 +350,6 @@ pub struct AccountUpdate {
     responses(
         (status = 200, description = "Updated", body = AccountView,
          headers(("ETag" = String, description = "The new version"))),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only the home institute's admins update it, and only those whose home it is change its e-mail address", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The e-mail address is taken", body = Problem, content_type = "application/problem+json"),
@@ -440,7 +436,6 @@ async fn set_status(
     params(("id" = Uuid, Path, description = "The account")),
     responses(
         (status = 200, description = "Disabled", body = AccountView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin whose home is its home institute, or one's own account", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
     )
@@ -460,7 +455,6 @@ pub async fn disable_account(
     params(("id" = Uuid, Path, description = "The account")),
     responses(
         (status = 200, description = "Enabled", body = AccountView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin whose home is its home institute, or one's own account", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
     )
@@ -495,7 +489,6 @@ pub struct NewCredential {
     params(("id" = Uuid, Path, description = "The account")),
     responses(
         (status = 200, description = "The one-time password, shown this once", body = NewCredential),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin whose home is its home institute, or one's own account", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A service account has a secret, not a password", body = Problem, content_type = "application/problem+json"),
@@ -540,7 +533,6 @@ pub async fn reset_password(
     params(("id" = Uuid, Path, description = "The service account")),
     responses(
         (status = 200, description = "The new secret, shown this once", body = NewCredential),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin whose home is its home institute, or one's own account", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A person has a password, not a secret", body = Problem, content_type = "application/problem+json"),

@@ -109,7 +109,6 @@ pub struct AuditQuery {
     params(AuditQuery),
     responses(
         (status = 200, description = "A page of events, oldest first", body = Page<AuditEventView>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Neither an admin nor a reviewer", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )
@@ -147,7 +146,6 @@ pub async fn list_audit(
            PageQuery),
     responses(
         (status = 200, description = "A page of the object's events: empty alike for an object the caller may not see and for one that does not exist", body = Page<AuditEventView>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Neither an admin nor a reviewer", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )
@@ -234,7 +232,6 @@ pub struct Checkpoint {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The signed head", body = Checkpoint),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Neither an admin nor a reviewer", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -117,7 +117,6 @@ pub struct TokenResponse {
         (status = 422, description = "A field is missing or invalid", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed logins", body = Problem, content_type = "application/problem+json",
          headers(("Retry-After" = u64, description = "Seconds until the next attempt is accepted"))),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn token(
@@ -326,7 +325,6 @@ fn invalid_credentials() -> ApiError {
     responses(
         (status = 200, description = "The JSON Web Key Set", body = serde_json::Value,
          example = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k", "alg": "EdDSA", "use": "sig"}]})),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn jwks(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

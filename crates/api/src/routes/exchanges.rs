@@ -54,7 +54,6 @@ pub struct ProposeRequest {
     responses(
         (status = 201, description = "Proposed", body = ExchangeView,
          headers(("Location" = String, description = "The exchange"))),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin whose home is either institute, or an exchange of oneself", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Overlaps a live exchange of the same person to the same host", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
@@ -183,7 +182,6 @@ pub struct ExchangeQuery {
     params(ExchangeQuery),
     responses(
         (status = 200, description = "A page of exchanges", body = Page<ExchangeView>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -235,7 +233,6 @@ pub async fn list_exchanges(
     params(("id" = Uuid, Path, description = "The exchange")),
     responses(
         (status = 200, description = "The exchange", body = ExchangeView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exchange, or not one the caller may see", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -322,7 +319,6 @@ async fn run(
     params(("id" = Uuid, Path, description = "The exchange")),
     responses(
         (status = 200, description = "Approved", body = ExchangeView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin whose home is the other side, or one's own proposal or exchange", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exchange", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not a proposal any more", body = Problem, content_type = "application/problem+json"),
@@ -343,7 +339,6 @@ pub async fn approve_exchange(
     params(("id" = Uuid, Path, description = "The exchange")),
     responses(
         (status = 200, description = "Rejected", body = ExchangeView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin whose home is the other side, or one's own proposal or exchange", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exchange", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not a proposal any more", body = Problem, content_type = "application/problem+json"),
@@ -364,7 +359,6 @@ pub async fn reject_exchange(
     params(("id" = Uuid, Path, description = "The exchange")),
     responses(
         (status = 200, description = "Ended", body = ExchangeView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin whose home is either institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exchange", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already over", body = Problem, content_type = "application/problem+json"),

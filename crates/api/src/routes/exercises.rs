@@ -245,7 +245,6 @@ fn plan<'a>(
     responses(
         (status = 201, description = "Planned", body = ExerciseView,
          headers(("ETag" = String, description = "Send as If-Match to change the plan"), ("Location" = String, description = "The exercise"))),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin or author of the lead institute", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The plan breaks a rule (unapproved version, a participant outside a protocol …)", body = Problem, content_type = "application/problem+json"),
     )
@@ -337,7 +336,6 @@ pub struct ExerciseQuery {
     params(ExerciseQuery),
     responses(
         (status = 200, description = "A page of exercises", body = Page<ExerciseView>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -383,7 +381,6 @@ pub async fn list_exercises(
     params(("id" = Uuid, Path, description = "The exercise")),
     responses(
         (status = 200, description = "The exercise", body = ExerciseView, headers(("ETag" = String, description = "Send as If-Match to change the plan"))),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exercise, or not one the caller's institutes take part in", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -408,7 +405,6 @@ pub async fn get_exercise(
     request_body = PlanRequest,
     responses(
         (status = 200, description = "The new plan, awaiting agreement again", body = ExerciseView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin or author of the lead institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not planned any more", body = Problem, content_type = "application/problem+json"),
@@ -482,7 +478,6 @@ pub struct AgreeRequest {
     request_body(content = Option<AgreeRequest>, description = "Optional: an empty body asks for the defaults"),
     responses(
         (status = 200, description = "Agreed; `status` says whether the exercise started", body = ExerciseView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin or reviewer of a participating institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not planned any more", body = Problem, content_type = "application/problem+json"),
@@ -582,7 +577,6 @@ async fn finish(
     params(("id" = Uuid, Path, description = "The exercise")),
     responses(
         (status = 200, description = "Completed", body = ExerciseView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin or author of the lead institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not active", body = Problem, content_type = "application/problem+json"),
@@ -603,7 +597,6 @@ pub async fn complete_exercise(
     params(("id" = Uuid, Path, description = "The exercise")),
     responses(
         (status = 200, description = "Cancelled", body = ExerciseView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin or author of the lead institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Over already", body = Problem, content_type = "application/problem+json"),

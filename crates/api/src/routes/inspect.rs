@@ -110,7 +110,6 @@ impl Drop for Spooled {
     )),
     responses(
         (status = 200, description = "Imported (or imported before)", body = Imported),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The run is not running, is leased to another worker, holds another log, or the log's task or model contradicts the run's config", body = Problem, content_type = "application/problem+json"),
@@ -210,7 +209,6 @@ pub struct CreatedFromLog {
     responses(
         (status = 201, description = "The finished run and what the import did", body = CreatedFromLog,
          headers(("Location" = String, description = "The run"))),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an evaluator of a participating institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The exercise is not active", body = Problem, content_type = "application/problem+json"),
@@ -679,7 +677,6 @@ fn score_of(score: &jointeval_inspect::Score) -> Result<SampleScore, ApiError> {
         (status = 200, description = "The log, byte for byte; `ETag` is its sha256", content(
             (JsonLog = "application/json"), (EvalArchive = "application/zip"),
         )),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run, or no log imported into it", body = Problem, content_type = "application/problem+json"),
     )
 )]

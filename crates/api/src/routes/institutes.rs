@@ -47,18 +47,11 @@ impl From<Institute> for InstituteBody {
     params(PageQuery),
     responses(
         (status = 200, description = "A page of institutes", body = Page<InstituteBody>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid", body = Problem,
          content_type = "application/problem+json",
          example = json!({"type": "urn:jointeval:problem:validation", "title": "Invalid request",
                           "status": 422, "detail": "limit: must be between 1 and 200",
                           "errors": [{"field": "limit", "message": "must be between 1 and 200"}]})),
-        (status = 503, description = "The database is unavailable", body = Problem,
-         content_type = "application/problem+json",
-         headers(("Retry-After" = u64, description = "Seconds to wait before retrying")),
-         example = json!({"type": "urn:jointeval:problem:database-unavailable",
-                          "title": "Database unavailable", "status": 503,
-                          "detail": "the database cannot be reached right now; retry later"})),
     )
 )]
 pub async fn list_institutes(

@@ -60,8 +60,6 @@ pub struct Me {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = Me),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn me(
@@ -147,14 +145,12 @@ pub struct PasswordChange {
     request_body = PasswordChange,
     responses(
         (status = 204, description = "Changed"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Service accounts have no password", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The current password is wrong, or the new one is invalid", body = Problem,
          content_type = "application/problem+json",
          example = json!({"type": "urn:jointeval:problem:validation", "title": "Invalid request", "status": 422,
                           "detail": "new_password: must be 12 to 128 characters",
                           "errors": [{"field": "new_password", "message": "must be 12 to 128 characters"}]})),
-        (status = 503, description = "The database is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn change_password(

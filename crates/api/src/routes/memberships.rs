@@ -28,7 +28,6 @@ use crate::views::{Codes, MembershipView};
     params(("id" = Uuid, Path, description = "The account")),
     responses(
         (status = 200, description = "The memberships", body = Vec<MembershipView>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -72,7 +71,6 @@ pub struct GrantRequest {
     request_body = GrantRequest,
     responses(
         (status = 201, description = "Granted", body = MembershipView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin there, one's own account, or the admin role by an admin who is one only through an exchange", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The window overlaps one of the same role", body = Problem, content_type = "application/problem+json"),
@@ -158,7 +156,6 @@ pub async fn grant_membership(
            ("membership_id" = Uuid, Path, description = "The membership")),
     responses(
         (status = 200, description = "Revoked", body = MembershipView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin there, one's own role, or the admin role by an admin who is one only through an exchange", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account or membership", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already revoked", body = Problem, content_type = "application/problem+json"),

@@ -117,7 +117,6 @@ fn resolve(
     request_body = NewProtocolRequest,
     responses(
         (status = 201, description = "Created", body = ProtocolView, headers(("Location" = String, description = "The protocol"))),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an author of the lead institute", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The slug is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
@@ -248,7 +247,6 @@ pub struct ProtocolQuery {
     params(ProtocolQuery),
     responses(
         (status = 200, description = "A page of protocols", body = Page<ProtocolView>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -301,7 +299,6 @@ pub async fn list_protocols(
     params(("id" = Uuid, Path, description = "The protocol")),
     responses(
         (status = 200, description = "The protocol", body = ProtocolView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such protocol, or not one the caller's institutes take part in", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -324,7 +321,6 @@ pub async fn get_protocol(
     params(("id" = Uuid, Path, description = "The protocol")),
     responses(
         (status = 200, description = "Retired", body = ProtocolView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin of the lead institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such protocol", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already retired", body = Problem, content_type = "application/problem+json"),
@@ -374,7 +370,6 @@ pub struct ParticipantsRequest {
     request_body = ParticipantsRequest,
     responses(
         (status = 200, description = "Set", body = ProtocolView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin of the lead institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such protocol", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A version is approved: the participants are fixed", body = Problem, content_type = "application/problem+json"),

@@ -69,7 +69,6 @@ fn lease_seconds(asked: Option<i64>) -> Result<i64, ApiError> {
     responses(
         (status = 200, description = "The claimed run, running, with the caller's lease", body = RunView),
         (status = 204, description = "No run is waiting"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a service account with runs:execute and the evaluator role", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
     )
@@ -120,7 +119,6 @@ pub async fn claim_run(
     request_body(content = Option<HeartbeatRequest>, description = "Optional: an empty body asks for the defaults"),
     responses(
         (status = 200, description = "The run, with the renewed lease", body = RunView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not running, not claimed, or claimed by another worker since the lease expired", body = Problem, content_type = "application/problem+json"),

@@ -126,7 +126,6 @@ pub struct NewDraftRequest {
     responses(
         (status = 201, description = "The new draft", body = VersionView,
          headers(("ETag" = String, description = "Send as If-Match to edit"), ("Location" = String, description = "The version"))),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an author of a participating institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such protocol", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A version is open already, or the protocol is retired", body = Problem, content_type = "application/problem+json"),
@@ -192,7 +191,6 @@ pub async fn create_draft(
     params(("id" = Uuid, Path, description = "The protocol")),
     responses(
         (status = 200, description = "The versions", body = Vec<VersionView>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such protocol", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -215,7 +213,6 @@ pub async fn list_versions(
     params(("id" = Uuid, Path, description = "The protocol"), ("number" = i32, Path, description = "The version number")),
     responses(
         (status = 200, description = "The version", body = VersionView, headers(("ETag" = String, description = "Send as If-Match to edit"))),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such protocol or version", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -249,7 +246,6 @@ pub struct DraftUpdate {
     request_body = DraftUpdate,
     responses(
         (status = 200, description = "Updated", body = VersionView, headers(("ETag" = String, description = "The new version"))),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an author of a participating institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such protocol or version", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The version is frozen or approved", body = Problem, content_type = "application/problem+json"),
@@ -338,7 +334,6 @@ fn version_change(
     params(("id" = Uuid, Path, description = "The protocol"), ("number" = i32, Path, description = "The version number")),
     responses(
         (status = 200, description = "In review", body = VersionView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an author of a participating institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such protocol or version", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not a draft", body = Problem, content_type = "application/problem+json"),
@@ -438,7 +433,6 @@ pub struct ReviewOutcome {
     request_body = ReviewRequest,
     responses(
         (status = 201, description = "Recorded", body = ReviewOutcome),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a reviewer of a participating institute, or an editor of this version", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such protocol or version", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not in review, or reviewed by this reviewer already", body = Problem, content_type = "application/problem+json"),
@@ -532,7 +526,6 @@ pub async fn review_version(
     params(("id" = Uuid, Path, description = "The protocol"), ("number" = i32, Path, description = "The version number")),
     responses(
         (status = 200, description = "The reviews", body = Vec<ReviewView>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such protocol or version", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -608,7 +601,6 @@ pub struct CommentRequest {
     request_body = CommentRequest,
     responses(
         (status = 201, description = "Posted", body = CommentView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Viewers read the discussion but do not post", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such protocol or version", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Empty or oversized body, an anchor that names nothing, or an unknown parent", body = Problem, content_type = "application/problem+json"),
@@ -670,7 +662,6 @@ pub async fn post_comment(
     params(("id" = Uuid, Path, description = "The protocol"), ("number" = i32, Path, description = "The version number")),
     responses(
         (status = 200, description = "The comments", body = Vec<CommentView>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such protocol or version", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -715,7 +706,6 @@ pub struct DiffView {
     params(("id" = Uuid, Path, description = "The protocol"), DiffQuery),
     responses(
         (status = 200, description = "The changes, as JSON pointers", body = DiffView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such protocol or version", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`from` or `to` is missing or not a number", body = Problem, content_type = "application/problem+json"),
     )

@@ -67,7 +67,6 @@ fn export_line(row: jointeval_store::runs::SampleRow, csv: bool) -> String {
     responses(
         (status = 200, description = "The scores, one per line, by (sample id, epoch, scorer)",
          content(("application/x-ndjson"), ("text/csv"))),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run, or one not released to the caller's institutes", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`format` is neither `ndjson` nor `csv`", body = Problem, content_type = "application/problem+json"),
     )

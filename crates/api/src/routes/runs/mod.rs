@@ -61,7 +61,6 @@ pub struct NewRunRequest {
     request_body = NewRunRequest,
     responses(
         (status = 201, description = "Queued", body = RunView, headers(("Location" = String, description = "The run"))),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an evaluator of a participating institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The exercise is not active", body = Problem, content_type = "application/problem+json"),
@@ -200,7 +199,6 @@ pub struct RunQuery {
     params(("id" = Uuid, Path, description = "The exercise"), RunQuery),
     responses(
         (status = 200, description = "A page of runs", body = Page<RunView>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -245,7 +243,6 @@ pub async fn list_runs(
     params(("id" = Uuid, Path, description = "The run")),
     responses(
         (status = 200, description = "The run", body = RunView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run, or one not released to the caller's institutes", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -306,7 +303,6 @@ async fn move_run(
     params(("id" = Uuid, Path, description = "The run")),
     responses(
         (status = 200, description = "Running", body = RunView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not queued", body = Problem, content_type = "application/problem+json"),
@@ -337,7 +333,6 @@ pub struct FinishRequest {
     request_body = FinishRequest,
     responses(
         (status = 200, description = "Finished, with its digest", body = RunView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not running", body = Problem, content_type = "application/problem+json"),
@@ -363,7 +358,6 @@ pub async fn finish_run(
     params(("id" = Uuid, Path, description = "The run")),
     responses(
         (status = 200, description = "Cancelled", body = RunView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Over already", body = Problem, content_type = "application/problem+json"),
@@ -399,7 +393,6 @@ pub struct Written {
     request_body = MetricsBatch,
     responses(
         (status = 200, description = "Written", body = Written),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The run is not running: its results are frozen or not begun", body = Problem, content_type = "application/problem+json"),
@@ -440,7 +433,6 @@ pub async fn upsert_metrics(
     params(("id" = Uuid, Path, description = "The run")),
     responses(
         (status = 200, description = "The metrics, by scorer and metric", body = Vec<MetricValue>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run, or one not released to the caller's institutes", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -473,7 +465,6 @@ pub struct ReleaseRequest {
     request_body(content = Option<ReleaseRequest>, description = "Optional: an empty body asks for the defaults"),
     responses(
         (status = 200, description = "Released", body = RunView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not a reviewer of the executing institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The run has not finished", body = Problem, content_type = "application/problem+json"),

@@ -45,7 +45,6 @@ pub struct Ingested {
     ), description = "Scores: a JSON array, or one JSON object per line"),
     responses(
         (status = 200, description = "Ingested", body = Ingested),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The run is not running", body = Problem, content_type = "application/problem+json"),
@@ -123,7 +122,6 @@ const MAX_SAMPLE_PAGE: u32 = 1_000;
     params(("id" = Uuid, Path, description = "The run"), SampleQuery),
     responses(
         (status = 200, description = "A page of scores", body = Page<StoredScore>),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run, or one not released to the caller's institutes", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )

@@ -54,7 +54,6 @@ pub struct ExerciseSummary {
     params(("id" = Uuid, Path, description = "The exercise")),
     responses(
         (status = 200, description = "The summary", body = ExerciseSummary),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
     )
 )]

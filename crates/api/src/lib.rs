@@ -11,6 +11,7 @@ mod denials;
 pub mod extract;
 mod ingest;
 mod layers;
+mod log_import;
 pub mod metrics;
 mod openapi;
 mod pagination;

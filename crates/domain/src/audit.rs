@@ -101,6 +101,25 @@ impl Change {
             .visible_to(run.released_to.iter().copied())
     }
 
+    /// A change of a protocol's version: its history is the protocol's participants',
+    /// and it is made in the actor's capacity as an author there (or any role it holds).
+    pub fn for_version(
+        action: &'static str,
+        actor: &crate::Actor,
+        protocol: &crate::JointRef,
+        version_id: Uuid,
+    ) -> Self {
+        let capacity = actor
+            .capacity_among(&protocol.participants, Some(crate::Role::Author))
+            .or_else(|| actor.capacity_among(&protocol.participants, None));
+        let change =
+            Self::new(action, version_id).visible_to(protocol.participants.iter().copied());
+        match capacity {
+            Some(institute) => change.by(institute),
+            None => change,
+        }
+    }
+
     /// The part of the action before the dot.
     pub fn object_type(&self) -> &'static str {
         self.action.split('.').next().unwrap_or(self.action)

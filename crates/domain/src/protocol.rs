@@ -229,6 +229,21 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// A review's comment: at most 10,000 characters, and a request for changes says
+    /// what should change.
+    pub fn check_comment(self, comment: &str) -> Result<(), ValidationError> {
+        if comment.chars().count() > 10_000 {
+            return Err(ValidationError::new(
+                "comment",
+                "must be at most 10000 characters",
+            ));
+        }
+        if self == Verdict::RequestChanges && comment.trim().is_empty() {
+            return Err(ValidationError::new("comment", "say what should change"));
+        }
+        Ok(())
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Approve => "approve",

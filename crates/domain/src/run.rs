@@ -103,6 +103,61 @@ pub struct RunStateError(pub &'static str);
 /// The largest configuration a run records, in bytes of JSON.
 pub const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
+/// What a harness says of a run it registers, checked: names and versions trimmed, the
+/// configuration an object (`{}` when none is given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunDescription {
+    pub harness_name: String,
+    pub harness_version: String,
+    pub model_version: String,
+    pub config: serde_json::Value,
+}
+
+impl RunDescription {
+    /// Every field's error at once, so that a harness fixes them in one go.
+    pub fn new(
+        harness_name: &str,
+        harness_version: &str,
+        model_version: &str,
+        config: serde_json::Value,
+    ) -> Result<Self, Vec<ValidationError>> {
+        let mut errors = Vec::new();
+        for (field, value, max) in [
+            ("harness.name", harness_name, 100),
+            ("harness.version", harness_version, 100),
+            ("model_version", model_version, 200),
+        ] {
+            let n = value.trim().chars().count();
+            if n == 0 || n > max {
+                errors.push(ValidationError::new(
+                    field,
+                    format!("must be 1 to {max} characters"),
+                ));
+            }
+        }
+        let config = if config.is_null() {
+            serde_json::json!({})
+        } else {
+            config
+        };
+        if !config.is_object() || config.to_string().len() > MAX_CONFIG_BYTES {
+            errors.push(ValidationError::new(
+                "config",
+                "must be a JSON object of at most 64 KiB",
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            harness_name: harness_name.trim().to_owned(),
+            harness_version: harness_version.trim().to_owned(),
+            model_version: model_version.trim().to_owned(),
+            config,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Run {
     pub id: Uuid,
@@ -506,6 +561,23 @@ mod tests {
             explanation: None,
             metadata: None,
         }
+    }
+
+    #[test]
+    fn a_run_description_is_trimmed_and_every_bad_field_named_at_once() {
+        let good = RunDescription::new(" inspect ", "0.3", " m-1 ", serde_json::Value::Null)
+            .expect("valid");
+        assert_eq!(
+            (good.harness_name.as_str(), good.model_version.as_str()),
+            ("inspect", "m-1")
+        );
+        assert_eq!(good.config, serde_json::json!({}));
+        let bad = RunDescription::new(" ", &"v".repeat(101), "m", serde_json::json!([1]))
+            .expect_err("invalid");
+        let fields: Vec<&str> = bad.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["harness.name", "harness.version", "config"]);
+        let huge = serde_json::json!({"x": "a".repeat(MAX_CONFIG_BYTES)});
+        assert!(RunDescription::new("h", "1", "m", huge).is_err());
     }
 
     #[test]

@@ -78,9 +78,15 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(versions::create_draft, versions::list_versions))
         .routes(routes!(versions::get_version, versions::update_draft))
         .routes(routes!(versions::submit_version))
-        .routes(routes!(versions::review_version, versions::list_reviews))
-        .routes(routes!(versions::post_comment, versions::list_comments))
-        .routes(routes!(versions::diff_versions))
+        .routes(routes!(
+            versions::reviews::review_version,
+            versions::reviews::list_reviews
+        ))
+        .routes(routes!(
+            versions::comments::post_comment,
+            versions::comments::list_comments
+        ))
+        .routes(routes!(versions::diff::diff_versions))
         .routes(routes!(
             exercises::create_exercise,
             exercises::list_exercises

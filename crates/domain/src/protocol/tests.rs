@@ -211,3 +211,19 @@ fn the_content_hash_of_a_fixed_content_is_known() {
         "0be76708658b594c885bcd4be0c4a88f1c18f2d6ba54eafdfa02879e76714488"
     );
 }
+
+#[test]
+fn a_request_for_changes_says_what_should_change() {
+    assert!(Verdict::Approve.check_comment("").is_ok());
+    assert!(
+        Verdict::RequestChanges
+            .check_comment("three epochs")
+            .is_ok()
+    );
+    let empty = Verdict::RequestChanges
+        .check_comment("  \n")
+        .expect_err("empty");
+    assert_eq!(empty.field, "comment");
+    assert!(Verdict::Approve.check_comment(&"x".repeat(10_001)).is_err());
+    assert!(Verdict::Approve.check_comment(&"é".repeat(10_000)).is_ok());
+}

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use jointeval_domain::audit::Change;
-use jointeval_domain::run::{MAX_CONFIG_BYTES, MetricValue, RunStatus, validate_metrics};
+use jointeval_domain::run::{MetricValue, RunDescription, RunStatus, validate_metrics};
 use jointeval_domain::{AccountKind, Action, ValidationError};
 use jointeval_store::runs::NewRun;
 use serde::{Deserialize, Serialize};
@@ -115,29 +115,19 @@ pub async fn create_run(
         (request.protocol_id, request.protocol_version),
     )
     .await?;
-    for (field, value, max) in [
-        ("harness.name", &request.harness.name, 100),
-        ("harness.version", &request.harness.version, 100),
-        ("model_version", &request.model_version, 200),
-    ] {
-        let n = value.trim().chars().count();
-        if n == 0 || n > max {
-            errors
-                .push(ValidationError::new(field, format!("must be 1 to {max} characters")).into());
-        }
+    let described = RunDescription::new(
+        &request.harness.name,
+        &request.harness.version,
+        &request.model_version,
+        request.config,
+    );
+    if let Err(invalid) = &described {
+        errors.extend(invalid.iter().cloned().map(FieldError::from));
     }
-    let config = if request.config.is_null() {
-        serde_json::json!({})
-    } else {
-        request.config
+    let described = match described {
+        Ok(described) if errors.is_empty() => described,
+        _ => return Err(Problem::validation(errors).into()),
     };
-    if !config.is_object() || config.to_string().len() > MAX_CONFIG_BYTES {
-        errors
-            .push(ValidationError::new("config", "must be a JSON object of at most 64 KiB").into());
-    }
-    if !errors.is_empty() {
-        return Err(Problem::validation(errors).into());
-    }
     let run = jointeval_store::runs::insert(
         &mut tx,
         &NewRun {
@@ -145,10 +135,10 @@ pub async fn create_run(
             protocol_id: request.protocol_id,
             protocol_version: request.protocol_version,
             institute_id: institute,
-            harness_name: request.harness.name.trim(),
-            harness_version: request.harness.version.trim(),
-            config: &config,
-            model_version: request.model_version.trim(),
+            harness_name: &described.harness_name,
+            harness_version: &described.harness_version,
+            config: &described.config,
+            model_version: &described.model_version,
             created_by: caller.account.id,
         },
     )

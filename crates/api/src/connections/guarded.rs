@@ -1,332 +1,26 @@
-//! The listener: which connections are admitted, how long each may take to say what it
-//! wants, and the answers given before any route runs. OWASP API4 (unrestricted resource
-//! consumption) at the connection level:
-//!
-//! - a cap on open connections, and one per client address, so that a client that opens
-//!   thousands and sends nothing cannot use up the process's file descriptors; a refused
-//!   connection gets a problem answer (503, or 429 for one address) and is closed;
-//! - a header timeout: a request's head must arrive whole within it, counted from the
-//!   connection's opening or from the first byte of a later request;
-//! - an idle timeout: a keep-alive connection waiting for its next request is closed.
-//!
-//! hyper answers a head it cannot parse (a NUL in a header, say) with a bare 400 of its
-//! own and no way to change it; the connection puts a problem body in its place, naming
-//! the header, and a 401 with `WWW-Authenticate` when that header is `Authorization`.
+//! One connection under the listener's deadlines: where it is between its requests,
+//! the header and idle timeouts its reads are held to, and the problem answers its
+//! writes put in place of hyper's bare ones.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::{Pin, pin};
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{HeaderValue, Request, StatusCode, header};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use axum::http::StatusCode;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
-use tower::ServiceExt;
 
 use crate::problem::Problem;
 
-/// How many connections the listener holds, and for how long.
-#[derive(Debug, Clone)]
-pub struct ConnectionLimits {
-    /// A request's head must arrive whole within this, from the connection's opening or
-    /// from the first byte of a later request.
-    pub header_timeout: Duration,
-    /// A keep-alive connection with no request for this long is closed.
-    pub idle_timeout: Duration,
-    /// Connections held open at most; a new one past it is answered 503 and closed.
-    pub max_connections: usize,
-    /// Connections held open for one client address at most (0: no such cap); a new one
-    /// past it is answered 429 and closed.
-    pub max_per_client: usize,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            max_connections: 10_000,
-            max_per_client: 256,
-        }
-    }
-}
-
-/// Refused connections answered at once by a task of their own, which reads what the
-/// client sends for a moment before closing; past this many, a refusal is answered with
-/// what one write can do and closed straight away.
-const REFUSALS_AT_ONCE: usize = 256;
-
-/// How long a refused connection is read from after its answer.
-const REFUSAL_LINGER: Duration = Duration::from_millis(250);
+use super::ConnectionLimits;
 
 /// How much of a request's head is kept, to name the header hyper could not parse.
 const HEAD_KEPT: usize = 8 * 1024;
-
-/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight
-/// requests finish. Accepted sockets get `TCP_NODELAY`: without it a keep-alive
-/// answer can wait about 40 ms behind Nagle's algorithm.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    limits: ConnectionLimits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    let admission = Arc::new(Admission::new(&limits));
-    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
-    let graceful = GracefulShutdown::new();
-    // hyper's own header timer is left off (it has no timer here): the connection keeps
-    // the header and idle timeouts itself, which hyper cannot tell apart.
-    let builder = hyper::server::conn::http1::Builder::new();
-    let mut shutdown = pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    accept_failed(e).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
-        }
-        let ticket = match admission.admit(peer.ip()) {
-            Ok(ticket) => ticket,
-            Err(refusal) => {
-                let reason = match refusal {
-                    Refusal::Full(_) => "service_full",
-                    Refusal::Client(_) => "client_full",
-                };
-                metrics::counter!("http_connections_refused_total", "reason" => reason)
-                    .increment(1);
-                tracing::debug!(%peer, reason, "connection refused");
-                match refusals.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        tokio::spawn(async move {
-                            refuse(stream, refusal).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => refuse_now(&stream, refusal),
-                }
-                continue;
-            }
-        };
-        let state = Arc::new(ConnState::new());
-        let service = TowerToHyperService::new(tracked(router.clone(), peer, state.clone()));
-        let io = TokioIo::new(Guarded::new(stream, peer, state, &limits));
-        let connection = graceful.watch(builder.serve_connection(io, service));
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
-            drop(ticket);
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
-}
-
-/// A failed `accept`: a connection that went away before it was taken is nothing; out of
-/// descriptors (or any other failure), the loop waits a little instead of spinning.
-async fn accept_failed(e: io::Error) {
-    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionRefused | ConnectionReset
-    ) {
-        return;
-    }
-    tracing::error!(error = %e, "accepting a connection failed");
-    tokio::time::sleep(Duration::from_millis(100)).await;
-}
-
-/// The router as a connection's service: each request carries the peer's address and
-/// counts as in flight until its response body is dropped.
-fn tracked(
-    router: Router,
-    peer: SocketAddr,
-    state: Arc<ConnState>,
-) -> impl tower::Service<
-    Request<Incoming>,
-    Response = axum::response::Response,
-    Error = Infallible,
-    Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send,
-> + Clone {
-    tower::service_fn(move |request: Request<Incoming>| {
-        let in_flight = InFlight::begin(state.clone());
-        let mut request = request.map(Body::new);
-        request.extensions_mut().insert(ConnectInfo(peer));
-        let answer = router.clone().oneshot(request);
-        async move {
-            let response = answer.await?;
-            Ok(response.map(|body| {
-                Body::new(body.map_frame(move |frame| {
-                    let _ = &in_flight;
-                    frame
-                }))
-            }))
-        }
-    })
-}
-
-// --- Admission -----------------------------------------------------------------------------
-
-/// The open connections, in all and by client address.
-struct Admission {
-    max_connections: usize,
-    max_per_client: usize,
-    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Refusal {
-    /// The service holds as many connections as it keeps.
-    Full(usize),
-    /// This client address holds as many as one address may.
-    Client(usize),
-}
-
-/// The client a connection counts against: its IPv4 address, or the /64 network of an
-/// IPv6 one, since a single IPv6 host commonly holds a whole /64.
-fn client_of(peer: IpAddr) -> IpAddr {
-    match peer {
-        IpAddr::V4(_) => peer,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(std::net::Ipv6Addr::from(
-                u128::from(v6) & !((1u128 << 64) - 1),
-            )),
-        },
-    }
-}
-
-/// An admitted connection's place, given back when it closes.
-struct Ticket {
-    admission: Arc<Admission>,
-    client: IpAddr,
-}
-
-impl Admission {
-    fn new(limits: &ConnectionLimits) -> Self {
-        Self {
-            max_connections: limits.max_connections,
-            max_per_client: limits.max_per_client,
-            open: Mutex::new((0, HashMap::new())),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, (usize, HashMap<IpAddr, usize>)> {
-        self.open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Ticket, Refusal> {
-        let client = client_of(peer);
-        let mut open = self.lock();
-        let (total, by_client) = &mut *open;
-        if *total >= self.max_connections {
-            return Err(Refusal::Full(self.max_connections));
-        }
-        let mine = by_client.entry(client).or_default();
-        if self.max_per_client > 0 && *mine >= self.max_per_client {
-            return Err(Refusal::Client(self.max_per_client));
-        }
-        *mine += 1;
-        *total += 1;
-        metrics::gauge!("http_connections_open").set(*total as f64);
-        Ok(Ticket {
-            admission: self.clone(),
-            client,
-        })
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        let mut open = self.admission.lock();
-        let (total, by_client) = &mut *open;
-        *total = total.saturating_sub(1);
-        metrics::gauge!("http_connections_open").set(*total as f64);
-        if let Some(mine) = by_client.get_mut(&self.client) {
-            *mine = mine.saturating_sub(1);
-            if *mine == 0 {
-                by_client.remove(&self.client);
-            }
-        }
-    }
-}
-
-/// Answers a refused connection and closes it. What the client sends is read and dropped
-/// for a moment, so that the close does not reset the connection before the client has
-/// read the answer.
-async fn refuse(mut stream: TcpStream, refusal: Refusal) {
-    let answer = async {
-        stream.write_all(&refusal_answer(refusal)).await?;
-        stream.shutdown().await?;
-        let mut sink = [0u8; 4096];
-        let mut drained = 0;
-        while drained < 64 * 1024 {
-            match stream.read(&mut sink).await? {
-                0 => break,
-                n => drained += n,
-            }
-        }
-        io::Result::Ok(())
-    };
-    let _ = tokio::time::timeout(REFUSAL_LINGER, answer).await;
-}
-
-/// The same without waiting: what the client sent so far is read, the answer written as
-/// far as the socket takes it at once, and the connection closed.
-fn refuse_now(stream: &TcpStream, refusal: Refusal) {
-    let mut sink = [0u8; 4096];
-    while matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {}
-    let _ = stream.try_write(&refusal_answer(refusal));
-}
-
-fn refusal_answer(refusal: Refusal) -> Vec<u8> {
-    let problem = match refusal {
-        Refusal::Full(max) => Problem::typed(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too-many-connections",
-            "Too many connections",
-            format!("the service holds the {max} connections it keeps open; retry later"),
-        ),
-        Refusal::Client(max) => Problem::typed(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too-many-connections-from-client",
-            "Too many connections from this address",
-            format!(
-                "this address holds the {max} connections the service keeps for one client; \
-                 reuse them, or close some and retry"
-            ),
-        ),
-    }
-    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    problem.http1_closing(&uuid::Uuid::now_v7().to_string())
-}
-
-// --- One connection's phases ------------------------------------------------------------------
 
 /// Where a connection is between its requests, which decides the deadline it reads under.
 #[derive(Debug, Clone, Copy)]
@@ -347,7 +41,7 @@ enum Expiry {
     Header,
 }
 
-struct ConnState {
+pub(super) struct ConnState {
     inner: Mutex<Shared>,
 }
 
@@ -365,7 +59,7 @@ struct Shared {
 }
 
 impl ConnState {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             inner: Mutex::new(Shared {
                 phase: Phase::Waiting {
@@ -431,10 +125,10 @@ impl ConnState {
 }
 
 /// A request in the service, from its head to the drop of its response body.
-struct InFlight(Arc<ConnState>);
+pub(super) struct InFlight(Arc<ConnState>);
 
 impl InFlight {
-    fn begin(state: Arc<ConnState>) -> Self {
+    pub(super) fn begin(state: Arc<ConnState>) -> Self {
         {
             let mut inner = state.lock();
             inner.phase = match inner.phase {
@@ -476,7 +170,7 @@ struct Timeouts {
 
 /// A TCP stream under the listener's deadlines, whose reads note where the connection is
 /// and whose writes put problem answers in place of hyper's bare ones.
-struct Guarded {
+pub(super) struct Guarded {
     inner: TcpStream,
     state: Arc<ConnState>,
     timeouts: Timeouts,
@@ -487,7 +181,7 @@ struct Guarded {
 }
 
 impl Guarded {
-    fn new(
+    pub(super) fn new(
         inner: TcpStream,
         peer: SocketAddr,
         state: Arc<ConnState>,

@@ -1,0 +1,413 @@
+//! Taking an Inspect log into a run: the upload spooled to disk as it arrives and its
+//! sha256 taken, the log read, checked against the run (its model, task and state) and
+//! the protocol version (its deviations), its metrics and scores written through
+//! `ingest`, and the original kept for its readers. The handlers are in
+//! `routes::inspect`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use chrono::Utc;
+use http_body_util::BodyExt;
+use jointeval_domain::ValidationError;
+use jointeval_domain::conformance::{Deviation, Ran, deviations};
+use jointeval_domain::run::{ImportedLog, MetricValue, validate_metrics};
+use jointeval_domain::run::{Run, SampleId, SampleScore, ScoreValue as Value};
+use jointeval_inspect::{Limits, Log, LogError, ScoreValue};
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::conflicts::OnConstraint;
+use crate::problem::{ApiError, FieldError, Problem};
+
+/// Bytes of the original log kept per row.
+const CHUNK: usize = 1 << 20;
+
+/// What an import did.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "eval_id": "EhgJfVRgXrUb5PLSNFgkD9", "format": "eval",
+    "sha256": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+    "metrics": 4, "scores": 40, "samples": 20, "replayed": false,
+    "deviations": [{"field": "epochs", "protocol": "3", "run": "1"}]
+}))]
+pub struct Imported {
+    pub eval_id: String,
+    /// `json` or `eval`.
+    pub format: String,
+    pub sha256: String,
+    /// Aggregate metrics written.
+    pub metrics: usize,
+    /// Per-sample scores written (one per sample, epoch and scorer).
+    pub scores: usize,
+    /// Samples in the log (each epoch counts).
+    pub samples: i64,
+    /// `true` when this log had been imported before: nothing was written again.
+    pub replayed: bool,
+    /// How what the log says was run differs from the protocol version.
+    pub deviations: Vec<Deviation>,
+}
+
+/// A spooled upload, removed when dropped.
+struct Spooled(PathBuf);
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+pub(crate) fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if matches!(
+        content_type,
+        "application/json" | "application/zip" | "application/octet-stream"
+    ) {
+        return Ok(());
+    }
+    Err(Problem::status(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "send the log as application/json (a JSON log) or application/zip (an .eval archive)",
+    )
+    .into())
+}
+
+/// An uploaded log: kept on disk while it is imported, and read.
+pub(crate) struct Upload {
+    spooled: Spooled,
+    pub(crate) sha256: String,
+    size: usize,
+    pub(crate) log: Log,
+}
+
+pub(crate) async fn receive(state: &AppState, body: Body) -> Result<Upload, ApiError> {
+    let (spooled, sha256, size) = spool(body).await?;
+    let limit = state.settings.ingest_limit as u64;
+    let path = spooled.0.clone();
+    let log = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path).map_err(|e| LogError::Corrupt(e.to_string()))?;
+        jointeval_inspect::read(
+            file,
+            Limits {
+                max_expanded: limit.saturating_mul(4),
+                ..Limits::default()
+            },
+        )
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "reading an Inspect log");
+        ApiError::from(Problem::internal())
+    })?
+    .map_err(unreadable)?;
+    Ok(Upload {
+        spooled,
+        sha256,
+        size,
+        log,
+    })
+}
+
+/// Writes a log's results into a running run, records what it says and how it deviates
+/// from the protocol version, and keeps the original; the caller commits.
+pub(crate) async fn import_into(
+    tx: &mut jointeval_store::Tx,
+    caller: &Caller,
+    run: &Run,
+    upload: &Upload,
+    accept_incomplete: bool,
+) -> Result<Imported, ApiError> {
+    let log = &upload.log;
+    let id_ok = (1..=64).contains(&log.header.eval_id.len())
+        && log
+            .header
+            .eval_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !id_ok {
+        return Err(ValidationError::new(
+            "eval.eval_id",
+            "must be 1 to 64 letters, digits, `-` or `_`",
+        )
+        .into());
+    }
+    if log.header.status != "success" && !accept_incomplete {
+        return Err(Problem::validation(vec![FieldError {
+            field: "status".into(),
+            message: format!(
+                "the log's status is {:?}, not \"success\"; pass accept_incomplete=true to import it anyway",
+                log.header.status
+            ),
+        }])
+        .into());
+    }
+    contradictions(run, log)?;
+    let version =
+        jointeval_store::protocols::get_version(tx, run.protocol_id, run.protocol_version, false)
+            .await?
+            .ok_or_else(|| crate::auth::not_found("protocol version"))?;
+    // The samples actually run, not the dataset's size: a run on part of the dataset
+    // (Inspect's --limit) deviates.
+    let run_samples: std::collections::HashSet<&str> =
+        log.scores.iter().map(|s| s.sample_id.as_str()).collect();
+    let found = deviations(
+        &version.content,
+        &Ran {
+            task: log.header.task.clone(),
+            task_version: log.header.task_version.clone(),
+            dataset_name: log.header.dataset_name.clone(),
+            dataset_samples: Some(run_samples.len() as i64),
+            epochs: log.header.epochs,
+            scorers: log.header.scorers.clone(),
+        },
+    );
+    let metrics: Vec<MetricValue> = log
+        .metrics
+        .iter()
+        .map(|m| MetricValue {
+            scorer: m.scorer.clone(),
+            metric: m.metric.clone(),
+            value: m.value,
+            stderr: m.stderr,
+            sample_count: m.sample_count,
+        })
+        .collect();
+    if !metrics.is_empty() {
+        let errors = validate_metrics(&metrics);
+        if !errors.is_empty() {
+            return Err(
+                Problem::validation(errors.into_iter().map(FieldError::from).collect()).into(),
+            );
+        }
+        jointeval_store::runs::upsert_metrics(tx, run.id, &metrics).await?;
+    }
+    let scores = log
+        .scores
+        .iter()
+        .map(score_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let new = crate::ingest::from_scores(tx, run.id, scores).await?;
+    jointeval_store::runs::count_new_samples(tx, run.id, new).await?;
+    keep_original(tx, run.id, &upload.spooled).await?;
+    let imported = ImportedLog {
+        harness: "inspect".into(),
+        format: log.format.as_str().into(),
+        eval_id: log.header.eval_id.clone(),
+        sha256: upload.sha256.clone(),
+        size: upload.size as i64,
+        status: log.header.status.clone(),
+        task: log.header.task.clone(),
+        task_version: log.header.task_version.clone(),
+        model: log.header.model.clone(),
+        created: log.header.created.clone(),
+        inspect_version: log.header.inspect_version.clone(),
+        dataset: log.header.dataset_name.clone(),
+        samples: log.samples as i64,
+        epochs: log.header.epochs,
+        config: log.header.config.clone(),
+        imported_by: caller.account.id,
+        imported_at: Utc::now(),
+    };
+    jointeval_store::runs::record_imported_log(tx, run.id, &imported, &found)
+        .await
+        .on_constraint("runs_inspect_eval_once", || {
+            Problem::typed(
+                StatusCode::CONFLICT,
+                "log-imported",
+                "Log imported before",
+                format!(
+                    "eval {} is imported into another run of this institute already",
+                    imported.eval_id
+                ),
+            )
+            .into()
+        })?;
+    Ok(Imported {
+        eval_id: imported.eval_id,
+        format: imported.format,
+        sha256: imported.sha256,
+        metrics: metrics.len(),
+        scores: log.scores.len(),
+        samples: imported.samples,
+        replayed: false,
+        deviations: found,
+    })
+}
+
+pub(crate) fn summary_of(imported: &Imported) -> serde_json::Value {
+    json!({
+        "eval_id": imported.eval_id, "sha256": imported.sha256, "format": imported.format,
+        "metrics": imported.metrics, "scores": imported.scores,
+        "deviations": imported.deviations.len(),
+    })
+}
+
+/// The body, written to a temporary file as it arrives, with its sha256 and size.
+async fn spool(body: Body) -> Result<(Spooled, String, usize), ApiError> {
+    let path = std::env::temp_dir().join(format!("jointeval-log-{}", Uuid::now_v7()));
+    let spooled = Spooled(path);
+    let mut file = std::fs::File::create(&spooled.0).map_err(|e| {
+        tracing::error!(error = %e, "spooling an upload");
+        ApiError::from(Problem::internal())
+    })?;
+    let mut hasher = Sha256::new();
+    let mut size = 0usize;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| {
+            ApiError::from(Problem::status(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the log is larger than this service accepts (--ingest-limit)",
+            ))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        hasher.update(&data);
+        size += data.len();
+        file.write_all(&data).map_err(|e| {
+            tracing::error!(error = %e, "spooling an upload");
+            ApiError::from(Problem::internal())
+        })?;
+    }
+    file.flush()
+        .map_err(|_| ApiError::from(Problem::internal()))?;
+    Ok((
+        spooled,
+        jointeval_domain::canonical::hex(&hasher.finalize()),
+        size,
+    ))
+}
+
+async fn keep_original(
+    conn: &mut jointeval_store::PgConnection,
+    id: Uuid,
+    spooled: &Spooled,
+) -> Result<(), ApiError> {
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(&spooled.0).map_err(|_| ApiError::from(Problem::internal()))?;
+    let mut buffer = vec![0u8; CHUNK];
+    for n in 0.. {
+        let mut filled = 0;
+        while filled < CHUNK {
+            match file.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(k) => filled += k,
+                Err(_) => return Err(Problem::internal().into()),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        jointeval_store::runs::insert_log_chunk(conn, id, n, &buffer[..filled]).await?;
+        if filled < CHUNK {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A log goes into a running run, held by the caller if it is leased.
+pub(crate) fn check_importable(run: &Run, caller: &Caller) -> Result<(), ApiError> {
+    run.check_lease(caller.account.id, Utc::now())?;
+    run.status.check_import()?;
+    Ok(())
+}
+
+fn unreadable(e: LogError) -> ApiError {
+    match e {
+        LogError::TooLarge(limit) => Problem::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the archive expands beyond {limit} bytes, more than this service accepts"),
+        )
+        .into(),
+        LogError::NotALog => Problem::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "neither an Inspect JSON log nor an .eval archive",
+        )
+        .into(),
+        other => Problem::typed(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-inspect-log",
+            "Not a readable Inspect log",
+            other.to_string(),
+        )
+        .into(),
+    }
+}
+
+/// A run takes only logs of its own model: its `model_version` is the log's model, or
+/// the model's name after the provider (`openai/gpt-4o` ran `gpt-4o`). A run that names
+/// a task or model in its config takes only logs of those.
+fn contradictions(run: &Run, log: &Log) -> Result<(), ApiError> {
+    let model = &log.header.model;
+    let short = model.rsplit('/').next().unwrap_or(model);
+    if run.model_version != *model && run.model_version != short {
+        return Err(Problem::typed(
+            StatusCode::CONFLICT,
+            "log-contradicts-run",
+            "The log contradicts the run",
+            format!(
+                "eval.model: the log ran {model:?}, the run is of model version {:?}",
+                run.model_version
+            ),
+        )
+        .into());
+    }
+    for (key, field, found) in [
+        ("task", "eval.task", &log.header.task),
+        ("model", "eval.model", &log.header.model),
+    ] {
+        if let Some(expected) = run.config.get(key).and_then(|v| v.as_str())
+            && expected != found
+        {
+            return Err(Problem::typed(
+                StatusCode::CONFLICT,
+                "log-contradicts-run",
+                "The log contradicts the run",
+                format!("{field}: the log ran {found:?}, the run's config says {key} {expected:?}"),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// A score of the log as the results API takes it, held to the same rules.
+fn score_of(score: &jointeval_inspect::Score) -> Result<SampleScore, ApiError> {
+    let checked = SampleScore {
+        sample_id: SampleId::Text(score.sample_id.clone()),
+        epoch: score.epoch,
+        scorer: score.scorer.clone(),
+        value: match &score.value {
+            ScoreValue::Number(n) => Value::Number(*n),
+            ScoreValue::Label(l) => Value::Label(l.clone()),
+        },
+        answer: score.answer.clone(),
+        explanation: score.explanation.clone(),
+        metadata: score.metadata.clone(),
+    };
+    checked.validate().map_err(|e| {
+        ValidationError::new(
+            format!(
+                "samples[{}, epoch {}, {}].{}",
+                score.sample_id, score.epoch, score.scorer, e.field
+            ),
+            e.message,
+        )
+    })?;
+    Ok(checked)
+}

@@ -10,6 +10,7 @@ endpoint is fuzzed too.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import schemathesis
@@ -25,15 +26,22 @@ def ndjson(ctx: Any, value: Any) -> dict[str, Any]:
 
 @schemathesis.hook
 def map_case(ctx: Any, case: Any) -> Any:
-    """A cursor is opaque: only the service makes valid ones, so a case meant to be valid
-    (positive data) starts at the first page. Cases meant to be invalid keep theirs, and
-    the cursor's refusal stays fuzzed."""
+    """A case meant to be valid (positive data) is made so where the schema cannot say
+    how: a cursor is opaque, so it starts at the first page; integers are written as
+    integers; an Idempotency-Key is its own. Cases meant to be invalid keep what they
+    drew, and its refusal stays fuzzed."""
     meta = getattr(case, "meta", None)
     positive = meta is not None and meta.generation.mode.is_positive
     if positive and case.query and "cursor" in case.query:
         case.query.pop("cursor")
     if positive and isinstance(case.body, (dict, list)):
         case.body = integral(case.body)
+    if positive and case.headers:
+        # A key names one request: the same key with another body is rightly refused,
+        # which no schema can say. A valid case's key is its own.
+        for name in list(case.headers):
+            if name.lower() == "idempotency-key":
+                case.headers[name] = uuid.uuid4().hex
     return case
 
 

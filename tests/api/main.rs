@@ -14,6 +14,7 @@ mod exercises;
 mod faults;
 mod governance;
 mod health;
+mod idempotency;
 mod inspect;
 mod instances;
 mod institutes;

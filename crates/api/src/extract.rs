@@ -84,7 +84,7 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
             .is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"))
 }
 
-fn body_problem(rejection: BytesRejection) -> Problem {
+pub(crate) fn body_problem(rejection: BytesRejection) -> Problem {
     let status = rejection.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         Problem::status(

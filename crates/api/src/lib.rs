@@ -9,6 +9,7 @@ mod conflicts;
 mod connections;
 mod denials;
 pub mod extract;
+mod idempotency;
 mod ingest;
 mod layers;
 mod log_import;

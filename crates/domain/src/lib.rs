@@ -20,7 +20,8 @@ pub use identity::{
 pub use institute::{Institute, InstituteCode};
 pub use policy::{
     AccountRef, Action, Actor, Decision, Denial, ExchangeRef, JointRef, Resource,
-    agreement_capacities, claim_capacities, decide, execution_capacities, review_capacities,
+    agreement_capacities, choose_capacity, claim_capacities, decide, execution_capacities,
+    review_capacities,
 };
 
 /// Why a value given to the service was refused, with the field it concerns.

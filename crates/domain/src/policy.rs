@@ -5,6 +5,7 @@
 
 use uuid::Uuid;
 
+use crate::ValidationError;
 use crate::identity::{AccountKind, ActiveRole, Role, Scope};
 
 /// Who is acting, as the database says now: the account and the roles it holds at
@@ -612,6 +613,27 @@ fn see_joint(actor: &Actor, joint: &JointRef, scope: Scope) -> Decision {
         return Err(Denial::NotFound);
     }
     scoped(actor, &[scope])
+}
+
+/// In which institute's capacity an actor acts among those it may act for there
+/// (`capacities`): the one it names (`named` is `Some(None)` for a code that names no
+/// institute), which must be among them, or, naming none, its only one. `verb` says what
+/// it does ("review", "agree"), for the error.
+pub fn choose_capacity(
+    named: Option<Option<Uuid>>,
+    capacities: &[Uuid],
+    verb: &str,
+) -> Result<Uuid, ValidationError> {
+    match (named, capacities) {
+        (Some(named), _) => named.filter(|i| capacities.contains(i)).ok_or_else(|| {
+            ValidationError::new("institute", format!("is not a participant you {verb} for"))
+        }),
+        (None, [one]) => Ok(*one),
+        (None, _) => Err(ValidationError::new(
+            "institute",
+            format!("is required: you {verb} for more than one participant"),
+        )),
+    }
 }
 
 /// The participating institutes in whose capacity the actor may agree to an exercise plan.

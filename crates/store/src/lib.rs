@@ -10,6 +10,7 @@ pub mod credentials;
 mod error;
 pub mod exchanges;
 pub mod exercises;
+pub mod idempotency;
 pub mod institutes;
 pub mod login_failures;
 pub mod memberships;

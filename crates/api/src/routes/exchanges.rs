@@ -20,7 +20,8 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::conflicts::OnConstraint;
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiPath, ApiQuery};
+use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::{Codes, ExchangeView};
@@ -50,6 +51,7 @@ pub struct ProposeRequest {
 #[utoipa::path(
     post, path = "/v1/exchanges", tag = "exchanges",
     security(("bearer" = [])),
+    params(IdempotencyHeader),
     request_body = ProposeRequest,
     responses(
         (status = 201, description = "Proposed", body = ExchangeView,
@@ -62,10 +64,14 @@ pub struct ProposeRequest {
 pub async fn propose_exchange(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(request): ApiJson<ProposeRequest>,
+    IdempotentJson { key, request }: IdempotentJson<ProposeRequest>,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
+        jointeval_store::commit(tx).await?;
+        return Ok(first);
+    }
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     let home = codes.id_of(&request.home_institute);
     let host = codes.id_of(&request.host_institute);
@@ -147,6 +153,14 @@ pub async fn propose_exchange(
             "roles": exchange.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
             "starts_at": exchange.starts_at, "ends_at": exchange.ends_at,
         }));
+    idempotency::remember(
+        &mut tx,
+        &caller,
+        key.as_ref(),
+        StatusCode::CREATED,
+        &ExchangeView::new(exchange.clone(), &codes, now),
+    )
+    .await?;
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(exchange_id = %exchange.id, "exchange proposed");
     let location = format!("/v1/exchanges/{}", exchange.id);

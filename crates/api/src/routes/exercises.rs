@@ -10,7 +10,9 @@ use jointeval_domain::audit::Change;
 use jointeval_domain::exercise::{
     Exercise, ExerciseStatus, ModelUnderTest, all_agreed, validate_plan,
 };
-use jointeval_domain::{Action, JointRef, Resource, ValidationError, agreement_capacities, decide};
+use jointeval_domain::{
+    Action, JointRef, Resource, ValidationError, agreement_capacities, choose_capacity, decide,
+};
 use jointeval_store::PgConnection;
 use jointeval_store::exercises::Plan;
 use serde::{Deserialize, Serialize};
@@ -22,6 +24,7 @@ use crate::AppState;
 use crate::access::Lock;
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, OptionalJson};
+use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::Codes;
@@ -241,6 +244,7 @@ fn plan<'a>(
 #[utoipa::path(
     post, path = "/v1/exercises", tag = "exercises",
     security(("bearer" = [])),
+    params(IdempotencyHeader),
     request_body = PlanRequest,
     responses(
         (status = 201, description = "Planned", body = ExerciseView,
@@ -252,9 +256,13 @@ fn plan<'a>(
 pub async fn create_exercise(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(request): ApiJson<PlanRequest>,
+    IdempotentJson { key, request }: IdempotentJson<PlanRequest>,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
+        jointeval_store::commit(tx).await?;
+        return Ok(first);
+    }
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     let lead = match request.lead_institute.as_deref() {
         Some(code) => codes
@@ -312,6 +320,14 @@ pub async fn create_exercise(
     .await?;
     let change =
         Change::for_exercise("exercise.planned", &exercise).summary(plan_summary(&exercise));
+    idempotency::remember(
+        &mut tx,
+        &caller,
+        key.as_ref(),
+        StatusCode::CREATED,
+        &ExerciseView::new(exercise.clone(), &codes),
+    )
+    .await?;
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(exercise_id = %exercise.id, "exercise planned");
     Ok(respond(exercise, &codes, StatusCode::CREATED))
@@ -496,23 +512,11 @@ pub async fn agree(
             .await?;
     exercise.status.check_agree()?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    let capacities = agreement_capacities(&caller.actor, &exercise.participants);
-    let institute = match (request.institute.as_deref(), capacities.as_slice()) {
-        (Some(code), _) => codes
-            .id_of(code)
-            .filter(|i| capacities.contains(i))
-            .ok_or_else(|| {
-                ValidationError::new("institute", "is not a participant you agree for")
-            })?,
-        (None, [one]) => *one,
-        (None, _) => {
-            return Err(ValidationError::new(
-                "institute",
-                "is required: you agree for more than one participant",
-            )
-            .into());
-        }
-    };
+    let institute = choose_capacity(
+        request.institute.as_deref().map(|code| codes.id_of(code)),
+        &agreement_capacities(&caller.actor, &exercise.participants),
+        "agree",
+    )?;
     jointeval_store::exercises::agree(
         &mut tx,
         id,

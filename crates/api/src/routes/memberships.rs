@@ -17,7 +17,8 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::conflicts::OnConstraint;
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::ApiPath;
+use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::problem::{ApiError, Problem};
 use crate::views::{Codes, MembershipView};
 
@@ -67,7 +68,7 @@ pub struct GrantRequest {
 #[utoipa::path(
     post, path = "/v1/accounts/{id}/memberships", tag = "accounts",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The account")),
+    params(IdempotencyHeader, ("id" = Uuid, Path, description = "The account")),
     request_body = GrantRequest,
     responses(
         (status = 201, description = "Granted", body = MembershipView),
@@ -81,7 +82,7 @@ pub async fn grant_membership(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
-    ApiJson(request): ApiJson<GrantRequest>,
+    IdempotentJson { key, request }: IdempotentJson<GrantRequest>,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let valid_from = request.valid_from.unwrap_or(now);
@@ -94,6 +95,10 @@ pub async fn grant_membership(
         }
     }
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
+        jointeval_store::commit(tx).await?;
+        return Ok(first);
+    }
     let (account, reference) =
         crate::access::account(&mut tx, &caller, id, Action::ReadAccount).await?;
     decide(
@@ -134,6 +139,14 @@ pub async fn grant_membership(
                 "account_id": id, "role": request.role.as_str(), "valid_from": valid_from,
                 "valid_until": request.valid_until,
             }));
+    idempotency::remember(
+        &mut tx,
+        &caller,
+        key.as_ref(),
+        StatusCode::CREATED,
+        &MembershipView::new(membership.clone(), &codes, now),
+    )
+    .await?;
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(account_id = %id, role = request.role.as_str(), "role granted");
     let response = (

@@ -19,6 +19,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::conflicts::OnConstraint;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::Codes;
@@ -114,6 +115,7 @@ fn resolve(
 #[utoipa::path(
     post, path = "/v1/protocols", tag = "protocols",
     security(("bearer" = [])),
+    params(IdempotencyHeader),
     request_body = NewProtocolRequest,
     responses(
         (status = 201, description = "Created", body = ProtocolView, headers(("Location" = String, description = "The protocol"))),
@@ -125,7 +127,7 @@ fn resolve(
 pub async fn create_protocol(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(request): ApiJson<NewProtocolRequest>,
+    IdempotentJson { key, request }: IdempotentJson<NewProtocolRequest>,
 ) -> Result<Response, ApiError> {
     let mut errors: Vec<FieldError> = Vec::new();
     let slug = ProtocolSlug::parse("slug", &request.slug)
@@ -139,6 +141,10 @@ pub async fn create_protocol(
         errors.push(ValidationError::new("summary", "must be at most 10000 characters").into());
     }
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
+        jointeval_store::commit(tx).await?;
+        return Ok(first);
+    }
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     let participants = resolve(&codes, "participants", &request.participants, &mut errors);
     let lead = match request.lead_institute.as_deref() {
@@ -214,6 +220,14 @@ pub async fn create_protocol(
         "slug": protocol.slug, "title": protocol.title, "risk_area": protocol.risk_area,
         "participants": protocol.participants,
     }));
+    idempotency::remember(
+        &mut tx,
+        &caller,
+        key.as_ref(),
+        StatusCode::CREATED,
+        &ProtocolView::new(protocol.clone(), &codes),
+    )
+    .await?;
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(protocol_id = %protocol.id, "protocol created");
     let location = format!("/v1/protocols/{}", protocol.id);

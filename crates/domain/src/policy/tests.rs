@@ -737,3 +737,21 @@ fn me_reports_governance_only_where_the_actor_governs() {
     assert_eq!(w.both_admin.permissions_at(UK), day_to_day); // away from home
     assert!(w.us_viewer.permissions_at(UK).is_empty());
 }
+
+#[test]
+fn a_capacity_is_the_one_named_among_the_actors_or_its_only_one() {
+    let (us, uk, jp) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+    assert_eq!(choose_capacity(None, &[us], "review"), Ok(us));
+    assert_eq!(choose_capacity(Some(Some(uk)), &[us, uk], "review"), Ok(uk));
+    let named_other = choose_capacity(Some(Some(jp)), &[us, uk], "agree").expect_err("not one");
+    assert_eq!(named_other.message, "is not a participant you agree for");
+    assert!(choose_capacity(Some(None), &[us], "review").is_err());
+    let two = choose_capacity(None, &[us, uk], "review").expect_err("ambiguous");
+    assert_eq!(
+        (two.field.as_str(), two.message.as_str()),
+        (
+            "institute",
+            "is required: you review for more than one participant"
+        )
+    );
+}

@@ -7,9 +7,8 @@ pub(crate) mod samples;
 pub(crate) mod summary;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use jointeval_domain::audit::Change;
@@ -24,7 +23,8 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::access::{self, Lock};
 use crate::auth::Caller;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson, json_body};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
+use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::{Codes, HarnessRef, RunView};
@@ -56,8 +56,7 @@ pub struct NewRunRequest {
 #[utoipa::path(
     post, path = "/v1/exercises/{id}/runs", tag = "runs",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The exercise"),
-           ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key answers the first answer")),
+    params(("id" = Uuid, Path, description = "The exercise"), IdempotencyHeader),
     request_body = NewRunRequest,
     responses(
         (status = 201, description = "Queued", body = RunView, headers(("Location" = String, description = "The run"))),
@@ -71,42 +70,13 @@ pub async fn create_run(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(exercise_id): ApiPath<Uuid>,
-    headers: HeaderMap,
-    body: Bytes,
+    IdempotentJson { key, request }: IdempotentJson<NewRunRequest>,
 ) -> Result<Response, ApiError> {
-    let request: NewRunRequest = json_body(&headers, &body)?;
-    let key = headers
-        .get("idempotency-key")
-        .map(|v| v.to_str().map(str::to_owned))
-        .transpose()
-        .map_err(|_| ValidationError::new("Idempotency-Key", "must be visible ASCII"))?;
-    if key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 200) {
-        return Err(ValidationError::new("Idempotency-Key", "must be 1 to 200 characters").into());
-    }
-    let fingerprint =
-        jointeval_domain::canonical::sha256_hex([exercise_id.as_bytes().as_slice(), &body]);
-
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    if let Some(key) = &key
-        && let Some(first) =
-            jointeval_store::runs::idempotent_answer(&mut tx, caller.account.id, key).await?
-    {
-        if first.request_sha256 != fingerprint {
-            return Err(ValidationError::new(
-                "Idempotency-Key",
-                "was used for a different request",
-            )
-            .into());
-        }
+    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
         jointeval_store::commit(tx).await?;
-        let status = StatusCode::from_u16(first.status as u16).unwrap_or(StatusCode::CREATED);
-        let mut response = (status, Json(first.body)).into_response();
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-        return Ok(response);
+        return Ok(first);
     }
-
     let (institute, codes, mut errors) = access::place_run(
         &mut tx,
         &caller,
@@ -148,21 +118,10 @@ pub async fn create_run(
         "exercise_id": run.exercise_id, "protocol_id": run.protocol_id,
         "protocol_version": run.protocol_version, "harness_name": run.harness_name,
         "harness_version": run.harness_version, "model_version": run.model_version,
-        "idempotency_key": key,
+        "idempotency_key": key.as_ref().map(|k| k.as_str()),
     }));
     let view = RunView::new(run, &codes);
-    if let Some(key) = &key {
-        let body = serde_json::to_value(&view).unwrap_or_default();
-        jointeval_store::runs::remember_answer(
-            &mut tx,
-            caller.account.id,
-            key,
-            &fingerprint,
-            201,
-            &body,
-        )
-        .await?;
-    }
+    idempotency::remember(&mut tx, &caller, key.as_ref(), StatusCode::CREATED, &view).await?;
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(run_id = %view.id, "run queued");
     Ok(super::with_header(

@@ -16,7 +16,8 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::access::Lock;
 use crate::auth::Caller;
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::ApiPath;
+use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::problem::{ApiError, Problem};
 
 /// A comment on a version.
@@ -67,7 +68,7 @@ pub struct CommentRequest {
 #[utoipa::path(
     post, path = "/v1/protocols/{id}/versions/{number}/comments", tag = "protocols",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The protocol"), ("number" = i32, Path, description = "The version number")),
+    params(IdempotencyHeader, ("id" = Uuid, Path, description = "The protocol"), ("number" = i32, Path, description = "The version number")),
     request_body = CommentRequest,
     responses(
         (status = 201, description = "Posted", body = CommentView),
@@ -80,13 +81,17 @@ pub async fn post_comment(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((id, number)): ApiPath<(Uuid, i32)>,
-    ApiJson(request): ApiJson<CommentRequest>,
+    IdempotentJson { key, request }: IdempotentJson<CommentRequest>,
 ) -> Result<Response, ApiError> {
     let length = request.body.trim().chars().count();
     if length == 0 || request.body.chars().count() > 10_000 {
         return Err(ValidationError::new("body", "must be 1 to 10000 characters").into());
     }
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
+        jointeval_store::commit(tx).await?;
+        return Ok(first);
+    }
     let (protocol, version) =
         crate::access::version(&mut tx, &caller, id, number, Action::Comment, Lock::No).await?;
     if let Some(anchor) = &request.anchor
@@ -126,6 +131,14 @@ pub async fn post_comment(
     .summary(json!({
         "comment_id": comment.id, "parent_id": comment.parent_id, "anchor": comment.anchor,
     }));
+    idempotency::remember(
+        &mut tx,
+        &caller,
+        key.as_ref(),
+        StatusCode::CREATED,
+        &CommentView::from(comment.clone()),
+    )
+    .await?;
     jointeval_store::audit::commit_audited(tx, &change).await?;
     Ok((StatusCode::CREATED, Json(CommentView::from(comment))).into_response())
 }

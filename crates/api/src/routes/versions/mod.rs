@@ -25,6 +25,7 @@ use crate::access::Lock;
 use crate::auth::Caller;
 use crate::conflicts::OnConstraint;
 use crate::extract::{ApiJson, ApiPath, IfMatch};
+use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::problem::{ApiError, FieldError, Problem};
 
 /// A version of a protocol.
@@ -123,7 +124,7 @@ pub struct NewDraftRequest {
 #[utoipa::path(
     post, path = "/v1/protocols/{id}/versions", tag = "protocols",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The protocol")),
+    params(IdempotencyHeader, ("id" = Uuid, Path, description = "The protocol")),
     request_body = NewDraftRequest,
     responses(
         (status = 201, description = "The new draft", body = VersionView,
@@ -138,9 +139,13 @@ pub async fn create_draft(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
-    ApiJson(request): ApiJson<NewDraftRequest>,
+    IdempotentJson { key, request }: IdempotentJson<NewDraftRequest>,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
+        jointeval_store::commit(tx).await?;
+        return Ok(first);
+    }
     jointeval_store::protocols::lock(&mut tx, id).await?;
     let (protocol, joint) =
         crate::access::protocol(&mut tx, &caller, id, Action::WriteDraft).await?;
@@ -186,6 +191,14 @@ pub async fn create_draft(
         "number": version.number, "based_on": version.based_on,
         "content_sha256": version.content.sha256(),
     }));
+    idempotency::remember(
+        &mut tx,
+        &caller,
+        key.as_ref(),
+        StatusCode::CREATED,
+        &VersionView::from(version.clone()),
+    )
+    .await?;
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(protocol_id = %id, number = version.number, "draft started");
     Ok(version_response(version, StatusCode::CREATED))

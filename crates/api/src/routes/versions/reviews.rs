@@ -9,7 +9,7 @@ use jointeval_domain::audit::Change as AuditChange;
 use jointeval_domain::protocol::{
     Review, Verdict, VersionStateError, VersionStatus, review_outcome,
 };
-use jointeval_domain::{Action, ValidationError, review_capacities};
+use jointeval_domain::{Action, choose_capacity, review_capacities};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -19,7 +19,8 @@ use crate::AppState;
 use crate::access::Lock;
 use crate::auth::Caller;
 use crate::conflicts::OnConstraint;
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::ApiPath;
+use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::problem::{ApiError, Problem};
 use crate::views::Codes;
 
@@ -78,7 +79,7 @@ pub struct ReviewOutcome {
 #[utoipa::path(
     post, path = "/v1/protocols/{id}/versions/{number}/reviews", tag = "protocols",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The protocol"), ("number" = i32, Path, description = "The version number")),
+    params(IdempotencyHeader, ("id" = Uuid, Path, description = "The protocol"), ("number" = i32, Path, description = "The version number")),
     request_body = ReviewRequest,
     responses(
         (status = 201, description = "Recorded", body = ReviewOutcome),
@@ -92,9 +93,13 @@ pub async fn review_version(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((id, number)): ApiPath<(Uuid, i32)>,
-    ApiJson(request): ApiJson<ReviewRequest>,
+    IdempotentJson { key, request }: IdempotentJson<ReviewRequest>,
 ) -> Result<Response, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
+        jointeval_store::commit(tx).await?;
+        return Ok(first);
+    }
     let (protocol, version) = crate::access::version(
         &mut tx,
         &caller,
@@ -107,23 +112,11 @@ pub async fn review_version(
     version.status.check_review()?;
     request.verdict.check_comment(&request.comment)?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    let capacities = review_capacities(&caller.actor, &protocol.participants);
-    let institute = match (request.institute.as_deref(), capacities.as_slice()) {
-        (Some(code), _) => codes
-            .id_of(code)
-            .filter(|i| capacities.contains(i))
-            .ok_or_else(|| {
-                ValidationError::new("institute", "is not a participant you review for")
-            })?,
-        (None, [one]) => *one,
-        (None, _) => {
-            return Err(ValidationError::new(
-                "institute",
-                "is required: you review for more than one participant",
-            )
-            .into());
-        }
-    };
+    let institute = choose_capacity(
+        request.institute.as_deref().map(|code| codes.id_of(code)),
+        &review_capacities(&caller.actor, &protocol.participants),
+        "review",
+    )?;
     let review = jointeval_store::protocols::insert_review(
         &mut tx,
         version.id,
@@ -156,6 +149,17 @@ pub async fn review_version(
     .summary(json!({
         "number": number, "verdict": request.verdict.as_str(), "status": outcome.as_str(),
     }));
+    idempotency::remember(
+        &mut tx,
+        &caller,
+        key.as_ref(),
+        StatusCode::CREATED,
+        &ReviewOutcome {
+            review: ReviewView::new(review.clone(), &codes),
+            version_status: outcome,
+        },
+    )
+    .await?;
     jointeval_store::audit::commit_audited(tx, &change).await?;
     tracing::info!(protocol_id = %id, number, verdict = request.verdict.as_str(), status = outcome.as_str(), "version reviewed");
     Ok((

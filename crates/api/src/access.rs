@@ -95,6 +95,20 @@ pub(crate) async fn exercise(
     Ok(exercise)
 }
 
+/// The institutes whose runs of an exercise the caller reads: the exercise must be one it
+/// may see, and the runs are its institutes' own and those released to them.
+pub(crate) async fn exercise_runs(
+    conn: &mut PgConnection,
+    caller: &Caller,
+    exercise_id: Uuid,
+) -> Result<Vec<Uuid>, ApiError> {
+    exercise(conn, caller, exercise_id, Action::ReadExercise, Lock::No).await?;
+    caller
+        .actor
+        .reading_institutes(&jointeval_domain::policy::RUN_READING)
+        .map_err(|d| Caller::deny(d, "run"))
+}
+
 /// A protocol the caller may see, and may do `action` to, with the joint object the
 /// policy judges it as.
 pub(crate) async fn protocol(

@@ -17,10 +17,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let headers = req.headers().clone();
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_problem)?;
+        let (headers, bytes) = read_body(req, state).await?;
         json_body(&headers, &bytes).map(ApiJson)
     }
 }
@@ -35,15 +32,24 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let headers = req.headers().clone();
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_problem)?;
+        let (headers, bytes) = read_body(req, state).await?;
         if bytes.is_empty() {
             return Ok(OptionalJson(T::default()));
         }
         json_body(&headers, &bytes).map(OptionalJson)
     }
+}
+
+/// A request's headers and whole body (413 past the limit).
+pub(crate) async fn read_body<S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<(axum::http::HeaderMap, Bytes), Problem> {
+    let headers = req.headers().clone();
+    let bytes = Bytes::from_request(req, state)
+        .await
+        .map_err(body_problem)?;
+    Ok((headers, bytes))
 }
 
 /// A JSON object body already read, for handlers that also need its bytes (to hash them).
@@ -84,7 +90,7 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
             .is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"))
 }
 
-pub(crate) fn body_problem(rejection: BytesRejection) -> Problem {
+fn body_problem(rejection: BytesRejection) -> Problem {
     let status = rejection.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         Problem::status(

@@ -8,7 +8,6 @@ use axum::Json;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use jointeval_domain::ValidationError;
 use jointeval_store::PgConnection;
 use serde::Serialize;
@@ -16,7 +15,7 @@ use serde::de::DeserializeOwned;
 use utoipa::IntoParams;
 
 use crate::auth::Caller;
-use crate::extract::{body_problem, json_body};
+use crate::extract::{json_body, read_body};
 use crate::problem::{ApiError, Problem};
 
 /// The header, as the contract documents it on every operation that honours it.
@@ -83,11 +82,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for IdempotentJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let headers = req.headers().clone();
         let path = req.uri().path().to_owned();
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_problem)?;
+        let (headers, bytes) = read_body(req, state).await?;
         let request = json_body(&headers, &bytes)?;
         let key = Key::of(&headers, &path, &bytes)?;
         Ok(IdempotentJson { key, request })

@@ -164,18 +164,7 @@ pub async fn list_runs(
     .validate()?;
     let after = page.after_id()?;
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    access::exercise(
-        &mut tx,
-        &caller,
-        exercise_id,
-        Action::ReadExercise,
-        Lock::No,
-    )
-    .await?;
-    let institutes = caller
-        .actor
-        .reading_institutes(&jointeval_domain::policy::RUN_READING)
-        .map_err(|d| Caller::deny(d, "run"))?;
+    let institutes = access::exercise_runs(&mut tx, &caller, exercise_id).await?;
     let rows =
         jointeval_store::runs::list_visible(&mut tx, exercise_id, &institutes, after, page.fetch())
             .await?;

@@ -2,13 +2,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use jointeval_domain::Action;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::access::{self, Lock};
+use crate::access::{self};
 use crate::auth::Caller;
 use crate::extract::ApiPath;
 use crate::problem::{ApiError, Problem};
@@ -63,18 +62,7 @@ pub async fn exercise_summary(
     ApiPath(exercise_id): ApiPath<Uuid>,
 ) -> Result<Json<ExerciseSummary>, ApiError> {
     let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    access::exercise(
-        &mut tx,
-        &caller,
-        exercise_id,
-        Action::ReadExercise,
-        Lock::No,
-    )
-    .await?;
-    let institutes = caller
-        .actor
-        .reading_institutes(&jointeval_domain::policy::RUN_READING)
-        .map_err(|d| Caller::deny(d, "run"))?;
+    let institutes = access::exercise_runs(&mut tx, &caller, exercise_id).await?;
     let rows = jointeval_store::runs::summary(&mut tx, exercise_id, &institutes).await?;
     let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
     jointeval_store::commit(tx).await?;

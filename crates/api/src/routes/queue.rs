@@ -26,7 +26,9 @@ use crate::views::{Codes, RunView};
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"harness": "inspect", "lease_seconds": 300}))]
 pub struct ClaimRequest {
-    /// Only runs registered for this harness (its `harness.name`).
+    /// Only runs registered for this harness (its `harness.name`), 1 to 100 characters,
+    /// not all blank.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub harness: Option<String>,
     /// How long the lease lasts without a heartbeat, 10 to 3600 seconds (default 300).
     #[schema(minimum = 10, maximum = 3600)]

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use jointeval_domain::run::SampleScore;
 use jointeval_store::PgConnection;
 use uuid::Uuid;
@@ -32,15 +32,7 @@ pub(crate) enum Format {
 impl Format {
     /// The format the `Content-Type` names, or 415.
     pub(crate) fn of(headers: &HeaderMap) -> Result<Self, ApiError> {
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let content_type = crate::extract::media_type(headers);
         match content_type.as_str() {
             "application/x-ndjson" | "application/jsonl" => Ok(Format::Ndjson),
             "application/json" => Ok(Format::Array),

@@ -45,16 +45,7 @@ impl<S: Send + Sync> FromRequest<S> for TokenRequest {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let content_type = crate::extract::media_type(req.headers());
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| Problem::status(e.status(), "the request body could not be read"))?;

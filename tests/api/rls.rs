@@ -383,7 +383,7 @@ async fn one_institutes_context_never_reaches_the_others_unreleased_rows() {
         .all(|p| p.id != us_jp_protocol)
     );
     assert!(
-        jointeval_store::accounts::get(&mut tx, us_eval_user.id)
+        jointeval_store::accounts::get(&mut tx, us_eval_user.id, false)
             .await
             .expect("get")
             .is_none()
@@ -678,7 +678,7 @@ async fn a_host_sees_an_exchanged_person_only_while_the_exchange_runs() {
         let mut tx = jointeval_store::begin(&service, &acting(&us_admin_user, vec![us]))
             .await
             .expect("begin");
-        let seen = jointeval_store::accounts::get(&mut tx, person.id)
+        let seen = jointeval_store::accounts::get(&mut tx, person.id, false)
             .await
             .expect("get")
             .is_some();

@@ -3,6 +3,8 @@
 //! loads the objects it acts on through here, so that "may they see it" is asked the
 //! same way, before anything else, everywhere.
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use jointeval_domain::exchange::Exchange;
 use jointeval_domain::exercise::{Exercise, ExerciseStatus};
@@ -12,12 +14,12 @@ use jointeval_domain::{
     Account, AccountRef, Action, Denial, ExchangeRef, JointRef, Resource, ValidationError, decide,
     execution_capacities,
 };
-use jointeval_store::PgConnection;
 use uuid::Uuid;
 
 use crate::auth::{Caller, not_found};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::Codes;
+use crate::work::Work;
 
 /// Whether the row read is locked until the transaction ends: for a change decided on
 /// what was read, so that two changes based on the same read cannot both pass.
@@ -58,32 +60,30 @@ fn allow(
 
 /// A run the caller may see, and may do `action` to.
 pub(crate) async fn run(
-    conn: &mut PgConnection,
-    caller: &Caller,
+    work: &mut Work<'_>,
     id: Uuid,
     action: Action,
     lock: Lock,
 ) -> Result<Run, ApiError> {
-    let run = jointeval_store::runs::get(conn, id, lock.held())
+    let run = jointeval_store::runs::get(work, id, lock.held())
         .await?
         .ok_or_else(|| not_found("run"))?;
     let resource = Resource::Run {
         institute_id: run.institute_id,
         released_to: &run.released_to,
     };
-    allow(caller, Action::ReadRun, action, &resource, "run")?;
+    allow(work.caller, Action::ReadRun, action, &resource, "run")?;
     Ok(run)
 }
 
 /// An exercise the caller may see, and may do `action` to.
 pub(crate) async fn exercise(
-    conn: &mut PgConnection,
-    caller: &Caller,
+    work: &mut Work<'_>,
     id: Uuid,
     action: Action,
     lock: Lock,
 ) -> Result<Exercise, ApiError> {
-    let exercise = jointeval_store::exercises::get(conn, id, lock.held())
+    let exercise = jointeval_store::exercises::get(work, id, lock.held())
         .await?
         .ok_or_else(|| not_found("exercise"))?;
     let joint = JointRef {
@@ -91,19 +91,24 @@ pub(crate) async fn exercise(
         participants: exercise.participants.clone(),
     };
     let resource = Resource::Exercise(&joint);
-    allow(caller, Action::ReadExercise, action, &resource, "exercise")?;
+    allow(
+        work.caller,
+        Action::ReadExercise,
+        action,
+        &resource,
+        "exercise",
+    )?;
     Ok(exercise)
 }
 
 /// The institutes whose runs of an exercise the caller reads: the exercise must be one it
 /// may see, and the runs are its institutes' own and those released to them.
 pub(crate) async fn exercise_runs(
-    conn: &mut PgConnection,
-    caller: &Caller,
+    work: &mut Work<'_>,
     exercise_id: Uuid,
 ) -> Result<Vec<Uuid>, ApiError> {
-    exercise(conn, caller, exercise_id, Action::ReadExercise, Lock::No).await?;
-    caller
+    exercise(work, exercise_id, Action::ReadExercise, Lock::No).await?;
+    work.caller
         .actor
         .reading_institutes(&jointeval_domain::policy::RUN_READING)
         .map_err(|d| Caller::deny(d, "run"))
@@ -112,12 +117,11 @@ pub(crate) async fn exercise_runs(
 /// A protocol the caller may see, and may do `action` to, with the joint object the
 /// policy judges it as.
 pub(crate) async fn protocol(
-    conn: &mut PgConnection,
-    caller: &Caller,
+    work: &mut Work<'_>,
     id: Uuid,
     action: Action,
 ) -> Result<(Protocol, JointRef), ApiError> {
-    let protocol = jointeval_store::protocols::get(conn, id)
+    let protocol = jointeval_store::protocols::get(work, id)
         .await?
         .ok_or_else(|| not_found("protocol"))?;
     let joint = JointRef {
@@ -125,7 +129,7 @@ pub(crate) async fn protocol(
         participants: protocol.participants.clone(),
     };
     allow(
-        caller,
+        work.caller,
         Action::ReadProtocol,
         action,
         &Resource::Protocol(&joint),
@@ -137,45 +141,40 @@ pub(crate) async fn protocol(
 /// A version of a protocol the caller may see, and may do `action` to; with the
 /// protocol as the policy judges it.
 pub(crate) async fn version(
-    conn: &mut PgConnection,
-    caller: &Caller,
+    work: &mut Work<'_>,
     protocol_id: Uuid,
     number: i32,
     action: Action,
     lock: Lock,
 ) -> Result<(JointRef, ProtocolVersion), ApiError> {
-    let (_, joint) = protocol(conn, caller, protocol_id, Action::ReadProtocol).await?;
-    let version = jointeval_store::protocols::get_version(conn, protocol_id, number, lock.held())
+    let (_, joint) = protocol(work, protocol_id, Action::ReadProtocol).await?;
+    let version = jointeval_store::protocols::get_version(work, protocol_id, number, lock.held())
         .await?
         .ok_or_else(|| not_found("version"))?;
     let resource = Resource::Version {
         protocol: &joint,
         editors: &version.editors,
     };
-    decide(&caller.actor, action, &resource).map_err(|d| Caller::deny(d, "version"))?;
+    decide(&work.caller.actor, action, &resource).map_err(|d| Caller::deny(d, "version"))?;
     Ok((joint, version))
 }
 
 /// An account the caller may see, and may do `action` to, with what the policy knows of
 /// it. For any action but reading, the account is locked until the transaction ends.
 pub(crate) async fn account(
-    conn: &mut PgConnection,
-    caller: &Caller,
+    work: &mut Work<'_>,
     id: Uuid,
     action: Action,
 ) -> Result<(Account, AccountRef), ApiError> {
-    let account = if action == Action::ReadAccount {
-        jointeval_store::accounts::get(conn, id).await?
-    } else {
-        jointeval_store::accounts::get_for_update(conn, id).await?
-    };
-    let account = account.ok_or_else(|| not_found("account"))?;
+    let account = jointeval_store::accounts::get(work, id, action != Action::ReadAccount)
+        .await?
+        .ok_or_else(|| not_found("account"))?;
     let reference = AccountRef {
         id: account.id,
         home_institute_id: account.home_institute_id,
-        hosted_by: jointeval_store::accounts::hosted_by(conn, account.id).await?,
+        hosted_by: jointeval_store::accounts::hosted_by(work, account.id).await?,
     };
-    decide(&caller.actor, action, &Resource::Account(&reference))
+    decide(&work.caller.actor, action, &Resource::Account(&reference))
         .map_err(|d| Caller::deny(d, "account"))?;
     Ok((account, reference))
 }
@@ -183,17 +182,13 @@ pub(crate) async fn account(
 /// An exchange the caller may see, and may do `action` to. For any action but reading,
 /// it is locked until the transaction ends.
 pub(crate) async fn exchange(
-    conn: &mut PgConnection,
-    caller: &Caller,
+    work: &mut Work<'_>,
     id: Uuid,
     action: Action,
 ) -> Result<Exchange, ApiError> {
-    let exchange = if action == Action::ReadExchange {
-        jointeval_store::exchanges::get(conn, id).await?
-    } else {
-        jointeval_store::exchanges::get_for_update(conn, id).await?
-    };
-    let exchange = exchange.ok_or_else(|| not_found("exchange"))?;
+    let exchange = jointeval_store::exchanges::get(work, id, action != Action::ReadExchange)
+        .await?
+        .ok_or_else(|| not_found("exchange"))?;
     let reference = ExchangeRef {
         account_id: exchange.account_id,
         home_institute_id: exchange.home_institute_id,
@@ -201,7 +196,7 @@ pub(crate) async fn exchange(
         proposed_by: exchange.proposed_by,
         proposed_by_institute_id: exchange.proposed_by_institute_id,
     };
-    decide(&caller.actor, action, &Resource::Exchange(&reference))
+    decide(&work.caller.actor, action, &Resource::Exchange(&reference))
         .map_err(|d| Caller::deny(d, "exchange"))?;
     Ok(exchange)
 }
@@ -210,15 +205,14 @@ pub(crate) async fn exchange(
 /// checked by the policy, in an active exercise; and whether the protocol version is one
 /// of the exercise's (a field error to report with the others).
 pub(crate) async fn place_run(
-    conn: &mut PgConnection,
-    caller: &Caller,
+    work: &mut Work<'_>,
     exercise_id: Uuid,
     institute: Option<&str>,
     protocol_version: (Uuid, i32),
-) -> Result<(Uuid, Codes, Vec<FieldError>), ApiError> {
-    let exercise = exercise(conn, caller, exercise_id, Action::ReadExercise, Lock::No).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *conn).await?);
-    let capacities = execution_capacities(&caller.actor, &exercise.participants);
+) -> Result<(Uuid, Arc<Codes>, Vec<FieldError>), ApiError> {
+    let exercise = exercise(work, exercise_id, Action::ReadExercise, Lock::No).await?;
+    let codes = work.codes().await?;
+    let capacities = execution_capacities(&work.caller.actor, &exercise.participants);
     let institute = match (institute, capacities.as_slice()) {
         (Some(code), _) => codes
             .id_of(code)
@@ -228,7 +222,7 @@ pub(crate) async fn place_run(
             })?,
         (None, [one]) => *one,
         // The policy says why the caller may not.
-        (None, []) => caller.account.home_institute_id,
+        (None, []) => work.caller.account.home_institute_id,
         (None, _) => {
             return Err(ValidationError::new(
                 "institute",
@@ -238,7 +232,7 @@ pub(crate) async fn place_run(
         }
     };
     decide(
-        &caller.actor,
+        &work.caller.actor,
         Action::ExecuteRun,
         &Resource::Run {
             institute_id: institute,

@@ -9,14 +9,13 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jointeval_domain::ValidationError;
-use jointeval_store::PgConnection;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::IntoParams;
 
-use crate::auth::Caller;
 use crate::extract::{json_body, read_body};
 use crate::problem::{ApiError, Problem};
+use crate::work::Work;
 
 /// The header, as the contract documents it on every operation that honours it.
 #[derive(Debug, IntoParams)]
@@ -93,15 +92,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for IdempotentJson<T> {
 /// The first answer to this key, when there is one: the caller answers it and creates
 /// nothing. Waits for a request with the same key still in flight to end first.
 pub(crate) async fn replay(
-    conn: &mut PgConnection,
-    caller: &Caller,
+    work: &mut Work<'_>,
     key: Option<&Key>,
 ) -> Result<Option<Response>, ApiError> {
     let Some(key) = key else {
         return Ok(None);
     };
-    let Some(first) =
-        jointeval_store::idempotency::first_answer(conn, caller.account.id, &key.key).await?
+    let account = work.caller.account.id;
+    let Some(first) = jointeval_store::idempotency::first_answer(work, account, &key.key).await?
     else {
         return Ok(None);
     };
@@ -120,8 +118,7 @@ pub(crate) async fn replay(
 
 /// Keeps the answer to this key, in the transaction that made what it answers.
 pub(crate) async fn remember(
-    conn: &mut PgConnection,
-    caller: &Caller,
+    work: &mut Work<'_>,
     key: Option<&Key>,
     status: StatusCode,
     answer: &impl Serialize,
@@ -135,9 +132,10 @@ pub(crate) async fn remember(
             format!("the answer could not be kept: {e}"),
         ))
     })?;
+    let account = work.caller.account.id;
     jointeval_store::idempotency::remember(
-        conn,
-        caller.account.id,
+        work,
+        account,
         &key.key,
         &key.fingerprint,
         i32::from(status.as_u16()),

@@ -20,6 +20,7 @@ mod problem;
 mod routes;
 mod settings;
 mod views;
+mod work;
 
 use std::sync::Arc;
 

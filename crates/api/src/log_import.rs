@@ -26,6 +26,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::conflicts::OnConstraint;
 use crate::problem::{ApiError, FieldError, Problem};
+use crate::work::Work;
 
 /// Bytes of the original log kept per row.
 const CHUNK: usize = 1 << 20;
@@ -123,8 +124,7 @@ pub(crate) async fn receive(state: &AppState, body: Body) -> Result<Upload, ApiE
 /// Writes a log's results into a running run, records what it says and how it deviates
 /// from the protocol version, and keeps the original; the caller commits.
 pub(crate) async fn import_into(
-    tx: &mut jointeval_store::Tx,
-    caller: &Caller,
+    work: &mut Work<'_>,
     run: &Run,
     upload: &Upload,
     accept_incomplete: bool,
@@ -155,7 +155,7 @@ pub(crate) async fn import_into(
     }
     contradictions(run, log)?;
     let version =
-        jointeval_store::protocols::get_version(tx, run.protocol_id, run.protocol_version, false)
+        jointeval_store::protocols::get_version(work, run.protocol_id, run.protocol_version, false)
             .await?
             .ok_or_else(|| crate::auth::not_found("protocol version"))?;
     // The samples actually run, not the dataset's size: a run on part of the dataset
@@ -191,16 +191,16 @@ pub(crate) async fn import_into(
                 Problem::validation(errors.into_iter().map(FieldError::from).collect()).into(),
             );
         }
-        jointeval_store::runs::upsert_metrics(tx, run.id, &metrics).await?;
+        jointeval_store::runs::upsert_metrics(work, run.id, &metrics).await?;
     }
     let scores = log
         .scores
         .iter()
         .map(score_of)
         .collect::<Result<Vec<_>, _>>()?;
-    let new = crate::ingest::from_scores(tx, run.id, scores).await?;
-    jointeval_store::runs::count_new_samples(tx, run.id, new).await?;
-    keep_original(tx, run.id, &upload.spooled).await?;
+    let new = crate::ingest::from_scores(work, run.id, scores).await?;
+    jointeval_store::runs::count_new_samples(work, run.id, new).await?;
+    keep_original(work, run.id, &upload.spooled).await?;
     let imported = ImportedLog {
         harness: "inspect".into(),
         format: log.format.as_str().into(),
@@ -217,10 +217,10 @@ pub(crate) async fn import_into(
         samples: log.samples as i64,
         epochs: log.header.epochs,
         config: log.header.config.clone(),
-        imported_by: caller.account.id,
+        imported_by: work.caller.account.id,
         imported_at: Utc::now(),
     };
-    jointeval_store::runs::record_imported_log(tx, run.id, &imported, &found)
+    jointeval_store::runs::record_imported_log(work, run.id, &imported, &found)
         .await
         .on_constraint("runs_inspect_eval_once", || {
             Problem::typed(

@@ -59,26 +59,18 @@ pub async fn insert(conn: &mut PgConnection, new: &NewAccount<'_>) -> Result<Acc
     row.try_into()
 }
 
-/// Reads an account and locks it until the transaction ends, so that a check made on
-/// what was read (its ETag, its status) still holds when the change is written.
+/// An account; with `lock`, locked for the rest of the transaction.
 #[tracing::instrument(skip_all)]
-pub async fn get_for_update(
+pub async fn get(
     conn: &mut PgConnection,
     id: Uuid,
+    lock: bool,
 ) -> Result<Option<Account>, StoreError> {
-    let row = sqlx::query_as!(
-        Row,
-        "select id, kind, email, display_name, home_institute_id, status, created_at, updated_at
-         from accounts where id = $1 for update",
-        id
-    )
-    .fetch_optional(conn)
-    .await?;
-    row.map(Account::try_from).transpose()
-}
-
-#[tracing::instrument(skip_all)]
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Account>, StoreError> {
+    if lock {
+        sqlx::query!("select id from accounts where id = $1 for update", id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
     let row = sqlx::query_as!(
         Row,
         "select id, kind, email, display_name, home_institute_id, status, created_at, updated_at

@@ -94,28 +94,18 @@ pub async fn insert(
     row.try_into()
 }
 
-/// Reads an exchange and locks it for the rest of the transaction, so that two
-/// decisions on it cannot both pass their checks.
+/// An exchange; with `lock`, locked for the rest of the transaction.
 #[tracing::instrument(skip_all)]
-pub async fn get_for_update(
+pub async fn get(
     conn: &mut PgConnection,
     id: Uuid,
+    lock: bool,
 ) -> Result<Option<Exchange>, StoreError> {
-    let row = sqlx::query_as!(
-        Row,
-        "select id, account_id, home_institute_id, host_institute_id, roles, starts_at, ends_at,
-                status, proposed_by, proposed_by_institute_id, decided_by, decided_at,
-                ended_by, ended_at, created_at
-         from exchanges where id = $1 for update",
-        id
-    )
-    .fetch_optional(conn)
-    .await?;
-    row.map(Exchange::try_from).transpose()
-}
-
-#[tracing::instrument(skip_all)]
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Exchange>, StoreError> {
+    if lock {
+        sqlx::query!("select id from exchanges where id = $1 for update", id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
     let row = sqlx::query_as!(
         Row,
         "select id, account_id, home_institute_id, host_institute_id, roles, starts_at, ends_at,

@@ -123,9 +123,7 @@ pub async fn insert(
     .execute(&mut *conn)
     .await?;
     write_sets(conn, id, plan).await?;
-    get(conn, id, false)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("inserted exercise vanished".into()))
+    written(conn, id).await
 }
 
 async fn write_sets(conn: &mut PgConnection, id: Uuid, plan: &Plan<'_>) -> Result<(), StoreError> {
@@ -167,7 +165,7 @@ pub async fn change_plan(
     conn: &mut PgConnection,
     id: Uuid,
     plan: &Plan<'_>,
-) -> Result<(), StoreError> {
+) -> Result<Exercise, StoreError> {
     sqlx::query!(
         "update exercises set title = $2, model_provider = $3, model_name = $4, model_version = $5,
                 model_access = $6, starts_at = $7, ends_at = $8,
@@ -184,7 +182,15 @@ pub async fn change_plan(
     )
     .execute(&mut *conn)
     .await?;
-    write_sets(conn, id, plan).await
+    write_sets(conn, id, plan).await?;
+    written(conn, id).await
+}
+
+/// The exercise as a write in this transaction left it.
+async fn written(conn: &mut PgConnection, id: Uuid) -> Result<Exercise, StoreError> {
+    get(conn, id, false)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("written exercise vanished".into()))
 }
 
 /// An exercise; with `lock`, locked for the rest of the transaction.
@@ -272,7 +278,7 @@ pub async fn agree(
     institute_id: Uuid,
     plan_revision: i32,
     by: Uuid,
-) -> Result<(), StoreError> {
+) -> Result<Exercise, StoreError> {
     sqlx::query!(
         "insert into exercise_agreements (exercise_id, institute_id, plan_revision, agreed_by)
          values ($1, $2, $3, $4) on conflict do nothing",
@@ -284,9 +290,9 @@ pub async fn agree(
     .execute(&mut *conn)
     .await?;
     sqlx::query!("update exercises set updated_at = now() where id = $1", id)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
-    Ok(())
+    written(conn, id).await
 }
 
 #[tracing::instrument(skip_all)]
@@ -294,13 +300,13 @@ pub async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
     status: ExerciseStatus,
-) -> Result<(), StoreError> {
+) -> Result<Exercise, StoreError> {
     sqlx::query!(
         "update exercises set status = $2, updated_at = now() where id = $1",
         id,
         status.as_str()
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    written(conn, id).await
 }

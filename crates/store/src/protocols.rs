@@ -75,10 +75,7 @@ pub async fn insert(
     )
     .execute(&mut *conn)
     .await?;
-    set_participants(conn, id, new.participants).await?;
-    get(conn, id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("inserted protocol vanished".into()))
+    set_participants(conn, id, new.participants).await
 }
 
 #[tracing::instrument(skip_all)]
@@ -86,7 +83,7 @@ pub async fn set_participants(
     conn: &mut PgConnection,
     protocol_id: Uuid,
     participants: &[Uuid],
-) -> Result<(), StoreError> {
+) -> Result<Protocol, StoreError> {
     sqlx::query!(
         "delete from protocol_participants where protocol_id = $1",
         protocol_id
@@ -104,9 +101,9 @@ pub async fn set_participants(
         "update protocols set updated_at = now() where id = $1",
         protocol_id
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    written(conn, protocol_id).await
 }
 
 #[tracing::instrument(skip_all)]
@@ -190,14 +187,21 @@ pub async fn list_visible(
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn retire(conn: &mut PgConnection, id: Uuid) -> Result<(), StoreError> {
+pub async fn retire(conn: &mut PgConnection, id: Uuid) -> Result<Protocol, StoreError> {
     sqlx::query!(
         "update protocols set status = 'retired', updated_at = now() where id = $1",
         id
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    written(conn, id).await
+}
+
+/// The protocol as a write in this transaction left it.
+async fn written(conn: &mut PgConnection, id: Uuid) -> Result<Protocol, StoreError> {
+    get(conn, id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("written protocol vanished".into()))
 }
 
 struct VersionRow {
@@ -266,9 +270,7 @@ pub async fn insert_version(
     .fetch_one(&mut *conn)
     .await?;
     add_editor(conn, id, created_by).await?;
-    get_version(conn, protocol_id, number, false)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("inserted version vanished".into()))
+    written_version(conn, protocol_id, number).await
 }
 
 async fn add_editor(
@@ -344,59 +346,71 @@ async fn versions(
 #[tracing::instrument(skip_all)]
 pub async fn update_content(
     conn: &mut PgConnection,
-    version_id: Uuid,
+    version: &ProtocolVersion,
     content: &ProtocolContent,
     editor: Uuid,
-) -> Result<(), StoreError> {
+) -> Result<ProtocolVersion, StoreError> {
     sqlx::query!(
         "update protocol_versions set content = $2, revision = revision + 1, updated_at = now()
          where id = $1",
-        version_id,
+        version.id,
         Json(content) as _
     )
     .execute(&mut *conn)
     .await?;
-    add_editor(conn, version_id, editor).await
+    add_editor(conn, version.id, editor).await?;
+    written_version(conn, version.protocol_id, version.number).await
+}
+
+/// The version as a write in this transaction left it.
+async fn written_version(
+    conn: &mut PgConnection,
+    protocol_id: Uuid,
+    number: i32,
+) -> Result<ProtocolVersion, StoreError> {
+    get_version(conn, protocol_id, number, false)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("written version vanished".into()))
 }
 
 #[tracing::instrument(skip_all)]
 pub async fn submit(
     conn: &mut PgConnection,
-    version_id: Uuid,
+    version: &ProtocolVersion,
     sha256: &str,
     by: Uuid,
-) -> Result<(), StoreError> {
+) -> Result<ProtocolVersion, StoreError> {
     sqlx::query!(
         "update protocol_versions
          set status = 'in_review', content_sha256 = $2, submitted_by = $3, submitted_at = now(),
              revision = revision + 1, updated_at = now()
          where id = $1",
-        version_id,
+        version.id,
         sha256,
         by
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    written_version(conn, version.protocol_id, version.number).await
 }
 
 #[tracing::instrument(skip_all)]
 pub async fn set_version_status(
     conn: &mut PgConnection,
-    version_id: Uuid,
+    version: &ProtocolVersion,
     status: VersionStatus,
-) -> Result<(), StoreError> {
+) -> Result<ProtocolVersion, StoreError> {
     sqlx::query!(
         "update protocol_versions
          set status = $2, decided_at = case when $2 in ('approved', 'changes_requested') then now() end,
              revision = revision + 1, updated_at = now()
          where id = $1",
-        version_id,
+        version.id,
         status.as_str()
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    written_version(conn, version.protocol_id, version.number).await
 }
 
 /// Whether any version of the protocol is approved.

@@ -108,9 +108,7 @@ pub async fn insert(conn: &mut PgConnection, new: &NewRun<'_>) -> Result<Run, St
     )
     .execute(&mut *conn)
     .await?;
-    get(conn, id, false)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("inserted run vanished".into()))
+    written(conn, id).await
 }
 
 /// A run; with `lock`, locked for the rest of the transaction against other changes of
@@ -284,7 +282,7 @@ pub async fn renew_lease(
     id: Uuid,
     holder: Uuid,
     lease_secs: i64,
-) -> Result<(), StoreError> {
+) -> Result<Run, StoreError> {
     sqlx::query!(
         "update runs set lease_expires_at = now() + make_interval(secs => $3)
          where id = $1 and lease_holder = $2",
@@ -292,9 +290,16 @@ pub async fn renew_lease(
         holder,
         lease_secs as f64
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    written(conn, id).await
+}
+
+/// The run as a write in this transaction left it.
+async fn written(conn: &mut PgConnection, id: Uuid) -> Result<Run, StoreError> {
+    get(conn, id, false)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("written run vanished".into()))
 }
 
 /// Moves a run, stamping when it started or finished and who moved it.
@@ -305,7 +310,7 @@ pub async fn set_status(
     status: RunStatus,
     by: Uuid,
     digest: Option<&str>,
-) -> Result<(), StoreError> {
+) -> Result<Run, StoreError> {
     sqlx::query!(
         "update runs set status = $2, updated_by = $3, updated_at = now(),
                 started_at = case when $2 = 'running' then now() else started_at end,
@@ -321,9 +326,9 @@ pub async fn set_status(
         digest,
         jointeval_domain::run::RESULTS_DIGEST_FORMULA
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    written(conn, id).await
 }
 
 /// Inserts or replaces a batch of metrics, keyed by (scorer, metric), in one statement.
@@ -379,7 +384,7 @@ pub async fn release(
     institutes: &[Uuid],
     by: Uuid,
     digest: &str,
-) -> Result<(), StoreError> {
+) -> Result<Run, StoreError> {
     sqlx::query!(
         "insert into run_releases (run_id, institute_id, released_by, digest, executing_institute_id)
          select $1, unnest($2::uuid[]), $3, $4, (select institute_id from runs where id = $1)
@@ -389,9 +394,9 @@ pub async fn release(
         by,
         digest
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    written(conn, run_id).await
 }
 
 /// One sample score, flattened for storage.

@@ -129,7 +129,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
     };
     let account_id = Uuid::parse_str(&claims.sub)
         .map_err(|_| unauthorized(Some("the token's subject is not an account")))?;
-    let account = jointeval_store::accounts::get(&mut tx, account_id)
+    let account = jointeval_store::accounts::get(&mut tx, account_id, false)
         .await?
         .filter(|a| a.status == AccountStatus::Active)
         .ok_or_else(|| unauthorized(Some("the account is disabled or gone")))?;

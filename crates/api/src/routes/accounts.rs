@@ -23,6 +23,7 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::{AccountView, Codes};
+use crate::work::Work;
 
 /// The strong validator of an account's current version.
 pub(crate) fn etag(account: &Account) -> String {
@@ -125,12 +126,11 @@ pub async fn create_account(
         (AccountKind::Person, None) => None,
     };
 
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let institutes = jointeval_store::institutes::all(&mut *tx).await?;
-    let codes = Codes::new(&institutes);
+    let mut work = Work::begin(&state, &caller).await?;
+    let codes = work.codes().await?;
     let home = match request.home_institute.as_deref() {
-        Some(code) => match institutes.iter().find(|i| i.code.as_str() == code) {
-            Some(i) => Some(i.id),
+        Some(code) => match codes.id_of(code) {
+            Some(id) => Some(id),
             None => {
                 errors.push(ValidationError::new("home_institute", "is not an institute").into());
                 None
@@ -151,7 +151,7 @@ pub async fn create_account(
     .map_err(|d| Caller::deny(d, "institute"))?;
 
     let account = jointeval_store::accounts::insert(
-        &mut tx,
+        &mut work,
         &NewAccount {
             kind: request.kind,
             email: email.as_ref(),
@@ -174,7 +174,7 @@ pub async fn create_account(
         Some(scopes) => {
             let secret = secrets::new_service_secret();
             let hash = secrets::hash_service_secret(&secret);
-            jointeval_store::credentials::set_service_secret(&mut tx, account.id, &hash, &scopes)
+            jointeval_store::credentials::set_service_secret(&mut work, account.id, &hash, &scopes)
                 .await?;
             created.client_id = Some(account.id);
             created.client_secret = Some(secret);
@@ -182,7 +182,7 @@ pub async fn create_account(
         None => {
             let password = secrets::one_time_password();
             let hash = secrets::hash_password(password.clone()).await;
-            jointeval_store::credentials::set_password(&mut tx, account.id, &hash, true).await?;
+            jointeval_store::credentials::set_password(&mut work, account.id, &hash, true).await?;
             created.one_time_password = Some(password);
         }
     }
@@ -191,7 +191,7 @@ pub async fn create_account(
         "display_name": account.display_name,
         "scopes": scope_names,
     }));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(account_id = %account.id, kind = account.kind.as_str(), "account created");
     let location = format!("/v1/accounts/{}", account.id);
     let response = (StatusCode::CREATED, no_store(), Json(created)).into_response();
@@ -279,15 +279,15 @@ pub async fn list_accounts(
     if query.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
         return Err(ValidationError::new("q", "must be at most 200 characters").into());
     }
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let mut work = Work::begin(&state, &caller).await?;
+    let codes = work.codes().await?;
     // An unknown code filters everything out, like a code the caller may not see.
     let institute_id = query
         .institute
         .as_deref()
         .map(|code| codes.id_of(code).unwrap_or(Uuid::nil()));
     let rows = jointeval_store::accounts::list_visible(
-        &mut tx,
+        &mut work,
         &caller.actor.administered_institutes(),
         &AccountFilter {
             home_institute_id: institute_id,
@@ -299,7 +299,7 @@ pub async fn list_accounts(
         page.fetch(),
     )
     .await?;
-    jointeval_store::commit(tx).await?;
+    work.commit().await?;
     let page = Page::from_rows(rows, page.limit, |a| a.id.to_string());
     Ok(Json(page.map(|a| AccountView::new(a, &codes))))
 }
@@ -320,10 +320,10 @@ pub async fn get_account(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (account, _) = crate::access::account(&mut tx, &caller, id, Action::ReadAccount).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let (account, _) = crate::access::account(&mut work, id, Action::ReadAccount).await?;
+    let codes = work.codes().await?;
+    work.commit().await?;
     Ok(with_etag(account, &codes, StatusCode::OK))
 }
 
@@ -375,9 +375,8 @@ pub async fn update_account(
         .as_deref()
         .map(|e| Email::parse("email", e))
         .transpose()?;
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (account, reference) =
-        crate::access::account(&mut tx, &caller, id, Action::UpdateAccount).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let (account, reference) = crate::access::account(&mut work, id, Action::UpdateAccount).await?;
     if email.is_some() {
         decide(
             &caller.actor,
@@ -392,16 +391,21 @@ pub async fn update_account(
             ValidationError::new("email", "service accounts have no e-mail address").into(),
         );
     }
-    let updated =
-        jointeval_store::accounts::update(&mut tx, id, email.as_ref(), display_name.as_ref(), None)
-            .await
-            .on_constraint("accounts_email_key", email_taken)?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let updated = jointeval_store::accounts::update(
+        &mut work,
+        id,
+        email.as_ref(),
+        display_name.as_ref(),
+        None,
+    )
+    .await
+    .on_constraint("accounts_email_key", email_taken)?;
+    let codes = work.codes().await?;
     let change = Change::for_account("account.updated", &updated).summary(json!({
         "display_name": display_name.as_ref().map(DisplayName::as_str),
         "email": email.as_ref().map(Email::as_str),
     }));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     Ok(with_etag(updated, &codes, StatusCode::OK))
 }
 
@@ -411,19 +415,20 @@ async fn set_status(
     id: Uuid,
     status: AccountStatus,
 ) -> Result<Response, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    crate::access::account(&mut tx, caller, id, Action::ChangeAccountStatus).await?;
-    let updated = jointeval_store::accounts::update(&mut tx, id, None, None, Some(status)).await?;
+    let mut work = Work::begin(state, caller).await?;
+    crate::access::account(&mut work, id, Action::ChangeAccountStatus).await?;
+    let updated =
+        jointeval_store::accounts::update(&mut work, id, None, None, Some(status)).await?;
     // A disable ends every token the account holds, for good. An enable does too, so that
     // an account disabled by any other way does not get its old tokens back either.
-    jointeval_store::credentials::revoke_tokens(&mut tx, id).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    jointeval_store::credentials::revoke_tokens(&mut work, id).await?;
+    let codes = work.codes().await?;
     let action = match status {
         AccountStatus::Active => "account.enabled",
         AccountStatus::Disabled => "account.disabled",
     };
     let change = Change::for_account(action, &updated).summary(json!({"status": status.as_str()}));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(account_id = %id, status = status.as_str(), "account status changed");
     Ok(with_etag(updated, &codes, StatusCode::OK))
 }
@@ -499,8 +504,8 @@ pub async fn reset_password(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(HeaderMap, Json<NewCredential>), ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (account, _) = crate::access::account(&mut tx, &caller, id, Action::ResetPassword).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let (account, _) = crate::access::account(&mut work, id, Action::ResetPassword).await?;
     if account.kind != AccountKind::Person {
         return Err(wrong_kind(
             "a service account has a secret: rotate it instead",
@@ -508,12 +513,12 @@ pub async fn reset_password(
     }
     let password = secrets::one_time_password();
     let hash = secrets::hash_password(password.clone()).await;
-    jointeval_store::credentials::set_password(&mut tx, id, &hash, true).await?;
+    jointeval_store::credentials::set_password(&mut work, id, &hash, true).await?;
     // Whoever had the old password may hold tokens of it: they end here.
-    jointeval_store::credentials::revoke_tokens(&mut tx, id).await?;
+    jointeval_store::credentials::revoke_tokens(&mut work, id).await?;
     let change = Change::for_account("account.password_reset", &account)
         .summary(json!({"must_change_password": true}));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(account_id = %id, "password reset");
     Ok((
         no_store(),
@@ -543,30 +548,30 @@ pub async fn rotate_secret(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<(HeaderMap, Json<NewCredential>), ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let mut work = Work::begin(&state, &caller).await?;
     let (account, _) =
-        crate::access::account(&mut tx, &caller, id, Action::ManageServiceCredentials).await?;
+        crate::access::account(&mut work, id, Action::ManageServiceCredentials).await?;
     if account.kind != AccountKind::Service {
         return Err(wrong_kind("a person has a password: reset it instead"));
     }
-    let scopes = jointeval_store::credentials::service_secret(&mut tx, id)
+    let scopes = jointeval_store::credentials::service_secret(&mut work, id)
         .await?
         .map(|s| s.scopes)
         .unwrap_or_default();
     let secret = secrets::new_service_secret();
     jointeval_store::credentials::set_service_secret(
-        &mut tx,
+        &mut work,
         id,
         &secrets::hash_service_secret(&secret),
         &scopes,
     )
     .await?;
     // The old secret's tokens end with it.
-    jointeval_store::credentials::revoke_tokens(&mut tx, id).await?;
+    jointeval_store::credentials::revoke_tokens(&mut work, id).await?;
     let change = Change::for_account("account.secret_rotated", &account).summary(json!({
         "scopes": scopes.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
     }));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(account_id = %id, "service secret rotated");
     Ok((
         no_store(),

@@ -16,6 +16,7 @@ use crate::auth::{Caller, tokens};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::pagination::{Page, PageQuery, PageRequest};
 use crate::problem::{ApiError, FieldError, Problem};
+use crate::work::Work;
 
 /// The object types a reviewer reads the history of, for the institutes it reviews for.
 const REVIEWED_TYPES: [&str; 4] = ["protocol", "protocol_version", "exercise", "run"];
@@ -200,9 +201,10 @@ async fn events(
         reviewer_of: caller.actor.reviewed_institutes(),
         reviewed_types: REVIEWED_TYPES.map(str::to_owned).to_vec(),
     };
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let rows = jointeval_store::audit::list(&mut tx, &reader, &filter, after, page.fetch()).await?;
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(state, caller).await?;
+    let rows =
+        jointeval_store::audit::list(&mut work, &reader, &filter, after, page.fetch()).await?;
+    work.commit().await?;
     let page = Page::from_rows(rows, page.limit, |e| e.seq.to_string());
     Ok(Json(page.map(AuditEventView::from)))
 }
@@ -241,10 +243,10 @@ pub async fn checkpoint(
 ) -> Result<Json<Checkpoint>, ApiError> {
     decide(&caller.actor, Action::ReadAudit, &Resource::Partnership)
         .map_err(|d| Caller::deny(d, "audit trail"))?;
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let head = jointeval_store::audit::head(&mut tx).await?;
-    let signed = tokens::sign_checkpoint(&mut tx, &state.auth.tokens, &head).await?;
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let head = jointeval_store::audit::head(&mut work).await?;
+    let signed = tokens::sign_checkpoint(&mut work, &state.auth.tokens, &head).await?;
+    work.commit().await?;
     Ok(Json(Checkpoint {
         seq: head.seq,
         hash: head.hash,

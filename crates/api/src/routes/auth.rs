@@ -183,7 +183,7 @@ pub async fn token(
     } else {
         let id = Uuid::parse_str(&login).ok();
         let account = match id {
-            Some(id) => jointeval_store::accounts::get(&mut tx, id).await?,
+            Some(id) => jointeval_store::accounts::get(&mut tx, id, false).await?,
             None => None,
         }
         .filter(|a| a.kind == AccountKind::Service);

@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use jointeval_domain::audit::Change;
 use jointeval_domain::exchange::validate_proposal;
 use jointeval_domain::{Action, Exchange, ExchangeStatus, Resource, Role, ValidationError, decide};
-use jointeval_store::PgConnection;
 use jointeval_store::exchanges::{ExchangeFilter, NewExchange};
 use serde::Deserialize;
 use serde_json::json;
@@ -24,7 +23,8 @@ use crate::extract::{ApiPath, ApiQuery};
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::views::{Codes, ExchangeView};
+use crate::views::ExchangeView;
+use crate::work::Work;
 
 /// A proposed exchange.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -67,12 +67,12 @@ pub async fn propose_exchange(
     IdempotentJson { key, request }: IdempotentJson<ProposeRequest>,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
-        jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    if let Some(first) = idempotency::replay(&mut work, key.as_ref()).await? {
+        work.commit().await?;
         return Ok(first);
     }
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let codes = work.codes().await?;
     let home = codes.id_of(&request.home_institute);
     let host = codes.id_of(&request.host_institute);
     let mut errors: Vec<FieldError> = Vec::new();
@@ -112,7 +112,7 @@ pub async fn propose_exchange(
     .map_err(|d| Caller::deny(d, "institute"))?;
     // One answer for every account that is not an active person of the home institute,
     // so that a host admin learns nothing of the home institute's other accounts.
-    if !jointeval_store::accounts::is_active_person_of(&mut tx, request.account_id, home).await? {
+    if !jointeval_store::accounts::is_active_person_of(&mut work, request.account_id, home).await? {
         return Err(ValidationError::new(
             "account_id",
             "is not an active person of the home institute",
@@ -125,7 +125,7 @@ pub async fn propose_exchange(
         host
     };
     let exchange = jointeval_store::exchanges::insert(
-        &mut tx,
+        &mut work,
         &NewExchange {
             account_id: request.account_id,
             home_institute_id: home,
@@ -154,14 +154,13 @@ pub async fn propose_exchange(
             "starts_at": exchange.starts_at, "ends_at": exchange.ends_at,
         }));
     idempotency::remember(
-        &mut tx,
-        &caller,
+        &mut work,
         key.as_ref(),
         StatusCode::CREATED,
         &ExchangeView::new(exchange.clone(), &codes, now),
     )
     .await?;
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(exchange_id = %exchange.id, "exchange proposed");
     let location = format!("/v1/exchanges/{}", exchange.id);
     let response = (
@@ -215,14 +214,14 @@ pub async fn list_exchanges(
         .as_deref()
         .map(|s| s.parse::<ExchangeStatus>())
         .transpose()?;
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let mut work = Work::begin(&state, &caller).await?;
+    let codes = work.codes().await?;
     let institute_id = query
         .institute
         .as_deref()
         .map(|code| codes.id_of(code).unwrap_or(Uuid::nil()));
     let rows = jointeval_store::exchanges::list_visible(
-        &mut tx,
+        &mut work,
         &caller.actor.administered_institutes(),
         caller.account.id,
         &ExchangeFilter {
@@ -234,7 +233,7 @@ pub async fn list_exchanges(
         page.fetch(),
     )
     .await?;
-    jointeval_store::commit(tx).await?;
+    work.commit().await?;
     let now = Utc::now();
     let page = Page::from_rows(rows, page.limit, |e| e.id.to_string());
     Ok(Json(page.map(|e| ExchangeView::new(e, &codes, now))))
@@ -255,10 +254,10 @@ pub async fn get_exchange(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ExchangeView>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let exchange = crate::access::exchange(&mut tx, &caller, id, Action::ReadExchange).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let exchange = crate::access::exchange(&mut work, id, Action::ReadExchange).await?;
+    let codes = work.codes().await?;
+    work.commit().await?;
     Ok(Json(ExchangeView::new(exchange, &codes, Utc::now())))
 }
 
@@ -270,8 +269,7 @@ enum Transition {
 }
 
 async fn transition(
-    conn: &mut PgConnection,
-    caller: &Caller,
+    work: &mut Work<'_>,
     id: Uuid,
     transition: Transition,
 ) -> Result<Exchange, ApiError> {
@@ -280,20 +278,17 @@ async fn transition(
         Transition::Approve | Transition::Reject => Action::DecideExchange,
         Transition::End => Action::EndExchange,
     };
-    let exchange = crate::access::exchange(conn, caller, id, action).await?;
+    let exchange = crate::access::exchange(work, id, action).await?;
     let checked = match transition {
         Transition::Approve | Transition::Reject => exchange.check_decide(now),
         Transition::End => exchange.check_end(now),
     };
     checked?;
+    let by = work.caller.account.id;
     let done = match transition {
-        Transition::Approve => {
-            jointeval_store::exchanges::decide(conn, id, true, caller.account.id).await?
-        }
-        Transition::Reject => {
-            jointeval_store::exchanges::decide(conn, id, false, caller.account.id).await?
-        }
-        Transition::End => jointeval_store::exchanges::end(conn, id, caller.account.id).await?,
+        Transition::Approve => jointeval_store::exchanges::decide(work, id, true, by).await?,
+        Transition::Reject => jointeval_store::exchanges::decide(work, id, false, by).await?,
+        Transition::End => jointeval_store::exchanges::end(work, id, by).await?,
     };
     Ok(done)
 }
@@ -304,9 +299,9 @@ async fn run(
     id: Uuid,
     t: Transition,
 ) -> Result<Json<ExchangeView>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let exchange = transition(&mut tx, caller, id, t).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let mut work = Work::begin(state, caller).await?;
+    let exchange = transition(&mut work, id, t).await?;
+    let codes = work.codes().await?;
     let action = match t {
         Transition::Approve => "exchange.approved",
         Transition::Reject => "exchange.rejected",
@@ -320,7 +315,7 @@ async fn run(
         .unwrap_or(exchange.host_institute_id);
     let change = Change::for_exchange(action, &exchange, capacity)
         .summary(json!({"status": exchange.status.as_str()}));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(exchange_id = %id, status = exchange.status.as_str(), "exchange changed");
     Ok(Json(ExchangeView::new(exchange, &codes, Utc::now())))
 }

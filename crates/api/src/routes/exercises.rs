@@ -28,6 +28,7 @@ use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::Codes;
+use crate::work::Work;
 
 /// A protocol version used by an exercise.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
@@ -258,12 +259,12 @@ pub async fn create_exercise(
     caller: Caller,
     IdempotentJson { key, request }: IdempotentJson<PlanRequest>,
 ) -> Result<Response, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
-        jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    if let Some(first) = idempotency::replay(&mut work, key.as_ref()).await? {
+        work.commit().await?;
         return Ok(first);
     }
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let codes = work.codes().await?;
     let lead = match request.lead_institute.as_deref() {
         Some(code) => codes
             .id_of(code)
@@ -296,7 +297,7 @@ pub async fn create_exercise(
             }
         }
     };
-    let participants = check_plan(&mut tx, &codes, &request, lead).await?;
+    let participants = check_plan(&mut work, &codes, &request, lead).await?;
     decide(
         &caller.actor,
         Action::ManageExercise,
@@ -312,7 +313,7 @@ pub async fn create_exercise(
         .map(|v| (v.protocol_id, v.number))
         .collect();
     let exercise = jointeval_store::exercises::insert(
-        &mut tx,
+        &mut work,
         &plan(&request, &participants, &versions),
         lead,
         caller.account.id,
@@ -321,14 +322,13 @@ pub async fn create_exercise(
     let change =
         Change::for_exercise("exercise.planned", &exercise).summary(plan_summary(&exercise));
     idempotency::remember(
-        &mut tx,
-        &caller,
+        &mut work,
         key.as_ref(),
         StatusCode::CREATED,
         &ExerciseView::new(exercise.clone(), &codes),
     )
     .await?;
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(exercise_id = %exercise.id, "exercise planned");
     Ok(respond(exercise, &codes, StatusCode::CREATED))
 }
@@ -370,14 +370,14 @@ pub async fn list_exercises(
         .actor
         .reading_institutes(&[jointeval_domain::Scope::ExercisesRead])
         .map_err(|d| Caller::deny(d, "exercise"))?;
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let mut work = Work::begin(&state, &caller).await?;
+    let codes = work.codes().await?;
     let institute_id = query
         .institute
         .as_deref()
         .map(|code| codes.id_of(code).unwrap_or(Uuid::nil()));
     let rows = jointeval_store::exercises::list_visible(
-        &mut tx,
+        &mut work,
         &visible,
         query.status,
         institute_id,
@@ -385,7 +385,7 @@ pub async fn list_exercises(
         page.fetch(),
     )
     .await?;
-    jointeval_store::commit(tx).await?;
+    work.commit().await?;
     let page = Page::from_rows(rows, page.limit, |e| e.id.to_string());
     Ok(Json(page.map(|e| ExerciseView::new(e, &codes))))
 }
@@ -405,11 +405,10 @@ pub async fn get_exercise(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let exercise =
-        crate::access::exercise(&mut tx, &caller, id, Action::ReadExercise, Lock::No).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let exercise = crate::access::exercise(&mut work, id, Action::ReadExercise, Lock::No).await?;
+    let codes = work.codes().await?;
+    work.commit().await?;
     Ok(respond(exercise, &codes, StatusCode::OK))
 }
 
@@ -436,18 +435,12 @@ pub async fn change_plan(
     if_match: IfMatch,
     ApiJson(request): ApiJson<PlanRequest>,
 ) -> Result<Response, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let exercise = crate::access::exercise(
-        &mut tx,
-        &caller,
-        id,
-        Action::ManageExercise,
-        Lock::ForUpdate,
-    )
-    .await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let exercise =
+        crate::access::exercise(&mut work, id, Action::ManageExercise, Lock::ForUpdate).await?;
     exercise.status.check_change_plan()?;
     if_match.check(&etag(&exercise))?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let codes = work.codes().await?;
     if request
         .lead_institute
         .as_deref()
@@ -457,22 +450,23 @@ pub async fn change_plan(
             ValidationError::new("lead_institute", "the lead institute does not change").into(),
         );
     }
-    let participants = check_plan(&mut tx, &codes, &request, exercise.lead_institute_id).await?;
+    let participants = check_plan(&mut work, &codes, &request, exercise.lead_institute_id).await?;
     let versions: Vec<(Uuid, i32)> = request
         .protocol_versions
         .iter()
         .map(|v| (v.protocol_id, v.number))
         .collect();
-    jointeval_store::exercises::change_plan(&mut tx, id, &plan(&request, &participants, &versions))
-        .await?;
-    let exercise = jointeval_store::exercises::get(&mut tx, id, false)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("exercise"))?;
+    let exercise = jointeval_store::exercises::change_plan(
+        &mut work,
+        id,
+        &plan(&request, &participants, &versions),
+    )
+    .await?;
     // Seen by the participants of the new plan only: the plan names protocol versions an
     // institute taken off it may not know.
     let change =
         Change::for_exercise("exercise.plan_changed", &exercise).summary(plan_summary(&exercise));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(exercise_id = %id, revision = exercise.plan_revision, "exercise plan changed");
     Ok(respond(exercise, &codes, StatusCode::OK))
 }
@@ -506,33 +500,27 @@ pub async fn agree(
     ApiPath(id): ApiPath<Uuid>,
     OptionalJson(request): OptionalJson<AgreeRequest>,
 ) -> Result<Response, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let mut work = Work::begin(&state, &caller).await?;
     let exercise =
-        crate::access::exercise(&mut tx, &caller, id, Action::AgreeExercise, Lock::ForUpdate)
-            .await?;
+        crate::access::exercise(&mut work, id, Action::AgreeExercise, Lock::ForUpdate).await?;
     exercise.status.check_agree()?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let codes = work.codes().await?;
     let institute = choose_capacity(
         request.institute.as_deref().map(|code| codes.id_of(code)),
         &agreement_capacities(&caller.actor, &exercise.participants),
         "agree",
     )?;
-    jointeval_store::exercises::agree(
-        &mut tx,
+    let mut exercise = jointeval_store::exercises::agree(
+        &mut work,
         id,
         institute,
         exercise.plan_revision,
         caller.account.id,
     )
     .await?;
-    let mut exercise = jointeval_store::exercises::get(&mut tx, id, false)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("exercise"))?;
     if all_agreed(&exercise.participants, &exercise.agreed) {
-        jointeval_store::exercises::set_status(&mut tx, id, ExerciseStatus::Active).await?;
-        exercise = jointeval_store::exercises::get(&mut tx, id, false)
-            .await?
-            .ok_or_else(|| crate::auth::not_found("exercise"))?;
+        exercise =
+            jointeval_store::exercises::set_status(&mut work, id, ExerciseStatus::Active).await?;
         tracing::info!(exercise_id = %id, "exercise active: every participant agreed");
     }
     let change = Change::for_exercise("exercise.agreed", &exercise)
@@ -540,7 +528,7 @@ pub async fn agree(
         .summary(json!({
             "plan_revision": exercise.plan_revision, "status": exercise.status.as_str(),
         }));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     Ok(respond(exercise, &codes, StatusCode::OK))
 }
 
@@ -550,26 +538,22 @@ async fn finish(
     id: Uuid,
     to: ExerciseStatus,
 ) -> Result<Response, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let mut work = Work::begin(state, caller).await?;
     let exercise =
-        crate::access::exercise(&mut tx, caller, id, Action::ManageExercise, Lock::ForUpdate)
-            .await?;
+        crate::access::exercise(&mut work, id, Action::ManageExercise, Lock::ForUpdate).await?;
     let checked = match to {
         ExerciseStatus::Completed => exercise.status.check_complete(),
         _ => exercise.status.check_cancel(),
     };
     checked?;
-    jointeval_store::exercises::set_status(&mut tx, id, to).await?;
-    let exercise = jointeval_store::exercises::get(&mut tx, id, false)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("exercise"))?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let exercise = jointeval_store::exercises::set_status(&mut work, id, to).await?;
+    let codes = work.codes().await?;
     let action = match to {
         ExerciseStatus::Completed => "exercise.completed",
         _ => "exercise.cancelled",
     };
     let change = Change::for_exercise(action, &exercise).summary(json!({"status": to.as_str()}));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(exercise_id = %id, status = to.as_str(), "exercise finished");
     Ok(respond(exercise, &codes, StatusCode::OK))
 }

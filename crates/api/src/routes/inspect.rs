@@ -24,6 +24,7 @@ use crate::log_import::{
 };
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::RunView;
+use crate::work::Work;
 
 /// An `.eval` archive, as Inspect wrote it: in the contract, a binary body.
 #[derive(ToSchema)]
@@ -86,19 +87,19 @@ pub async fn import_log(
     // Checked before the upload, and again after it: no connection or lock is held while
     // the log arrives.
     let may_import = async {
-        let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-        let run = crate::access::run(&mut tx, &caller, id, Action::ExecuteRun, Lock::No).await?;
-        jointeval_store::commit(tx).await?;
+        let mut work = Work::begin(&state, &caller).await?;
+        let run = crate::access::run(&mut work, id, Action::ExecuteRun, Lock::No).await?;
+        work.commit().await?;
         check_importable(&run, &caller)
     };
     may_import.await?;
     let upload = receive(&state, body).await?;
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = crate::access::run(&mut tx, &caller, id, Action::ExecuteRun, Lock::ForUpdate).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let run = crate::access::run(&mut work, id, Action::ExecuteRun, Lock::ForUpdate).await?;
     check_importable(&run, &caller)?;
     if let Some(before) = &run.imported_log {
         if before.eval_id == upload.log.header.eval_id && before.sha256 == upload.sha256 {
-            jointeval_store::commit(tx).await?;
+            work.commit().await?;
             return Ok(Json(Imported {
                 eval_id: before.eval_id.clone(),
                 format: before.format.clone(),
@@ -121,9 +122,9 @@ pub async fn import_log(
         )
         .into());
     }
-    let imported = import_into(&mut tx, &caller, &run, &upload, query.accept_incomplete).await?;
+    let imported = import_into(&mut work, &run, &upload, query.accept_incomplete).await?;
     let change = Change::for_run("run.inspect_log_imported", &run).summary(summary_of(&imported));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(run_id = %id, eval_id = %imported.eval_id, scores = imported.scores, "Inspect log imported");
     Ok(Json(imported))
 }
@@ -183,16 +184,15 @@ pub async fn create_from_log(
 ) -> Result<Response, ApiError> {
     check_content_type(&headers)?;
     let placed = async {
-        let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+        let mut work = Work::begin(&state, &caller).await?;
         let placed = crate::access::place_run(
-            &mut tx,
-            &caller,
+            &mut work,
             exercise_id,
             query.institute.as_deref(),
             (query.protocol_id, query.protocol_version),
         )
         .await?;
-        jointeval_store::commit(tx).await?;
+        work.commit().await?;
         Ok::<_, ApiError>(placed)
     };
     let (_, _, errors) = placed.await?;
@@ -201,10 +201,9 @@ pub async fn create_from_log(
     }
     let upload = receive(&state, body).await?;
     // Placed again, in the transaction that creates the run: the exercise may have moved.
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let mut work = Work::begin(&state, &caller).await?;
     let (institute, codes, _) = crate::access::place_run(
-        &mut tx,
-        &caller,
+        &mut work,
         exercise_id,
         query.institute.as_deref(),
         (query.protocol_id, query.protocol_version),
@@ -230,7 +229,7 @@ pub async fn create_from_log(
             Problem::validation(errors.collect())
         })?;
     let run = jointeval_store::runs::insert(
-        &mut tx,
+        &mut work,
         &jointeval_store::runs::NewRun {
             exercise_id,
             protocol_id: query.protocol_id,
@@ -244,25 +243,34 @@ pub async fn create_from_log(
         },
     )
     .await?;
-    jointeval_store::runs::set_status(&mut tx, run.id, RunStatus::Running, caller.account.id, None)
-        .await?;
-    let imported = import_into(&mut tx, &caller, &run, &upload, query.accept_incomplete).await?;
+    jointeval_store::runs::set_status(
+        &mut work,
+        run.id,
+        RunStatus::Running,
+        caller.account.id,
+        None,
+    )
+    .await?;
+    let imported = import_into(&mut work, &run, &upload, query.accept_incomplete).await?;
     let outcome = if upload.log.header.status == "success" {
         RunStatus::Succeeded
     } else {
         RunStatus::Failed
     };
-    let digest = jointeval_store::runs::results_digest(&mut tx, run.id).await?;
-    jointeval_store::runs::set_status(&mut tx, run.id, outcome, caller.account.id, Some(&digest))
-        .await?;
-    let run = jointeval_store::runs::get(&mut tx, run.id, false)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("run"))?;
+    let digest = jointeval_store::runs::results_digest(&mut work, run.id).await?;
+    let run = jointeval_store::runs::set_status(
+        &mut work,
+        run.id,
+        outcome,
+        caller.account.id,
+        Some(&digest),
+    )
+    .await?;
     let mut summary = summary_of(&imported);
     summary["status"] = json!(run.status.as_str());
     summary["digest"] = json!(run.digest);
     let change = Change::for_run("run.created_from_log", &run).summary(summary);
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(run_id = %run.id, eval_id = %imported.eval_id, "run created from an Inspect log");
     let location = format!("/v1/runs/{}", run.id);
     let response = (
@@ -293,9 +301,9 @@ pub async fn download_log(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = crate::access::run(&mut tx, &caller, id, Action::ReadRun, Lock::No).await?;
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let run = crate::access::run(&mut work, id, Action::ReadRun, Lock::No).await?;
+    work.commit().await?;
     let Some(log) = run.imported_log else {
         return Err(
             Problem::status(StatusCode::NOT_FOUND, "no log was imported into this run").into(),

@@ -11,6 +11,7 @@ use crate::auth::Caller;
 use crate::extract::ApiQuery;
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, Problem};
+use crate::work::Work;
 use jointeval_domain::{Action, Resource};
 
 /// A party to the partnership.
@@ -66,10 +67,10 @@ pub async fn list_institutes(
         &Resource::Partnership,
     )
     .map_err(|d| Caller::deny(d, "institute"))?;
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let mut work = Work::begin(&state, &caller).await?;
     let rows =
-        jointeval_store::institutes::list(&mut *tx, page.after.as_deref(), page.fetch()).await?;
-    jointeval_store::commit(tx).await?;
+        jointeval_store::institutes::list(&mut *work, page.after.as_deref(), page.fetch()).await?;
+    work.commit().await?;
     let page = Page::from_rows(rows, page.limit, |i| i.code.to_string());
     Ok(Json(page.map(InstituteBody::from)))
 }

@@ -16,7 +16,8 @@ use crate::AppState;
 use crate::auth::{CallerChangingPassword, secrets};
 use crate::extract::ApiJson;
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::views::{AccountView, Codes, ExchangeView, MembershipView};
+use crate::views::{AccountView, ExchangeView, MembershipView};
+use crate::work::Work;
 
 /// A role the caller holds now, and where it comes from.
 #[derive(Debug, Serialize, ToSchema)]
@@ -66,12 +67,12 @@ pub async fn me(
     State(state): State<AppState>,
     CallerChangingPassword(caller): CallerChangingPassword,
 ) -> Result<Json<Me>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let mut work = Work::begin(&state, &caller).await?;
+    let codes = work.codes().await?;
     let memberships =
-        jointeval_store::memberships::list_for_account(&mut tx, caller.account.id).await?;
+        jointeval_store::memberships::list_for_account(&mut work, caller.account.id).await?;
     let exchanges = jointeval_store::exchanges::list_visible(
-        &mut tx,
+        &mut work,
         &[],
         caller.account.id,
         &jointeval_store::exchanges::ExchangeFilter {
@@ -82,7 +83,7 @@ pub async fn me(
         100,
     )
     .await?;
-    jointeval_store::commit(tx).await?;
+    work.commit().await?;
 
     let now = Utc::now();
     let permissions: BTreeMap<String, Vec<&'static str>> = caller
@@ -175,9 +176,9 @@ pub async fn change_password(
         }])
         .into());
     }
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let hash = jointeval_store::credentials::password_hash(&mut tx, caller.account.id).await?;
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let hash = jointeval_store::credentials::password_hash(&mut work, caller.account.id).await?;
+    work.commit().await?;
     if !secrets::verify_password(hash, change.current_password).await {
         return Err(Problem::validation(vec![FieldError {
             field: "current_password".into(),
@@ -186,14 +187,14 @@ pub async fn change_password(
         .into());
     }
     let new_hash = secrets::hash_password(new.expose().to_owned()).await;
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    jointeval_store::credentials::set_password(&mut tx, caller.account.id, &new_hash, false)
+    let mut work = Work::begin(&state, &caller).await?;
+    jointeval_store::credentials::set_password(&mut work, caller.account.id, &new_hash, false)
         .await?;
     let home = caller.account.home_institute_id;
     let change = Change::new("account.password_changed", caller.account.id)
         .by(home)
         .visible_to([home]);
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(account_id = %caller.account.id, "password changed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -20,7 +20,8 @@ use crate::conflicts::OnConstraint;
 use crate::extract::ApiPath;
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::problem::{ApiError, Problem};
-use crate::views::{Codes, MembershipView};
+use crate::views::MembershipView;
+use crate::work::Work;
 
 /// Lists an account's direct memberships, past, present and future.
 #[utoipa::path(
@@ -37,11 +38,11 @@ pub async fn list_memberships(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<MembershipView>>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    crate::access::account(&mut tx, &caller, id, Action::ReadAccount).await?;
-    let memberships = jointeval_store::memberships::list_for_account(&mut tx, id).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    crate::access::account(&mut work, id, Action::ReadAccount).await?;
+    let memberships = jointeval_store::memberships::list_for_account(&mut work, id).await?;
+    let codes = work.codes().await?;
+    work.commit().await?;
     let now = Utc::now();
     Ok(Json(
         memberships
@@ -94,13 +95,12 @@ pub async fn grant_membership(
             return Err(ValidationError::new("valid_until", "must be in the future").into());
         }
     }
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
-        jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    if let Some(first) = idempotency::replay(&mut work, key.as_ref()).await? {
+        work.commit().await?;
         return Ok(first);
     }
-    let (account, reference) =
-        crate::access::account(&mut tx, &caller, id, Action::ReadAccount).await?;
+    let (account, reference) = crate::access::account(&mut work, id, Action::ReadAccount).await?;
     decide(
         &caller.actor,
         Action::GrantMembership,
@@ -112,7 +112,7 @@ pub async fn grant_membership(
     )
     .map_err(|d| Caller::deny(d, "account"))?;
     let membership = jointeval_store::memberships::grant(
-        &mut tx,
+        &mut work,
         &NewMembership {
             account_id: id,
             institute_id: account.home_institute_id,
@@ -132,7 +132,7 @@ pub async fn grant_membership(
         )
         .into()
     })?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let codes = work.codes().await?;
     let change =
         Change::for_membership("membership.granted", &membership, account.home_institute_id)
             .summary(json!({
@@ -140,14 +140,13 @@ pub async fn grant_membership(
                 "valid_until": request.valid_until,
             }));
     idempotency::remember(
-        &mut tx,
-        &caller,
+        &mut work,
         key.as_ref(),
         StatusCode::CREATED,
         &MembershipView::new(membership.clone(), &codes, now),
     )
     .await?;
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(account_id = %id, role = request.role.as_str(), "role granted");
     let response = (
         StatusCode::CREATED,
@@ -179,9 +178,9 @@ pub async fn revoke_membership(
     caller: Caller,
     ApiPath((id, membership_id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<MembershipView>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (_, reference) = crate::access::account(&mut tx, &caller, id, Action::ReadAccount).await?;
-    let membership = jointeval_store::memberships::get_for_update(&mut tx, membership_id)
+    let mut work = Work::begin(&state, &caller).await?;
+    let (_, reference) = crate::access::account(&mut work, id, Action::ReadAccount).await?;
+    let membership = jointeval_store::memberships::get_for_update(&mut work, membership_id)
         .await?
         .filter(|m| m.account_id == id)
         .ok_or_else(|| crate::auth::not_found("membership"))?;
@@ -205,12 +204,12 @@ pub async fn revoke_membership(
         .into());
     }
     let revoked =
-        jointeval_store::memberships::revoke(&mut tx, membership_id, caller.account.id).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+        jointeval_store::memberships::revoke(&mut work, membership_id, caller.account.id).await?;
+    let codes = work.codes().await?;
     let change =
         Change::for_membership("membership.revoked", &revoked, reference.home_institute_id)
             .summary(json!({"account_id": id, "role": revoked.role.as_str()}));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(account_id = %id, %membership_id, "role revoked");
     Ok(Json(MembershipView::new(revoked, &codes, Utc::now())))
 }

@@ -23,6 +23,7 @@ use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::Codes;
+use crate::work::Work;
 
 /// A protocol.
 #[derive(Debug, Serialize, ToSchema)]
@@ -140,12 +141,12 @@ pub async fn create_protocol(
     if request.summary.chars().count() > 10_000 {
         errors.push(ValidationError::new("summary", "must be at most 10000 characters").into());
     }
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
-        jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    if let Some(first) = idempotency::replay(&mut work, key.as_ref()).await? {
+        work.commit().await?;
         return Ok(first);
     }
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let codes = work.codes().await?;
     let participants = resolve(&codes, "participants", &request.participants, &mut errors);
     let lead = match request.lead_institute.as_deref() {
         Some(code) => codes.id_of(code).or_else(|| {
@@ -195,7 +196,7 @@ pub async fn create_protocol(
     )
     .map_err(|d| Caller::deny(d, "institute"))?;
     let protocol = jointeval_store::protocols::insert(
-        &mut tx,
+        &mut work,
         &NewProtocol {
             slug: slug.as_str(),
             title,
@@ -221,14 +222,13 @@ pub async fn create_protocol(
         "participants": protocol.participants,
     }));
     idempotency::remember(
-        &mut tx,
-        &caller,
+        &mut work,
         key.as_ref(),
         StatusCode::CREATED,
         &ProtocolView::new(protocol.clone(), &codes),
     )
     .await?;
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(protocol_id = %protocol.id, "protocol created");
     let location = format!("/v1/protocols/{}", protocol.id);
     let response = (
@@ -282,14 +282,14 @@ pub async fn list_protocols(
         .actor
         .reading_institutes(&[jointeval_domain::Scope::ProtocolsRead])
         .map_err(|d| Caller::deny(d, "protocol"))?;
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let mut work = Work::begin(&state, &caller).await?;
+    let codes = work.codes().await?;
     let institute_id = query
         .institute
         .as_deref()
         .map(|code| codes.id_of(code).unwrap_or(Uuid::nil()));
     let rows = jointeval_store::protocols::list_visible(
-        &mut tx,
+        &mut work,
         &visible,
         &ProtocolFilter {
             risk_area: query.risk_area,
@@ -301,7 +301,7 @@ pub async fn list_protocols(
         page.fetch(),
     )
     .await?;
-    jointeval_store::commit(tx).await?;
+    work.commit().await?;
     let page = Page::from_rows(rows, page.limit, |p| p.id.to_string());
     Ok(Json(page.map(|p| ProtocolView::new(p, &codes))))
 }
@@ -321,10 +321,10 @@ pub async fn get_protocol(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ProtocolView>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (protocol, _) = crate::access::protocol(&mut tx, &caller, id, Action::ReadProtocol).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let (protocol, _) = crate::access::protocol(&mut work, id, Action::ReadProtocol).await?;
+    let codes = work.codes().await?;
+    work.commit().await?;
     Ok(Json(ProtocolView::new(protocol, &codes)))
 }
 
@@ -345,10 +345,9 @@ pub async fn retire_protocol(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ProtocolView>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    jointeval_store::protocols::lock(&mut tx, id).await?;
-    let (protocol, _) =
-        crate::access::protocol(&mut tx, &caller, id, Action::RetireProtocol).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    jointeval_store::protocols::lock(&mut work, id).await?;
+    let (protocol, _) = crate::access::protocol(&mut work, id, Action::RetireProtocol).await?;
     if protocol.status == ProtocolStatus::Retired {
         return Err(Problem::typed(
             StatusCode::CONFLICT,
@@ -358,13 +357,10 @@ pub async fn retire_protocol(
         )
         .into());
     }
-    jointeval_store::protocols::retire(&mut tx, id).await?;
-    let protocol = jointeval_store::protocols::get(&mut tx, id)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("protocol"))?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let protocol = jointeval_store::protocols::retire(&mut work, id).await?;
+    let codes = work.codes().await?;
     let change = Change::for_protocol("protocol.retired", &protocol);
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     Ok(Json(ProtocolView::new(protocol, &codes)))
 }
 
@@ -396,11 +392,10 @@ pub async fn set_participants(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<ParticipantsRequest>,
 ) -> Result<Json<ProtocolView>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    jointeval_store::protocols::lock(&mut tx, id).await?;
-    let (protocol, _) =
-        crate::access::protocol(&mut tx, &caller, id, Action::ManageParticipants).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let mut work = Work::begin(&state, &caller).await?;
+    jointeval_store::protocols::lock(&mut work, id).await?;
+    let (protocol, _) = crate::access::protocol(&mut work, id, Action::ManageParticipants).await?;
+    let codes = work.codes().await?;
     let mut errors = Vec::new();
     let participants = resolve(&codes, "participants", &request.participants, &mut errors);
     if errors.is_empty() && !participants.contains(&protocol.lead_institute_id) {
@@ -409,7 +404,7 @@ pub async fn set_participants(
     if !errors.is_empty() {
         return Err(Problem::validation(errors).into());
     }
-    if jointeval_store::protocols::has_approved_version(&mut tx, id).await? {
+    if jointeval_store::protocols::has_approved_version(&mut work, id).await? {
         return Err(Problem::typed(
             StatusCode::CONFLICT,
             "participants-fixed",
@@ -418,15 +413,13 @@ pub async fn set_participants(
         )
         .into());
     }
-    jointeval_store::protocols::set_participants(&mut tx, id, &participants).await?;
     let before = protocol.participants;
-    let protocol = jointeval_store::protocols::get(&mut tx, id)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("protocol"))?;
+    let protocol =
+        jointeval_store::protocols::set_participants(&mut work, id, &participants).await?;
     // An institute taken off the list sees that it was.
     let change = Change::for_protocol("protocol.participants_set", &protocol)
         .visible_to(before.iter().copied())
         .summary(json!({"participants": protocol.participants, "before": before}));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     Ok(Json(ProtocolView::new(protocol, &codes)))
 }

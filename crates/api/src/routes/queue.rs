@@ -19,7 +19,8 @@ use crate::access::Lock;
 use crate::auth::Caller;
 use crate::extract::{ApiPath, OptionalJson};
 use crate::problem::{ApiError, Problem};
-use crate::views::{Codes, RunView};
+use crate::views::RunView;
+use crate::work::Work;
 
 /// What a harness asks of the queue.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -90,9 +91,9 @@ pub async fn claim_run(
     }
     decide(&caller.actor, Action::ClaimRuns, &Resource::Partnership)
         .map_err(|d| Caller::deny(d, "queue"))?;
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let mut work = Work::begin(&state, &caller).await?;
     let claimed = jointeval_store::runs::claim(
-        &mut tx,
+        &mut work,
         &claim_capacities(&caller.actor),
         request.harness.as_deref(),
         caller.account.id,
@@ -100,15 +101,15 @@ pub async fn claim_run(
     )
     .await?;
     let Some(run) = claimed else {
-        jointeval_store::commit(tx).await?;
+        work.commit().await?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let codes = work.codes().await?;
     let change = Change::for_run("run.claimed", &run).summary(json!({
         "status": run.status.as_str(),
         "lease_expires_at": run.lease.as_ref().map(|l| l.expires_at),
     }));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(run_id = %run.id, "run claimed");
     Ok(Json(RunView::new(run, &codes)).into_response())
 }
@@ -134,17 +135,14 @@ pub async fn heartbeat(
     OptionalJson(request): OptionalJson<HeartbeatRequest>,
 ) -> Result<Json<RunView>, ApiError> {
     let secs = lease_seconds(request.lease_seconds)?;
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = crate::access::run(&mut tx, &caller, id, Action::ExecuteRun, Lock::ForUpdate).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let run = crate::access::run(&mut work, id, Action::ExecuteRun, Lock::ForUpdate).await?;
     run.check_heartbeat(caller.account.id)?;
-    jointeval_store::runs::renew_lease(&mut tx, id, caller.account.id, secs).await?;
-    let run = jointeval_store::runs::get(&mut tx, id, false)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("run"))?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let run = jointeval_store::runs::renew_lease(&mut work, id, caller.account.id, secs).await?;
+    let codes = work.codes().await?;
     let change = Change::for_run("run.heartbeat", &run).summary(json!({
         "lease_expires_at": run.lease.as_ref().map(|l| l.expires_at),
     }));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     Ok(Json(RunView::new(run, &codes)))
 }

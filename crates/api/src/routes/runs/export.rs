@@ -15,6 +15,7 @@ use crate::access::{self, Lock};
 use crate::auth::Caller;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::{ApiError, Problem};
+use crate::work::Work;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -82,9 +83,9 @@ pub async fn export_samples(
         Some("csv") => true,
         Some(_) => return Err(ValidationError::new("format", "must be `ndjson` or `csv`").into()),
     };
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    access::run(&mut tx, &caller, id, Action::ReadRun, Lock::No).await?;
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    access::run(&mut work, id, Action::ReadRun, Lock::No).await?;
+    work.commit().await?;
     let header = if csv {
         "sample_id,epoch,scorer,value_number,value_label,answer,explanation,metadata\n"
     } else {

@@ -27,7 +27,8 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::views::{Codes, HarnessRef, RunView};
+use crate::views::{HarnessRef, RunView};
+use crate::work::Work;
 
 /// A new run.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -72,14 +73,13 @@ pub async fn create_run(
     ApiPath(exercise_id): ApiPath<Uuid>,
     IdempotentJson { key, request }: IdempotentJson<NewRunRequest>,
 ) -> Result<Response, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
-        jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    if let Some(first) = idempotency::replay(&mut work, key.as_ref()).await? {
+        work.commit().await?;
         return Ok(first);
     }
     let (institute, codes, mut errors) = access::place_run(
-        &mut tx,
-        &caller,
+        &mut work,
         exercise_id,
         request.institute.as_deref(),
         (request.protocol_id, request.protocol_version),
@@ -99,7 +99,7 @@ pub async fn create_run(
         _ => return Err(Problem::validation(errors).into()),
     };
     let run = jointeval_store::runs::insert(
-        &mut tx,
+        &mut work,
         &NewRun {
             exercise_id,
             protocol_id: request.protocol_id,
@@ -121,8 +121,8 @@ pub async fn create_run(
         "idempotency_key": key.as_ref().map(|k| k.as_str()),
     }));
     let view = RunView::new(run, &codes);
-    idempotency::remember(&mut tx, &caller, key.as_ref(), StatusCode::CREATED, &view).await?;
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    idempotency::remember(&mut work, key.as_ref(), StatusCode::CREATED, &view).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(run_id = %view.id, "run queued");
     Ok(super::with_header(
         (StatusCode::CREATED, Json(view)).into_response(),
@@ -163,13 +163,18 @@ pub async fn list_runs(
     }
     .validate()?;
     let after = page.after_id()?;
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let institutes = access::exercise_runs(&mut tx, &caller, exercise_id).await?;
-    let rows =
-        jointeval_store::runs::list_visible(&mut tx, exercise_id, &institutes, after, page.fetch())
-            .await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let institutes = access::exercise_runs(&mut work, exercise_id).await?;
+    let rows = jointeval_store::runs::list_visible(
+        &mut work,
+        exercise_id,
+        &institutes,
+        after,
+        page.fetch(),
+    )
+    .await?;
+    let codes = work.codes().await?;
+    work.commit().await?;
     let page = Page::from_rows(rows, page.limit, |r| r.id.to_string());
     Ok(Json(page.map(|r| RunView::new(r, &codes))))
 }
@@ -189,10 +194,10 @@ pub async fn get_run(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<RunView>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = access::run(&mut tx, &caller, id, Action::ReadRun, Lock::No).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let run = access::run(&mut work, id, Action::ReadRun, Lock::No).await?;
+    let codes = work.codes().await?;
+    work.commit().await?;
     Ok(Json(RunView::new(run, &codes)))
 }
 
@@ -202,8 +207,8 @@ async fn move_run(
     id: Uuid,
     to: RunStatus,
 ) -> Result<Json<RunView>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = access::run(&mut tx, caller, id, Action::ExecuteRun, Lock::ForUpdate).await?;
+    let mut work = Work::begin(state, caller).await?;
+    let run = access::run(&mut work, id, Action::ExecuteRun, Lock::ForUpdate).await?;
     // A person may cancel a run a harness holds (one stuck, say); nobody else moves it.
     let overrides = to == RunStatus::Cancelled && caller.account.kind == AccountKind::Person;
     if !overrides {
@@ -212,16 +217,14 @@ async fn move_run(
     run.status.check_transition(to)?;
     // Finishing freezes the results and records what they were.
     let digest = if to.is_final() {
-        Some(jointeval_store::runs::results_digest(&mut tx, id).await?)
+        Some(jointeval_store::runs::results_digest(&mut work, id).await?)
     } else {
         None
     };
-    jointeval_store::runs::set_status(&mut tx, id, to, caller.account.id, digest.as_deref())
-        .await?;
-    let run = jointeval_store::runs::get(&mut tx, id, false)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("run"))?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let run =
+        jointeval_store::runs::set_status(&mut work, id, to, caller.account.id, digest.as_deref())
+            .await?;
+    let codes = work.codes().await?;
     let action = match to {
         RunStatus::Running => "run.started",
         RunStatus::Cancelled => "run.cancelled",
@@ -229,7 +232,7 @@ async fn move_run(
     };
     let change =
         Change::for_run(action, &run).summary(json!({"status": to.as_str(), "digest": run.digest}));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(run_id = %id, status = to.as_str(), "run moved");
     Ok(Json(RunView::new(run, &codes)))
 }
@@ -344,21 +347,21 @@ pub async fn upsert_metrics(
     ApiJson(batch): ApiJson<MetricsBatch>,
 ) -> Result<Json<Written>, ApiError> {
     let errors = validate_metrics(&batch.metrics);
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = access::run(&mut tx, &caller, id, Action::ExecuteRun, Lock::ForUpdate).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let run = access::run(&mut work, id, Action::ExecuteRun, Lock::ForUpdate).await?;
     run.check_lease(caller.account.id, Utc::now())?;
     run.status.check_results()?;
     if !errors.is_empty() {
         return Err(Problem::validation(errors.into_iter().map(FieldError::from).collect()).into());
     }
-    jointeval_store::runs::upsert_metrics(&mut tx, id, &batch.metrics).await?;
+    jointeval_store::runs::upsert_metrics(&mut work, id, &batch.metrics).await?;
     let keys: Vec<String> = batch
         .metrics
         .iter()
         .map(|m| format!("{}/{}", m.scorer, m.metric))
         .collect();
     let change = Change::for_run("run.metrics_written", &run).summary(json!({"metrics": keys}));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     Ok(Json(Written {
         written: batch.metrics.len(),
     }))
@@ -379,10 +382,10 @@ pub async fn get_metrics(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<MetricValue>>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    access::run(&mut tx, &caller, id, Action::ReadRun, Lock::No).await?;
-    let metrics = jointeval_store::runs::metrics(&mut tx, id).await?;
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    access::run(&mut work, id, Action::ReadRun, Lock::No).await?;
+    let metrics = jointeval_store::runs::metrics(&mut work, id).await?;
+    work.commit().await?;
     Ok(Json(metrics))
 }
 
@@ -415,13 +418,13 @@ pub async fn release_run(
     ApiPath(id): ApiPath<Uuid>,
     OptionalJson(request): OptionalJson<ReleaseRequest>,
 ) -> Result<Json<RunView>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let run = access::run(&mut tx, &caller, id, Action::ReleaseRun, Lock::ForUpdate).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let run = access::run(&mut work, id, Action::ReleaseRun, Lock::ForUpdate).await?;
     run.status.check_release()?;
-    let exercise = jointeval_store::exercises::get(&mut tx, run.exercise_id, false)
+    let exercise = jointeval_store::exercises::get(&mut work, run.exercise_id, false)
         .await?
         .ok_or_else(|| crate::auth::not_found("exercise"))?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let codes = work.codes().await?;
     let partners: Vec<Uuid> = exercise
         .participants
         .iter()
@@ -453,13 +456,11 @@ pub async fn release_run(
         }
     };
     let digest = run.digest.clone().unwrap_or_default();
-    jointeval_store::runs::release(&mut tx, id, &targets, caller.account.id, &digest).await?;
-    let run = jointeval_store::runs::get(&mut tx, id, false)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("run"))?;
+    let run =
+        jointeval_store::runs::release(&mut work, id, &targets, caller.account.id, &digest).await?;
     let change = Change::for_run("run.released", &run)
         .summary(json!({"released_to": targets, "digest": digest}));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(run_id = %id, "run released");
     Ok(Json(RunView::new(run, &codes)))
 }

@@ -19,6 +19,7 @@ use crate::extract::{ApiPath, ApiQuery};
 use crate::ingest;
 use crate::pagination::{Page, PageQuery, SampleKey};
 use crate::problem::{ApiError, Problem};
+use crate::work::Work;
 
 /// What an ingestion wrote.
 #[derive(Debug, Serialize, ToSchema)]
@@ -64,24 +65,25 @@ pub async fn ingest_samples(
     body: axum::body::Body,
 ) -> Result<Json<Ingested>, ApiError> {
     let format = ingest::Format::of(&headers)?;
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let mut work = Work::begin(&state, &caller).await?;
     // Access and state first, without holding the run: an upload lasts as long as its
     // body takes to arrive, and the run's heartbeats and readers must not wait for it.
-    let run = access::run(&mut tx, &caller, id, Action::ExecuteRun, Lock::No).await?;
+    let run = access::run(&mut work, id, Action::ExecuteRun, Lock::No).await?;
     run.check_lease(caller.account.id, Utc::now())?;
     run.status.check_results()?;
     let started = std::time::Instant::now();
-    let ingestion = ingest::from_body(&mut tx, id, body, format, state.settings.body_limit).await?;
+    let ingestion =
+        ingest::from_body(&mut work, id, body, format, state.settings.body_limit).await?;
     // The run is held only for the count and the commit, and judged again: it may have
     // finished, or passed to another worker, while the body came in.
-    let run = access::run(&mut tx, &caller, id, Action::ExecuteRun, Lock::ForUpdate).await?;
+    let run = access::run(&mut work, id, Action::ExecuteRun, Lock::ForUpdate).await?;
     run.check_lease(caller.account.id, Utc::now())?;
     run.status.check_results()?;
-    let stored = jointeval_store::runs::count_new_samples(&mut tx, id, ingestion.new).await?;
+    let stored = jointeval_store::runs::count_new_samples(&mut work, id, ingestion.new).await?;
     let lines = ingestion.lines;
     let change = Change::for_run("run.samples_ingested", &run)
         .summary(json!({"lines": lines, "stored": stored}));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     // Where an ingestion spends its time: reading and parsing the body (overlapping the
     // writes), writing its rows, and the count with the commit.
     tracing::info!(
@@ -138,8 +140,8 @@ pub async fn list_samples(
     }
     .validate_up_to(MAX_SAMPLE_PAGE)?;
     let after = page.after_sample()?;
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    access::run(&mut tx, &caller, id, Action::ReadRun, Lock::No).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    access::run(&mut work, id, Action::ReadRun, Lock::No).await?;
     if query.value_min.is_some_and(|v| !v.is_finite())
         || query.value_max.is_some_and(|v| !v.is_finite())
     {
@@ -148,7 +150,7 @@ pub async fn list_samples(
         );
     }
     let rows = jointeval_store::runs::samples(
-        &mut tx,
+        &mut work,
         id,
         &jointeval_store::runs::SampleFilter {
             scorer: query.scorer.as_deref(),
@@ -162,7 +164,7 @@ pub async fn list_samples(
         page.fetch(),
     )
     .await?;
-    jointeval_store::commit(tx).await?;
+    work.commit().await?;
     let page = Page::from_rows(rows, page.limit, |r| {
         SampleKey::text(&r.sample_id, r.epoch, &r.scorer)
     });

@@ -11,7 +11,7 @@ use crate::access::{self};
 use crate::auth::Caller;
 use crate::extract::ApiPath;
 use crate::problem::{ApiError, Problem};
-use crate::views::Codes;
+use crate::work::Work;
 
 /// One institute's result for one metric.
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,11 +61,11 @@ pub async fn exercise_summary(
     caller: Caller,
     ApiPath(exercise_id): ApiPath<Uuid>,
 ) -> Result<Json<ExerciseSummary>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let institutes = access::exercise_runs(&mut tx, &caller, exercise_id).await?;
-    let rows = jointeval_store::runs::summary(&mut tx, exercise_id, &institutes).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let institutes = access::exercise_runs(&mut work, exercise_id).await?;
+    let rows = jointeval_store::runs::summary(&mut work, exercise_id, &institutes).await?;
+    let codes = work.codes().await?;
+    work.commit().await?;
     let mut lines: Vec<SummaryLine> = Vec::new();
     for r in rows {
         let result = InstituteResult {

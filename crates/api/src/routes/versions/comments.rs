@@ -19,6 +19,7 @@ use crate::auth::Caller;
 use crate::extract::ApiPath;
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::problem::{ApiError, Problem};
+use crate::work::Work;
 
 /// A comment on a version.
 #[derive(Debug, Serialize, ToSchema)]
@@ -87,13 +88,13 @@ pub async fn post_comment(
     if length == 0 || request.body.chars().count() > 10_000 {
         return Err(ValidationError::new("body", "must be 1 to 10000 characters").into());
     }
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
-        jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    if let Some(first) = idempotency::replay(&mut work, key.as_ref()).await? {
+        work.commit().await?;
         return Ok(first);
     }
     let (protocol, version) =
-        crate::access::version(&mut tx, &caller, id, number, Action::Comment, Lock::No).await?;
+        crate::access::version(&mut work, id, number, Action::Comment, Lock::No).await?;
     if let Some(anchor) = &request.anchor
         && (anchor.len() > 500
             || !anchor.starts_with('/')
@@ -106,7 +107,7 @@ pub async fn post_comment(
         .into());
     }
     if let Some(parent) = request.parent_id {
-        let siblings = jointeval_store::protocols::list_comments(&mut tx, version.id).await?;
+        let siblings = jointeval_store::protocols::list_comments(&mut work, version.id).await?;
         if !siblings.iter().any(|c| c.id == parent) {
             return Err(
                 ValidationError::new("parent_id", "is not a comment on this version").into(),
@@ -114,7 +115,7 @@ pub async fn post_comment(
         }
     }
     let comment = jointeval_store::protocols::insert_comment(
-        &mut tx,
+        &mut work,
         version.id,
         request.parent_id,
         caller.account.id,
@@ -132,14 +133,13 @@ pub async fn post_comment(
         "comment_id": comment.id, "parent_id": comment.parent_id, "anchor": comment.anchor,
     }));
     idempotency::remember(
-        &mut tx,
-        &caller,
+        &mut work,
         key.as_ref(),
         StatusCode::CREATED,
         &CommentView::from(comment.clone()),
     )
     .await?;
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     Ok((StatusCode::CREATED, Json(CommentView::from(comment))).into_response())
 }
 
@@ -158,11 +158,10 @@ pub async fn list_comments(
     caller: Caller,
     ApiPath((id, number)): ApiPath<(Uuid, i32)>,
 ) -> Result<Json<Vec<CommentView>>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let mut work = Work::begin(&state, &caller).await?;
     let (_, version) =
-        crate::access::version(&mut tx, &caller, id, number, Action::ReadProtocol, Lock::No)
-            .await?;
-    let comments = jointeval_store::protocols::list_comments(&mut tx, version.id).await?;
-    jointeval_store::commit(tx).await?;
+        crate::access::version(&mut work, id, number, Action::ReadProtocol, Lock::No).await?;
+    let comments = jointeval_store::protocols::list_comments(&mut work, version.id).await?;
+    work.commit().await?;
     Ok(Json(comments.into_iter().map(CommentView::from).collect()))
 }

@@ -13,6 +13,7 @@ use crate::access::Lock;
 use crate::auth::Caller;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::{ApiError, Problem};
+use crate::work::Work;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -51,20 +52,13 @@ pub async fn diff_versions(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<DiffQuery>,
 ) -> Result<Json<DiffView>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (_, from) = crate::access::version(
-        &mut tx,
-        &caller,
-        id,
-        query.from,
-        Action::ReadProtocol,
-        Lock::No,
-    )
-    .await?;
-    let to = jointeval_store::protocols::get_version(&mut tx, id, query.to, false)
+    let mut work = Work::begin(&state, &caller).await?;
+    let (_, from) =
+        crate::access::version(&mut work, id, query.from, Action::ReadProtocol, Lock::No).await?;
+    let to = jointeval_store::protocols::get_version(&mut work, id, query.to, false)
         .await?
         .ok_or_else(|| crate::auth::not_found("version"))?;
-    jointeval_store::commit(tx).await?;
+    work.commit().await?;
     Ok(Json(DiffView {
         from: from.number,
         to: to.number,

@@ -27,6 +27,7 @@ use crate::conflicts::OnConstraint;
 use crate::extract::{ApiJson, ApiPath, IfMatch};
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::problem::{ApiError, FieldError, Problem};
+use crate::work::Work;
 
 /// A version of a protocol.
 #[derive(Debug, Serialize, ToSchema)]
@@ -141,16 +142,15 @@ pub async fn create_draft(
     ApiPath(id): ApiPath<Uuid>,
     IdempotentJson { key, request }: IdempotentJson<NewDraftRequest>,
 ) -> Result<Response, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
-        jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    if let Some(first) = idempotency::replay(&mut work, key.as_ref()).await? {
+        work.commit().await?;
         return Ok(first);
     }
-    jointeval_store::protocols::lock(&mut tx, id).await?;
-    let (protocol, joint) =
-        crate::access::protocol(&mut tx, &caller, id, Action::WriteDraft).await?;
+    jointeval_store::protocols::lock(&mut work, id).await?;
+    let (protocol, joint) = crate::access::protocol(&mut work, id, Action::WriteDraft).await?;
     protocol.status.check_new_version()?;
-    let latest = jointeval_store::protocols::list_versions(&mut tx, id)
+    let latest = jointeval_store::protocols::list_versions(&mut work, id)
         .await?
         .into_iter()
         .next();
@@ -171,7 +171,7 @@ pub async fn create_draft(
     };
     invalid_content(content.validate())?;
     let version = jointeval_store::protocols::insert_version(
-        &mut tx,
+        &mut work,
         id,
         &content,
         based_on,
@@ -192,14 +192,13 @@ pub async fn create_draft(
         "content_sha256": version.content.sha256(),
     }));
     idempotency::remember(
-        &mut tx,
-        &caller,
+        &mut work,
         key.as_ref(),
         StatusCode::CREATED,
         &VersionView::from(version.clone()),
     )
     .await?;
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(protocol_id = %id, number = version.number, "draft started");
     Ok(version_response(version, StatusCode::CREATED))
 }
@@ -219,10 +218,10 @@ pub async fn list_versions(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<VersionView>>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    crate::access::protocol(&mut tx, &caller, id, Action::ReadProtocol).await?;
-    let versions = jointeval_store::protocols::list_versions(&mut tx, id).await?;
-    jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    crate::access::protocol(&mut work, id, Action::ReadProtocol).await?;
+    let versions = jointeval_store::protocols::list_versions(&mut work, id).await?;
+    work.commit().await?;
     Ok(Json(versions.into_iter().map(VersionView::from).collect()))
 }
 
@@ -241,11 +240,10 @@ pub async fn get_version(
     caller: Caller,
     ApiPath((id, number)): ApiPath<(Uuid, i32)>,
 ) -> Result<Response, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let mut work = Work::begin(&state, &caller).await?;
     let (_, version) =
-        crate::access::version(&mut tx, &caller, id, number, Action::ReadProtocol, Lock::No)
-            .await?;
-    jointeval_store::commit(tx).await?;
+        crate::access::version(&mut work, id, number, Action::ReadProtocol, Lock::No).await?;
+    work.commit().await?;
     Ok(version_response(version, StatusCode::OK))
 }
 
@@ -281,27 +279,20 @@ pub async fn update_draft(
     if_match: IfMatch,
     ApiJson(update): ApiJson<DraftUpdate>,
 ) -> Result<Response, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (protocol, version) = crate::access::version(
-        &mut tx,
-        &caller,
-        id,
-        number,
-        Action::WriteDraft,
-        Lock::ForUpdate,
-    )
-    .await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let (protocol, version) =
+        crate::access::version(&mut work, id, number, Action::WriteDraft, Lock::ForUpdate).await?;
     version.status.check_edit()?;
     if_match.check(&etag(&version))?;
     invalid_content(update.content.validate())?;
-    jointeval_store::protocols::update_content(
-        &mut tx,
-        version.id,
+    let edited = jointeval_store::protocols::update_content(
+        &mut work,
+        &version,
         &update.content,
         caller.account.id,
     )
     .await?;
-    let changes = diff(&version.content, &update.content);
+    let changes = diff(&version.content, &edited.content);
     let mut changed = json!(
         changes
             .iter()
@@ -313,9 +304,7 @@ pub async fn update_draft(
     if changed.to_string().len() > MAX_AUDITED_EDIT {
         changed = json!(changes.iter().map(|c| &c.path).collect::<Vec<_>>());
     }
-    let version = jointeval_store::protocols::get_version(&mut tx, id, number, false)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("version"))?;
+    let version = edited;
     let change = AuditChange::for_version(
         "protocol_version.edited",
         &caller.actor,
@@ -326,7 +315,7 @@ pub async fn update_draft(
         "revision": version.revision, "changed": changed,
         "content_sha256": version.content.sha256(),
     }));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     Ok(version_response(version, StatusCode::OK))
 }
 
@@ -351,28 +340,18 @@ pub async fn submit_version(
     caller: Caller,
     ApiPath((id, number)): ApiPath<(Uuid, i32)>,
 ) -> Result<Response, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    let (protocol, version) = crate::access::version(
-        &mut tx,
-        &caller,
-        id,
-        number,
-        Action::WriteDraft,
-        Lock::ForUpdate,
-    )
-    .await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let (protocol, version) =
+        crate::access::version(&mut work, id, number, Action::WriteDraft, Lock::ForUpdate).await?;
     version.status.check_submit()?;
     invalid_content(version.content.validate_for_review())?;
-    jointeval_store::protocols::submit(
-        &mut tx,
-        version.id,
+    let version = jointeval_store::protocols::submit(
+        &mut work,
+        &version,
         &version.content.sha256(),
         caller.account.id,
     )
     .await?;
-    let version = jointeval_store::protocols::get_version(&mut tx, id, number, false)
-        .await?
-        .ok_or_else(|| crate::auth::not_found("version"))?;
     let change = AuditChange::for_version(
         "protocol_version.submitted",
         &caller.actor,
@@ -380,7 +359,7 @@ pub async fn submit_version(
         version.id,
     )
     .summary(json!({"number": number, "content_sha256": version.content_sha256}));
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(protocol_id = %id, number, "version submitted for review");
     Ok(version_response(version, StatusCode::OK))
 }

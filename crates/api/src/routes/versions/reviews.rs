@@ -23,6 +23,7 @@ use crate::extract::ApiPath;
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::problem::{ApiError, Problem};
 use crate::views::Codes;
+use crate::work::Work;
 
 /// A reviewer's verdict.
 #[derive(Debug, Serialize, ToSchema)]
@@ -95,14 +96,13 @@ pub async fn review_version(
     ApiPath((id, number)): ApiPath<(Uuid, i32)>,
     IdempotentJson { key, request }: IdempotentJson<ReviewRequest>,
 ) -> Result<Response, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
-    if let Some(first) = idempotency::replay(&mut tx, &caller, key.as_ref()).await? {
-        jointeval_store::commit(tx).await?;
+    let mut work = Work::begin(&state, &caller).await?;
+    if let Some(first) = idempotency::replay(&mut work, key.as_ref()).await? {
+        work.commit().await?;
         return Ok(first);
     }
     let (protocol, version) = crate::access::version(
-        &mut tx,
-        &caller,
+        &mut work,
         id,
         number,
         Action::ReviewVersion,
@@ -111,14 +111,14 @@ pub async fn review_version(
     .await?;
     version.status.check_review()?;
     request.verdict.check_comment(&request.comment)?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
+    let codes = work.codes().await?;
     let institute = choose_capacity(
         request.institute.as_deref().map(|code| codes.id_of(code)),
         &review_capacities(&caller.actor, &protocol.participants),
         "review",
     )?;
     let review = jointeval_store::protocols::insert_review(
-        &mut tx,
+        &mut work,
         version.id,
         caller.account.id,
         institute,
@@ -130,14 +130,14 @@ pub async fn review_version(
         VersionStateError("you reviewed this version already").into()
     })?;
     let reviews: Vec<(Uuid, Verdict)> =
-        jointeval_store::protocols::list_reviews(&mut tx, version.id)
+        jointeval_store::protocols::list_reviews(&mut work, version.id)
             .await?
             .into_iter()
             .map(|r| (r.institute_id, r.verdict))
             .collect();
     let outcome = review_outcome(&protocol.participants, &reviews);
     if outcome != VersionStatus::InReview {
-        jointeval_store::protocols::set_version_status(&mut tx, version.id, outcome).await?;
+        jointeval_store::protocols::set_version_status(&mut work, &version, outcome).await?;
     }
     let change = AuditChange::for_version(
         "protocol_version.reviewed",
@@ -150,8 +150,7 @@ pub async fn review_version(
         "number": number, "verdict": request.verdict.as_str(), "status": outcome.as_str(),
     }));
     idempotency::remember(
-        &mut tx,
-        &caller,
+        &mut work,
         key.as_ref(),
         StatusCode::CREATED,
         &ReviewOutcome {
@@ -160,7 +159,7 @@ pub async fn review_version(
         },
     )
     .await?;
-    jointeval_store::audit::commit_audited(tx, &change).await?;
+    work.commit_audited(&change).await?;
     tracing::info!(protocol_id = %id, number, verdict = request.verdict.as_str(), status = outcome.as_str(), "version reviewed");
     Ok((
         StatusCode::CREATED,
@@ -187,13 +186,12 @@ pub async fn list_reviews(
     caller: Caller,
     ApiPath((id, number)): ApiPath<(Uuid, i32)>,
 ) -> Result<Json<Vec<ReviewView>>, ApiError> {
-    let mut tx = jointeval_store::begin(&state.pool, &caller.acting_as()).await?;
+    let mut work = Work::begin(&state, &caller).await?;
     let (_, version) =
-        crate::access::version(&mut tx, &caller, id, number, Action::ReadProtocol, Lock::No)
-            .await?;
-    let reviews = jointeval_store::protocols::list_reviews(&mut tx, version.id).await?;
-    let codes = Codes::new(&jointeval_store::institutes::all(&mut *tx).await?);
-    jointeval_store::commit(tx).await?;
+        crate::access::version(&mut work, id, number, Action::ReadProtocol, Lock::No).await?;
+    let reviews = jointeval_store::protocols::list_reviews(&mut work, version.id).await?;
+    let codes = work.codes().await?;
+    work.commit().await?;
     Ok(Json(
         reviews
             .into_iter()

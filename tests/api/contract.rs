@@ -802,18 +802,24 @@ fn what_an_answer_makes_is_linked_to_the_operations_on_it() {
 
 /// Whether `schema` (a `$ref` to a component, or inline) has the property at `pointer`.
 fn schema_has(spec: &Value, schema: &Value, pointer: &str) -> bool {
+    let Some((name, rest)) = pointer
+        .strip_prefix('/')
+        .map(|p| p.split_once('/').map_or((p, ""), |(n, r)| (n, r)))
+    else {
+        return true;
+    };
     let mut schema = schema;
-    for name in pointer.split('/').skip(1) {
-        if let Some(reference) = schema["$ref"].as_str() {
-            let component = reference.trim_start_matches("#/components/schemas/");
-            schema = &spec["components"]["schemas"][component];
-        }
-        schema = &schema["properties"][name];
-        if schema.is_null() {
-            return false;
-        }
+    if let Some(reference) = schema["$ref"].as_str() {
+        let component = reference.trim_start_matches("#/components/schemas/");
+        schema = &spec["components"]["schemas"][component];
     }
-    true
+    // A composed schema has the property when one of its parts does.
+    if let Some(parts) = schema["allOf"].as_array() {
+        return parts.iter().any(|part| schema_has(spec, part, pointer));
+    }
+    let property = &schema["properties"][name];
+    !property.is_null()
+        && (rest.is_empty() || schema_has(spec, property, &format!("/{rest}")))
 }
 
 /// A body the contract lets a client leave out has nothing a client must send in it.

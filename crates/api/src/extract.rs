@@ -4,6 +4,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{StatusCode, header, request::Parts};
 use bytes::Bytes;
+use jointeval_domain::ValidationError;
 use serde::de::DeserializeOwned;
 
 use crate::problem::{FieldError, Problem};
@@ -74,6 +75,17 @@ pub fn json_body<T: DeserializeOwned>(
         }]));
     }
     parse_json(bytes)
+}
+
+/// A list's text filter (`q` and the like) holds at most 200 characters.
+pub(crate) fn check_filter(field: &str, value: Option<&str>) -> Result<(), ValidationError> {
+    match value {
+        Some(v) if v.chars().count() > 200 => Err(ValidationError::new(
+            field,
+            "must be at most 200 characters",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The request's media type, without parameters, in lower case (`""` when none is sent).

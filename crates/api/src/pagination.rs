@@ -29,6 +29,17 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
+    /// A page of a list ordered by id, as a query's `limit` and `cursor` ask for it, and
+    /// the id it continues after.
+    pub fn by_id(
+        limit: Option<u32>,
+        cursor: Option<String>,
+    ) -> Result<(Self, Option<Uuid>), Problem> {
+        let page = PageQuery { limit, cursor }.validate()?;
+        let after = page.after_id()?;
+        Ok((page, after))
+    }
+
     /// The id to continue after, for lists ordered by id.
     pub fn after_id(&self) -> Result<Option<Uuid>, Problem> {
         self.after

@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::auth::{Caller, secrets};
 use crate::conflicts::OnConstraint;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch};
-use crate::pagination::{Page, PageQuery};
+use crate::pagination::{Page, PageRequest};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::{AccountView, Codes};
 use crate::work::Work;
@@ -61,15 +61,8 @@ pub struct NewAccountRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedAccount {
     pub account: AccountView,
-    /// Persons: a one-time password, to be replaced at first login.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub one_time_password: Option<String>,
-    /// Service accounts: the client id for `client_credentials`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<Uuid>,
-    /// Service accounts: the client secret.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<String>,
+    #[serde(flatten)]
+    pub credential: NewCredential,
 }
 
 /// Creates an account at the caller's home institute: only admins whose home it is, not
@@ -164,28 +157,25 @@ pub async fn create_account(
     let scope_names: Option<Vec<&str>> = scopes
         .as_ref()
         .map(|s| s.iter().map(|x| x.as_str()).collect());
-    let mut created = CreatedAccount {
-        account: AccountView::new(account.clone(), &codes),
-        one_time_password: None,
-        client_id: None,
-        client_secret: None,
-    };
-    match scopes {
+    let credential = match scopes {
         Some(scopes) => {
             let secret = secrets::new_service_secret();
             let hash = secrets::hash_service_secret(&secret);
             jointeval_store::credentials::set_service_secret(&mut work, account.id, &hash, &scopes)
                 .await?;
-            created.client_id = Some(account.id);
-            created.client_secret = Some(secret);
+            NewCredential::service(account.id, secret)
         }
         None => {
             let password = secrets::one_time_password();
             let hash = secrets::hash_password(password.clone()).await;
             jointeval_store::credentials::set_password(&mut work, account.id, &hash, true).await?;
-            created.one_time_password = Some(password);
+            NewCredential::password(password)
         }
-    }
+    };
+    let created = CreatedAccount {
+        account: AccountView::new(account.clone(), &codes),
+        credential,
+    };
     let change = Change::for_account("account.created", &account).summary(json!({
         "kind": account.kind.as_str(), "email": account.email,
         "display_name": account.display_name,
@@ -262,7 +252,6 @@ pub struct AccountQuery {
     params(AccountQuery),
     responses(
         (status = 200, description = "A page of accounts", body = Page<AccountView>),
-        (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_accounts(
@@ -270,15 +259,8 @@ pub async fn list_accounts(
     caller: Caller,
     ApiQuery(query): ApiQuery<AccountQuery>,
 ) -> Result<Json<Page<AccountView>>, ApiError> {
-    let page = PageQuery {
-        limit: query.limit,
-        cursor: query.cursor,
-    }
-    .validate()?;
-    let after = page.after_id()?;
-    if query.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
-        return Err(ValidationError::new("q", "must be at most 200 characters").into());
-    }
+    let (page, after) = PageRequest::by_id(query.limit, query.cursor)?;
+    crate::extract::check_filter("q", query.q.as_deref())?;
     let mut work = Work::begin(&state, &caller).await?;
     let codes = work.codes().await?;
     // An unknown code filters everything out, like a code the caller may not see.
@@ -478,12 +460,30 @@ pub struct NewCredential {
     /// Persons: a one-time password, to be replaced at the next login.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub one_time_password: Option<String>,
-    /// Service accounts: the client id.
+    /// Service accounts: the client id for `client_credentials`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<Uuid>,
-    /// Service accounts: the new secret; the old one stops working now.
+    /// Service accounts: the secret; a new one replaces the old, which stops working now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
+}
+
+impl NewCredential {
+    fn password(one_time_password: String) -> Self {
+        Self {
+            one_time_password: Some(one_time_password),
+            client_id: None,
+            client_secret: None,
+        }
+    }
+
+    fn service(client_id: Uuid, client_secret: String) -> Self {
+        Self {
+            one_time_password: None,
+            client_id: Some(client_id),
+            client_secret: Some(client_secret),
+        }
+    }
 }
 
 /// Resets a person's password to a one-time password, which must be changed at the
@@ -520,14 +520,7 @@ pub async fn reset_password(
         .summary(json!({"must_change_password": true}));
     work.commit_audited(&change).await?;
     tracing::info!(account_id = %id, "password reset");
-    Ok((
-        no_store(),
-        Json(NewCredential {
-            one_time_password: Some(password),
-            client_id: None,
-            client_secret: None,
-        }),
-    ))
+    Ok((no_store(), Json(NewCredential::password(password))))
 }
 
 /// Replaces a service account's secret; the old one, and every token issued with it,
@@ -573,14 +566,7 @@ pub async fn rotate_secret(
     }));
     work.commit_audited(&change).await?;
     tracing::info!(account_id = %id, "service secret rotated");
-    Ok((
-        no_store(),
-        Json(NewCredential {
-            one_time_password: None,
-            client_id: Some(id),
-            client_secret: Some(secret),
-        }),
-    ))
+    Ok((no_store(), Json(NewCredential::service(id, secret))))
 }
 
 fn wrong_kind(detail: &str) -> ApiError {

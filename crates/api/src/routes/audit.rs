@@ -111,7 +111,6 @@ pub struct AuditQuery {
     responses(
         (status = 200, description = "A page of events, oldest first", body = Page<AuditEventView>),
         (status = 403, description = "Neither an admin nor a reviewer", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_audit(
@@ -148,7 +147,6 @@ pub async fn list_audit(
     responses(
         (status = 200, description = "A page of the object's events: empty alike for an object the caller may not see and for one that does not exist", body = Page<AuditEventView>),
         (status = 403, description = "Neither an admin nor a reviewer", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn object_history(
@@ -178,8 +176,8 @@ async fn events(
         ("action", &filter.action),
     ]
     .into_iter()
-    .filter(|(_, v)| v.as_ref().is_some_and(|v| v.chars().count() > 200))
-    .map(|(field, _)| ValidationError::new(field, "must be at most 200 characters").into())
+    .filter_map(|(field, v)| crate::extract::check_filter(field, v.as_deref()).err())
+    .map(FieldError::from)
     .collect();
     let after = match page.after.as_deref().map(str::parse::<i64>) {
         None => 0,

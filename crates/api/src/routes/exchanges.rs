@@ -21,7 +21,7 @@ use crate::auth::Caller;
 use crate::conflicts::OnConstraint;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
-use crate::pagination::{Page, PageQuery};
+use crate::pagination::{Page, PageRequest};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::ExchangeView;
 use crate::work::Work;
@@ -195,7 +195,6 @@ pub struct ExchangeQuery {
     params(ExchangeQuery),
     responses(
         (status = 200, description = "A page of exchanges", body = Page<ExchangeView>),
-        (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_exchanges(
@@ -203,12 +202,7 @@ pub async fn list_exchanges(
     caller: Caller,
     ApiQuery(query): ApiQuery<ExchangeQuery>,
 ) -> Result<Json<Page<ExchangeView>>, ApiError> {
-    let page = PageQuery {
-        limit: query.limit,
-        cursor: query.cursor,
-    }
-    .validate()?;
-    let after = page.after_id()?;
+    let (page, after) = PageRequest::by_id(query.limit, query.cursor)?;
     let status = query
         .status
         .as_deref()

@@ -25,7 +25,7 @@ use crate::access::Lock;
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, OptionalJson};
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
-use crate::pagination::{Page, PageQuery};
+use crate::pagination::{Page, PageRequest};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::Codes;
 use crate::work::Work;
@@ -352,7 +352,6 @@ pub struct ExerciseQuery {
     params(ExerciseQuery),
     responses(
         (status = 200, description = "A page of exercises", body = Page<ExerciseView>),
-        (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_exercises(
@@ -360,12 +359,7 @@ pub async fn list_exercises(
     caller: Caller,
     ApiQuery(query): ApiQuery<ExerciseQuery>,
 ) -> Result<Json<Page<ExerciseView>>, ApiError> {
-    let page = PageQuery {
-        limit: query.limit,
-        cursor: query.cursor,
-    }
-    .validate()?;
-    let after = page.after_id()?;
+    let (page, after) = PageRequest::by_id(query.limit, query.cursor)?;
     let visible = caller
         .actor
         .reading_institutes(&[jointeval_domain::Scope::ExercisesRead])

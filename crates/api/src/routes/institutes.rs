@@ -10,7 +10,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::extract::ApiQuery;
 use crate::pagination::{Page, PageQuery};
-use crate::problem::{ApiError, Problem};
+use crate::problem::ApiError;
 use crate::work::Work;
 use jointeval_domain::{Action, Resource};
 
@@ -48,11 +48,6 @@ impl From<Institute> for InstituteBody {
     params(PageQuery),
     responses(
         (status = 200, description = "A page of institutes", body = Page<InstituteBody>),
-        (status = 422, description = "A query parameter is invalid", body = Problem,
-         content_type = "application/problem+json",
-         example = json!({"type": "urn:jointeval:problem:validation", "title": "Invalid request",
-                          "status": 422, "detail": "limit: must be between 1 and 200",
-                          "errors": [{"field": "limit", "message": "must be between 1 and 200"}]})),
     )
 )]
 pub async fn list_institutes(

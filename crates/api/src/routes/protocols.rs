@@ -20,7 +20,7 @@ use crate::auth::Caller;
 use crate::conflicts::OnConstraint;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
-use crate::pagination::{Page, PageQuery};
+use crate::pagination::{Page, PageRequest};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::Codes;
 use crate::work::Work;
@@ -261,7 +261,6 @@ pub struct ProtocolQuery {
     params(ProtocolQuery),
     responses(
         (status = 200, description = "A page of protocols", body = Page<ProtocolView>),
-        (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_protocols(
@@ -269,15 +268,8 @@ pub async fn list_protocols(
     caller: Caller,
     ApiQuery(query): ApiQuery<ProtocolQuery>,
 ) -> Result<Json<Page<ProtocolView>>, ApiError> {
-    let page = PageQuery {
-        limit: query.limit,
-        cursor: query.cursor,
-    }
-    .validate()?;
-    let after = page.after_id()?;
-    if query.q.as_ref().is_some_and(|q| q.chars().count() > 200) {
-        return Err(ValidationError::new("q", "must be at most 200 characters").into());
-    }
+    let (page, after) = PageRequest::by_id(query.limit, query.cursor)?;
+    crate::extract::check_filter("q", query.q.as_deref())?;
     let visible = caller
         .actor
         .reading_institutes(&[jointeval_domain::Scope::ProtocolsRead])

@@ -25,7 +25,7 @@ use crate::access::{self, Lock};
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
-use crate::pagination::{Page, PageQuery};
+use crate::pagination::{Page, PageRequest};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::{HarnessRef, RunView};
 use crate::work::Work;
@@ -157,12 +157,7 @@ pub async fn list_runs(
     ApiPath(exercise_id): ApiPath<Uuid>,
     ApiQuery(query): ApiQuery<RunQuery>,
 ) -> Result<Json<Page<RunView>>, ApiError> {
-    let page = PageQuery {
-        limit: query.limit,
-        cursor: query.cursor,
-    }
-    .validate()?;
-    let after = page.after_id()?;
+    let (page, after) = PageRequest::by_id(query.limit, query.cursor)?;
     let mut work = Work::begin(&state, &caller).await?;
     let institutes = access::exercise_runs(&mut work, exercise_id).await?;
     let rows = jointeval_store::runs::list_visible(

@@ -125,7 +125,6 @@ const MAX_SAMPLE_PAGE: u32 = 1_000;
     responses(
         (status = 200, description = "A page of scores", body = Page<StoredScore>),
         (status = 404, description = "No such run, or one not released to the caller's institutes", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_samples(

@@ -179,19 +179,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        let deserializer =
-            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(deserializer)
-            .map(ApiQuery)
-            .map_err(|e| {
-                let field = e.path().to_string();
-                Problem::validation(vec![FieldError {
-                    field: if field == "." { "query".into() } else { field },
-                    message: e.into_inner().to_string(),
-                }])
-            })
+        parse_query(parts.uri.query().unwrap_or_default()).map(ApiQuery)
     }
+}
+
+/// A query string as `T`; a parameter of the wrong type, or one `T` does not know, → 422
+/// naming it.
+pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, Problem> {
+    let deserializer =
+        serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let field = e.path().to_string();
+        Problem::validation(vec![FieldError {
+            field: if field == "." { "query".into() } else { field },
+            message: e.into_inner().to_string(),
+        }])
+    })
 }
 
 /// Path parameters. A malformed id names nothing, so it is answered like an unknown one: 404.

@@ -1,11 +1,15 @@
 //! Cursor pagination: `limit` and an opaque `cursor` in, `items` and `next_cursor` out.
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::extract::parse_query;
 use crate::problem::{FieldError, Problem};
 
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -22,6 +26,35 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
+/// A list's query: its filters `F`, and the page it asks for (`limit` and `cursor`, as
+/// [`PageQuery`] documents them), checked. A parameter neither knows is refused.
+pub struct ListQuery<F> {
+    pub filter: F,
+    pub page: PageRequest,
+}
+
+impl<F: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ListQuery<F> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let is_page = |name: &str| name == "limit" || name == "cursor";
+        let part = |page: bool| {
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(
+                    form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| is_page(k) == page),
+                )
+                .finish()
+        };
+        let page: PageQuery = parse_query(&part(true))?;
+        let filter = parse_query(&part(false))?;
+        Ok(ListQuery {
+            filter,
+            page: page.validate()?,
+        })
+    }
+}
+
 /// A validated page request: the limit, and the sort key to continue after.
 pub struct PageRequest {
     pub limit: u32,
@@ -29,17 +62,6 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
-    /// A page of a list ordered by id, as a query's `limit` and `cursor` ask for it, and
-    /// the id it continues after.
-    pub fn by_id(
-        limit: Option<u32>,
-        cursor: Option<String>,
-    ) -> Result<(Self, Option<Uuid>), Problem> {
-        let page = PageQuery { limit, cursor }.validate()?;
-        let after = page.after_id()?;
-        Ok((page, after))
-    }
-
     /// The id to continue after, for lists ordered by id.
     pub fn after_id(&self) -> Result<Option<Uuid>, Problem> {
         self.after

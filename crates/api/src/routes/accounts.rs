@@ -19,8 +19,8 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{Caller, secrets};
 use crate::conflicts::OnConstraint;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch};
-use crate::pagination::{Page, PageRequest};
+use crate::extract::{ApiJson, ApiPath, IfMatch};
+use crate::pagination::{ListQuery, Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::{AccountView, Codes};
 use crate::work::Work;
@@ -239,9 +239,6 @@ pub struct AccountQuery {
     pub status: Option<AccountStatus>,
     /// Text in the e-mail address or display name.
     pub q: Option<String>,
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<u32>,
-    pub cursor: Option<String>,
 }
 
 /// Lists the accounts the caller administers: those of its institutes, and the people
@@ -249,7 +246,7 @@ pub struct AccountQuery {
 #[utoipa::path(
     get, path = "/v1/accounts", tag = "accounts",
     security(("bearer" = [])),
-    params(AccountQuery),
+    params(AccountQuery, PageQuery),
     responses(
         (status = 200, description = "A page of accounts", body = Page<AccountView>),
     )
@@ -257,9 +254,12 @@ pub struct AccountQuery {
 pub async fn list_accounts(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(query): ApiQuery<AccountQuery>,
+    ListQuery {
+        filter: query,
+        page,
+    }: ListQuery<AccountQuery>,
 ) -> Result<Json<Page<AccountView>>, ApiError> {
-    let (page, after) = PageRequest::by_id(query.limit, query.cursor)?;
+    let after = page.after_id()?;
     crate::extract::check_filter("q", query.q.as_deref())?;
     let mut work = Work::begin(&state, &caller).await?;
     let codes = work.codes().await?;

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{Caller, tokens};
 use crate::extract::{ApiPath, ApiQuery};
-use crate::pagination::{Page, PageQuery, PageRequest};
+use crate::pagination::{ListQuery, Page, PageQuery, PageRequest};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::work::Work;
 
@@ -96,9 +96,6 @@ pub struct AuditQuery {
     pub since: Option<DateTime<Utc>>,
     /// Only events before this time (RFC 3339).
     pub until: Option<DateTime<Utc>>,
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<u32>,
-    pub cursor: Option<String>,
 }
 
 /// Lists audit events in chain order: for admins, those visible to the institutes they
@@ -107,7 +104,7 @@ pub struct AuditQuery {
 #[utoipa::path(
     get, path = "/v1/audit", tag = "audit",
     security(("bearer" = [])),
-    params(AuditQuery),
+    params(AuditQuery, PageQuery),
     responses(
         (status = 200, description = "A page of events, oldest first", body = Page<AuditEventView>),
         (status = 403, description = "Neither an admin nor a reviewer", body = Problem, content_type = "application/problem+json"),
@@ -116,13 +113,11 @@ pub struct AuditQuery {
 pub async fn list_audit(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(query): ApiQuery<AuditQuery>,
+    ListQuery {
+        filter: query,
+        page,
+    }: ListQuery<AuditQuery>,
 ) -> Result<Json<Page<AuditEventView>>, ApiError> {
-    let page = PageQuery {
-        limit: query.limit,
-        cursor: query.cursor,
-    }
-    .validate()?;
     let filter = EventFilter {
         actor: query.actor,
         object_type: query.object_type,

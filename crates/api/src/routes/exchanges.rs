@@ -19,9 +19,9 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::conflicts::OnConstraint;
-use crate::extract::{ApiPath, ApiQuery};
+use crate::extract::ApiPath;
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{ListQuery, Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::ExchangeView;
 use crate::work::Work;
@@ -182,9 +182,6 @@ pub struct ExchangeQuery {
     /// `proposed`, `approved`, `rejected` or `ended`.
     #[param(pattern = "^(proposed|approved|rejected|ended)$")]
     pub status: Option<String>,
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<u32>,
-    pub cursor: Option<String>,
 }
 
 /// Lists the exchanges the caller sees: those of the institutes it administers (either
@@ -192,7 +189,7 @@ pub struct ExchangeQuery {
 #[utoipa::path(
     get, path = "/v1/exchanges", tag = "exchanges",
     security(("bearer" = [])),
-    params(ExchangeQuery),
+    params(ExchangeQuery, PageQuery),
     responses(
         (status = 200, description = "A page of exchanges", body = Page<ExchangeView>),
     )
@@ -200,9 +197,12 @@ pub struct ExchangeQuery {
 pub async fn list_exchanges(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(query): ApiQuery<ExchangeQuery>,
+    ListQuery {
+        filter: query,
+        page,
+    }: ListQuery<ExchangeQuery>,
 ) -> Result<Json<Page<ExchangeView>>, ApiError> {
-    let (page, after) = PageRequest::by_id(query.limit, query.cursor)?;
+    let after = page.after_id()?;
     let status = query
         .status
         .as_deref()

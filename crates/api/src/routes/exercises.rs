@@ -23,9 +23,9 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::access::Lock;
 use crate::auth::Caller;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, OptionalJson};
+use crate::extract::{ApiJson, ApiPath, IfMatch, OptionalJson};
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{ListQuery, Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::Codes;
 use crate::work::Work;
@@ -340,16 +340,13 @@ pub struct ExerciseQuery {
     pub status: Option<ExerciseStatus>,
     /// Exercises this institute (code) takes part in.
     pub institute: Option<String>,
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<u32>,
-    pub cursor: Option<String>,
 }
 
 /// Lists the exercises the caller's institutes take part in.
 #[utoipa::path(
     get, path = "/v1/exercises", tag = "exercises",
     security(("bearer" = [])),
-    params(ExerciseQuery),
+    params(ExerciseQuery, PageQuery),
     responses(
         (status = 200, description = "A page of exercises", body = Page<ExerciseView>),
     )
@@ -357,9 +354,12 @@ pub struct ExerciseQuery {
 pub async fn list_exercises(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(query): ApiQuery<ExerciseQuery>,
+    ListQuery {
+        filter: query,
+        page,
+    }: ListQuery<ExerciseQuery>,
 ) -> Result<Json<Page<ExerciseView>>, ApiError> {
-    let (page, after) = PageRequest::by_id(query.limit, query.cursor)?;
+    let after = page.after_id()?;
     let visible = caller
         .actor
         .reading_institutes(&[jointeval_domain::Scope::ExercisesRead])

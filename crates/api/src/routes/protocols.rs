@@ -18,9 +18,9 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::conflicts::OnConstraint;
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiJson, ApiPath};
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{ListQuery, Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::Codes;
 use crate::work::Work;
@@ -249,16 +249,13 @@ pub struct ProtocolQuery {
     pub institute: Option<String>,
     /// Text in the title or summary.
     pub q: Option<String>,
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<u32>,
-    pub cursor: Option<String>,
 }
 
 /// Lists the protocols the caller's institutes participate in.
 #[utoipa::path(
     get, path = "/v1/protocols", tag = "protocols",
     security(("bearer" = [])),
-    params(ProtocolQuery),
+    params(ProtocolQuery, PageQuery),
     responses(
         (status = 200, description = "A page of protocols", body = Page<ProtocolView>),
     )
@@ -266,9 +263,12 @@ pub struct ProtocolQuery {
 pub async fn list_protocols(
     State(state): State<AppState>,
     caller: Caller,
-    ApiQuery(query): ApiQuery<ProtocolQuery>,
+    ListQuery {
+        filter: query,
+        page,
+    }: ListQuery<ProtocolQuery>,
 ) -> Result<Json<Page<ProtocolView>>, ApiError> {
-    let (page, after) = PageRequest::by_id(query.limit, query.cursor)?;
+    let after = page.after_id()?;
     crate::extract::check_filter("q", query.q.as_deref())?;
     let visible = caller
         .actor

@@ -17,7 +17,7 @@ use jointeval_domain::{AccountKind, Action, ValidationError};
 use jointeval_store::runs::NewRun;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
@@ -25,7 +25,7 @@ use crate::access::{self, Lock};
 use crate::auth::Caller;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::{HarnessRef, RunView};
 use crate::work::Work;
@@ -131,21 +131,12 @@ pub async fn create_run(
     ))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct RunQuery {
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<u32>,
-    pub cursor: Option<String>,
-}
-
 /// Lists the runs of an exercise the caller may see: its institutes' own, and those
 /// released to them.
 #[utoipa::path(
     get, path = "/v1/exercises/{id}/runs", tag = "runs",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The exercise"), RunQuery),
+    params(("id" = Uuid, Path, description = "The exercise"), PageQuery),
     responses(
         (status = 200, description = "A page of runs", body = Page<RunView>),
         (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
@@ -155,9 +146,10 @@ pub async fn list_runs(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(exercise_id): ApiPath<Uuid>,
-    ApiQuery(query): ApiQuery<RunQuery>,
+    ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<RunView>>, ApiError> {
-    let (page, after) = PageRequest::by_id(query.limit, query.cursor)?;
+    let page = page.validate()?;
+    let after = page.after_id()?;
     let mut work = Work::begin(&state, &caller).await?;
     let institutes = access::exercise_runs(&mut work, exercise_id).await?;
     let rows = jointeval_store::runs::list_visible(

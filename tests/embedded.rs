@@ -512,20 +512,25 @@ async fn openapi_prints_the_committed_contract() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), committed);
 }
 
-#[tokio::test]
-async fn the_service_answers_503_while_its_database_is_down_and_recovers() {
-    let dir = scratch("outage");
+/// A cluster of the test's own, started, with the service's database in it.
+async fn own_cluster(name: &str, durable: bool) -> (ClusterConfig, Cluster) {
     let config = ClusterConfig {
-        data_dir: dir.join("data"),
+        data_dir: scratch(name).join("data"),
         user_when_root: "postgres".into(),
         bin_dir: None,
-        durable: false,
+        durable,
     };
     let cluster = Cluster::start(&config).await.expect("start a cluster");
     cluster
         .ensure_database("jointeval")
         .await
         .expect("create the database");
+    (config, cluster)
+}
+
+#[tokio::test]
+async fn the_service_answers_503_while_its_database_is_down_and_recovers() {
+    let (config, cluster) = own_cluster("outage", false).await;
     let pool = jointeval_store::connect(
         cluster.connect_options("jointeval"),
         &PoolSettings {
@@ -566,7 +571,8 @@ async fn the_service_answers_503_while_its_database_is_down_and_recovers() {
     assert_eq!(app.get("/.well-known/jwks.json").await.status(), 200);
     drop(app);
     cluster.stop().await.expect("stop");
-    std::fs::remove_dir_all(dir).expect("cleanup");
+    std::fs::remove_dir_all(config.data_dir.parent().expect("its scratch folder"))
+        .expect("cleanup");
 }
 
 /// What one writer saw: the writes the service acknowledged, and every refusal.
@@ -633,19 +639,8 @@ async fn acknowledged_writes_survive_a_database_crash_under_load() {
     const WRITERS: usize = 4;
     const ROUNDS: usize = 12;
     const BATCH: usize = 50;
-    let dir = scratch("crash");
-    let config = ClusterConfig {
-        data_dir: dir.join("data"),
-        user_when_root: "postgres".into(),
-        bin_dir: None,
-        // Acknowledged means flushed: the guarantee under test.
-        durable: true,
-    };
-    let cluster = Cluster::start(&config).await.expect("start a cluster");
-    cluster
-        .ensure_database("jointeval")
-        .await
-        .expect("create the database");
+    // Acknowledged means flushed: the guarantee under test.
+    let (config, cluster) = own_cluster("crash", true).await;
     let settings = PoolSettings {
         max_connections: 8,
         acquire_timeout: Duration::from_millis(500),
@@ -890,7 +885,8 @@ async fn acknowledged_writes_survive_a_database_crash_under_load() {
     drop(app);
     owner.close().await;
     cluster.stop().await.expect("stop");
-    std::fs::remove_dir_all(dir).expect("cleanup");
+    std::fs::remove_dir_all(config.data_dir.parent().expect("its scratch folder"))
+        .expect("cleanup");
 }
 
 /// `jointeval audit verify` against the database of `app`, with its output.

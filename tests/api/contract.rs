@@ -818,8 +818,7 @@ fn schema_has(spec: &Value, schema: &Value, pointer: &str) -> bool {
         return parts.iter().any(|part| schema_has(spec, part, pointer));
     }
     let property = &schema["properties"][name];
-    !property.is_null()
-        && (rest.is_empty() || schema_has(spec, property, &format!("/{rest}")))
+    !property.is_null() && (rest.is_empty() || schema_has(spec, property, &format!("/{rest}")))
 }
 
 /// A body the contract lets a client leave out has nothing a client must send in it.

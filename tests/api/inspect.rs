@@ -39,8 +39,12 @@ struct Setup {
 }
 
 async fn setup(settings: HttpSettings) -> Setup {
+    setup_with(settings, arith_small_protocol()).await
+}
+
+async fn setup_with(settings: HttpSettings, content: Value) -> Setup {
     let app = TestApp::with_settings(settings).await;
-    let (exercise, protocol) = active_exercise_with(&app, arith_small_protocol()).await;
+    let (exercise, protocol) = active_exercise_with(&app, content).await;
     let evaluator = app
         .login(
             &app.person("inspect-eval@nist.gov", "US", &[Role::Evaluator])
@@ -108,6 +112,39 @@ impl Setup {
             .send()
             .await
             .expect("send")
+    }
+
+    /// Every per-sample score of a run, read page by page through the results API.
+    async fn scores(&self, run: Uuid) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/v1/runs/{run}/samples?limit=1000&cursor={c}"),
+                None => format!("/v1/runs/{run}/samples?limit=1000"),
+            };
+            let page: Value = self
+                .app
+                .get_as(&self.evaluator, &path)
+                .await
+                .json()
+                .await
+                .expect("json");
+            all.extend(page["items"].as_array().expect("items").iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return all,
+            }
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.app
+            .get_as(&self.evaluator, path)
+            .await
+            .json()
+            .await
+            .expect("json")
     }
 
     async fn stored(&self, run: Uuid) -> (i64, i64, i64) {
@@ -196,33 +233,19 @@ async fn every_fixture_imports_to_exactly_the_numbers_inspect_wrote() {
         assert_eq!(got, want, "{name}");
 
         // The per-sample scores, exactly, read back through the results API.
-        let mut got = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let path = match &cursor {
-                Some(c) => format!("/v1/runs/{run}/samples?limit=1000&cursor={c}"),
-                None => format!("/v1/runs/{run}/samples?limit=1000"),
-            };
-            let page: Value = s
-                .app
-                .get_as(&s.evaluator, &path)
-                .await
-                .json()
-                .await
-                .expect("json");
-            for item in page["items"].as_array().expect("items") {
-                got.push((
+        let mut got: Vec<(String, i64, String, f64)> = s
+            .scores(run)
+            .await
+            .iter()
+            .map(|item| {
+                (
                     item["sample_id"].as_str().expect("id").to_owned(),
                     item["epoch"].as_i64().expect("epoch"),
                     item["scorer"].as_str().expect("scorer").to_owned(),
                     item["value"].as_f64().expect("a number"),
-                ));
-            }
-            match page["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => break,
-            }
-        }
+                )
+            })
+            .collect();
         let mut want: Vec<(String, i64, String, f64)> = expected
             .scores
             .iter()
@@ -296,6 +319,171 @@ async fn every_fixture_imports_to_exactly_the_numbers_inspect_wrote() {
             assert_eq!(fields, ["task"], "{name} ran another task");
         }
     }
+}
+
+/// Logs that use Inspect's features (`tests/fixtures/inspect/features`), imported over
+/// HTTP and read back through the API, equal what Inspect's own `read_eval_log` reads
+/// from them (`<log>.expected.json`): metrics under Inspect's keys, a dict score's keys
+/// as scorers, the score's metadata, unscored and errored samples counted, not scored.
+#[tokio::test]
+async fn every_feature_log_imports_as_inspect_reads_it() {
+    // (task, dataset, samples, scorer, epochs) of each case, as make_feature_logs.py ran it.
+    let cases = [
+        ("unscored", "unscored-data", 16, "sometimes_unscored", 1),
+        ("duplicate_metrics", "dup-data", 12, "twice_mean", 1),
+        ("dict_scores", "dict-data", 12, "dict_scorer", 1),
+        ("model_graded", "graded-data", 10, "model_graded_qa", 1),
+        ("errored", "errored-data", 15, "match", 1),
+        ("reducers", "reducers-data", 10, "match", 3),
+    ];
+    let tasks: Vec<Value> = cases
+        .iter()
+        .map(|(task, dataset, samples, scorer, epochs)| {
+            json!({"name": task, "dataset": {"name": dataset, "version": "1", "sha256": null,
+                                             "sample_count": samples},
+                   "harness": {"name": "inspect", "task_ref": task},
+                   "scorers": [scorer], "metrics": ["accuracy"], "epochs": epochs})
+        })
+        .collect();
+    let protocol = json!({
+        "objective": "Inspect's features", "tasks": tasks,
+        "metrics": [{"name": "accuracy", "higher_is_better": true, "threshold": null}]
+    });
+    let s = setup_with(HttpSettings::default(), protocol).await;
+    for (case, ..) in cases {
+        for name in [format!("{case}.json"), format!("{case}.eval")] {
+            let want: Value =
+                serde_json::from_slice(&fixture(&format!("features/{name}.expected.json")))
+                    .expect("expected");
+            let run = s.running_run(json!({})).await;
+            let response = s
+                .upload(
+                    &s.evaluator,
+                    run,
+                    &name,
+                    fixture(&format!("features/{name}")),
+                    "",
+                )
+                .await;
+            assert_eq!(response.status(), 200, "{name}");
+            let imported: Value = response.json().await.expect("json");
+            let want_scores = want["scores"].as_array().expect("scores");
+            let unscored = want_scores.iter().filter(|w| w["value"].is_null()).count();
+            let errored = want["errors"].as_array().expect("errors").len();
+            assert_eq!(imported["unscored_scores"], unscored, "{name}");
+            assert_eq!(imported["errored_samples"], errored, "{name}");
+            assert_eq!(imported["scores"], want_scores.len() - unscored, "{name}");
+
+            let mut got: Vec<(String, String, f64, Option<i64>)> = s
+                .get(&format!("/v1/runs/{run}/metrics"))
+                .await
+                .as_array()
+                .expect("metrics")
+                .iter()
+                .map(|m| {
+                    (
+                        m["scorer"].as_str().expect("scorer").to_owned(),
+                        m["metric"].as_str().expect("metric").to_owned(),
+                        m["value"].as_f64().expect("value"),
+                        m["sample_count"].as_i64(),
+                    )
+                })
+                .collect();
+            let mut expected: Vec<(String, String, f64, Option<i64>)> = want["metrics"]
+                .as_array()
+                .expect("metrics")
+                .iter()
+                .filter(|m| m["value"].is_number())
+                .map(|m| {
+                    let scorer = m["scorer"].as_str().expect("scorer");
+                    (
+                        match m["reducer"].as_str() {
+                            Some(r) => format!("{scorer}/{r}"),
+                            None => scorer.to_owned(),
+                        },
+                        m["key"].as_str().expect("key").to_owned(),
+                        m["value"].as_f64().expect("value"),
+                        m["scored_samples"].as_i64(),
+                    )
+                })
+                .collect();
+            got.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+            expected.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+            assert_eq!(got, expected, "{name}");
+
+            let stored = s.scores(run).await;
+            assert_eq!(stored.len(), want_scores.len() - unscored, "{name}");
+            for item in &stored {
+                let w = want_scores
+                    .iter()
+                    .find(|w| {
+                        w["sample_id"] == item["sample_id"]
+                            && w["epoch"] == item["epoch"]
+                            && w["scorer"] == item["scorer"]
+                    })
+                    .unwrap_or_else(|| panic!("{name}: Inspect has no {item}"));
+                match &item["value"] {
+                    Value::String(label) => assert_eq!(w["value"], label.as_str(), "{name}"),
+                    number => assert_eq!(number.as_f64(), w["number"].as_f64(), "{name}: {w}"),
+                }
+                for field in ["answer", "explanation", "metadata"] {
+                    assert_eq!(item[field], w[field], "{name}: {field} of {item}");
+                }
+            }
+
+            // Each log follows its task to the letter, dict scorers and reducers too: the
+            // dataset's samples are all there, and errored ones are what deviates.
+            let view = s.get(&format!("/v1/runs/{run}")).await;
+            assert_eq!(view["imported_log"]["errored_samples"], errored, "{name}");
+            assert_eq!(view["imported_log"]["unscored_scores"], unscored, "{name}");
+            let want_deviations = if errored > 0 {
+                json!([{"field": "errored_samples", "protocol": "0", "run": errored.to_string()}])
+            } else {
+                json!([])
+            };
+            assert_eq!(view["deviations"], want_deviations, "{name}");
+        }
+    }
+}
+
+/// A log header of a format version Inspect never wrote, or with a field of the wrong
+/// type, is refused with a 422 that names it, and nothing of it is written.
+#[tokio::test]
+async fn a_log_of_an_unknown_version_or_shape_is_refused_and_writes_nothing() {
+    let s = setup(HttpSettings::default()).await;
+    let original: Value = serde_json::from_slice(&fixture("arith_small.json")).expect("JSON");
+    let run = s.running_run(json!({})).await;
+    for (pointer, value, named) in [
+        ("/version", json!(99), "version is 99"),
+        ("/version", json!(0), "version is 0"),
+        ("/version", json!("2"), "version is \"2\""),
+        ("/version", json!(null), "version is null"),
+        ("/eval/eval_id", json!(17), "eval_id"),
+        ("/samples/0/epoch", json!("one"), "epoch"),
+    ] {
+        let mut log = original.clone();
+        *log.pointer_mut(pointer).expect("the field") = value.clone();
+        let bytes = serde_json::to_vec(&log).expect("bytes");
+        let body = problem(
+            s.upload(&s.evaluator, run, "log.json", bytes, "").await,
+            422,
+        )
+        .await;
+        assert_eq!(body["type"], "urn:jointeval:problem:invalid-inspect-log");
+        let detail = body["detail"].as_str().expect("detail");
+        assert!(detail.contains(named), "{pointer} = {value}: {detail}");
+        assert_eq!(s.stored(run).await, (0, 0, 0), "{pointer} = {value}");
+    }
+    // Version 1 is read as Inspect reads it.
+    let mut log = original;
+    log["version"] = json!(1);
+    let bytes = serde_json::to_vec(&log).expect("bytes");
+    assert_eq!(
+        s.upload(&s.evaluator, run, "log.json", bytes, "")
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]

@@ -36,7 +36,8 @@ const CHUNK: usize = 1 << 20;
 #[schema(example = json!({
     "eval_id": "EhgJfVRgXrUb5PLSNFgkD9", "format": "eval",
     "sha256": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
-    "metrics": 4, "scores": 40, "samples": 20, "replayed": false,
+    "metrics": 4, "scores": 40, "samples": 20, "unscored_scores": 0, "errored_samples": 0,
+    "replayed": false,
     "deviations": [{"field": "epochs", "protocol": "3", "run": "1"}]
 }))]
 pub struct Imported {
@@ -48,8 +49,13 @@ pub struct Imported {
     pub metrics: usize,
     /// Per-sample scores written (one per sample, epoch and scorer).
     pub scores: usize,
-    /// Samples in the log (each epoch counts).
+    /// Samples in the log (each epoch counts), errored ones among them.
     pub samples: i64,
+    /// Scores the log left unscored (Inspect's `NaN`): not written, as Inspect's metrics
+    /// leave them out.
+    pub unscored_scores: usize,
+    /// Samples that ended in an error instead of a score.
+    pub errored_samples: usize,
     /// `true` when this log had been imported before: nothing was written again.
     pub replayed: bool,
     /// How what the log says was run differs from the protocol version.
@@ -158,19 +164,18 @@ pub(crate) async fn import_into(
         jointeval_store::protocols::get_version(work, run.protocol_id, run.protocol_version, false)
             .await?
             .ok_or_else(|| crate::auth::not_found("protocol version"))?;
-    // The samples actually run, not the dataset's size: a run on part of the dataset
-    // (Inspect's --limit) deviates.
-    let run_samples: std::collections::HashSet<&str> =
-        log.scores.iter().map(|s| s.sample_id.as_str()).collect();
+    // The samples actually run (errored ones too), not the dataset's size: a run on part
+    // of the dataset (Inspect's --limit) deviates.
     let found = deviations(
         &version.content,
         &Ran {
             task: log.header.task.clone(),
             task_version: log.header.task_version.clone(),
             dataset_name: log.header.dataset_name.clone(),
-            dataset_samples: Some(run_samples.len() as i64),
+            dataset_samples: Some(log.distinct_samples as i64),
             epochs: log.header.epochs,
             scorers: log.header.scorers.clone(),
+            errored_samples: log.errors.len() as i64,
         },
     );
     let metrics: Vec<MetricValue> = log
@@ -215,6 +220,8 @@ pub(crate) async fn import_into(
         inspect_version: log.header.inspect_version.clone(),
         dataset: log.header.dataset_name.clone(),
         samples: log.samples as i64,
+        unscored_scores: log.unscored as i64,
+        errored_samples: log.errors.len() as i64,
         epochs: log.header.epochs,
         config: log.header.config.clone(),
         imported_by: work.caller.account.id,
@@ -241,6 +248,8 @@ pub(crate) async fn import_into(
         metrics: metrics.len(),
         scores: log.scores.len(),
         samples: imported.samples,
+        unscored_scores: log.unscored,
+        errored_samples: log.errors.len(),
         replayed: false,
         deviations: found,
     })

@@ -16,6 +16,8 @@ pub struct Ran {
     pub dataset_samples: Option<i64>,
     pub epochs: Option<i64>,
     pub scorers: Vec<String>,
+    /// Samples that ended in an error instead of a score: a protocol expects none.
+    pub errored_samples: i64,
 }
 
 /// One difference between the protocol and the run.
@@ -23,7 +25,7 @@ pub struct Ran {
 #[schema(example = json!({"field": "epochs", "protocol": "3", "run": "1"}))]
 pub struct Deviation {
     /// What differs: `task`, `task_version`, `dataset.name`, `dataset.sample_count`,
-    /// `epochs` or `scorers`.
+    /// `epochs`, `scorers` or `errored_samples`.
     pub field: String,
     /// What the protocol version says.
     pub protocol: String,
@@ -99,6 +101,9 @@ pub fn deviations(content: &ProtocolContent, ran: &Ran) -> Vec<Deviation> {
     if expected != got {
         out.push(deviation("scorers", expected.join(", "), got.join(", ")));
     }
+    if ran.errored_samples > 0 {
+        out.push(deviation("errored_samples", 0, ran.errored_samples));
+    }
     out
 }
 
@@ -126,6 +131,7 @@ mod tests {
             dataset_samples: Some(20),
             epochs: Some(1),
             scorers: vec!["includes".into(), "match".into()],
+            errored_samples: 0,
         }
     }
 
@@ -147,6 +153,7 @@ mod tests {
             dataset_samples: Some(19),
             epochs: Some(3),
             scorers: vec!["match".into()],
+            errored_samples: 3,
             ..faithful()
         };
         let fields: Vec<String> = deviations(&content(), &ran)
@@ -160,7 +167,8 @@ mod tests {
                 "dataset.name",
                 "dataset.sample_count",
                 "epochs",
-                "scorers"
+                "scorers",
+                "errored_samples"
             ]
         );
         let unknown = Ran {

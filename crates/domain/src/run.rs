@@ -200,7 +200,8 @@ pub struct Run {
     "sha256": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae", "size": 48408,
     "status": "success", "task": "arith_small", "task_version": "0", "model": "mockllm/model",
     "created": "2026-11-27T13:29:19+00:00", "inspect_version": "0.3.285",
-    "dataset": "arith_small-data", "samples": 20, "epochs": 1,
+    "dataset": "arith_small-data", "samples": 20, "unscored_scores": 0, "errored_samples": 0,
+    "epochs": 1,
     "config": {"epochs": 1, "fail_on_error": true},
     "imported_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d70", "imported_at": "2026-11-27T14:00:00Z"
 }))]
@@ -223,8 +224,15 @@ pub struct ImportedLog {
     pub created: Option<String>,
     pub inspect_version: Option<String>,
     pub dataset: Option<String>,
-    /// Samples read from the log (each epoch counts).
+    /// Samples read from the log (each epoch counts), errored ones among them.
     pub samples: i64,
+    /// Scores the log left unscored (Inspect's `NaN`): not stored, and out of Inspect's
+    /// metrics too.
+    #[serde(default)]
+    pub unscored_scores: i64,
+    /// Samples that ended in an error instead of a score.
+    #[serde(default)]
+    pub errored_samples: i64,
     pub epochs: Option<i64>,
     /// The eval's configuration as the harness recorded it.
     #[serde(default)]

@@ -4,14 +4,26 @@
 //! and with deflate by older versions). What it answers is what the service keeps: the
 //! eval header, the aggregate metrics Inspect computed, and every sample's scores.
 //!
+//! It reads the log format's versions 1 and 2 (the current one), and the non-finite
+//! numbers Inspect writes as bare `NaN` and `Infinity` (not strict JSON): `NaN` is
+//! Inspect's sentinel for an unscored value, and neither is a number a statistic can use,
+//! so both read as absent.
+//!
 //! Pure and synchronous: it reads from any `Read + Seek`, within limits that keep a hostile
 //! archive (a zip bomb) from expanding without bound.
+
+mod constants;
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 
 use serde::Deserialize;
 use serde_json::Value;
+
+use constants::Constants;
+
+/// The versions of Inspect's log format this reader knows.
+pub const LOG_VERSIONS: [i64; 2] = [1, 2];
 
 /// Which of Inspect's formats a log was in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,13 +48,24 @@ pub struct Log {
     pub header: Header,
     pub metrics: Vec<Metric>,
     pub scores: Vec<Score>,
-    /// Samples read (each epoch of a sample counts once).
+    /// Samples read (each epoch of a sample counts once), errored ones among them.
     pub samples: usize,
+    /// Distinct samples of the dataset that the log holds, errored ones among them.
+    pub distinct_samples: usize,
+    /// Scores Inspect left unscored (`NaN`): not among `scores`, as Inspect leaves them
+    /// out of its metrics.
+    pub unscored: usize,
+    /// Samples that ended in an error (with `fail_on_error=False`), which have no scores.
+    pub errors: Vec<SampleError>,
+    /// Each sample's value reduced over its epochs, per scorer and reducer.
+    pub reductions: Vec<Reduction>,
 }
 
 /// What the log says was run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Header {
+    /// The log format's version: one of [`LOG_VERSIONS`].
+    pub version: i64,
     /// `success`, `error`, `cancelled` or `started`.
     pub status: String,
     pub eval_id: String,
@@ -58,23 +81,50 @@ pub struct Header {
     /// The eval's configuration (`eval.config`: epochs, limits, error handling …).
     pub config: Value,
     pub inspect_version: Option<String>,
-    /// The scorers that reported results, in the log's order.
+    /// The scorers that reported results, in the log's order: each once, whatever its
+    /// reducers or the keys of its values.
     pub scorers: Vec<String>,
 }
 
 /// One aggregate metric Inspect computed: keyed by scorer (with `/reducer` when Inspect
-/// reports one entry per reducer) and metric name.
+/// reports one entry per reducer) and Inspect's own key for the metric, which tells apart
+/// two metrics of the same name (`mean`, `mean2`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metric {
     pub scorer: String,
+    /// Inspect's key for the metric.
     pub metric: String,
+    /// The metric's name, which two of a scorer's metrics may share.
+    pub name: String,
     pub value: f64,
     /// The scorer's `stderr` metric, beside each of its other metrics.
     pub stderr: Option<f64>,
+    /// Samples the scorer scored.
     pub sample_count: Option<i64>,
+    /// Samples it left unscored, which the metric leaves out.
+    pub unscored_count: Option<i64>,
 }
 
-/// One sample's score by one scorer in one epoch.
+/// A sample that ended in an error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleError {
+    pub sample_id: String,
+    pub epoch: i32,
+    pub message: String,
+}
+
+/// One sample's value reduced over its epochs by one reducer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reduction {
+    /// The scorer, or the key of a dict-valued scorer's value.
+    pub scorer: String,
+    pub reducer: Option<String>,
+    pub sample_id: String,
+    pub value: ScoreValue,
+}
+
+/// One sample's score by one scorer in one epoch. A dict-valued score is one score per
+/// key, named by the key, as Inspect names the metrics it computes from them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Score {
     pub sample_id: String,
@@ -83,6 +133,7 @@ pub struct Score {
     pub value: ScoreValue,
     pub answer: Option<String>,
     pub explanation: Option<String>,
+    /// The score's metadata (a model grader's transcript, for instance).
     pub metadata: Option<Value>,
 }
 
@@ -142,6 +193,8 @@ pub enum LogError {
     NotALog,
     #[error("the log is not readable: {0}")]
     Corrupt(String),
+    #[error("the log's format version is {0}; this service reads versions 1 and 2")]
+    Version(String),
     #[error(
         "the archive's entry {entry} expands far beyond its compressed size: refused as a zip bomb"
     )]
@@ -182,49 +235,105 @@ fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> Result<usize, LogError> 
 }
 
 fn read_json(input: impl Read) -> Result<Log, LogError> {
-    let raw: RawLog = serde_json::from_reader(BufReader::new(input))
-        .map_err(|e| LogError::Corrupt(format!("JSON log: {e}")))?;
-    let mut scores = Vec::new();
-    let samples = raw.samples.len();
+    let raw: RawLog = from_json("JSON log", Constants::new(BufReader::new(input)))?;
+    let version = version(&raw.version)?;
+    let mut log = Log::new(
+        Format::Json,
+        header(version, raw.status, raw.eval, raw.results.as_ref()),
+        metrics(raw.results.as_ref()),
+    );
+    let mut seen = std::collections::HashSet::new();
     for sample in raw.samples {
-        sample.scores_into(&mut scores)?;
+        sample.read_into(&mut log, &mut seen)?;
     }
-    Ok(Log {
-        format: Format::Json,
-        header: header(raw.status, raw.eval, raw.results.as_ref()),
-        metrics: metrics(raw.results.as_ref()),
-        scores,
-        samples,
-    })
+    log.reductions = reductions(raw.reductions);
+    Ok(log)
+}
+
+/// The format version a log names, one this reader knows.
+fn version(raw: &Value) -> Result<i64, LogError> {
+    raw.as_i64()
+        .filter(|v| raw.is_i64() && LOG_VERSIONS.contains(v))
+        .ok_or_else(|| LogError::Version(raw.to_string()))
+}
+
+/// A log that names no version is of the current one, as Inspect reads it.
+fn current_version() -> Value {
+    Value::from(2)
+}
+
+impl Log {
+    fn new(format: Format, header: Header, metrics: Vec<Metric>) -> Self {
+        Log {
+            format,
+            header,
+            metrics,
+            scores: Vec::new(),
+            samples: 0,
+            distinct_samples: 0,
+            unscored: 0,
+            errors: Vec::new(),
+            reductions: Vec::new(),
+        }
+    }
 }
 
 fn read_eval(input: impl Read + Seek, limits: Limits) -> Result<Log, LogError> {
     let mut archive = zip::ZipArchive::new(input)
         .map_err(|e| LogError::Corrupt(format!(".eval archive: {e}")))?;
     let mut expanded = 0u64;
-    let raw: RawHeader =
-        serde_json::from_slice(&entry(&mut archive, "header.json", limits, &mut expanded)?)
-            .map_err(|e| LogError::Corrupt(format!("header.json: {e}")))?;
+    let raw: RawHeader = parse(
+        "header.json",
+        &entry(&mut archive, "header.json", limits, &mut expanded)?,
+    )?;
+    let version = version(&raw.version)?;
+    let mut log = Log::new(
+        Format::Eval,
+        header(version, raw.status, raw.eval, raw.results.as_ref()),
+        metrics(raw.results.as_ref()),
+    );
     let mut names: Vec<String> = archive
         .file_names()
         .filter(|n| n.starts_with("samples/") && n.ends_with(".json"))
         .map(str::to_owned)
         .collect();
     names.sort();
-    let mut scores = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for name in &names {
-        let sample: RawSample =
-            serde_json::from_slice(&entry(&mut archive, name, limits, &mut expanded)?)
-                .map_err(|e| LogError::Corrupt(format!("{name}: {e}")))?;
-        sample.scores_into(&mut scores)?;
+        let sample: RawSample = parse(name, &entry(&mut archive, name, limits, &mut expanded)?)?;
+        sample.read_into(&mut log, &mut seen)?;
     }
-    Ok(Log {
-        format: Format::Eval,
-        metrics: metrics(raw.results.as_ref()),
-        header: header(raw.status, raw.eval, raw.results.as_ref()),
-        scores,
-        samples: names.len(),
-    })
+    if archive.index_for_name("reductions.json").is_some() {
+        let raw: Vec<RawReduction> = parse(
+            "reductions.json",
+            &entry(&mut archive, "reductions.json", limits, &mut expanded)?,
+        )?;
+        log.reductions = reductions(raw);
+    }
+    Ok(log)
+}
+
+/// An archive entry's JSON, non-finite numbers read as absent.
+fn parse<T: serde::de::DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T, LogError> {
+    from_json(name, Constants::new(bytes))
+}
+
+/// JSON as `T`; an error names the field where it is (`eval.eval_id`, `samples[3].epoch`).
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, input: impl Read) -> Result<T, LogError> {
+    let mut deserializer = serde_json::Deserializer::from_reader(input);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        LogError::Corrupt(if path == "." {
+            format!("{what}: {inner}")
+        } else {
+            format!("{what}: {path}: {inner}")
+        })
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| LogError::Corrupt(format!("{what}: {e}")))?;
+    Ok(value)
 }
 
 /// One entry's bytes, refused when it would expand beyond the limits (whatever its header
@@ -269,8 +378,9 @@ fn entry<R: Read + Seek>(
     Ok(bytes)
 }
 
-fn header(status: String, eval: RawEval, results: Option<&RawResults>) -> Header {
+fn header(version: i64, status: String, eval: RawEval, results: Option<&RawResults>) -> Header {
     Header {
+        version,
         status,
         eval_id: eval.eval_id,
         run_id: eval.run_id,
@@ -288,13 +398,15 @@ fn header(status: String, eval: RawEval, results: Option<&RawResults>) -> Header
         epochs: eval.config.get("epochs").and_then(Value::as_i64),
         config: eval.config,
         inspect_version: eval.packages.get("inspect_ai").cloned(),
-        // One entry per reducer names a scorer more than once.
+        // One entry per reducer, or per key of a dict-valued scorer, names a scorer more
+        // than once.
         scorers: results
             .map(|r| {
                 let mut names: Vec<String> = Vec::new();
                 for s in &r.scores {
-                    if !names.contains(&s.name) {
-                        names.push(s.name.clone());
+                    let scorer = s.scorer.as_ref().unwrap_or(&s.name);
+                    if !names.contains(scorer) {
+                        names.push(scorer.clone());
                     }
                 }
                 names
@@ -318,14 +430,45 @@ fn metrics(results: Option<&RawResults>) -> Vec<Metric> {
             let Some(value) = metric.value else { continue };
             out.push(Metric {
                 scorer: scorer.clone(),
-                metric: metric.name.clone().unwrap_or_else(|| key.clone()),
+                metric: key.clone(),
+                name: metric.name.clone().unwrap_or_else(|| key.clone()),
                 value,
                 stderr: if key == "stderr" { None } else { stderr },
                 sample_count: summary.scored_samples,
+                unscored_count: summary.unscored_samples,
             });
         }
     }
     out
+}
+
+fn reductions(raw: Vec<RawReduction>) -> Vec<Reduction> {
+    let mut out = Vec::new();
+    for reduction in raw {
+        for sample in reduction.samples {
+            let sample_id = id_text(&sample.sample_id);
+            for (key, value) in split(&sample.value) {
+                let Some(value) = ScoreValue::from_json(value) else {
+                    continue;
+                };
+                out.push(Reduction {
+                    scorer: key.unwrap_or(&reduction.scorer).to_owned(),
+                    reducer: reduction.reducer.clone(),
+                    sample_id: sample_id.clone(),
+                    value,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A value as Inspect's metrics see it: a dict's entries by key, anything else itself.
+fn split(value: &Value) -> Vec<(Option<&str>, &Value)> {
+    match value {
+        Value::Object(entries) => entries.iter().map(|(k, v)| (Some(k.as_str()), v)).collect(),
+        other => vec![(None, other)],
+    }
 }
 
 fn id_text(id: &Value) -> String {
@@ -337,6 +480,8 @@ fn id_text(id: &Value) -> String {
 
 #[derive(Deserialize)]
 struct RawLog {
+    #[serde(default = "current_version")]
+    version: Value,
     #[serde(default)]
     status: String,
     eval: RawEval,
@@ -344,11 +489,15 @@ struct RawLog {
     results: Option<RawResults>,
     #[serde(default)]
     samples: Vec<RawSample>,
+    #[serde(default)]
+    reductions: Vec<RawReduction>,
 }
 
 /// `header.json` of an archive: the log without its samples.
 #[derive(Deserialize)]
 struct RawHeader {
+    #[serde(default = "current_version")]
+    version: Value,
     #[serde(default)]
     status: String,
     eval: RawEval,
@@ -394,10 +543,15 @@ struct RawResults {
 #[derive(Deserialize)]
 struct RawScoreSummary {
     name: String,
+    /// The scorer that made the entry; `name` is a dict-valued scorer's key.
+    #[serde(default)]
+    scorer: Option<String>,
     #[serde(default)]
     reducer: Option<String>,
     #[serde(default)]
     scored_samples: Option<i64>,
+    #[serde(default)]
+    unscored_samples: Option<i64>,
     #[serde(default)]
     metrics: BTreeMap<String, RawMetric>,
 }
@@ -415,9 +569,15 @@ struct RawSample {
     id: Value,
     epoch: i64,
     #[serde(default)]
-    scores: BTreeMap<String, RawScore>,
+    scores: Option<BTreeMap<String, RawScore>>,
     #[serde(default)]
-    metadata: Option<Value>,
+    error: Option<RawError>,
+}
+
+#[derive(Deserialize)]
+struct RawError {
+    #[serde(default)]
+    message: String,
 }
 
 #[derive(Deserialize)]
@@ -428,10 +588,34 @@ struct RawScore {
     answer: Option<String>,
     #[serde(default)]
     explanation: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RawReduction {
+    scorer: String,
+    #[serde(default)]
+    reducer: Option<String>,
+    #[serde(default)]
+    samples: Vec<RawReducedSample>,
+}
+
+#[derive(Deserialize)]
+struct RawReducedSample {
+    #[serde(default)]
+    value: Value,
+    #[serde(default)]
+    sample_id: Value,
 }
 
 impl RawSample {
-    fn scores_into(self, out: &mut Vec<Score>) -> Result<(), LogError> {
+    /// Adds the sample's scores, or its error, to the log.
+    fn read_into(
+        self,
+        log: &mut Log,
+        seen: &mut std::collections::HashSet<String>,
+    ) -> Result<(), LogError> {
         let sample_id = id_text(&self.id);
         let epoch = i32::try_from(self.epoch)
             .ok()
@@ -442,22 +626,36 @@ impl RawSample {
                     self.epoch
                 ))
             })?;
-        let metadata = self
-            .metadata
-            .filter(|m| !matches!(m, Value::Object(o) if o.is_empty()));
-        for (scorer, score) in self.scores {
-            let Some(value) = ScoreValue::from_json(&score.value) else {
-                continue;
-            };
-            out.push(Score {
+        log.samples += 1;
+        if seen.insert(sample_id.clone()) {
+            log.distinct_samples += 1;
+        }
+        if let Some(error) = self.error {
+            log.errors.push(SampleError {
                 sample_id: sample_id.clone(),
                 epoch,
-                scorer,
-                value,
-                answer: score.answer,
-                explanation: score.explanation,
-                metadata: metadata.clone(),
+                message: error.message,
             });
+        }
+        for (scorer, score) in self.scores.unwrap_or_default() {
+            let metadata = score
+                .metadata
+                .filter(|m| !matches!(m, Value::Object(o) if o.is_empty()));
+            for (key, value) in split(&score.value) {
+                let Some(value) = ScoreValue::from_json(value) else {
+                    log.unscored += 1;
+                    continue;
+                };
+                log.scores.push(Score {
+                    sample_id: sample_id.clone(),
+                    epoch,
+                    scorer: key.unwrap_or(&scorer).to_owned(),
+                    value,
+                    answer: score.answer.clone(),
+                    explanation: score.explanation.clone(),
+                    metadata: metadata.clone(),
+                });
+            }
         }
         Ok(())
     }

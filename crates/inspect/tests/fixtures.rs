@@ -6,7 +6,7 @@ use std::io::{Cursor, Read, Write};
 use std::path::PathBuf;
 
 use jointeval_inspect::{Format, Limits, LogError, Metric, Score, ScoreValue, read};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -153,16 +153,209 @@ fn every_fixture_reads_to_exactly_what_inspect_wrote() {
         let scores = expected_scores(&sample_json);
         assert_eq!(scores.len(), samples * 2, "{name}");
         assert_eq!(got_scores(&log.scores), scores, "{name}");
-        // Answers and metadata come along.
+        // Answers come along; metadata is the score's own (these scorers write none), not
+        // the sample's.
         let first = &log.scores[0];
         assert!(first.answer.is_some(), "{name}");
-        assert!(
-            first
-                .metadata
-                .as_ref()
-                .is_some_and(|m| m["difficulty"].is_string()),
-            "{name}"
-        );
+        assert!(sample_json[0]["metadata"]["difficulty"].is_string());
+        assert_eq!(first.metadata, None, "{name}");
+        assert_eq!(log.header.version, 2);
+        assert_eq!(log.distinct_samples, samples / epochs as usize, "{name}");
+        assert_eq!((log.unscored, log.errors.len()), (0, 0), "{name}");
+    }
+}
+
+/// A metric as compared: scorer (with `/reducer`), key, name, value, scored and unscored
+/// samples.
+type MetricRow = (String, String, String, f64, Option<i64>, Option<i64>);
+
+/// What Inspect's own `read_eval_log` read from a feature log (`make_feature_logs.py`).
+fn expected_of(name: &str) -> Value {
+    let path = fixture(&format!("features/{name}.expected.json"));
+    serde_json::from_slice(&std::fs::read(path).expect("expected")).expect("JSON")
+}
+
+/// A value as Inspect wrote it, next to what the reader made of it: a number equal to
+/// Inspect's own number for it, or the label it was.
+fn same_value(got: &ScoreValue, value: &Value, number: &Value) -> bool {
+    match got {
+        ScoreValue::Number(n) => number.as_f64() == Some(*n),
+        ScoreValue::Label(l) => value.as_str() == Some(l.as_str()),
+    }
+}
+
+#[test]
+fn every_feature_log_reads_as_inspect_reads_it() {
+    for case in [
+        "unscored",
+        "duplicate_metrics",
+        "dict_scores",
+        "model_graded",
+        "errored",
+        "reducers",
+    ] {
+        for name in [format!("{case}.json"), format!("{case}.eval")] {
+            let log = read(open(&format!("features/{name}")), Limits::default()).expect(&name);
+            let want = expected_of(&name);
+            assert_eq!(
+                log.header.version,
+                want["version"].as_i64().expect("version")
+            );
+            assert_eq!(log.header.status, want["status"].as_str().expect("status"));
+            // Every sample of the dataset is in the log, errored ones among them.
+            assert_eq!(
+                Some(log.distinct_samples as i64),
+                want["dataset_samples"].as_i64(),
+                "{name}"
+            );
+
+            // Metrics: each under Inspect's key, a NaN one (nothing scored) left out.
+            let mut want_metrics: Vec<MetricRow> = want["metrics"]
+                .as_array()
+                .expect("metrics")
+                .iter()
+                .filter(|m| m["value"].is_number())
+                .map(|m| {
+                    let scorer = m["scorer"].as_str().expect("scorer");
+                    (
+                        match m["reducer"].as_str() {
+                            Some(r) => format!("{scorer}/{r}"),
+                            None => scorer.to_owned(),
+                        },
+                        m["key"].as_str().expect("key").to_owned(),
+                        m["name"].as_str().expect("name").to_owned(),
+                        m["value"].as_f64().expect("value"),
+                        m["scored_samples"].as_i64(),
+                        m["unscored_samples"].as_i64(),
+                    )
+                })
+                .collect();
+            let mut got_metrics: Vec<_> = log
+                .metrics
+                .iter()
+                .map(|m| {
+                    (
+                        m.scorer.clone(),
+                        m.metric.clone(),
+                        m.name.clone(),
+                        m.value,
+                        m.sample_count,
+                        m.unscored_count,
+                    )
+                })
+                .collect();
+            want_metrics.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+            got_metrics.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+            assert_eq!(got_metrics, want_metrics, "{name}");
+
+            // Scores: one per key of a dict value; unscored ones counted, not kept.
+            let want_scores = want["scores"].as_array().expect("scores");
+            let unscored = want_scores.iter().filter(|s| s["value"].is_null()).count();
+            assert_eq!(log.unscored, unscored, "{name}");
+            assert_eq!(log.scores.len(), want_scores.len() - unscored, "{name}");
+            for score in &log.scores {
+                let w = want_scores
+                    .iter()
+                    .find(|w| {
+                        w["sample_id"] == score.sample_id.as_str()
+                            && w["epoch"] == i64::from(score.epoch)
+                            && w["scorer"] == score.scorer.as_str()
+                    })
+                    .unwrap_or_else(|| panic!("{name}: Inspect has no {score:?}"));
+                assert!(
+                    same_value(&score.value, &w["value"], &w["number"]),
+                    "{name}: {score:?} {w}"
+                );
+                assert_eq!(score.answer.as_deref(), w["answer"].as_str(), "{name}");
+                assert_eq!(
+                    score.explanation.as_deref(),
+                    w["explanation"].as_str(),
+                    "{name}"
+                );
+                let metadata = w["metadata"].clone();
+                assert_eq!(
+                    score.metadata,
+                    (!metadata.is_null()).then_some(metadata),
+                    "{name}"
+                );
+            }
+
+            // Reductions, per scorer (or key) and reducer; an unscored one is no value.
+            let want_reductions: Vec<&Value> = want["reductions"]
+                .as_array()
+                .expect("reductions")
+                .iter()
+                .filter(|r| !r["value"].is_null())
+                .collect();
+            assert_eq!(log.reductions.len(), want_reductions.len(), "{name}");
+            for (got, w) in log.reductions.iter().zip(want_reductions) {
+                assert_eq!(got.scorer, w["scorer"].as_str().expect("scorer"), "{name}");
+                assert_eq!(got.reducer.as_deref(), w["reducer"].as_str(), "{name}");
+                assert_eq!(
+                    got.sample_id,
+                    w["sample_id"].as_str().expect("id"),
+                    "{name}"
+                );
+                assert!(
+                    same_value(&got.value, &w["value"], &w["number"]),
+                    "{name}: {got:?} {w}"
+                );
+            }
+
+            // Errored samples, with Inspect's message.
+            let errors: Vec<(String, i64, String)> = log
+                .errors
+                .iter()
+                .map(|e| (e.sample_id.clone(), i64::from(e.epoch), e.message.clone()))
+                .collect();
+            let want_errors: Vec<(String, i64, String)> = want["errors"]
+                .as_array()
+                .expect("errors")
+                .iter()
+                .map(|e| {
+                    (
+                        e["sample_id"].as_str().expect("id").to_owned(),
+                        e["epoch"].as_i64().expect("epoch"),
+                        e["message"].as_str().expect("message").to_owned(),
+                    )
+                })
+                .collect();
+            assert_eq!(errors, want_errors, "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_dict_scorer_and_reducers_name_their_scorer_once() {
+    let dict = read(open("features/dict_scores.json"), Limits::default()).expect("dict");
+    assert_eq!(dict.header.scorers, ["dict_scorer"]);
+    let reduced = read(open("features/reducers.eval"), Limits::default()).expect("reducers");
+    assert_eq!(reduced.header.scorers, ["match"]);
+}
+
+#[test]
+fn only_the_log_versions_inspect_writes_are_read() {
+    let json = std::fs::read(fixture("arith_small.json")).expect("fixture");
+    let mut log: Value = serde_json::from_slice(&json).expect("JSON");
+    for (version, readable) in [
+        (json!(1), true),
+        (json!(2), true),
+        (json!(99), false),
+        (json!(0), false),
+        (json!("2"), false),
+        (json!(2.5), false),
+        (json!(null), false),
+    ] {
+        log["version"] = version.clone();
+        let bytes = serde_json::to_vec(&log).expect("bytes");
+        match read(Cursor::new(bytes), Limits::default()) {
+            Ok(_) => assert!(readable, "version {version} was read"),
+            Err(LogError::Version(named)) => {
+                assert!(!readable, "version {version}: {named}");
+                assert_eq!(named, version.to_string());
+            }
+            Err(other) => panic!("version {version}: {other}"),
+        }
     }
 }
 
@@ -175,7 +368,6 @@ fn zstd_and_deflate_archives_of_one_log_read_the_same() {
 
 #[test]
 fn score_values_map_as_inspect_means_them() {
-    use serde_json::json;
     for (value, want) in [
         (json!("C"), Some(ScoreValue::Number(1.0))),
         (json!("I"), Some(ScoreValue::Number(0.0))),

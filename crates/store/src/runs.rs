@@ -5,8 +5,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use jointeval_domain::conformance::Deviation;
 use jointeval_domain::run::{
-    ImportedLog, Lease, MetricValue, ResultsDigest, Run, RunStatus, SampleId, SampleScore,
-    ScoreValue, StoredScore, keep_last_of_each_key,
+    ImportedLog, Lease, MetricValue, ResultsDigest, Run, RunDescription, RunStatus, SampleId,
+    SampleScore, ScoreValue, StoredScore, keep_last_of_each_key,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -81,10 +81,7 @@ pub struct NewRun<'a> {
     pub protocol_id: Uuid,
     pub protocol_version: i32,
     pub institute_id: Uuid,
-    pub harness_name: &'a str,
-    pub harness_version: &'a str,
-    pub config: &'a serde_json::Value,
-    pub model_version: &'a str,
+    pub description: &'a RunDescription,
     pub created_by: Uuid,
 }
 
@@ -100,10 +97,10 @@ pub async fn insert(conn: &mut PgConnection, new: &NewRun<'_>) -> Result<Run, St
         new.protocol_id,
         new.protocol_version,
         new.institute_id,
-        new.harness_name,
-        new.harness_version,
-        new.config,
-        new.model_version,
+        new.description.harness_name,
+        new.description.harness_version,
+        new.description.config,
+        new.description.model_version,
         new.created_by
     )
     .execute(&mut *conn)

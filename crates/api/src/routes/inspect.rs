@@ -107,6 +107,8 @@ pub async fn import_log(
                 metrics: upload.log.metrics.len(),
                 scores: upload.log.scores.len(),
                 samples: before.samples,
+                unscored_scores: before.unscored_scores as usize,
+                errored_samples: before.errored_samples as usize,
                 replayed: true,
                 deviations: run.deviations,
             }));
@@ -235,10 +237,7 @@ pub async fn create_from_log(
             protocol_id: query.protocol_id,
             protocol_version: query.protocol_version,
             institute_id: institute,
-            harness_name: &described.harness_name,
-            harness_version: &described.harness_version,
-            config: &described.config,
-            model_version: &described.model_version,
+            description: &described,
             created_by: caller.account.id,
         },
     )

@@ -105,10 +105,7 @@ pub async fn create_run(
             protocol_id: request.protocol_id,
             protocol_version: request.protocol_version,
             institute_id: institute,
-            harness_name: &described.harness_name,
-            harness_version: &described.harness_version,
-            config: &described.config,
-            model_version: &described.model_version,
+            description: &described,
             created_by: caller.account.id,
         },
     )

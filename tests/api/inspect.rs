@@ -242,7 +242,7 @@ async fn every_fixture_imports_to_exactly_the_numbers_inspect_wrote() {
                     item["sample_id"].as_str().expect("id").to_owned(),
                     item["epoch"].as_i64().expect("epoch"),
                     item["scorer"].as_str().expect("scorer").to_owned(),
-                    item["value"].as_f64().expect("a number"),
+                    item["number"].as_f64().expect("a number"),
                 )
             })
             .collect();
@@ -250,8 +250,12 @@ async fn every_fixture_imports_to_exactly_the_numbers_inspect_wrote() {
             .scores
             .iter()
             .map(|sc| {
-                let ScoreValue::Number(v) = sc.value else {
-                    panic!("letters read as numbers")
+                // Inspect's letters, and the numbers its metrics read them as.
+                let v = match &sc.value {
+                    ScoreValue::Label(l) if l == "C" => 1.0,
+                    ScoreValue::Label(l) if l == "P" => 0.5,
+                    ScoreValue::Label(l) if l == "I" || l == "N" => 0.0,
+                    other => panic!("the fixtures hold letters, not {other:?}"),
                 };
                 (
                     sc.sample_id.clone(),
@@ -422,10 +426,10 @@ async fn every_feature_log_imports_as_inspect_reads_it() {
                             && w["scorer"] == item["scorer"]
                     })
                     .unwrap_or_else(|| panic!("{name}: Inspect has no {item}"));
-                match &item["value"] {
-                    Value::String(label) => assert_eq!(w["value"], label.as_str(), "{name}"),
-                    number => assert_eq!(number.as_f64(), w["number"].as_f64(), "{name}: {w}"),
-                }
+                // The value as Inspect wrote it, and the number Inspect's metrics read it as.
+                assert_eq!(item["value"].as_f64(), w["value"].as_f64(), "{name}: {w}");
+                assert_eq!(item["value"].as_str(), w["value"].as_str(), "{name}: {w}");
+                assert_eq!(item["number"].as_f64(), w["number"].as_f64(), "{name}: {w}");
                 for field in ["answer", "explanation", "metadata"] {
                     assert_eq!(item[field], w[field], "{name}: {field} of {item}");
                 }

@@ -146,7 +146,7 @@ async fn a_large_ndjson_stream_is_ingested_once_and_read_back_by_pages() {
         422,
     )
     .await;
-    // A value range keeps the numeric scores within it and leaves the labels out.
+    // A value range keeps the scores whose number is within it: `C` is 1, out of this one.
     let ranged: Value = app
         .get_as(
             &token,
@@ -159,13 +159,99 @@ async fn a_large_ndjson_stream_is_ingested_once_and_read_back_by_pages() {
     let items = ranged["items"].as_array().expect("items");
     assert_eq!(items.len(), 1000);
     assert!(items.iter().all(|s| s["value"] == 0.5));
+    // and a label's number is in a range as a number is.
+    let labels: Value = app
+        .get_as(&token, &format!("{path}/samples?value_min=0.6&limit=1000"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let items = labels["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1000);
+    assert!(
+        items
+            .iter()
+            .all(|s| s["value"] == "C" && s["number"] == 1.0),
+        "{items:?}"
+    );
     let none: Value = app
-        .get_as(&token, &format!("{path}/samples?value_min=0.6"))
+        .get_as(&token, &format!("{path}/samples?value_min=1.5"))
         .await
         .json()
         .await
         .expect("json");
     assert_eq!(none["items"], json!([]));
+}
+
+/// A label sent through the results API gets its number by the same rule as one in an
+/// Inspect log (Inspect's `value_to_float`); a label with none is left out of a range.
+#[tokio::test]
+async fn a_labels_number_is_given_by_inspects_rule_and_filtered_on() {
+    let app = TestApp::spawn().await;
+    let (path, token) = running_run(&app).await;
+    let sent: Vec<(Value, Value)> = vec![
+        (json!("C"), json!(1.0)),
+        (json!("P"), json!(0.5)),
+        (json!("I"), json!(0.0)),
+        (json!("Yes"), json!(1.0)),
+        (json!("false"), json!(0.0)),
+        (json!(" 3.5 "), json!(3.5)),
+        (json!("refused"), Value::Null),
+        (json!(0.25), json!(0.25)),
+    ];
+    let scores: Vec<Value> = sent
+        .iter()
+        .enumerate()
+        .map(|(i, (value, _))| json!({"sample_id": format!("q{i}"), "epoch": 1, "scorer": "m", "value": value}))
+        .collect();
+    let response = send(
+        &app,
+        &token,
+        &path,
+        "application/json",
+        Value::Array(scores).to_string(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let page: Value = app
+        .get_as(&token, &format!("{path}/samples?limit=100"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), sent.len());
+    for (i, (value, number)) in sent.iter().enumerate() {
+        let item = items
+            .iter()
+            .find(|s| s["sample_id"] == format!("q{i}"))
+            .expect("the score");
+        assert_eq!(&item["value"], value, "{item}");
+        assert_eq!(&item["number"], number, "{item}");
+    }
+    let ranged: Value = app
+        .get_as(&token, &format!("{path}/samples?value_min=-100&limit=100"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<&str> = ranged["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|s| s["sample_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), sent.len() - 1);
+    assert!(
+        !ids.contains(&"q6"),
+        "a label without a number is in no range: {ids:?}"
+    );
+    let stored: (Option<f64>, Option<String>) =
+        sqlx::query_as("select value_number, value_label from run_samples where sample_id = 'q0'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("the row");
+    assert_eq!(stored, (Some(1.0), Some("C".to_owned())));
 }
 
 #[tokio::test]
@@ -893,7 +979,7 @@ async fn a_finished_runs_digest_covers_its_metrics_and_every_score() {
                 .json()
                 .await
                 .expect("finished");
-            assert_eq!(done["digest_formula"], "jointeval-results-v1", "{done}");
+            assert_eq!(done["digest_formula"], "jointeval-results-v2", "{done}");
             (path, done["digest"].as_str().expect("a digest").to_owned())
         }
     };
@@ -943,7 +1029,7 @@ async fn a_finished_runs_digest_covers_its_metrics_and_every_score() {
     assert_eq!(score_lines.len(), scores.len());
     score_lines.sort();
     let mut hasher = Sha256::new();
-    hasher.update(b"jointeval-results-v1\n");
+    hasher.update(b"jointeval-results-v2\n");
     for (_, _, line) in &metric_lines {
         hasher.update(line.as_bytes());
         hasher.update(b"\n");

@@ -180,8 +180,10 @@ pub struct Run {
     pub updated_at: DateTime<Utc>,
     /// sha256 of the results, recorded when the run finished (see [`ResultsDigest`]).
     pub digest: Option<String>,
-    /// The formula of `digest`: [`RESULTS_DIGEST_FORMULA`], or `jointeval-metrics-v0` for
-    /// a run finished before the digest covered its scores (it covers the metrics only).
+    /// The formula of `digest`: [`RESULTS_DIGEST_FORMULA`]; `jointeval-results-v1` for a
+    /// run finished before the scores had their `number` (its lines are the export's
+    /// without it); or `jointeval-metrics-v0` for a run finished before the digest
+    /// covered its scores (it covers the metrics only).
     pub digest_formula: Option<String>,
     /// Institutes it has been released to.
     pub released_to: Vec<Uuid>,
@@ -353,12 +355,12 @@ pub fn validate_metrics(batch: &[MetricValue]) -> Vec<ValidationError> {
 }
 
 /// The formula of the digest a run records when it finishes (see [`ResultsDigest`]).
-pub const RESULTS_DIGEST_FORMULA: &str = "jointeval-results-v1";
+pub const RESULTS_DIGEST_FORMULA: &str = "jointeval-results-v2";
 
 /// The digest a run records of its results when it finishes, what a release certifies:
 /// sha256 over the UTF-8 text of
 ///
-/// 1. the line `jointeval-results-v1`;
+/// 1. the line `jointeval-results-v2`;
 /// 2. each metric as canonical JSON (`metric`, `sample_count`, `scorer`, `stderr`,
 ///    `value`), by scorer and then metric name, compared as bytes;
 /// 3. an empty line;
@@ -410,9 +412,12 @@ pub struct StoredScore {
     pub epoch: i32,
     pub explanation: Option<String>,
     pub metadata: Option<serde_json::Value>,
+    /// The value as a number, as Inspect's metrics read it (see [`ScoreValue::number`]):
+    /// the number itself, or a label's number; `null` for a label that has none.
+    pub number: Option<f64>,
     pub sample_id: String,
     pub scorer: String,
-    /// A number, or a label.
+    /// The value as reported: a number, or a label.
     pub value: serde_json::Value,
 }
 
@@ -489,6 +494,53 @@ pub fn keep_last_of_each_key(scores: &mut Vec<SampleScore>) {
 pub enum ScoreValue {
     Number(f64),
     Label(String),
+}
+
+impl ScoreValue {
+    /// The value's number by Inspect's rule (`value_to_float`), one rule whether a score
+    /// came through the results API or in an Inspect log: a number is itself; the labels
+    /// `C`, `P`, `I` and `N` are 1, 0.5, 0 and 0; `yes`/`true` and `no`/`false`, in any
+    /// case, 1 and 0; a label that reads as a finite number (`"3.5"`, `" 42 "`, `"1_000"`)
+    /// that number. Any other label has none: Inspect warns and counts it 0, and a
+    /// statistic here leaves it out instead.
+    pub fn number(&self) -> Option<f64> {
+        match self {
+            ScoreValue::Number(n) => Some(*n),
+            ScoreValue::Label(label) => label_number(label),
+        }
+    }
+}
+
+fn label_number(label: &str) -> Option<f64> {
+    match label {
+        "C" => return Some(1.0),
+        "P" => return Some(0.5),
+        "I" | "N" => return Some(0.0),
+        _ => {}
+    }
+    let lower = label.to_lowercase();
+    match lower.as_str() {
+        "yes" | "true" => Some(1.0),
+        "no" | "false" => Some(0.0),
+        text => python_float(text).filter(|n| n.is_finite()),
+    }
+}
+
+/// Text as Python's `float` reads it, for the ASCII digits: surrounding whitespace
+/// ignored, and `_` allowed between two digits.
+fn python_float(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let bytes = text.as_bytes();
+    let grouped = bytes.iter().enumerate().all(|(i, b)| {
+        *b != b'_'
+            || (i > 0
+                && bytes[i - 1].is_ascii_digit()
+                && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
+    });
+    if !grouped {
+        return None;
+    }
+    text.replace('_', "").parse().ok()
 }
 
 pub const MAX_SAMPLE_TEXT: usize = 100_000;
@@ -822,6 +874,9 @@ mod tests {
             epoch: 1,
             explanation: None,
             metadata,
+            number: value
+                .as_f64()
+                .or_else(|| value.as_str().and_then(label_number)),
             sample_id: sample_id.into(),
             scorer: "match".into(),
             value,
@@ -848,19 +903,39 @@ mod tests {
         ];
         assert_eq!(
             String::from_utf8(scores[0].line()).expect("utf-8"),
-            r#"{"answer":"42","epoch":1,"explanation":null,"metadata":{"k":"v"},"sample_id":"q1","scorer":"match","value":1.0}"#
+            r#"{"answer":"42","epoch":1,"explanation":null,"metadata":{"k":"v"},"number":1.0,"sample_id":"q1","scorer":"match","value":1.0}"#
         );
         for s in &scores {
             digest.score(&s.line());
         }
         assert_eq!(
             digest.finish(),
-            "62fd2f74295a451d45523026474c9dd7f95d579623bbd9b37d5b871fe4fb037d"
+            "0d319b643bbebc2fe5d848800c6771fbeeba8b54e89c923e42923ce4366a0a02"
         );
         assert_eq!(
             ResultsDigest::new(&[]).finish(),
-            "a7811b7c2f237002610d91e9c0a1082d5adf21dc2c421a116a84a69f4b50603e"
+            "bce99583a7fbcdfadf8eae1d9f5eb49bb23d8a939e5d110df5ebb462dcb30259"
         );
+    }
+
+    /// Labels and the numbers Inspect's own `value_to_float` makes of them, written by
+    /// `tests/fixtures/inspect/features/make_value_to_float.py`.
+    #[test]
+    fn a_labels_number_is_the_one_inspect_reads() {
+        let table: Vec<serde_json::Value> = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/inspect/features/value_to_float.json"
+        ))
+        .expect("the table");
+        assert!(table.len() > 40);
+        for row in table {
+            let label = row["label"].as_str().expect("label");
+            assert_eq!(
+                ScoreValue::Label(label.into()).number(),
+                row["number"].as_f64(),
+                "{label:?}"
+            );
+        }
+        assert_eq!(ScoreValue::Number(-0.25).number(), Some(-0.25));
     }
 
     #[test]

@@ -144,18 +144,13 @@ pub enum ScoreValue {
 }
 
 impl ScoreValue {
-    /// Inspect's letters as numbers (`C` 1, `I` 0, `P` 0.5, `N` 0), numbers as numbers,
-    /// booleans as 1 and 0; other strings stay labels, and anything else its JSON text.
-    /// `None` for a missing value (an unscored sample).
+    /// Numbers as numbers, booleans as 1 and 0, strings as labels (`C`, `I` …: their
+    /// numbers are the service's one rule to give, the same for every path in), and
+    /// anything else its JSON text. `None` for a missing value (an unscored sample).
     pub fn from_json(value: &Value) -> Option<ScoreValue> {
         Some(match value {
             Value::Null => return None,
-            Value::String(s) => match s.as_str() {
-                "C" => ScoreValue::Number(1.0),
-                "I" | "N" => ScoreValue::Number(0.0),
-                "P" => ScoreValue::Number(0.5),
-                _ => ScoreValue::Label(s.clone()),
-            },
+            Value::String(s) => ScoreValue::Label(s.clone()),
             Value::Bool(b) => ScoreValue::Number(if *b { 1.0 } else { 0.0 }),
             Value::Number(n) => match n.as_f64() {
                 Some(f) => ScoreValue::Number(f),

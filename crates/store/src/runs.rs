@@ -428,9 +428,10 @@ pub async fn write_samples(
 
 impl From<SampleScore> for SampleRow {
     fn from(score: SampleScore) -> Self {
-        let (value_number, value_label) = match score.value {
-            ScoreValue::Number(n) => (Some(n), None),
-            ScoreValue::Label(l) => (None, Some(l)),
+        let value_number = score.value.number();
+        let value_label = match score.value {
+            ScoreValue::Number(_) => None,
+            ScoreValue::Label(l) => Some(l),
         };
         Self {
             sample_id: match score.sample_id {
@@ -593,9 +594,10 @@ fn samples_in_digest_order<'c>(
 
 impl From<SampleRow> for StoredScore {
     fn from(r: SampleRow) -> Self {
-        let value = match (r.value_number, r.value_label) {
-            (Some(n), _) => serde_json::json!(n),
-            (None, Some(l)) => serde_json::json!(l),
+        // A label is the value as reported, its number beside it.
+        let value = match (&r.value_label, r.value_number) {
+            (Some(l), _) => serde_json::json!(l),
+            (None, Some(n)) => serde_json::json!(n),
             (None, None) => serde_json::Value::Null,
         };
         Self {
@@ -603,6 +605,7 @@ impl From<SampleRow> for StoredScore {
             epoch: r.epoch,
             explanation: r.explanation,
             metadata: r.metadata,
+            number: r.value_number,
             sample_id: r.sample_id,
             scorer: r.scorer,
             value,

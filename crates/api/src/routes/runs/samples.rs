@@ -104,9 +104,9 @@ pub async fn ingest_samples(
 pub struct SampleQuery {
     pub scorer: Option<String>,
     pub epoch: Option<i32>,
-    /// Numeric values at least this (labels are left out).
+    /// Scores whose `number` is at least this (a label without a number is left out).
     pub value_min: Option<f64>,
-    /// Numeric values at most this (labels are left out).
+    /// Scores whose `number` is at most this (a label without a number is left out).
     pub value_max: Option<f64>,
     /// 1 to 1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]

@@ -103,6 +103,17 @@ impl Setup {
         } else {
             "application/json"
         };
+        self.upload_as(token, run, content_type, bytes, query).await
+    }
+
+    async fn upload_as(
+        &self,
+        token: &str,
+        run: Uuid,
+        content_type: &str,
+        bytes: Vec<u8>,
+        query: &str,
+    ) -> reqwest::Response {
         self.app
             .client
             .post(self.app.url(&format!("/v1/runs/{run}/inspect-log{query}")))
@@ -325,6 +336,9 @@ async fn every_fixture_imports_to_exactly_the_numbers_inspect_wrote() {
     }
 }
 
+/// A metric as compared: scorer, key, name, value, scored and unscored samples.
+type MetricRow = (String, String, String, f64, Option<i64>, Option<i64>);
+
 /// Logs that use Inspect's features (`tests/fixtures/inspect/features`), imported over
 /// HTTP and read back through the API, equal what Inspect's own `read_eval_log` reads
 /// from them (`<log>.expected.json`): metrics under Inspect's keys, a dict score's keys
@@ -360,14 +374,16 @@ async fn every_feature_log_imports_as_inspect_reads_it() {
                 serde_json::from_slice(&fixture(&format!("features/{name}.expected.json")))
                     .expect("expected");
             let run = s.running_run(json!({})).await;
+            // A media type is read whatever its case and parameters; octet-stream leaves
+            // the format to the bytes.
+            let content_type = if name.ends_with(".eval") {
+                "application/octet-stream"
+            } else {
+                "Application/JSON; charset=utf-8"
+            };
+            let bytes = fixture(&format!("features/{name}"));
             let response = s
-                .upload(
-                    &s.evaluator,
-                    run,
-                    &name,
-                    fixture(&format!("features/{name}")),
-                    "",
-                )
+                .upload_as(&s.evaluator, run, content_type, bytes, "")
                 .await;
             assert_eq!(response.status(), 200, "{name}");
             let imported: Value = response.json().await.expect("json");
@@ -377,8 +393,60 @@ async fn every_feature_log_imports_as_inspect_reads_it() {
             assert_eq!(imported["unscored_scores"], unscored, "{name}");
             assert_eq!(imported["errored_samples"], errored, "{name}");
             assert_eq!(imported["scores"], want_scores.len() - unscored, "{name}");
+            let want_reductions: Vec<&Value> = want["reductions"]
+                .as_array()
+                .expect("reductions")
+                .iter()
+                .filter(|r| !r["value"].is_null())
+                .collect();
+            assert_eq!(imported["reductions"], want_reductions.len(), "{name}");
+            // Every reduction, read back by pages of 7, as Inspect computed it.
+            let mut reductions = Vec::new();
+            let mut cursor = String::new();
+            loop {
+                let page = s
+                    .get(&format!(
+                        "/v1/runs/{run}/reductions?limit=7&cursor={cursor}"
+                    ))
+                    .await;
+                reductions.extend(page["items"].as_array().expect("items").iter().cloned());
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = next.to_owned(),
+                    None => break,
+                }
+            }
+            assert_eq!(reductions.len(), want_reductions.len(), "{name}");
+            for w in &want_reductions {
+                let got = reductions
+                    .iter()
+                    .find(|r| {
+                        r["scorer"] == w["scorer"]
+                            && r["reducer"] == w["reducer"]
+                            && r["sample_id"] == w["sample_id"]
+                    })
+                    .unwrap_or_else(|| panic!("{name}: no reduction {w}"));
+                assert_eq!(got["value"].as_f64(), w["value"].as_f64(), "{name}: {w}");
+                assert_eq!(got["value"].as_str(), w["value"].as_str(), "{name}: {w}");
+                assert_eq!(got["number"].as_f64(), w["number"].as_f64(), "{name}: {w}");
+            }
+            // And the errored samples, with Inspect's message.
+            let page = s.get(&format!("/v1/runs/{run}/sample-errors")).await;
+            let got: Vec<Value> = page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|e| json!([e["sample_id"], e["epoch"], e["message"]]))
+                .collect();
+            let mut expected: Vec<Value> = want["errors"]
+                .as_array()
+                .expect("errors")
+                .iter()
+                .map(|e| json!([e["sample_id"], e["epoch"], e["message"]]))
+                .collect();
+            expected.sort_by_key(|e| e.to_string());
+            assert_eq!(got, expected, "{name}");
 
-            let mut got: Vec<(String, String, f64, Option<i64>)> = s
+            let mut got: Vec<MetricRow> = s
                 .get(&format!("/v1/runs/{run}/metrics"))
                 .await
                 .as_array()
@@ -388,12 +456,14 @@ async fn every_feature_log_imports_as_inspect_reads_it() {
                     (
                         m["scorer"].as_str().expect("scorer").to_owned(),
                         m["metric"].as_str().expect("metric").to_owned(),
+                        m["name"].as_str().expect("name").to_owned(),
                         m["value"].as_f64().expect("value"),
                         m["sample_count"].as_i64(),
+                        m["unscored_count"].as_i64(),
                     )
                 })
                 .collect();
-            let mut expected: Vec<(String, String, f64, Option<i64>)> = want["metrics"]
+            let mut expected: Vec<MetricRow> = want["metrics"]
                 .as_array()
                 .expect("metrics")
                 .iter()
@@ -406,8 +476,10 @@ async fn every_feature_log_imports_as_inspect_reads_it() {
                             None => scorer.to_owned(),
                         },
                         m["key"].as_str().expect("key").to_owned(),
+                        m["name"].as_str().expect("name").to_owned(),
                         m["value"].as_f64().expect("value"),
                         m["scored_samples"].as_i64(),
+                        m["unscored_samples"].as_i64(),
                     )
                 })
                 .collect();
@@ -488,6 +560,90 @@ async fn a_log_of_an_unknown_version_or_shape_is_refused_and_writes_nothing() {
             .status(),
         200
     );
+}
+
+/// A run's reductions and errored samples are the run's: another institute, a third
+/// one, a disabled account and an outsider read none of them before its release.
+#[tokio::test]
+async fn reductions_and_errors_are_read_only_by_who_may_read_the_run() {
+    let s = setup(HttpSettings::default()).await;
+    let run = s.running_run(json!({})).await;
+    let imported = s
+        .upload(
+            &s.evaluator,
+            run,
+            "errored.eval",
+            fixture("features/errored.eval"),
+            "",
+        )
+        .await;
+    assert_eq!(imported.status(), 200);
+    let us_viewer = s
+        .app
+        .login(&s.app.person("viewer@nist.gov", "US", &[Role::Viewer]).await)
+        .await;
+    let uk_admin = s
+        .app
+        .login(
+            &s.app
+                .person("admin@aisi.gov.uk", "UK", &[Role::Admin])
+                .await,
+        )
+        .await;
+    let jp_admin = s
+        .app
+        .login(&s.app.person("admin@aist.go.jp", "JP", &[Role::Admin]).await)
+        .await;
+    let gone = s.app.person("gone@nist.gov", "US", &[Role::Viewer]).await;
+    let gone_token = s.app.login(&gone).await;
+    sqlx::query("update accounts set status = 'disabled' where id = $1")
+        .bind(gone.id)
+        .execute(&s.app.pool)
+        .await
+        .expect("disable");
+    for path in ["reductions", "sample-errors"] {
+        let path = format!("/v1/runs/{run}/{path}");
+        let page: Value = s
+            .app
+            .get_as(&us_viewer, &path)
+            .await
+            .json()
+            .await
+            .expect("json");
+        let want = if path.ends_with("reductions") { 12 } else { 3 };
+        assert_eq!(
+            page["items"].as_array().expect("items").len(),
+            want,
+            "{path}"
+        );
+        for token in [&uk_admin, &jp_admin] {
+            problem(s.app.get_as(token, &path).await, 404).await;
+        }
+        problem(s.app.get_as(&gone_token, &path).await, 401).await;
+        problem(s.app.get(&path).await, 401).await;
+        problem(
+            s.app.get_as(&us_viewer, &format!("{path}?limit=0")).await,
+            422,
+        )
+        .await;
+        problem(
+            s.app
+                .get_as(&us_viewer, &format!("{path}?cursor=nope"))
+                .await,
+            422,
+        )
+        .await;
+    }
+    problem(
+        s.app
+            .get_as(
+                &us_viewer,
+                &format!("/v1/runs/{}/reductions", Uuid::now_v7()),
+            )
+            .await,
+        404,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -669,6 +825,24 @@ async fn bad_foreign_and_unauthorised_logs_change_nothing() {
         .await
         .expect("send");
     problem(wrong_type, 415).await;
+    // The declared type is honoured: an archive sent as a JSON log, or a JSON log as an
+    // archive, is refused before it is read, saying what the body is.
+    for (content_type, bytes, found) in [
+        ("application/json", eval.clone(), "an .eval archive"),
+        ("application/zip", json.clone(), "a JSON log"),
+    ] {
+        let response = s
+            .upload_as(&s.evaluator, run, content_type, bytes, "")
+            .await;
+        let body = problem(response, 415).await;
+        let detail = body["detail"].as_str().expect("detail");
+        assert!(detail.contains(found), "{content_type}: {detail}");
+        assert_eq!(
+            s.stored(run).await,
+            (0, 0, 0),
+            "{content_type} wrote nothing"
+        );
+    }
 
     // A log that did not finish is taken only when the caller says so.
     let mut errored: Value = serde_json::from_slice(&json).expect("json");

@@ -193,13 +193,14 @@ async fn without_a_context_the_service_role_reads_and_writes_nothing() {
         .body(
             std::fs::read(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/inspect/arith_small.eval"
+                "/tests/fixtures/inspect/features/errored.eval"
             ))
             .expect("fixture"),
         )
         .send()
         .await
         .expect("import");
+    // A log with errored samples and reductions: every table of results has rows.
     assert_eq!(imported.status(), 200, "an imported log");
     let admins = [
         app.login(&app.person("rls-admin@nist.gov", "US", &[Role::Admin]).await)
@@ -418,6 +419,8 @@ async fn one_institutes_context_never_reaches_the_others_unreleased_rows() {
         value: 1.0,
         stderr: None,
         sample_count: None,
+        name: None,
+        unscored_count: None,
     };
     let forged = jointeval_store::runs::upsert_metrics(&mut tx, us_run, &[metric]).await;
     assert!(

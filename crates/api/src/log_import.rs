@@ -8,14 +8,14 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use axum::body::Body;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use chrono::Utc;
 use http_body_util::BodyExt;
 use jointeval_domain::ValidationError;
 use jointeval_domain::conformance::{Deviation, Ran, deviations};
-use jointeval_domain::run::{ImportedLog, MetricValue, validate_metrics};
+use jointeval_domain::run::{ImportedLog, MetricValue, Reduction, SampleError, validate_metrics};
 use jointeval_domain::run::{Run, SampleId, SampleScore, ScoreValue as Value};
-use jointeval_inspect::{Limits, Log, LogError, ScoreValue};
+use jointeval_inspect::{Format, Limits, Log, LogError, ScoreValue};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -36,7 +36,7 @@ const CHUNK: usize = 1 << 20;
 #[schema(example = json!({
     "eval_id": "EhgJfVRgXrUb5PLSNFgkD9", "format": "eval",
     "sha256": "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
-    "metrics": 4, "scores": 40, "samples": 20, "unscored_scores": 0, "errored_samples": 0,
+    "metrics": 4, "scores": 40, "reductions": 40, "samples": 20, "unscored_scores": 0, "errored_samples": 0,
     "replayed": false,
     "deviations": [{"field": "epochs", "protocol": "3", "run": "1"}]
 }))]
@@ -49,6 +49,8 @@ pub struct Imported {
     pub metrics: usize,
     /// Per-sample scores written (one per sample, epoch and scorer).
     pub scores: usize,
+    /// Reductions written (one per sample, scorer and reducer).
+    pub reductions: usize,
     /// Samples in the log (each epoch counts), errored ones among them.
     pub samples: i64,
     /// Scores the log left unscored (Inspect's `NaN`): not written, as Inspect's metrics
@@ -71,24 +73,19 @@ impl Drop for Spooled {
     }
 }
 
-pub(crate) fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::trim)
-        .unwrap_or("");
-    if matches!(
-        content_type,
-        "application/json" | "application/zip" | "application/octet-stream"
-    ) {
-        return Ok(());
+/// The format the sender declares: `application/json` a JSON log, `application/zip` an
+/// `.eval` archive; `application/octet-stream` leaves it to the bytes.
+pub(crate) fn declared_format(headers: &axum::http::HeaderMap) -> Result<Option<Format>, ApiError> {
+    match crate::extract::media_type(headers).as_str() {
+        "application/json" => Ok(Some(Format::Json)),
+        "application/zip" => Ok(Some(Format::Eval)),
+        "application/octet-stream" => Ok(None),
+        _ => Err(Problem::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the log as application/json (a JSON log) or application/zip (an .eval archive)",
+        )
+        .into()),
     }
-    Err(Problem::status(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "send the log as application/json (a JSON log) or application/zip (an .eval archive)",
-    )
-    .into())
 }
 
 /// An uploaded log: kept on disk while it is imported, and read.
@@ -99,14 +96,19 @@ pub(crate) struct Upload {
     pub(crate) log: Log,
 }
 
-pub(crate) async fn receive(state: &AppState, body: Body) -> Result<Upload, ApiError> {
+pub(crate) async fn receive(
+    state: &AppState,
+    body: Body,
+    declared: Option<Format>,
+) -> Result<Upload, ApiError> {
     let (spooled, sha256, size) = spool(body).await?;
     let limit = state.settings.ingest_limit as u64;
     let path = spooled.0.clone();
     let log = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path).map_err(|e| LogError::Corrupt(e.to_string()))?;
-        jointeval_inspect::read(
+        jointeval_inspect::read_as(
             file,
+            declared,
             Limits {
                 max_expanded: limit.saturating_mul(4),
                 ..Limits::default()
@@ -187,6 +189,8 @@ pub(crate) async fn import_into(
             value: m.value,
             stderr: m.stderr,
             sample_count: m.sample_count,
+            name: Some(m.name.clone()),
+            unscored_count: m.unscored_count,
         })
         .collect();
     if !metrics.is_empty() {
@@ -205,6 +209,26 @@ pub(crate) async fn import_into(
         .collect::<Result<Vec<_>, _>>()?;
     let new = crate::ingest::from_scores(work, run.id, scores).await?;
     jointeval_store::runs::count_new_samples(work, run.id, new).await?;
+    let reductions = log
+        .reductions
+        .iter()
+        .map(reduction_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    jointeval_store::runs::insert_reductions(work, run.id, &reductions)
+        .await
+        .on_constraint("run_reductions_pkey", || {
+            ValidationError::new("reductions", "names a (scorer, reducer, sample) twice").into()
+        })?;
+    let errors: Vec<SampleError> = log
+        .errors
+        .iter()
+        .map(|e| SampleError::new(e.sample_id.clone(), e.epoch, &e.message))
+        .collect();
+    jointeval_store::runs::insert_sample_errors(work, run.id, &errors)
+        .await
+        .on_constraint("run_sample_errors_pkey", || {
+            ValidationError::new("samples", "names an errored (sample, epoch) twice").into()
+        })?;
     keep_original(work, run.id, &upload.spooled).await?;
     let imported = ImportedLog {
         harness: "inspect".into(),
@@ -247,6 +271,7 @@ pub(crate) async fn import_into(
         sha256: imported.sha256,
         metrics: metrics.len(),
         scores: log.scores.len(),
+        reductions: reductions.len(),
         samples: imported.samples,
         unscored_scores: log.unscored,
         errored_samples: log.errors.len(),
@@ -259,6 +284,7 @@ pub(crate) fn summary_of(imported: &Imported) -> serde_json::Value {
     json!({
         "eval_id": imported.eval_id, "sha256": imported.sha256, "format": imported.format,
         "metrics": imported.metrics, "scores": imported.scores,
+        "reductions": imported.reductions, "errored_samples": imported.errored_samples,
         "deviations": imported.deviations.len(),
     })
 }
@@ -348,6 +374,13 @@ fn unreadable(e: LogError) -> ApiError {
             "neither an Inspect JSON log nor an .eval archive",
         )
         .into(),
+        LogError::NotAsDeclared { declared, found } => Problem::status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "the body is {found}, sent as {declared}: send a JSON log as application/json and an .eval archive as application/zip"
+            ),
+        )
+        .into(),
         other => Problem::typed(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid-inspect-log",
@@ -395,16 +428,43 @@ fn contradictions(run: &Run, log: &Log) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A reduction of the log, held to a score's rules.
+fn reduction_of(reduction: &jointeval_inspect::Reduction) -> Result<Reduction, ApiError> {
+    let checked = Reduction {
+        scorer: reduction.scorer.clone(),
+        reducer: reduction.reducer.clone(),
+        sample_id: reduction.sample_id.clone(),
+        value: value_of(&reduction.value),
+    };
+    checked.validate().map_err(|e| {
+        ValidationError::new(
+            format!(
+                "reductions[{}/{}, {}].{}",
+                reduction.scorer,
+                reduction.reducer.as_deref().unwrap_or(""),
+                reduction.sample_id,
+                e.field
+            ),
+            e.message,
+        )
+    })?;
+    Ok(checked)
+}
+
+fn value_of(value: &ScoreValue) -> Value {
+    match value {
+        ScoreValue::Number(n) => Value::Number(*n),
+        ScoreValue::Label(l) => Value::Label(l.clone()),
+    }
+}
+
 /// A score of the log as the results API takes it, held to the same rules.
 fn score_of(score: &jointeval_inspect::Score) -> Result<SampleScore, ApiError> {
     let checked = SampleScore {
         sample_id: SampleId::Text(score.sample_id.clone()),
         epoch: score.epoch,
         scorer: score.scorer.clone(),
-        value: match &score.value {
-            ScoreValue::Number(n) => Value::Number(*n),
-            ScoreValue::Label(l) => Value::Label(l.clone()),
-        },
+        value: value_of(&score.value),
         answer: score.answer.clone(),
         explanation: score.explanation.clone(),
         metadata: score.metadata.clone(),

@@ -70,19 +70,12 @@ impl PageRequest {
             .transpose()
     }
 
-    /// The score to continue after, for a run's scores in key order.
-    pub fn after_sample(&self) -> Result<Option<SampleKey>, Problem> {
+    /// The key to continue after, for lists in the order of a compound key (a run's
+    /// scores by sample, epoch and scorer, say): the key as [`key_text`] wrote it.
+    pub fn after_key<K: DeserializeOwned>(&self) -> Result<Option<K>, Problem> {
         self.after
             .as_deref()
-            .map(|after| {
-                let (sample_id, epoch, scorer): (String, i32, String) =
-                    serde_json::from_str(after).map_err(|_| foreign_cursor())?;
-                Ok(SampleKey {
-                    sample_id,
-                    epoch,
-                    scorer,
-                })
-            })
+            .map(|after| serde_json::from_str(after).map_err(|_| foreign_cursor()))
             .transpose()
     }
 
@@ -127,20 +120,10 @@ impl PageQuery {
     }
 }
 
-/// The sort key of a run's scores: (sample id, epoch, scorer).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SampleKey {
-    pub sample_id: String,
-    pub epoch: i32,
-    pub scorer: String,
-}
-
-impl SampleKey {
-    /// The key a page of scores continues after, as [`Page::from_rows`] takes it.
-    pub fn text(sample_id: &str, epoch: i32, scorer: &str) -> String {
-        // JSON, so that any character of an id or a name comes back as it was.
-        serde_json::json!([sample_id, epoch, scorer]).to_string()
-    }
+/// A compound key a page continues after, as [`Page::from_rows`] takes it: JSON, so that
+/// any character of an id or a name comes back as it was.
+pub fn key_text(key: &impl Serialize) -> String {
+    serde_json::to_string(key).unwrap_or_default()
 }
 
 /// One page of a list.
@@ -214,7 +197,7 @@ mod tests {
 
     #[test]
     fn a_score_cursor_brings_back_any_key_and_refuses_an_id_cursor() {
-        let key = SampleKey::text("a,\u{1f}\"b\"\n", 3, "match\u{1f}2");
+        let key = key_text(&("a,\u{1f}\"b\"\n", 3, "match\u{1f}2"));
         let page = Page::from_rows(vec![1, 2], 1, |_| key.clone());
         let next = PageQuery {
             limit: Some(1),
@@ -223,12 +206,9 @@ mod tests {
         .validate()
         .expect("valid");
         assert_eq!(
-            next.after_sample().expect("a score key"),
-            Some(SampleKey {
-                sample_id: "a,\u{1f}\"b\"\n".into(),
-                epoch: 3,
-                scorer: "match\u{1f}2".into(),
-            })
+            next.after_key::<(String, i32, String)>()
+                .expect("a score key"),
+            Some(("a,\u{1f}\"b\"\n".into(), 3, "match\u{1f}2".into()))
         );
         let id = Uuid::from_u128(7).to_string();
         let page = Page::from_rows(vec![1, 2], 1, |_| id.clone());
@@ -238,7 +218,13 @@ mod tests {
         }
         .validate()
         .expect("valid");
-        assert_eq!(other.after_sample().err().map(|p| p.status), Some(422));
+        assert_eq!(
+            other
+                .after_key::<(String, i32, String)>()
+                .err()
+                .map(|p| p.status),
+            Some(422)
+        );
     }
 
     #[test]

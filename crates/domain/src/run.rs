@@ -294,13 +294,25 @@ impl Run {
 /// One aggregate metric of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"scorer": "match", "metric": "accuracy", "value": 0.85, "stderr": 0.08, "sample_count": 20}))]
+#[schema(example = json!({"scorer": "match", "metric": "accuracy", "value": 0.85, "stderr": 0.08,
+                          "sample_count": 20, "name": "accuracy", "unscored_count": 0}))]
 pub struct MetricValue {
     pub scorer: String,
+    /// The metric's key: unique within its scorer (Inspect's own, such as `mean2`).
     pub metric: String,
     pub value: f64,
     pub stderr: Option<f64>,
+    /// Samples scored.
     pub sample_count: Option<i64>,
+    /// The metric's name, which two of a scorer's metrics may share (Inspect keys them
+    /// `mean` and `mean2`): an Inspect import gives it; a harness may.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    /// Samples left unscored, which the metric leaves out.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub unscored_count: Option<i64>,
 }
 
 pub const MAX_METRICS_PER_BATCH: usize = 10_000;
@@ -338,10 +350,24 @@ pub fn validate_metrics(batch: &[MetricValue]) -> Vec<ValidationError> {
                 "must be a finite number, not negative",
             ));
         }
-        if m.sample_count.is_some_and(|n| n < 0) {
+        for (field, count) in [
+            ("sample_count", m.sample_count),
+            ("unscored_count", m.unscored_count),
+        ] {
+            if count.is_some_and(|n| n < 0) {
+                errors.push(ValidationError::new(
+                    format!("metrics[{i}].{field}"),
+                    "must not be negative",
+                ));
+            }
+        }
+        if m.name
+            .as_ref()
+            .is_some_and(|n| n.is_empty() || n.chars().count() > 200)
+        {
             errors.push(ValidationError::new(
-                format!("metrics[{i}].sample_count"),
-                "must not be negative",
+                format!("metrics[{i}].name"),
+                "must be 1 to 200 characters",
             ));
         }
         if !seen.insert((m.scorer.as_str(), m.metric.as_str())) {
@@ -425,6 +451,71 @@ impl StoredScore {
     /// Its canonical JSON, without a line ending: a line of the NDJSON export.
     pub fn line(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// One sample's value reduced over its epochs by one reducer, as Inspect computed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reduction {
+    /// The scorer, or the key of a dict-valued scorer's value.
+    pub scorer: String,
+    /// `mean`, `max` …; `None` where Inspect names none.
+    pub reducer: Option<String>,
+    pub sample_id: String,
+    pub value: ScoreValue,
+}
+
+impl Reduction {
+    /// A reduction's own rules, those of a score's fields; the error names the field.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        for (field, text, least) in [
+            ("scorer", self.scorer.as_str(), 1),
+            ("reducer", self.reducer.as_deref().unwrap_or("-"), 1),
+            ("sample_id", self.sample_id.as_str(), 1),
+        ] {
+            let n = text.chars().count();
+            if n < least || n > 200 {
+                return Err(ValidationError::new(field, "must be 1 to 200 characters"));
+            }
+        }
+        check_value(&self.value)
+    }
+}
+
+/// A stored reduction, as the service answers it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"scorer": "match", "reducer": "mean", "sample_id": "q0001",
+                          "value": 0.6666666666666666, "number": 0.6666666666666666}))]
+pub struct StoredReduction {
+    pub scorer: String,
+    /// `null` where Inspect names no reducer.
+    pub reducer: Option<String>,
+    pub sample_id: String,
+    /// The reduced value: a number, or a label.
+    pub value: serde_json::Value,
+    /// Its number, by the rule of [`ScoreValue::number`].
+    pub number: Option<f64>,
+}
+
+/// A sample that ended in an error instead of a score (Inspect's `fail_on_error=False`).
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"sample_id": "q0004", "epoch": 1,
+                          "message": "RuntimeError('the sandbox did not start')"}))]
+pub struct SampleError {
+    pub sample_id: String,
+    pub epoch: i32,
+    /// The error's message, as the harness wrote it (at most 100,000 characters kept).
+    pub message: String,
+}
+
+impl SampleError {
+    /// An error as kept: its message cut to [`MAX_SAMPLE_TEXT`] characters.
+    pub fn new(sample_id: String, epoch: i32, message: &str) -> Self {
+        Self {
+            sample_id,
+            epoch,
+            message: message.chars().take(MAX_SAMPLE_TEXT).collect(),
+        }
     }
 }
 
@@ -546,6 +637,20 @@ fn python_float(text: &str) -> Option<f64> {
 pub const MAX_SAMPLE_TEXT: usize = 100_000;
 pub const MAX_SAMPLE_METADATA_BYTES: usize = 64 * 1024;
 
+/// A value is a finite number or a label of 1 to 200 characters.
+fn check_value(value: &ScoreValue) -> Result<(), ValidationError> {
+    match value {
+        ScoreValue::Number(v) if !v.is_finite() => Err(ValidationError::new(
+            "value",
+            "must be a finite number or a label",
+        )),
+        ScoreValue::Label(l) if l.is_empty() || l.chars().count() > 200 => Err(
+            ValidationError::new("value", "a label must be 1 to 200 characters"),
+        ),
+        _ => Ok(()),
+    }
+}
+
 impl SampleScore {
     /// A score's own rules; the error names the field.
     pub fn validate(&self) -> Result<(), ValidationError> {
@@ -569,21 +674,7 @@ impl SampleScore {
                 "must be 1 to 200 characters",
             ));
         }
-        match &self.value {
-            ScoreValue::Number(v) if !v.is_finite() => {
-                return Err(ValidationError::new(
-                    "value",
-                    "must be a finite number or a label",
-                ));
-            }
-            ScoreValue::Label(l) if l.is_empty() || l.chars().count() > 200 => {
-                return Err(ValidationError::new(
-                    "value",
-                    "a label must be 1 to 200 characters",
-                ));
-            }
-            _ => {}
-        }
+        check_value(&self.value)?;
         for (field, text) in [("answer", &self.answer), ("explanation", &self.explanation)] {
             if text
                 .as_ref()
@@ -795,6 +886,8 @@ mod tests {
             value,
             stderr: None,
             sample_count: Some(20),
+            name: None,
+            unscored_count: None,
         }
     }
 

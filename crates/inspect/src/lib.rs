@@ -41,6 +41,15 @@ impl Format {
     }
 }
 
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Json => "a JSON log",
+            Format::Eval => "an .eval archive",
+        })
+    }
+}
+
 /// A log, as the service keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Log {
@@ -190,6 +199,9 @@ pub enum LogError {
     Corrupt(String),
     #[error("the log's format version is {0}; this service reads versions 1 and 2")]
     Version(String),
+    /// The bytes are a log of the other format than the one declared.
+    #[error("the body is {found}, declared as {declared}")]
+    NotAsDeclared { declared: Format, found: Format },
     #[error(
         "the archive's entry {entry} expands far beyond its compressed size: refused as a zip bomb"
     )]
@@ -200,7 +212,17 @@ pub enum LogError {
 
 /// Reads a log in either format, told apart by its first bytes: a zip's signature, or
 /// (after a byte-order mark and whitespace) a JSON object.
-pub fn read(mut input: impl Read + Seek, limits: Limits) -> Result<Log, LogError> {
+pub fn read(input: impl Read + Seek, limits: Limits) -> Result<Log, LogError> {
+    read_as(input, None, limits)
+}
+
+/// Reads a log declared to be in `declared` format (by its sender's media type): bytes of
+/// the other format are refused before they are read.
+pub fn read_as(
+    mut input: impl Read + Seek,
+    declared: Option<Format>,
+    limits: Limits,
+) -> Result<Log, LogError> {
     let mut start = [0u8; 64];
     let n = read_up_to(&mut input, &mut start)?;
     let start = &start[..n];
@@ -208,12 +230,17 @@ pub fn read(mut input: impl Read + Seek, limits: Limits) -> Result<Log, LogError
     input
         .seek(SeekFrom::Start((start.len() - text.len()) as u64))
         .map_err(|e| LogError::Corrupt(e.to_string()))?;
-    if start.starts_with(b"PK\x03\x04") {
-        read_eval(input, limits)
+    let found = if start.starts_with(b"PK\x03\x04") {
+        Format::Eval
     } else if text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
-        read_json(input)
+        Format::Json
     } else {
-        Err(LogError::NotALog)
+        return Err(LogError::NotALog);
+    };
+    match declared {
+        Some(declared) if declared != found => Err(LogError::NotAsDeclared { declared, found }),
+        _ if found == Format::Eval => read_eval(input, limits),
+        _ => read_json(input),
     }
 }
 

@@ -5,8 +5,9 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use jointeval_domain::conformance::Deviation;
 use jointeval_domain::run::{
-    ImportedLog, Lease, MetricValue, ResultsDigest, Run, RunDescription, RunStatus, SampleId,
-    SampleScore, ScoreValue, StoredScore, keep_last_of_each_key,
+    ImportedLog, Lease, MetricValue, Reduction, ResultsDigest, Run, RunDescription, RunStatus,
+    SampleError, SampleId, SampleScore, ScoreValue, StoredReduction, StoredScore,
+    keep_last_of_each_key,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -340,17 +341,25 @@ pub async fn upsert_metrics(
     let values: Vec<f64> = batch.iter().map(|m| m.value).collect();
     let stderrs: Vec<Option<f64>> = batch.iter().map(|m| m.stderr).collect();
     let counts: Vec<Option<i64>> = batch.iter().map(|m| m.sample_count).collect();
+    let names: Vec<Option<&str>> = batch.iter().map(|m| m.name.as_deref()).collect();
+    let unscored: Vec<Option<i64>> = batch.iter().map(|m| m.unscored_count).collect();
     sqlx::query!(
-        "insert into run_metrics (run_id, scorer, metric, value, stderr, sample_count)
-         select $1, * from unnest($2::text[], $3::text[], $4::float8[], $5::float8[], $6::int8[])
+        "insert into run_metrics (run_id, scorer, metric, value, stderr, sample_count, name,
+                                  unscored_count)
+         select $1, * from unnest($2::text[], $3::text[], $4::float8[], $5::float8[], $6::int8[],
+                                  $7::text[], $8::int8[])
          on conflict (run_id, scorer, metric) do update
-           set value = excluded.value, stderr = excluded.stderr, sample_count = excluded.sample_count",
+           set value = excluded.value, stderr = excluded.stderr,
+               sample_count = excluded.sample_count, name = excluded.name,
+               unscored_count = excluded.unscored_count",
         run_id,
         &scorers as &[&str],
         &metrics as &[&str],
         &values,
         &stderrs as &[Option<f64>],
-        &counts as &[Option<i64>]
+        &counts as &[Option<i64>],
+        &names as &[Option<&str>],
+        &unscored as &[Option<i64>]
     )
     .execute(conn)
     .await?;
@@ -364,8 +373,8 @@ pub async fn metrics(
 ) -> Result<Vec<MetricValue>, StoreError> {
     Ok(sqlx::query_as!(
         MetricValue,
-        "select scorer, metric, value, stderr, sample_count from run_metrics
-         where run_id = $1 order by scorer, metric",
+        "select scorer, metric, value, stderr, sample_count, name, unscored_count
+         from run_metrics where run_id = $1 order by scorer, metric",
         run_id
     )
     .fetch_all(conn)
@@ -490,6 +499,134 @@ async fn upsert_samples(
         &metadata as &[Option<serde_json::Value>]
     )
     .fetch_one(conn)
+    .await?)
+}
+
+/// Writes an imported log's reductions into a running run, a batch of rows to a
+/// statement.
+#[tracing::instrument(skip_all)]
+pub async fn insert_reductions(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    reductions: &[Reduction],
+) -> Result<(), StoreError> {
+    for batch in reductions.chunks(WRITE_BATCH) {
+        let scorers: Vec<&str> = batch.iter().map(|r| r.scorer.as_str()).collect();
+        let reducers: Vec<&str> = batch
+            .iter()
+            .map(|r| r.reducer.as_deref().unwrap_or(""))
+            .collect();
+        let ids: Vec<&str> = batch.iter().map(|r| r.sample_id.as_str()).collect();
+        let numbers: Vec<Option<f64>> = batch.iter().map(|r| r.value.number()).collect();
+        let labels: Vec<Option<&str>> = batch
+            .iter()
+            .map(|r| match &r.value {
+                ScoreValue::Label(l) => Some(l.as_str()),
+                ScoreValue::Number(_) => None,
+            })
+            .collect();
+        sqlx::query!(
+            "insert into run_reductions (run_id, scorer, reducer, sample_id, value_number, value_label)
+             select $1, * from unnest($2::text[], $3::text[], $4::text[], $5::float8[], $6::text[])",
+            run_id,
+            &scorers as &[&str],
+            &reducers as &[&str],
+            &ids as &[&str],
+            &numbers as &[Option<f64>],
+            &labels as &[Option<&str>]
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Writes the samples of an imported log that ended in an error.
+#[tracing::instrument(skip_all)]
+pub async fn insert_sample_errors(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    errors: &[SampleError],
+) -> Result<(), StoreError> {
+    for batch in errors.chunks(WRITE_BATCH) {
+        let ids: Vec<&str> = batch.iter().map(|e| e.sample_id.as_str()).collect();
+        let epochs: Vec<i32> = batch.iter().map(|e| e.epoch).collect();
+        let messages: Vec<&str> = batch.iter().map(|e| e.message.as_str()).collect();
+        sqlx::query!(
+            "insert into run_sample_errors (run_id, sample_id, epoch, message)
+             select $1, * from unnest($2::text[], $3::int4[], $4::text[])",
+            run_id,
+            &ids as &[&str],
+            &epochs,
+            &messages as &[&str]
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Rows one statement of [`insert_reductions`] or [`insert_sample_errors`] writes.
+const WRITE_BATCH: usize = 5_000;
+
+/// A page of a run's reductions, by (scorer, reducer, sample id), after `after`.
+#[tracing::instrument(skip_all)]
+pub async fn reductions(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    after: Option<(&str, &str, &str)>,
+    limit: i64,
+) -> Result<Vec<StoredReduction>, StoreError> {
+    let (scorer, reducer, sample_id) = after.unwrap_or(("", "", ""));
+    let rows = sqlx::query!(
+        r#"select scorer, reducer, sample_id, value_number, value_label from run_reductions
+           where run_id = $1 and (scorer, reducer, sample_id) > ($2, $3, $4)
+           order by scorer, reducer, sample_id
+           limit $5"#,
+        run_id,
+        scorer,
+        reducer,
+        sample_id,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| StoredReduction {
+            value: match (&r.value_label, r.value_number) {
+                (Some(l), _) => serde_json::json!(l),
+                (None, n) => serde_json::json!(n),
+            },
+            number: r.value_number,
+            reducer: (!r.reducer.is_empty()).then_some(r.reducer),
+            scorer: r.scorer,
+            sample_id: r.sample_id,
+        })
+        .collect())
+}
+
+/// A page of a run's errored samples, by (sample id, epoch), after `after`.
+#[tracing::instrument(skip_all)]
+pub async fn sample_errors(
+    conn: &mut PgConnection,
+    run_id: Uuid,
+    after: Option<(&str, i32)>,
+    limit: i64,
+) -> Result<Vec<SampleError>, StoreError> {
+    let (sample_id, epoch) = after.unwrap_or(("", i32::MIN));
+    Ok(sqlx::query_as!(
+        SampleError,
+        "select sample_id, epoch, message from run_sample_errors
+         where run_id = $1 and (sample_id, epoch) > ($2, $3)
+         order by sample_id, epoch
+         limit $4",
+        run_id,
+        sample_id,
+        epoch,
+        limit
+    )
+    .fetch_all(conn)
     .await?)
 }
 

@@ -20,7 +20,7 @@ use crate::access::Lock;
 use crate::auth::Caller;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::log_import::{
-    Imported, check_content_type, check_importable, import_into, receive, summary_of,
+    Imported, check_importable, declared_format, import_into, receive, summary_of,
 };
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::views::RunView;
@@ -71,7 +71,7 @@ pub struct ImportQuery {
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The run is not running, is leased to another worker, holds another log, or the log's task or model contradicts the run's config", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The log, or what its archive expands to, is over the limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Neither JSON nor a zip", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor a zip, or not what its Content-Type declares", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a readable Inspect log (corrupt, truncated, a zip bomb), or its status is not `success`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -83,7 +83,7 @@ pub async fn import_log(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Json<Imported>, ApiError> {
-    check_content_type(&headers)?;
+    let declared = declared_format(&headers)?;
     // Checked before the upload, and again after it: no connection or lock is held while
     // the log arrives.
     let may_import = async {
@@ -93,7 +93,7 @@ pub async fn import_log(
         check_importable(&run, &caller)
     };
     may_import.await?;
-    let upload = receive(&state, body).await?;
+    let upload = receive(&state, body, declared).await?;
     let mut work = Work::begin(&state, &caller).await?;
     let run = crate::access::run(&mut work, id, Action::ExecuteRun, Lock::ForUpdate).await?;
     check_importable(&run, &caller)?;
@@ -106,6 +106,7 @@ pub async fn import_log(
                 sha256: before.sha256.clone(),
                 metrics: upload.log.metrics.len(),
                 scores: upload.log.scores.len(),
+                reductions: upload.log.reductions.len(),
                 samples: before.samples,
                 unscored_scores: before.unscored_scores as usize,
                 errored_samples: before.errored_samples as usize,
@@ -172,7 +173,7 @@ pub struct CreatedFromLog {
         (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The exercise is not active", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The log, or what its archive expands to, is over the limit", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Neither JSON nor a zip", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor a zip, or not what its Content-Type declares", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a readable Inspect log, its status is not `success`, or the protocol version is not the exercise's", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -184,7 +185,7 @@ pub async fn create_from_log(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    check_content_type(&headers)?;
+    let declared = declared_format(&headers)?;
     let placed = async {
         let mut work = Work::begin(&state, &caller).await?;
         let placed = crate::access::place_run(
@@ -201,7 +202,7 @@ pub async fn create_from_log(
     if !errors.is_empty() {
         return Err(Problem::validation(errors).into());
     }
-    let upload = receive(&state, body).await?;
+    let upload = receive(&state, body, declared).await?;
     // Placed again, in the transaction that creates the run: the exercise may have moved.
     let mut work = Work::begin(&state, &caller).await?;
     let (institute, codes, _) = crate::access::place_run(

@@ -106,6 +106,8 @@ fn documented() -> OpenApiRouter<AppState> {
             runs::samples::ingest_samples,
             runs::samples::list_samples
         ))
+        .routes(routes!(runs::reductions::list_reductions))
+        .routes(routes!(runs::reductions::list_sample_errors))
         .routes(routes!(runs::summary::exercise_summary))
         .routes(routes!(runs::export::export_samples))
         .fallback(docs::not_found)

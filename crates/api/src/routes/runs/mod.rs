@@ -3,6 +3,7 @@
 //! exist for any other institute.
 
 pub(crate) mod export;
+pub(crate) mod reductions;
 pub(crate) mod samples;
 pub(crate) mod summary;
 

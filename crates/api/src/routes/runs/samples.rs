@@ -17,7 +17,7 @@ use crate::access::{self, Lock};
 use crate::auth::Caller;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::ingest;
-use crate::pagination::{Page, PageQuery, SampleKey};
+use crate::pagination::{Page, PageQuery, key_text};
 use crate::problem::{ApiError, Problem};
 use crate::work::Work;
 
@@ -138,7 +138,7 @@ pub async fn list_samples(
         cursor: query.cursor,
     }
     .validate_up_to(MAX_SAMPLE_PAGE)?;
-    let after = page.after_sample()?;
+    let after: Option<(String, i32, String)> = page.after_key()?;
     let mut work = Work::begin(&state, &caller).await?;
     access::run(&mut work, id, Action::ReadRun, Lock::No).await?;
     if query.value_min.is_some_and(|v| !v.is_finite())
@@ -157,15 +157,13 @@ pub async fn list_samples(
             value_min: query.value_min,
             value_max: query.value_max,
         },
-        after
-            .as_ref()
-            .map(|k| (k.sample_id.as_str(), k.epoch, k.scorer.as_str())),
+        after.as_ref().map(|(s, e, c)| (s.as_str(), *e, c.as_str())),
         page.fetch(),
     )
     .await?;
     work.commit().await?;
     let page = Page::from_rows(rows, page.limit, |r| {
-        SampleKey::text(&r.sample_id, r.epoch, &r.scorer)
+        key_text(&(&r.sample_id, r.epoch, &r.scorer))
     });
     Ok(Json(page.map(StoredScore::from)))
 }

@@ -93,7 +93,10 @@ pub(crate) struct Upload {
     spooled: Spooled,
     pub(crate) sha256: String,
     size: usize,
+    /// The log as read once, without its scores (see `write_scores`).
     pub(crate) log: Log,
+    declared: Option<Format>,
+    limits: Limits,
 }
 
 pub(crate) async fn receive(
@@ -104,29 +107,66 @@ pub(crate) async fn receive(
     let (spooled, sha256, size) = spool(body).await?;
     let limit = state.settings.ingest_limit as u64;
     let path = spooled.0.clone();
+    let limits = Limits {
+        max_expanded: limit.saturating_mul(4),
+        ..Limits::default()
+    };
+    // Read whole once, its scores counted and let go, so that the log is known good and
+    // its header checked before anything is written; they are read again to be written.
     let log = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path).map_err(|e| LogError::Corrupt(e.to_string()))?;
-        jointeval_inspect::read_as(
-            file,
-            declared,
-            Limits {
-                max_expanded: limit.saturating_mul(4),
-                ..Limits::default()
-            },
-        )
+        jointeval_inspect::read_each(file, declared, limits, &mut |_| Ok(()))
     })
     .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "reading an Inspect log");
-        ApiError::from(Problem::internal())
-    })?
+    .map_err(reader_panicked)?
     .map_err(unreadable)?;
     Ok(Upload {
         spooled,
         sha256,
         size,
         log,
+        declared,
+        limits,
     })
+}
+
+fn reader_panicked(e: tokio::task::JoinError) -> ApiError {
+    tracing::error!(error = %e, "reading an Inspect log");
+    ApiError::from(Problem::internal())
+}
+
+/// Writes the log's scores into the run, read again from the spooled upload a batch at a
+/// time and written as they come: memory holds a few batches, whatever the log's size.
+/// Answers how many keys were new to the run.
+async fn write_scores(work: &mut Work<'_>, run_id: Uuid, upload: &Upload) -> Result<i64, ApiError> {
+    let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<jointeval_inspect::Score>>(2);
+    let path = upload.spooled.0.clone();
+    let (declared, limits) = (upload.declared, upload.limits);
+    let reader = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&path).map_err(|e| LogError::Corrupt(e.to_string()))?;
+        let stopped = || LogError::Corrupt("the writer stopped".into());
+        let mut batch = Vec::with_capacity(crate::ingest::BATCH_ROWS);
+        jointeval_inspect::read_each(file, declared, limits, &mut |score| {
+            batch.push(score);
+            if batch.len() == crate::ingest::BATCH_ROWS {
+                sender
+                    .blocking_send(std::mem::take(&mut batch))
+                    .map_err(|_| stopped())?;
+            }
+            Ok(())
+        })?;
+        if !batch.is_empty() {
+            sender.blocking_send(batch).map_err(|_| stopped())?;
+        }
+        Ok(())
+    });
+    let mut new = 0;
+    while let Some(batch) = batches.recv().await {
+        let scores = batch.iter().map(score_of).collect::<Result<Vec<_>, _>>()?;
+        new += crate::ingest::from_scores(work, run_id, scores).await?;
+    }
+    reader.await.map_err(reader_panicked)?.map_err(unreadable)?;
+    Ok(new)
 }
 
 /// Writes a log's results into a running run, records what it says and how it deviates
@@ -202,12 +242,7 @@ pub(crate) async fn import_into(
         }
         jointeval_store::runs::upsert_metrics(work, run.id, &metrics).await?;
     }
-    let scores = log
-        .scores
-        .iter()
-        .map(score_of)
-        .collect::<Result<Vec<_>, _>>()?;
-    let new = crate::ingest::from_scores(work, run.id, scores).await?;
+    let new = write_scores(work, run.id, upload).await?;
     jointeval_store::runs::count_new_samples(work, run.id, new).await?;
     let reductions = log
         .reductions
@@ -270,7 +305,7 @@ pub(crate) async fn import_into(
         format: imported.format,
         sha256: imported.sha256,
         metrics: metrics.len(),
-        scores: log.scores.len(),
+        scores: log.score_count,
         reductions: reductions.len(),
         samples: imported.samples,
         unscored_scores: log.unscored,

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 
 use serde::Deserialize;
+use serde::de::DeserializeSeed;
 use serde_json::Value;
 
 use constants::Constants;
@@ -57,6 +58,8 @@ pub struct Log {
     pub header: Header,
     pub metrics: Vec<Metric>,
     pub scores: Vec<Score>,
+    /// Scores read: those in `scores`, or those handed on by [`read_each`].
+    pub score_count: usize,
     /// Samples read (each epoch of a sample counts once), errored ones among them.
     pub samples: usize,
     /// Distinct samples of the dataset that the log holds, errored ones among them.
@@ -219,9 +222,28 @@ pub fn read(input: impl Read + Seek, limits: Limits) -> Result<Log, LogError> {
 /// Reads a log declared to be in `declared` format (by its sender's media type): bytes of
 /// the other format are refused before they are read.
 pub fn read_as(
+    input: impl Read + Seek,
+    declared: Option<Format>,
+    limits: Limits,
+) -> Result<Log, LogError> {
+    let mut scores = Vec::new();
+    let mut log = read_each(input, declared, limits, &mut |score| {
+        scores.push(score);
+        Ok(())
+    })?;
+    log.scores = scores;
+    Ok(log)
+}
+
+/// Reads a log as [`read_as`] does, but hands each score to `each` as it is read instead
+/// of keeping it: memory holds one sample (one entry of an archive) at a time, whatever
+/// the log's size, and the answer's `scores` are empty. An error of `each` ends the
+/// reading, and is answered.
+pub fn read_each(
     mut input: impl Read + Seek,
     declared: Option<Format>,
     limits: Limits,
+    each: &mut Each<'_>,
 ) -> Result<Log, LogError> {
     let mut start = [0u8; 64];
     let n = read_up_to(&mut input, &mut start)?;
@@ -239,8 +261,8 @@ pub fn read_as(
     };
     match declared {
         Some(declared) if declared != found => Err(LogError::NotAsDeclared { declared, found }),
-        _ if found == Format::Eval => read_eval(input, limits),
-        _ => read_json(input),
+        _ if found == Format::Eval => read_eval(input, limits, each),
+        _ => read_json(input, each),
     }
 }
 
@@ -256,20 +278,139 @@ fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> Result<usize, LogError> 
     Ok(n)
 }
 
-fn read_json(input: impl Read) -> Result<Log, LogError> {
-    let raw: RawLog = from_json("JSON log", Constants::new(BufReader::new(input)))?;
-    let version = version(&raw.version)?;
-    let mut log = Log::new(
-        Format::Json,
-        header(version, raw.status, raw.eval, raw.results.as_ref()),
-        metrics(raw.results.as_ref()),
-    );
-    let mut seen = std::collections::HashSet::new();
-    for sample in raw.samples {
-        sample.read_into(&mut log, &mut seen)?;
+fn read_json(input: impl Read, each: &mut Each<'_>) -> Result<Log, LogError> {
+    let mut tally = Tally::default();
+    let mut stopped = None;
+    let mut deserializer =
+        serde_json::Deserializer::from_reader(Constants::new(BufReader::new(input)));
+    let mut track = serde_path_to_error::Track::new();
+    let read = TopLevel {
+        tally: &mut tally,
+        each,
+        stopped: &mut stopped,
     }
-    log.reductions = reductions(raw.reductions);
-    Ok(log)
+    .deserialize(serde_path_to_error::Deserializer::new(
+        &mut deserializer,
+        &mut track,
+    ));
+    let top = read.map_err(|e| match stopped.take() {
+        // The sink's own error, not the JSON's.
+        Some(stopped) => stopped,
+        None => corrupt("JSON log", &track.path().to_string(), e),
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| LogError::Corrupt(format!("JSON log: {e}")))?;
+    let eval = top
+        .eval
+        .ok_or_else(|| LogError::Corrupt("JSON log: missing field `eval`".into()))?;
+    let version = version(&top.version)?;
+    Ok(Log::new(
+        Format::Json,
+        header(version, top.status, eval, top.results.as_ref()),
+        metrics(top.results.as_ref()),
+        tally,
+        reductions(top.reductions),
+    ))
+}
+
+/// A JSON log's top level, read key by key so that its samples are handed on one at a
+/// time as they are read, never held together.
+struct TopLevel<'r, 'e> {
+    tally: &'r mut Tally,
+    each: &'r mut Each<'e>,
+    /// The error `each` answered, which ended the reading.
+    stopped: &'r mut Option<LogError>,
+}
+
+struct Top {
+    version: Value,
+    status: String,
+    eval: Option<RawEval>,
+    results: Option<RawResults>,
+    reductions: Vec<RawReduction>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TopLevel<'_, '_> {
+    type Value = Top;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Top, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TopLevel<'_, '_> {
+    type Value = Top;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an Inspect log")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
+        let mut top = Top {
+            version: current_version(),
+            status: String::new(),
+            eval: None,
+            results: None,
+            reductions: Vec::new(),
+        };
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "version" => top.version = map.next_value()?,
+                "status" => top.status = map.next_value()?,
+                "eval" => top.eval = Some(map.next_value()?),
+                "results" => top.results = map.next_value()?,
+                "reductions" => top.reductions = map.next_value()?,
+                "samples" => map.next_value_seed(Samples {
+                    tally: &mut *self.tally,
+                    each: &mut *self.each,
+                    stopped: &mut *self.stopped,
+                })?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(top)
+    }
+}
+
+/// A JSON log's `samples`, each handed on as it is read.
+struct Samples<'r, 'e> {
+    tally: &'r mut Tally,
+    each: &'r mut Each<'e>,
+    stopped: &'r mut Option<LogError>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Samples<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Samples<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of samples")
+    }
+
+    /// `"samples": null` is no samples, as before.
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(sample) = seq.next_element::<RawSample>()? {
+            if let Err(e) = sample.read_into(self.tally, self.each) {
+                *self.stopped = Some(e);
+                return Err(serde::de::Error::custom("the reading was stopped"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The format version a log names, one this reader knows.
@@ -284,23 +425,55 @@ fn current_version() -> Value {
     Value::from(2)
 }
 
+/// What the reader counts of a log's samples as it passes them.
+#[derive(Default)]
+struct Tally {
+    scores: usize,
+    samples: usize,
+    /// The samples' ids, as 64-bit hashes: 8 bytes a sample, not the ids themselves.
+    seen: std::collections::HashSet<u64>,
+    unscored: usize,
+    errors: Vec<SampleError>,
+}
+
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Where the reader hands each score it reads.
+type Each<'a> = dyn FnMut(Score) -> Result<(), LogError> + 'a;
+
 impl Log {
-    fn new(format: Format, header: Header, metrics: Vec<Metric>) -> Self {
+    fn new(
+        format: Format,
+        header: Header,
+        metrics: Vec<Metric>,
+        tally: Tally,
+        reductions: Vec<Reduction>,
+    ) -> Self {
         Log {
             format,
             header,
             metrics,
             scores: Vec::new(),
-            samples: 0,
-            distinct_samples: 0,
-            unscored: 0,
-            errors: Vec::new(),
-            reductions: Vec::new(),
+            score_count: tally.scores,
+            samples: tally.samples,
+            distinct_samples: tally.seen.len(),
+            unscored: tally.unscored,
+            errors: tally.errors,
+            reductions,
         }
     }
 }
 
-fn read_eval(input: impl Read + Seek, limits: Limits) -> Result<Log, LogError> {
+fn read_eval(
+    input: impl Read + Seek,
+    limits: Limits,
+    each: &mut Each<'_>,
+) -> Result<Log, LogError> {
     let mut archive = zip::ZipArchive::new(input)
         .map_err(|e| LogError::Corrupt(format!(".eval archive: {e}")))?;
     let mut expanded = 0u64;
@@ -309,30 +482,32 @@ fn read_eval(input: impl Read + Seek, limits: Limits) -> Result<Log, LogError> {
         &entry(&mut archive, "header.json", limits, &mut expanded)?,
     )?;
     let version = version(&raw.version)?;
-    let mut log = Log::new(
-        Format::Eval,
-        header(version, raw.status, raw.eval, raw.results.as_ref()),
-        metrics(raw.results.as_ref()),
-    );
     let mut names: Vec<String> = archive
         .file_names()
         .filter(|n| n.starts_with("samples/") && n.ends_with(".json"))
         .map(str::to_owned)
         .collect();
     names.sort();
-    let mut seen = std::collections::HashSet::new();
+    let mut tally = Tally::default();
     for name in &names {
         let sample: RawSample = parse(name, &entry(&mut archive, name, limits, &mut expanded)?)?;
-        sample.read_into(&mut log, &mut seen)?;
+        sample.read_into(&mut tally, each)?;
     }
-    if archive.index_for_name("reductions.json").is_some() {
-        let raw: Vec<RawReduction> = parse(
+    let raw_reductions: Vec<RawReduction> = if archive.index_for_name("reductions.json").is_some() {
+        parse(
             "reductions.json",
             &entry(&mut archive, "reductions.json", limits, &mut expanded)?,
-        )?;
-        log.reductions = reductions(raw);
-    }
-    Ok(log)
+        )?
+    } else {
+        Vec::new()
+    };
+    Ok(Log::new(
+        Format::Eval,
+        header(version, raw.status, raw.eval, raw.results.as_ref()),
+        metrics(raw.results.as_ref()),
+        tally,
+        reductions(raw_reductions),
+    ))
 }
 
 /// An archive entry's JSON, non-finite numbers read as absent.
@@ -340,17 +515,21 @@ fn parse<T: serde::de::DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T, 
     from_json(name, Constants::new(bytes))
 }
 
+/// A JSON error, naming the field where it is.
+fn corrupt(what: &str, path: &str, error: impl std::fmt::Display) -> LogError {
+    LogError::Corrupt(if path == "." || path.is_empty() {
+        format!("{what}: {error}")
+    } else {
+        format!("{what}: {path}: {error}")
+    })
+}
+
 /// JSON as `T`; an error names the field where it is (`eval.eval_id`, `samples[3].epoch`).
 fn from_json<T: serde::de::DeserializeOwned>(what: &str, input: impl Read) -> Result<T, LogError> {
     let mut deserializer = serde_json::Deserializer::from_reader(input);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        LogError::Corrupt(if path == "." {
-            format!("{what}: {inner}")
-        } else {
-            format!("{what}: {path}: {inner}")
-        })
+        corrupt(what, &path, e.into_inner())
     })?;
     deserializer
         .end()
@@ -500,21 +679,6 @@ fn id_text(id: &Value) -> String {
     }
 }
 
-#[derive(Deserialize)]
-struct RawLog {
-    #[serde(default = "current_version")]
-    version: Value,
-    #[serde(default)]
-    status: String,
-    eval: RawEval,
-    #[serde(default)]
-    results: Option<RawResults>,
-    #[serde(default)]
-    samples: Vec<RawSample>,
-    #[serde(default)]
-    reductions: Vec<RawReduction>,
-}
-
 /// `header.json` of an archive: the log without its samples.
 #[derive(Deserialize)]
 struct RawHeader {
@@ -632,12 +796,8 @@ struct RawReducedSample {
 }
 
 impl RawSample {
-    /// Adds the sample's scores, or its error, to the log.
-    fn read_into(
-        self,
-        log: &mut Log,
-        seen: &mut std::collections::HashSet<String>,
-    ) -> Result<(), LogError> {
+    /// Hands the sample's scores to `each`, and counts it (and its error) in `tally`.
+    fn read_into(self, tally: &mut Tally, each: &mut Each<'_>) -> Result<(), LogError> {
         let sample_id = id_text(&self.id);
         let epoch = i32::try_from(self.epoch)
             .ok()
@@ -648,12 +808,10 @@ impl RawSample {
                     self.epoch
                 ))
             })?;
-        log.samples += 1;
-        if seen.insert(sample_id.clone()) {
-            log.distinct_samples += 1;
-        }
+        tally.samples += 1;
+        tally.seen.insert(id_hash(&sample_id));
         if let Some(error) = self.error {
-            log.errors.push(SampleError {
+            tally.errors.push(SampleError {
                 sample_id: sample_id.clone(),
                 epoch,
                 message: error.message,
@@ -665,10 +823,11 @@ impl RawSample {
                 .filter(|m| !matches!(m, Value::Object(o) if o.is_empty()));
             for (key, value) in split(&score.value) {
                 let Some(value) = ScoreValue::from_json(value) else {
-                    log.unscored += 1;
+                    tally.unscored += 1;
                     continue;
                 };
-                log.scores.push(Score {
+                tally.scores += 1;
+                each(Score {
                     sample_id: sample_id.clone(),
                     epoch,
                     scorer: key.unwrap_or(&scorer).to_owned(),
@@ -676,7 +835,7 @@ impl RawSample {
                     answer: score.answer.clone(),
                     explanation: score.explanation.clone(),
                     metadata: metadata.clone(),
-                });
+                })?;
             }
         }
         Ok(())

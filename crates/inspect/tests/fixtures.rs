@@ -5,7 +5,7 @@
 use std::io::{Cursor, Read, Write};
 use std::path::PathBuf;
 
-use jointeval_inspect::{Format, Limits, LogError, Metric, Score, ScoreValue, read};
+use jointeval_inspect::{Format, Limits, Log, LogError, Metric, Score, ScoreValue, read};
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> PathBuf {
@@ -326,6 +326,56 @@ fn every_feature_log_reads_as_inspect_reads_it() {
                 .collect();
             assert_eq!(errors, want_errors, "{name}");
         }
+    }
+}
+
+/// Reading a log a score at a time hands on exactly the scores a whole reading keeps, in
+/// the same order, and counts the rest alike; an error of the receiver ends the reading
+/// and is what the reader answers.
+#[test]
+fn a_log_read_a_score_at_a_time_gives_what_a_whole_reading_keeps() {
+    for name in [
+        "arith_epochs.json",
+        "arith_epochs.eval",
+        "features/dict_scores.json",
+        "features/errored.eval",
+        "features/unscored.json",
+    ] {
+        let whole = read(open(name), Limits::default()).expect(name);
+        let mut handed = Vec::new();
+        let streamed =
+            jointeval_inspect::read_each(open(name), None, Limits::default(), &mut |s| {
+                handed.push(s);
+                Ok(())
+            })
+            .expect(name);
+        assert_eq!(handed, whole.scores, "{name}");
+        assert!(streamed.scores.is_empty(), "{name}");
+        assert_eq!(streamed.score_count, whole.scores.len(), "{name}");
+        assert_eq!(
+            Log {
+                scores: whole.scores.clone(),
+                ..streamed
+            },
+            whole,
+            "{name}"
+        );
+        let mut taken = 0;
+        let stopped =
+            jointeval_inspect::read_each(open(name), None, Limits::default(), &mut |_| {
+                taken += 1;
+                if taken == 3 {
+                    Err(LogError::Corrupt("the receiver is full".into()))
+                } else {
+                    Ok(())
+                }
+            });
+        assert_eq!(
+            stopped,
+            Err(LogError::Corrupt("the receiver is full".into())),
+            "{name}"
+        );
+        assert_eq!(taken, 3, "{name}: nothing was read past the error");
     }
 }
 

@@ -105,7 +105,7 @@ pub async fn import_log(
                 format: before.format.clone(),
                 sha256: before.sha256.clone(),
                 metrics: upload.log.metrics.len(),
-                scores: upload.log.scores.len(),
+                scores: upload.log.score_count,
                 reductions: upload.log.reductions.len(),
                 samples: before.samples,
                 unscored_scores: before.unscored_scores as usize,

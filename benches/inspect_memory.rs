@@ -99,13 +99,21 @@ fn read_one(how: &str, path: &Path) {
             .len(),
     };
     let secs = started.elapsed().as_secs_f64();
-    let peak_kib = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-        .expect("getrusage")
-        .max_rss();
     println!(
         "{scores} scores in {secs:.2} s, peak resident {:.1} MiB",
-        peak_kib as f64 / 1024.0
+        peak_resident_kib() as f64 / 1024.0
     );
+}
+
+/// This process's peak resident set (`VmHWM`): its own address space's, unlike
+/// `getrusage`'s `ru_maxrss`, which keeps the peak of the process that forked it.
+fn peak_resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .expect("/proc/self/status")
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
 }
 
 fn main() {

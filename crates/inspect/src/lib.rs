@@ -512,7 +512,13 @@ fn read_eval(
 
 /// An archive entry's JSON, non-finite numbers read as absent.
 fn parse<T: serde::de::DeserializeOwned>(name: &str, bytes: &[u8]) -> Result<T, LogError> {
-    from_json(name, Constants::new(bytes))
+    // Made strict JSON first, then parsed from memory: a slice parses several times faster
+    // than a reader does.
+    let mut strict = Vec::with_capacity(bytes.len());
+    Constants::new(bytes)
+        .read_to_end(&mut strict)
+        .map_err(|e| LogError::Corrupt(format!("{name}: {e}")))?;
+    from_json(name, &strict)
 }
 
 /// A JSON error, naming the field where it is.
@@ -525,8 +531,8 @@ fn corrupt(what: &str, path: &str, error: impl std::fmt::Display) -> LogError {
 }
 
 /// JSON as `T`; an error names the field where it is (`eval.eval_id`, `samples[3].epoch`).
-fn from_json<T: serde::de::DeserializeOwned>(what: &str, input: impl Read) -> Result<T, LogError> {
-    let mut deserializer = serde_json::Deserializer::from_reader(input);
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, LogError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         corrupt(what, &path, e.into_inner())

@@ -468,13 +468,13 @@ pub struct Reduction {
 impl Reduction {
     /// A reduction's own rules, those of a score's fields; the error names the field.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        for (field, text, least) in [
-            ("scorer", self.scorer.as_str(), 1),
-            ("reducer", self.reducer.as_deref().unwrap_or("-"), 1),
-            ("sample_id", self.sample_id.as_str(), 1),
+        // No reducer is no text to check; a named one is held to a name's length.
+        for (field, text) in [
+            ("scorer", Some(self.scorer.as_str())),
+            ("reducer", self.reducer.as_deref()),
+            ("sample_id", Some(self.sample_id.as_str())),
         ] {
-            let n = text.chars().count();
-            if n < least || n > 200 {
+            if text.is_some_and(|t| t.is_empty() || t.chars().count() > 200) {
                 return Err(ValidationError::new(field, "must be 1 to 200 characters"));
             }
         }
@@ -1008,6 +1008,25 @@ mod tests {
         assert_eq!(
             ResultsDigest::new(&[]).finish(),
             "bce99583a7fbcdfadf8eae1d9f5eb49bb23d8a939e5d110df5ebb462dcb30259"
+        );
+    }
+
+    #[test]
+    fn a_reductions_names_are_held_to_a_names_length_and_no_reducer_is_none() {
+        let reduction = |reducer: Option<&str>, sample_id: &str| Reduction {
+            scorer: "match".into(),
+            reducer: reducer.map(str::to_owned),
+            sample_id: sample_id.into(),
+            value: ScoreValue::Label("C".into()),
+        };
+        assert!(reduction(None, "q1").validate().is_ok());
+        assert!(reduction(Some("mean"), "q1").validate().is_ok());
+        let field = |r: Reduction| r.validate().map_err(|e| e.field).err();
+        assert_eq!(field(reduction(Some(""), "q1")).as_deref(), Some("reducer"));
+        assert_eq!(field(reduction(None, "")).as_deref(), Some("sample_id"));
+        assert_eq!(
+            field(reduction(Some(&"r".repeat(201)), "q1")).as_deref(),
+            Some("reducer")
         );
     }
 

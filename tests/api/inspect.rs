@@ -1094,10 +1094,22 @@ async fn a_run_is_registered_from_a_log_obtained_before_it() {
         415,
     )
     .await;
-    // Sent again (a retry), the same log makes no second run.
+    // Sent again (a retry whose answer was lost), the same log answers the run it made.
     let again = format!("?protocol_id={}&protocol_version=1", s.protocol);
+    let replayed = post(&s.evaluator, again.clone(), fixture("arith_small.eval"))
+        .await
+        .expect("send");
+    assert_eq!(replayed.status(), 200);
+    assert_eq!(replayed.headers()["location"], location.as_str());
+    let replayed: Value = replayed.json().await.expect("json");
+    assert_eq!(replayed["run"]["id"], run["id"]);
+    assert_eq!(replayed["run"]["digest"], run["digest"]);
+    assert_eq!(replayed["import"]["replayed"], true);
+    assert_eq!(replayed["import"]["scores"], 40);
+    assert_eq!(body["import"]["replayed"], false);
+    // The same eval in other bytes (repacked with deflate) is another log: refused.
     problem(
-        post(&s.evaluator, again, fixture("arith_small.eval"))
+        post(&s.evaluator, again, fixture("arith_small_deflate.eval"))
             .await
             .expect("send"),
         409,

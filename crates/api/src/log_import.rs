@@ -99,6 +99,29 @@ pub(crate) struct Upload {
     limits: Limits,
 }
 
+impl Upload {
+    /// What importing this upload answers when `run` holds it already (the same eval,
+    /// byte for byte); `None` when the run holds no log or another.
+    pub(crate) fn replay_on(&self, run: &Run) -> Option<Imported> {
+        let before = run.imported_log.as_ref()?;
+        (before.eval_id == self.log.header.eval_id && before.sha256 == self.sha256).then(|| {
+            Imported {
+                eval_id: before.eval_id.clone(),
+                format: before.format.clone(),
+                sha256: before.sha256.clone(),
+                metrics: self.log.metrics.len(),
+                scores: self.log.score_count,
+                reductions: self.log.reductions.len(),
+                samples: before.samples,
+                unscored_scores: before.unscored_scores as usize,
+                errored_samples: before.errored_samples as usize,
+                replayed: true,
+                deviations: run.deviations.clone(),
+            }
+        })
+    }
+}
+
 pub(crate) async fn receive(
     state: &AppState,
     body: Body,

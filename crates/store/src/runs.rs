@@ -138,6 +138,27 @@ pub async fn get(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Option
     row.map(Run::try_from).transpose()
 }
 
+/// The run an institute imported the eval `eval_id` into, if it did (one at most, by
+/// `runs_inspect_eval_once`).
+#[tracing::instrument(skip_all)]
+pub async fn with_eval(
+    conn: &mut PgConnection,
+    institute_id: Uuid,
+    eval_id: &str,
+) -> Result<Option<Run>, StoreError> {
+    let id = sqlx::query_scalar!(
+        "select id from runs where institute_id = $1 and inspect_log ->> 'eval_id' = $2",
+        institute_id,
+        eval_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    match id {
+        Some(id) => get(conn, id, false).await,
+        None => Ok(None),
+    }
+}
+
 /// The runs of an exercise that `institutes` may see: their own, and those released to
 /// them. What is not listed here does not exist for them, not even in a count.
 #[tracing::instrument(skip_all)]

@@ -98,21 +98,9 @@ pub async fn import_log(
     let run = crate::access::run(&mut work, id, Action::ExecuteRun, Lock::ForUpdate).await?;
     check_importable(&run, &caller)?;
     if let Some(before) = &run.imported_log {
-        if before.eval_id == upload.log.header.eval_id && before.sha256 == upload.sha256 {
+        if let Some(replayed) = upload.replay_on(&run) {
             work.commit().await?;
-            return Ok(Json(Imported {
-                eval_id: before.eval_id.clone(),
-                format: before.format.clone(),
-                sha256: before.sha256.clone(),
-                metrics: upload.log.metrics.len(),
-                scores: upload.log.score_count,
-                reductions: upload.log.reductions.len(),
-                samples: before.samples,
-                unscored_scores: before.unscored_scores as usize,
-                errored_samples: before.errored_samples as usize,
-                replayed: true,
-                deviations: run.deviations,
-            }));
+            return Ok(Json(replayed));
         }
         return Err(Problem::typed(
             StatusCode::CONFLICT,
@@ -158,7 +146,9 @@ pub struct CreatedFromLog {
 /// Registers a run from a log whose results were obtained before the run was: the run is
 /// created in the exercise (harness `inspect`, the log's model, config naming its task and
 /// model), the log imported as by `POST /v1/runs/{id}/inspect-log`, and the run finished
-/// (`succeeded`, or `failed` for an incomplete log accepted).
+/// (`succeeded`, or `failed` for an incomplete log accepted). The same log sent again to
+/// the same exercise and protocol version answers the run it made (`200`), so that a
+/// harness may retry an upload whose answer it did not get.
 #[utoipa::path(
     post, path = "/v1/exercises/{id}/runs/inspect-log", tag = "runs",
     security(("bearer" = [])),
@@ -167,6 +157,8 @@ pub struct CreatedFromLog {
         (JsonLog = "application/json"), (EvalArchive = "application/zip"),
     )),
     responses(
+        (status = 200, description = "The same log was registered in this exercise and protocol version before (a retry): the run it made, and nothing written (`import.replayed`)", body = CreatedFromLog,
+         headers(("Location" = String, description = "The run"))),
         (status = 201, description = "The finished run and what the import did", body = CreatedFromLog,
          headers(("Location" = String, description = "The run"))),
         (status = 403, description = "Not an evaluator of a participating institute", body = Problem, content_type = "application/problem+json"),
@@ -212,6 +204,18 @@ pub async fn create_from_log(
         (query.protocol_id, query.protocol_version),
     )
     .await?;
+    // The same log again (a retry whose answer was lost): the run it made, not another.
+    let before =
+        jointeval_store::runs::with_eval(&mut work, institute, &upload.log.header.eval_id).await?;
+    if let Some(before) = before.filter(|run| {
+        run.exercise_id == exercise_id
+            && (run.protocol_id, run.protocol_version) == (query.protocol_id, query.protocol_version)
+    }) {
+        if let Some(import) = upload.replay_on(&before) {
+            work.commit().await?;
+            return Ok(created_from_log(StatusCode::OK, before, &codes, import));
+        }
+    }
     let header = &upload.log.header;
     let config = json!({"task": header.task, "model": header.model});
     let harness_version = header
@@ -272,16 +276,25 @@ pub async fn create_from_log(
     let change = Change::for_run("run.created_from_log", &run).summary(summary);
     work.commit_audited(&change).await?;
     tracing::info!(run_id = %run.id, eval_id = %imported.eval_id, "run created from an Inspect log");
+    Ok(created_from_log(StatusCode::CREATED, run, &codes, imported))
+}
+
+fn created_from_log(
+    status: StatusCode,
+    run: jointeval_domain::run::Run,
+    codes: &crate::views::Codes,
+    import: Imported,
+) -> Response {
     let location = format!("/v1/runs/{}", run.id);
     let response = (
-        StatusCode::CREATED,
+        status,
         Json(CreatedFromLog {
-            run: RunView::new(run, &codes),
-            import: imported,
+            run: RunView::new(run, codes),
+            import,
         }),
     )
         .into_response();
-    Ok(super::with_header(response, header::LOCATION, &location))
+    super::with_header(response, header::LOCATION, &location)
 }
 
 /// The original log a run's results were imported from, as uploaded.

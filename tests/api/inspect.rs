@@ -594,6 +594,49 @@ async fn reductions_and_errors_are_read_only_by_who_may_read_the_run() {
         .app
         .login(&s.app.person("admin@aist.go.jp", "JP", &[Role::Admin]).await)
         .await;
+    // UK staff exchanged to the US as viewers: one whose exchange runs, one whose ended.
+    let (us, uk) = (s.app.institute("US").await, s.app.institute("UK").await);
+    let uk_approver = s
+        .app
+        .person("approver@aisi.gov.uk", "UK", &[Role::Admin])
+        .await;
+    let us_approver = s
+        .app
+        .person("approver@nist.gov", "US", &[Role::Admin])
+        .await;
+    let now = chrono::Utc::now();
+    let mut exchanged = Vec::new();
+    for (email, starts, ends) in [
+        (
+            "during@aisi.gov.uk",
+            now - chrono::Duration::hours(1),
+            now + chrono::Duration::days(30),
+        ),
+        (
+            "after@aisi.gov.uk",
+            now - chrono::Duration::days(30),
+            now - chrono::Duration::days(1),
+        ),
+    ] {
+        let person = s.app.person(email, "UK", &[Role::Viewer]).await;
+        s.app
+            .exchange(
+                &jointeval_store::exchanges::NewExchange {
+                    account_id: person.id,
+                    home_institute_id: uk,
+                    host_institute_id: us,
+                    roles: &[Role::Viewer],
+                    starts_at: starts,
+                    ends_at: ends,
+                    proposed_by: uk_approver.id,
+                    proposed_by_institute_id: uk,
+                },
+                Some(us_approver.id),
+            )
+            .await;
+        exchanged.push(s.app.login(&person).await);
+    }
+    let [during, after] = <[String; 2]>::try_from(exchanged).expect("two");
     let gone = s.app.person("gone@nist.gov", "US", &[Role::Viewer]).await;
     let gone_token = s.app.login(&gone).await;
     sqlx::query("update accounts set status = 'disabled' where id = $1")
@@ -616,7 +659,18 @@ async fn reductions_and_errors_are_read_only_by_who_may_read_the_run() {
             want,
             "{path}"
         );
-        for token in [&uk_admin, &jp_admin] {
+        let through_exchange: Value = s
+            .app
+            .get_as(&during, &path)
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            through_exchange, page,
+            "{path}: read as a US viewer while exchanged"
+        );
+        for token in [&uk_admin, &jp_admin, &after] {
             problem(s.app.get_as(token, &path).await, 404).await;
         }
         problem(s.app.get_as(&gone_token, &path).await, 401).await;

@@ -59,14 +59,17 @@ async fn cast(app: &TestApp) -> Cast {
         (&during, now - Duration::hours(1), now + Duration::days(30)),
         (&after, now - Duration::days(30), now - Duration::days(1)),
     ] {
-        exchange(
-            app,
-            person.id,
-            uk,
-            us,
-            (uk_admin.id, uk),
-            starts,
-            ends,
+        app.exchange(
+            &NewExchange {
+                account_id: person.id,
+                home_institute_id: uk,
+                host_institute_id: us,
+                roles: &[Role::Admin],
+                starts_at: starts,
+                ends_at: ends,
+                proposed_by: uk_admin.id,
+                proposed_by_institute_id: uk,
+            },
             Some(us_admin.id),
         )
         .await;
@@ -101,41 +104,6 @@ async fn cast(app: &TestApp) -> Cast {
         us_admin: us_admin.id,
         uk_admin: uk_admin.id,
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn exchange(
-    app: &TestApp,
-    account_id: Uuid,
-    home: Uuid,
-    host: Uuid,
-    proposed_by: (Uuid, Uuid),
-    starts_at: chrono::DateTime<Utc>,
-    ends_at: chrono::DateTime<Utc>,
-    approved_by: Option<Uuid>,
-) -> Uuid {
-    let mut conn = app.pool.acquire().await.expect("connection");
-    let e = jointeval_store::exchanges::insert(
-        &mut conn,
-        &NewExchange {
-            account_id,
-            home_institute_id: home,
-            host_institute_id: host,
-            roles: &[Role::Admin],
-            starts_at,
-            ends_at,
-            proposed_by: proposed_by.0,
-            proposed_by_institute_id: proposed_by.1,
-        },
-    )
-    .await
-    .expect("exchange");
-    if let Some(by) = approved_by {
-        jointeval_store::exchanges::decide(&mut conn, e.id, true, by)
-            .await
-            .expect("approve");
-    }
-    e.id
 }
 
 /// What a call is expected to answer.
@@ -217,17 +185,21 @@ async fn uk_proposal(app: &TestApp, cast: &Cast) -> Target {
         .await;
     let (us, uk) = (app.institute("US").await, app.institute("UK").await);
     let now = Utc::now();
-    let id = exchange(
-        app,
-        user.id,
-        uk,
-        us,
-        (cast.uk_admin, uk),
-        now + Duration::days(2),
-        now + Duration::days(20),
-        None,
-    )
-    .await;
+    let id = app
+        .exchange(
+            &NewExchange {
+                account_id: user.id,
+                home_institute_id: uk,
+                host_institute_id: us,
+                roles: &[Role::Admin],
+                starts_at: now + Duration::days(2),
+                ends_at: now + Duration::days(20),
+                proposed_by: cast.uk_admin,
+                proposed_by_institute_id: uk,
+            },
+            None,
+        )
+        .await;
     Target {
         id: user.id,
         other: id,
@@ -246,17 +218,21 @@ async fn uk_active_exchange(app: &TestApp, cast: &Cast) -> Target {
         .await;
     let (us, uk) = (app.institute("US").await, app.institute("UK").await);
     let now = Utc::now();
-    let id = exchange(
-        app,
-        user.id,
-        uk,
-        us,
-        (cast.uk_admin, uk),
-        now - Duration::hours(1),
-        now + Duration::days(20),
-        Some(cast.us_admin),
-    )
-    .await;
+    let id = app
+        .exchange(
+            &NewExchange {
+                account_id: user.id,
+                home_institute_id: uk,
+                host_institute_id: us,
+                roles: &[Role::Admin],
+                starts_at: now - Duration::hours(1),
+                ends_at: now + Duration::days(20),
+                proposed_by: cast.uk_admin,
+                proposed_by_institute_id: uk,
+            },
+            Some(cast.us_admin),
+        )
+        .await;
     Target {
         id: user.id,
         other: id,
@@ -323,17 +299,21 @@ async fn us_exchange(app: &TestApp, cast: &Cast, active: bool) -> Target {
     } else {
         (now + Duration::days(2), None)
     };
-    target.other = exchange(
-        app,
-        target.id,
-        us,
-        uk,
-        (cast.us_admin, us),
-        starts,
-        now + Duration::days(20),
-        approver,
-    )
-    .await;
+    target.other = app
+        .exchange(
+            &NewExchange {
+                account_id: target.id,
+                home_institute_id: us,
+                host_institute_id: uk,
+                roles: &[Role::Admin],
+                starts_at: starts,
+                ends_at: now + Duration::days(20),
+                proposed_by: cast.us_admin,
+                proposed_by_institute_id: us,
+            },
+            approver,
+        )
+        .await;
     target
 }
 

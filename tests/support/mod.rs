@@ -430,6 +430,24 @@ impl TestApp {
             .expect("request")
     }
 
+    /// An exchange as `new` proposes it; approved by `approved_by` when given.
+    pub async fn exchange(
+        &self,
+        new: &jointeval_store::exchanges::NewExchange<'_>,
+        approved_by: Option<uuid::Uuid>,
+    ) -> uuid::Uuid {
+        let mut conn = self.pool.acquire().await.expect("connection");
+        let e = jointeval_store::exchanges::insert(&mut conn, new)
+            .await
+            .expect("exchange");
+        if let Some(by) = approved_by {
+            jointeval_store::exchanges::decide(&mut conn, e.id, true, by)
+                .await
+                .expect("approve");
+        }
+        e.id
+    }
+
     /// The institute with `code`, created on first use.
     pub async fn institute(&self, code: &str) -> uuid::Uuid {
         if let Some(i) = jointeval_store::institutes::get_by_code(&self.pool, code)

@@ -47,7 +47,9 @@ class Api:
         return response.json() if response.content else None
 
     def login(self, email: str, password: str) -> Api:
-        answer = self.call("POST", "/v1/auth/token", json={"grant_type": "password", "username": email, "password": password})
+        answer = self.call(
+            "POST", "/v1/auth/token", json={"grant_type": "password", "username": email, "password": password}
+        )
         return Api(self.url, answer["access_token"])
 
 
@@ -96,7 +98,9 @@ class World:
 
 
 def person(admin: Api, email: str, roles: list[str]) -> Person:
-    created = admin.call("POST", "/v1/accounts", expect=201, json={"kind": "person", "email": email, "display_name": email})
+    created = admin.call(
+        "POST", "/v1/accounts", expect=201, json={"kind": "person", "email": email, "display_name": email}
+    )
     for role in roles:
         admin.call("POST", f"/v1/accounts/{created['account']['id']}/memberships", expect=201, json={"role": role})
     first = Api(admin.url).login(email, created["one_time_password"])
@@ -131,11 +135,16 @@ def world() -> Iterator[World]:
         expect=201,
         json={"slug": f"hooked-{tag}", "title": "Hooked", "risk_area": "other", "participants": ["US", "UK"]},
     )
-    draft = author.api.call("POST", f"/v1/protocols/{protocol['id']}/versions", expect=201, json={"content": PROTOCOL_CONTENT})
+    draft = author.api.call(
+        "POST", f"/v1/protocols/{protocol['id']}/versions", expect=201, json={"content": PROTOCOL_CONTENT}
+    )
     author.api.call("POST", f"/v1/protocols/{protocol['id']}/versions/{draft['number']}/submit")
     for reviewer in (us_reviewer, uk_reviewer):
         reviewer.api.call(
-            "POST", f"/v1/protocols/{protocol['id']}/versions/{draft['number']}/reviews", expect=201, json={"verdict": "approve"}
+            "POST",
+            f"/v1/protocols/{protocol['id']}/versions/{draft['number']}/reviews",
+            expect=201,
+            json={"verdict": "approve"},
         )
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     exercise = us.call(

@@ -78,7 +78,11 @@ def schema_types(contract: dict[str, Any], node: dict[str, Any]) -> set[str]:
         return set().union(*(schema_types(contract, n) for n in node["allOf"]))
     node = resolve(contract, node)
     if "type" not in node:
-        return {"any"} if "properties" not in node and "enum" not in node else {"object" if "properties" in node else "string"}
+        return (
+            {"any"}
+            if "properties" not in node and "enum" not in node
+            else {"object" if "properties" in node else "string"}
+        )
     kind = node["type"]
     return set(kind) if isinstance(kind, list) else {kind}
 

@@ -30,17 +30,31 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def inspect_eval(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], Path]:
+def inspect_eval(
+    tmp_path: Path, env: dict[str, str], log_format: str = "eval"
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     logs = tmp_path / "logs"
     done = subprocess.run(
-        [str(BIN / "inspect"), "eval", "hooked.py", "--model", "mockllm/model", "--log-dir", str(logs), "--display", "plain"],
+        [
+            str(BIN / "inspect"),
+            "eval",
+            "hooked.py",
+            "--model",
+            "mockllm/model",
+            "--log-dir",
+            str(logs),
+            "--log-format",
+            log_format,
+            "--display",
+            "plain",
+        ],
         cwd=TASKS,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    written = sorted(logs.glob("*.eval"))
+    written = sorted(logs.glob(f"*.{log_format}"))
     assert len(written) == 1, f"inspect eval wrote {written}: {done.stdout}\n{done.stderr}"
     return done, written[0]
 
@@ -129,7 +143,16 @@ def test_the_hook_registers_a_run_in_an_exercise_once(world: World, tmp_path: Pa
     assert_run_holds(world.harness, run["id"], path, tmp_path, env)
     # The same log uploaded again (a retry) makes no second run.
     again = cli(
-        tmp_path, env, "upload", "--exercise", world.exercise, "--protocol", world.protocol, "--protocol-version", "1", str(path)
+        tmp_path,
+        env,
+        "upload",
+        "--exercise",
+        world.exercise,
+        "--protocol",
+        world.protocol,
+        "--protocol-version",
+        "1",
+        str(path),
     )
     assert again.returncode == 0, again.stderr
     assert f"registered as run {run['id']} (registered before)" in again.stdout
@@ -208,17 +231,40 @@ def test_the_command_line_signs_a_person_in_and_lists_what_they_may_see(world: W
 
 
 def test_a_folder_of_logs_uploads_each_and_a_wrong_password_is_refused(world: World, tmp_path: Path) -> None:
-    fixtures = Path(__file__).parents[3] / "tests" / "fixtures" / "inspect" / "features"
-    env = clean_env(tmp_path, JOINTEVAL_URL=world.url, JOINTEVAL_CLIENT_ID=world.client_id, JOINTEVAL_CLIENT_SECRET=world.client_secret)
+    env = clean_env(
+        tmp_path,
+        JOINTEVAL_URL=world.url,
+        JOINTEVAL_CLIENT_ID=world.client_id,
+        JOINTEVAL_CLIENT_SECRET=world.client_secret,
+    )
     folder = tmp_path / "logs"
-    folder.mkdir()
-    for name in ("unscored.eval", "dict_scores.json"):
-        (folder / name).write_bytes((fixtures / name).read_bytes())
+    # Two new logs, one of each format, written with the hook off (no target set).
+    for log_format in ("eval", "json"):
+        _, path = inspect_eval(tmp_path / log_format, env, log_format)
+        folder.mkdir(exist_ok=True)
+        path.rename(folder / path.name)
     (folder / "notes.json").write_text('{"not": "a log"}')
     done = cli(
-        tmp_path, env, "upload", "--exercise", world.exercise, "--protocol", world.protocol, "--protocol-version", "1", str(folder)
+        tmp_path,
+        env,
+        "upload",
+        "--exercise",
+        world.exercise,
+        "--protocol",
+        world.protocol,
+        "--protocol-version",
+        "1",
+        str(folder),
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("registered as run") == 2, done.stdout
-    wrong = cli(tmp_path, clean_env(tmp_path, JOINTEVAL_PASSWORD="not the password"), "--url", world.url, "login", "--email", world.author.email)
+    wrong = cli(
+        tmp_path,
+        clean_env(tmp_path, JOINTEVAL_PASSWORD="not the password"),
+        "--url",
+        world.url,
+        "login",
+        "--email",
+        world.author.email,
+    )
     assert wrong.returncode == 1 and "answered 401" in wrong.stderr

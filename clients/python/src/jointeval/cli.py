@@ -134,11 +134,15 @@ def _login(args: argparse.Namespace) -> int:
             who = args.client_id
         me = client.me()
     path = save_session(client.base_url, answer["access_token"], answer["expires_in"], who)
-    note = " (a one-time password: change it before anything else, POST /v1/me/password)" if me[
-        "must_change_password"
-    ] else ""
-    print(f"signed in to {client.base_url} as {who} of {me['home_institute']}{note}; the session, "
-          f"good for {answer['expires_in']} s, is in {path}")
+    note = (
+        " (a one-time password: change it before anything else, POST /v1/me/password)"
+        if me["must_change_password"]
+        else ""
+    )
+    print(
+        f"signed in to {client.base_url} as {who} of {me['home_institute']}{note}; the session, "
+        f"good for {answer['expires_in']} s, is in {path}"
+    )
     return 0
 
 
@@ -169,7 +173,10 @@ def _runs(args: argparse.Namespace) -> int:
     _print(
         args,
         items,
-        (f"{r['id']}  {r['status']:<9}  {r['institute']:<4}  {r['harness']['name']}  {r['model_version']}" for r in items),
+        (
+            f"{r['id']}  {r['status']:<9}  {r['institute']:<4}  {r['harness']['name']}  {r['model_version']}"
+            for r in items
+        ),
     )
     return 0
 

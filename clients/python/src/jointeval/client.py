@@ -7,7 +7,6 @@ shapes below, against openapi.yaml: a path, a parameter or a field the contract 
 have fails the package's tests, not a user's upload.
 """
 
-
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -368,7 +367,9 @@ class Client:
         response = self._send(operation, id=id, query=query, json=json, upload=upload, authorized=authorized)
         return response.json()
 
-    def _pages(self, operation: str, *, id: str | None = None, query: Mapping[str, object] | None = None) -> Iterator[Any]:
+    def _pages(
+        self, operation: str, *, id: str | None = None, query: Mapping[str, object] | None = None
+    ) -> Iterator[Any]:
         cursor: str | None = None
         while True:
             page = self._json(operation, id=id, query={**(query or {}), "cursor": cursor, "limit": 100})

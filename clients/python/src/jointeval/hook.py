@@ -108,9 +108,13 @@ class UploadLogs(Hooks):
             message = await asyncio.to_thread(self._upload, target, path, data.log.status != "success")
             say(message)
         except Exception as e:  # never the evaluation's failure: said, and the log kept
-            where = f"--run {target.run}" if target.run else (
-                f"--exercise {target.exercise} --protocol {target.protocol} "
-                f"--protocol-version {target.protocol_version}"
+            where = (
+                f"--run {target.run}"
+                if target.run
+                else (
+                    f"--exercise {target.exercise} --protocol {target.protocol} "
+                    f"--protocol-version {target.protocol_version}"
+                )
             )
             say(
                 f"the log was not uploaded ({e}); it stays at {path}. "

@@ -52,7 +52,9 @@ def upload(client: Client, target: Target, path: Path, incomplete: bool = False)
     if target.run:
         imported = client.import_log(target.run, path, accept_incomplete=incomplete)
         done = f"log {path.name} {'was imported before into' if imported['replayed'] else 'imported into'} run {target.run}"
-        done += f": {imported['metrics']} metrics, {imported['scores']} scores, {len(imported['deviations'])} deviations"
+        done += (
+            f": {imported['metrics']} metrics, {imported['scores']} scores, {len(imported['deviations'])} deviations"
+        )
         if target.finish:
             finished = client.finish(target.run, "failed" if incomplete else "succeeded")
             done += f"; run {finished['status']}"

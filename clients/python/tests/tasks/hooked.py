@@ -19,7 +19,20 @@ async def _count_text_tokens(self: Any, text: str) -> int:
 
 mockllm.MockLLM.count_text_tokens = _count_text_tokens  # type: ignore[method-assign]
 
-TARGETS = ["Default", "output", "mockllm", "cheese", "from", "model", "42", "Default output", "x", "y", "z", "from mockllm"]
+TARGETS = [
+    "Default",
+    "output",
+    "mockllm",
+    "cheese",
+    "from",
+    "model",
+    "42",
+    "Default output",
+    "x",
+    "y",
+    "z",
+    "from mockllm",
+]
 
 
 @task

@@ -209,7 +209,8 @@ pub async fn create_from_log(
         jointeval_store::runs::with_eval(&mut work, institute, &upload.log.header.eval_id).await?;
     if let Some(before) = before.filter(|run| {
         run.exercise_id == exercise_id
-            && (run.protocol_id, run.protocol_version) == (query.protocol_id, query.protocol_version)
+            && (run.protocol_id, run.protocol_version)
+                == (query.protocol_id, query.protocol_version)
     }) {
         if let Some(import) = upload.replay_on(&before) {
             work.commit().await?;

@@ -211,11 +211,10 @@ pub async fn create_from_log(
         run.exercise_id == exercise_id
             && (run.protocol_id, run.protocol_version)
                 == (query.protocol_id, query.protocol_version)
-    }) {
-        if let Some(import) = upload.replay_on(&before) {
-            work.commit().await?;
-            return Ok(created_from_log(StatusCode::OK, before, &codes, import));
-        }
+    }) && let Some(import) = upload.replay_on(&before)
+    {
+        work.commit().await?;
+        return Ok(created_from_log(StatusCode::OK, before, &codes, import));
     }
     let header = &upload.log.header;
     let config = json!({"task": header.task, "model": header.model});

@@ -530,8 +530,6 @@ pub struct SampleScore {
     pub sample_id: SampleId,
     pub epoch: i32,
     pub scorer: String,
-    /// A number, or a label such as `C` or `I`.
-    #[schema(value_type = serde_json::Value)]
     pub value: ScoreValue,
     pub answer: Option<String>,
     pub explanation: Option<String>,
@@ -580,7 +578,8 @@ pub fn keep_last_of_each_key(scores: &mut Vec<SampleScore>) {
     scores.retain(|_| keep.next().unwrap_or(false));
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A number, or a label such as `C` or `I`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum ScoreValue {
     Number(f64),

@@ -30,6 +30,16 @@ def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def harness_env(world: World, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a harness signed in as the world's service account."""
+    signed_in = {
+        "JOINTEVAL_URL": world.url,
+        "JOINTEVAL_CLIENT_ID": world.client_id,
+        "JOINTEVAL_CLIENT_SECRET": world.client_secret,
+    }
+    return clean_env(tmp_path, **{**signed_in, **extra})
+
+
 def inspect_eval(
     tmp_path: Path, env: dict[str, str], log_format: str = "eval"
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
@@ -99,11 +109,9 @@ def test_the_hook_uploads_into_a_claimed_run_and_finishes_it(world: World, tmp_p
     run_id = world.queue_run()
     claimed = world.harness.call("POST", "/v1/runs/claim", json={"harness": "inspect", "lease_seconds": 60})
     assert claimed["id"] == run_id
-    env = clean_env(
+    env = harness_env(
+        world,
         tmp_path,
-        JOINTEVAL_URL=world.url,
-        JOINTEVAL_CLIENT_ID=world.client_id,
-        JOINTEVAL_CLIENT_SECRET=world.client_secret,
         JOINTEVAL_RUN=run_id,
     )
     done, path = inspect_eval(tmp_path, env)
@@ -121,11 +129,9 @@ def test_the_hook_uploads_into_a_claimed_run_and_finishes_it(world: World, tmp_p
 
 
 def test_the_hook_registers_a_run_in_an_exercise_once(world: World, tmp_path: Path) -> None:
-    env = clean_env(
+    env = harness_env(
+        world,
         tmp_path,
-        JOINTEVAL_URL=world.url,
-        JOINTEVAL_CLIENT_ID=world.client_id,
-        JOINTEVAL_CLIENT_SECRET=world.client_secret,
         JOINTEVAL_EXERCISE=world.exercise,
         JOINTEVAL_PROTOCOL=world.protocol,
         JOINTEVAL_PROTOCOL_VERSION="1",
@@ -166,11 +172,10 @@ def test_the_evaluation_succeeds_and_keeps_its_log_when_the_service_is_down(worl
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = clean_env(
+    env = harness_env(
+        world,
         tmp_path,
         JOINTEVAL_URL=f"http://127.0.0.1:{port}",
-        JOINTEVAL_CLIENT_ID=world.client_id,
-        JOINTEVAL_CLIENT_SECRET=world.client_secret,
         JOINTEVAL_RUN="00000000-0000-0000-0000-000000000000",
         JOINTEVAL_RETRIES="1",
     )
@@ -185,11 +190,9 @@ def test_the_evaluation_succeeds_and_keeps_its_log_when_the_service_is_down(worl
 def test_a_refused_upload_says_why_and_fails_nothing(world: World, tmp_path: Path) -> None:
     # A run that is queued, not running, takes no log: the service's reason is said.
     run_id = world.queue_run()
-    env = clean_env(
+    env = harness_env(
+        world,
         tmp_path,
-        JOINTEVAL_URL=world.url,
-        JOINTEVAL_CLIENT_ID=world.client_id,
-        JOINTEVAL_CLIENT_SECRET=world.client_secret,
         JOINTEVAL_RUN=run_id,
     )
     done, path = inspect_eval(tmp_path, env)
@@ -231,11 +234,9 @@ def test_the_command_line_signs_a_person_in_and_lists_what_they_may_see(world: W
 
 
 def test_a_folder_of_logs_uploads_each_and_a_wrong_password_is_refused(world: World, tmp_path: Path) -> None:
-    env = clean_env(
+    env = harness_env(
+        world,
         tmp_path,
-        JOINTEVAL_URL=world.url,
-        JOINTEVAL_CLIENT_ID=world.client_id,
-        JOINTEVAL_CLIENT_SECRET=world.client_secret,
     )
     folder = tmp_path / "logs"
     # Two new logs, one of each format, written with the hook off (no target set).

@@ -15,7 +15,7 @@ use jointeval_domain::ValidationError;
 use jointeval_domain::conformance::{Deviation, Ran, deviations};
 use jointeval_domain::run::{ImportedLog, MetricValue, Reduction, SampleError, validate_metrics};
 use jointeval_domain::run::{Run, SampleId, SampleScore, ScoreValue as Value};
-use jointeval_inspect::{Format, Limits, Log, LogError, ScoreValue};
+use jointeval_inspect::{Format, Item, Limits, Log, LogError, ScoreValue};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -93,7 +93,7 @@ pub(crate) struct Upload {
     spooled: Spooled,
     pub(crate) sha256: String,
     size: usize,
-    /// The log as read once, without its scores (see `write_scores`).
+    /// The log as read once, without its scores, errors and reductions (see `write_items`).
     pub(crate) log: Log,
     declared: Option<Format>,
     limits: Limits,
@@ -111,7 +111,7 @@ impl Upload {
                 sha256: before.sha256.clone(),
                 metrics: self.log.metrics.len(),
                 scores: self.log.score_count,
-                reductions: self.log.reductions.len(),
+                reductions: self.log.reduction_count,
                 samples: before.samples,
                 unscored_scores: before.unscored_scores as usize,
                 errored_samples: before.errored_samples as usize,
@@ -158,35 +158,114 @@ fn reader_panicked(e: tokio::task::JoinError) -> ApiError {
     ApiError::from(Problem::internal())
 }
 
-/// Writes the log's scores into the run, read again from the spooled upload a batch at a
-/// time and written as they come: memory holds a few batches, whatever the log's size.
-/// Answers how many keys were new to the run.
-async fn write_scores(work: &mut Work<'_>, run_id: Uuid, upload: &Upload) -> Result<i64, ApiError> {
-    let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<jointeval_inspect::Score>>(2);
+/// What the reader hands the writer: items of one kind, a batch at a time.
+enum Batch {
+    Scores(Vec<jointeval_inspect::Score>),
+    Errors(Vec<jointeval_inspect::SampleError>),
+    Reductions(Vec<jointeval_inspect::Reduction>),
+}
+
+/// The reader's side of [`write_items`]: each kind of item gathered into its batch, and a
+/// batch sent when it is full.
+#[derive(Default)]
+struct Batches {
+    scores: Vec<jointeval_inspect::Score>,
+    errors: Vec<jointeval_inspect::SampleError>,
+    reductions: Vec<jointeval_inspect::Reduction>,
+}
+
+impl Batches {
+    /// The batch `item` filled, if it did.
+    fn add(&mut self, item: Item) -> Option<Batch> {
+        fn full<T>(batch: &mut Vec<T>) -> Option<Vec<T>> {
+            (batch.len() == crate::ingest::BATCH_ROWS).then(|| std::mem::take(batch))
+        }
+        match item {
+            Item::Score(score) => {
+                self.scores.push(score);
+                full(&mut self.scores).map(Batch::Scores)
+            }
+            Item::Error(error) => {
+                self.errors.push(error);
+                full(&mut self.errors).map(Batch::Errors)
+            }
+            Item::Reduction(reduction) => {
+                self.reductions.push(reduction);
+                full(&mut self.reductions).map(Batch::Reductions)
+            }
+        }
+    }
+
+    /// What is left, at the end of the log.
+    fn rest(self) -> impl Iterator<Item = Batch> {
+        [
+            (!self.scores.is_empty()).then_some(Batch::Scores(self.scores)),
+            (!self.errors.is_empty()).then_some(Batch::Errors(self.errors)),
+            (!self.reductions.is_empty()).then_some(Batch::Reductions(self.reductions)),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// Writes the log's scores, errored samples and reductions into the run, read again from
+/// the spooled upload a batch at a time and written as they come: memory holds a few
+/// batches, whatever the log's size. Answers how many score keys were new to the run.
+async fn write_items(work: &mut Work<'_>, run_id: Uuid, upload: &Upload) -> Result<i64, ApiError> {
+    let (sender, mut batches) = tokio::sync::mpsc::channel::<Batch>(2);
     let path = upload.spooled.0.clone();
     let (declared, limits) = (upload.declared, upload.limits);
-    let reader = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path).map_err(|e| LogError::Corrupt(e.to_string()))?;
-        let stopped = || LogError::Corrupt("the writer stopped".into());
-        let mut batch = Vec::with_capacity(crate::ingest::BATCH_ROWS);
-        jointeval_inspect::read_each(file, declared, limits, &mut |score| {
-            batch.push(score);
-            if batch.len() == crate::ingest::BATCH_ROWS {
-                sender
-                    .blocking_send(std::mem::take(&mut batch))
-                    .map_err(|_| stopped())?;
+    let reader =
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|e| LogError::Corrupt(e.to_string()))?;
+            let stopped = || LogError::Corrupt("the writer stopped".into());
+            let mut gathered = Batches::default();
+            jointeval_inspect::read_each(file, declared, limits, &mut |item| match gathered
+                .add(item)
+            {
+                Some(batch) => sender.blocking_send(batch).map_err(|_| stopped()),
+                None => Ok(()),
+            })?;
+            for batch in gathered.rest() {
+                sender.blocking_send(batch).map_err(|_| stopped())?;
             }
             Ok(())
-        })?;
-        if !batch.is_empty() {
-            sender.blocking_send(batch).map_err(|_| stopped())?;
-        }
-        Ok(())
-    });
+        });
     let mut new = 0;
     while let Some(batch) = batches.recv().await {
-        let scores = batch.iter().map(score_of).collect::<Result<Vec<_>, _>>()?;
-        new += crate::ingest::from_scores(work, run_id, scores).await?;
+        match batch {
+            Batch::Scores(scores) => {
+                let scores = scores.iter().map(score_of).collect::<Result<Vec<_>, _>>()?;
+                new += crate::ingest::from_scores(work, run_id, scores).await?;
+            }
+            Batch::Errors(errors) => {
+                let errors: Vec<SampleError> = errors
+                    .iter()
+                    .map(|e| SampleError::new(e.sample_id.clone(), e.epoch, &e.message))
+                    .collect();
+                jointeval_store::runs::insert_sample_errors(work, run_id, &errors)
+                    .await
+                    .on_constraint("run_sample_errors_pkey", || {
+                        ValidationError::new("samples", "names an errored (sample, epoch) twice")
+                            .into()
+                    })?;
+            }
+            Batch::Reductions(reductions) => {
+                let reductions = reductions
+                    .iter()
+                    .map(reduction_of)
+                    .collect::<Result<Vec<_>, _>>()?;
+                jointeval_store::runs::insert_reductions(work, run_id, &reductions)
+                    .await
+                    .on_constraint("run_reductions_pkey", || {
+                        ValidationError::new(
+                            "reductions",
+                            "names a (scorer, reducer, sample) twice",
+                        )
+                        .into()
+                    })?;
+            }
+        }
     }
     reader.await.map_err(reader_panicked)?.map_err(unreadable)?;
     Ok(new)
@@ -240,7 +319,7 @@ pub(crate) async fn import_into(
             dataset_samples: Some(log.distinct_samples as i64),
             epochs: log.header.epochs,
             scorers: log.header.scorers.clone(),
-            errored_samples: log.errors.len() as i64,
+            errored_samples: log.error_count as i64,
         },
     );
     let metrics: Vec<MetricValue> = log
@@ -265,28 +344,8 @@ pub(crate) async fn import_into(
         }
         jointeval_store::runs::upsert_metrics(work, run.id, &metrics).await?;
     }
-    let new = write_scores(work, run.id, upload).await?;
+    let new = write_items(work, run.id, upload).await?;
     jointeval_store::runs::count_new_samples(work, run.id, new).await?;
-    let reductions = log
-        .reductions
-        .iter()
-        .map(reduction_of)
-        .collect::<Result<Vec<_>, _>>()?;
-    jointeval_store::runs::insert_reductions(work, run.id, &reductions)
-        .await
-        .on_constraint("run_reductions_pkey", || {
-            ValidationError::new("reductions", "names a (scorer, reducer, sample) twice").into()
-        })?;
-    let errors: Vec<SampleError> = log
-        .errors
-        .iter()
-        .map(|e| SampleError::new(e.sample_id.clone(), e.epoch, &e.message))
-        .collect();
-    jointeval_store::runs::insert_sample_errors(work, run.id, &errors)
-        .await
-        .on_constraint("run_sample_errors_pkey", || {
-            ValidationError::new("samples", "names an errored (sample, epoch) twice").into()
-        })?;
     keep_original(work, run.id, &upload.spooled).await?;
     let imported = ImportedLog {
         harness: "inspect".into(),
@@ -303,7 +362,7 @@ pub(crate) async fn import_into(
         dataset: log.header.dataset_name.clone(),
         samples: log.samples as i64,
         unscored_scores: log.unscored as i64,
-        errored_samples: log.errors.len() as i64,
+        errored_samples: log.error_count as i64,
         epochs: log.header.epochs,
         config: log.header.config.clone(),
         imported_by: work.caller.account.id,
@@ -329,10 +388,10 @@ pub(crate) async fn import_into(
         sha256: imported.sha256,
         metrics: metrics.len(),
         scores: log.score_count,
-        reductions: reductions.len(),
+        reductions: log.reduction_count,
         samples: imported.samples,
         unscored_scores: log.unscored,
-        errored_samples: log.errors.len(),
+        errored_samples: log.error_count,
         replayed: false,
         deviations: found,
     })

@@ -12,6 +12,7 @@
 //! Pure and synchronous: it reads from any `Read + Seek`, within limits that keep a hostile
 //! archive (a zip bomb) from expanding without bound.
 
+mod archive;
 mod constants;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 use serde::de::DeserializeSeed;
 use serde_json::Value;
 
+use archive::{Directory, Entry};
 use constants::Constants;
 
 /// The versions of Inspect's log format this reader knows.
@@ -69,8 +71,12 @@ pub struct Log {
     pub unscored: usize,
     /// Samples that ended in an error (with `fail_on_error=False`), which have no scores.
     pub errors: Vec<SampleError>,
+    /// Errored samples read: those in `errors`, or those handed on by [`read_each`].
+    pub error_count: usize,
     /// Each sample's value reduced over its epochs, per scorer and reducer.
     pub reductions: Vec<Reduction>,
+    /// Reductions read: those in `reductions`, or those handed on by [`read_each`].
+    pub reduction_count: usize,
 }
 
 /// What the log says was run.
@@ -133,6 +139,14 @@ pub struct Reduction {
     pub reducer: Option<String>,
     pub sample_id: String,
     pub value: ScoreValue,
+}
+
+/// What the reader hands on as it reads a log: each score, errored sample and reduction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Score(Score),
+    Error(SampleError),
+    Reduction(Reduction),
 }
 
 /// One sample's score by one scorer in one epoch. A dict-valued score is one score per
@@ -226,19 +240,26 @@ pub fn read_as(
     declared: Option<Format>,
     limits: Limits,
 ) -> Result<Log, LogError> {
-    let mut scores = Vec::new();
-    let mut log = read_each(input, declared, limits, &mut |score| {
-        scores.push(score);
+    let (mut scores, mut errors, mut reductions) = (Vec::new(), Vec::new(), Vec::new());
+    let mut log = read_each(input, declared, limits, &mut |item| {
+        match item {
+            Item::Score(score) => scores.push(score),
+            Item::Error(error) => errors.push(error),
+            Item::Reduction(reduction) => reductions.push(reduction),
+        }
         Ok(())
     })?;
     log.scores = scores;
+    log.errors = errors;
+    log.reductions = reductions;
     Ok(log)
 }
 
-/// Reads a log as [`read_as`] does, but hands each score to `each` as it is read instead
-/// of keeping it: memory holds one sample (one entry of an archive) at a time, whatever
-/// the log's size, and the answer's `scores` are empty. An error of `each` ends the
-/// reading, and is answered.
+/// Reads a log as [`read_as`] does, but hands each score, errored sample and reduction to
+/// `each` as it is read instead of keeping it: memory holds one sample (one entry of an
+/// archive) at a time, whatever the log's size, and the answer's `scores`, `errors` and
+/// `reductions` are empty (their counts are not). An error of `each` ends the reading,
+/// and is answered.
 pub fn read_each(
     mut input: impl Read + Seek,
     declared: Option<Format>,
@@ -293,11 +314,7 @@ fn read_json(input: impl Read, each: &mut Each<'_>) -> Result<Log, LogError> {
         &mut deserializer,
         &mut track,
     ));
-    let top = read.map_err(|e| match stopped.take() {
-        // The sink's own error, not the JSON's.
-        Some(stopped) => stopped,
-        None => corrupt("JSON log", &track.path().to_string(), e),
-    })?;
+    let top = read.map_err(|e| stream_error("JSON log", &mut stopped, track, e))?;
     deserializer
         .end()
         .map_err(|e| LogError::Corrupt(format!("JSON log: {e}")))?;
@@ -310,8 +327,20 @@ fn read_json(input: impl Read, each: &mut Each<'_>) -> Result<Log, LogError> {
         header(version, top.status, eval, top.results.as_ref()),
         metrics(top.results.as_ref()),
         tally,
-        reductions(top.reductions),
     ))
+}
+
+/// The error that ended a streamed reading: the sink's own when it stopped the reading,
+/// else the JSON's, naming where it is.
+fn stream_error(
+    what: &str,
+    stopped: &mut Option<LogError>,
+    track: serde_path_to_error::Track,
+    error: serde_json::Error,
+) -> LogError {
+    stopped
+        .take()
+        .unwrap_or_else(|| corrupt(what, &track.path().to_string(), error))
 }
 
 /// A JSON log's top level, read key by key so that its samples are handed on one at a
@@ -328,7 +357,6 @@ struct Top {
     status: String,
     eval: Option<RawEval>,
     results: Option<RawResults>,
-    reductions: Vec<RawReduction>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for TopLevel<'_, '_> {
@@ -352,7 +380,6 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_, '_> {
             status: String::new(),
             eval: None,
             results: None,
-            reductions: Vec::new(),
         };
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
@@ -360,7 +387,11 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_, '_> {
                 "status" => top.status = map.next_value()?,
                 "eval" => top.eval = Some(map.next_value()?),
                 "results" => top.results = map.next_value()?,
-                "reductions" => top.reductions = map.next_value()?,
+                "reductions" => map.next_value_seed(Reductions {
+                    tally: &mut *self.tally,
+                    each: &mut *self.each,
+                    stopped: &mut *self.stopped,
+                })?,
                 "samples" => map.next_value_seed(Samples {
                     tally: &mut *self.tally,
                     each: &mut *self.each,
@@ -413,6 +444,181 @@ impl<'de> serde::de::Visitor<'de> for Samples<'_, '_> {
     }
 }
 
+/// A log's `reductions` (a list of one scorer's and reducer's values, one a sample), each
+/// sample's value handed on as it is read: as Inspect writes them, a reduction names its
+/// scorer and reducer before its samples. Where the samples come before the scorer (keys
+/// sorted by name, as `jq -S` writes them), they are held until the scorer is known; a
+/// reducer named after samples already handed on is refused.
+struct Reductions<'r, 'e> {
+    tally: &'r mut Tally,
+    each: &'r mut Each<'e>,
+    stopped: &'r mut Option<LogError>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Reductions<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Reductions<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of reductions")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(OneReduction {
+                tally: &mut *self.tally,
+                each: &mut *self.each,
+                stopped: &mut *self.stopped,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+}
+
+/// One of a log's `reductions`: its scorer and reducer, then its samples.
+struct OneReduction<'r, 'e> {
+    tally: &'r mut Tally,
+    each: &'r mut Each<'e>,
+    stopped: &'r mut Option<LogError>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for OneReduction<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for OneReduction<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a reduction")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        let mut scorer: Option<String> = None;
+        let mut reducer: Option<String> = None;
+        let mut held: Option<Vec<RawReducedSample>> = None;
+        let mut handed_on = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "scorer" | "reducer" if handed_on => {
+                    return Err(A::Error::custom(format!(
+                        "`{key}` comes after `samples`, which were read as having none"
+                    )));
+                }
+                "scorer" => scorer = Some(map.next_value()?),
+                "reducer" => reducer = map.next_value()?,
+                "samples" => match scorer.as_deref() {
+                    Some(scorer) => {
+                        handed_on = true;
+                        map.next_value_seed(Reduced {
+                            scorer,
+                            reducer: reducer.as_deref(),
+                            tally: &mut *self.tally,
+                            each: &mut *self.each,
+                            stopped: &mut *self.stopped,
+                        })?;
+                    }
+                    None => held = map.next_value()?,
+                },
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        let Some(scorer) = scorer.as_deref() else {
+            return Err(A::Error::missing_field("scorer"));
+        };
+        let mut reduced = Reduced {
+            scorer,
+            reducer: reducer.as_deref(),
+            tally: self.tally,
+            each: self.each,
+            stopped: self.stopped,
+        };
+        for sample in held.into_iter().flatten() {
+            reduced.hand_on(sample)?;
+        }
+        Ok(())
+    }
+}
+
+/// One reduction's `samples`, each handed on as it is read.
+struct Reduced<'r, 'e> {
+    scorer: &'r str,
+    reducer: Option<&'r str>,
+    tally: &'r mut Tally,
+    each: &'r mut Each<'e>,
+    stopped: &'r mut Option<LogError>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Reduced<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Reduced<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of reduced samples")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(sample) = seq.next_element::<RawReducedSample>()? {
+            self.hand_on(sample)?;
+        }
+        Ok(())
+    }
+}
+
+impl Reduced<'_, '_> {
+    /// Hands on a sample's reduced value (one for each key of a dict's).
+    fn hand_on<E: serde::de::Error>(&mut self, sample: RawReducedSample) -> Result<(), E> {
+        let sample_id = id_text(&sample.sample_id);
+        for (key, value) in split(&sample.value) {
+            let Some(value) = ScoreValue::from_json(value) else {
+                continue;
+            };
+            self.tally.reductions += 1;
+            let reduction = Reduction {
+                scorer: key.unwrap_or(self.scorer).to_owned(),
+                reducer: self.reducer.map(str::to_owned),
+                sample_id: sample_id.clone(),
+                value,
+            };
+            if let Err(e) = (self.each)(Item::Reduction(reduction)) {
+                *self.stopped = Some(e);
+                return Err(E::custom("the reading was stopped"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The format version a log names, one this reader knows.
 fn version(raw: &Value) -> Result<i64, LogError> {
     raw.as_i64()
@@ -433,7 +639,8 @@ struct Tally {
     /// The samples' ids, as 64-bit hashes: 8 bytes a sample, not the ids themselves.
     seen: std::collections::HashSet<u64>,
     unscored: usize,
-    errors: Vec<SampleError>,
+    errors: usize,
+    reductions: usize,
 }
 
 fn id_hash(id: &str) -> u64 {
@@ -443,17 +650,11 @@ fn id_hash(id: &str) -> u64 {
     hasher.finish()
 }
 
-/// Where the reader hands each score it reads.
-type Each<'a> = dyn FnMut(Score) -> Result<(), LogError> + 'a;
+/// Where the reader hands each item it reads.
+type Each<'a> = dyn FnMut(Item) -> Result<(), LogError> + 'a;
 
 impl Log {
-    fn new(
-        format: Format,
-        header: Header,
-        metrics: Vec<Metric>,
-        tally: Tally,
-        reductions: Vec<Reduction>,
-    ) -> Self {
+    fn new(format: Format, header: Header, metrics: Vec<Metric>, tally: Tally) -> Self {
         Log {
             format,
             header,
@@ -463,50 +664,85 @@ impl Log {
             samples: tally.samples,
             distinct_samples: tally.seen.len(),
             unscored: tally.unscored,
-            errors: tally.errors,
-            reductions,
+            errors: Vec::new(),
+            error_count: tally.errors,
+            reductions: Vec::new(),
+            reduction_count: tally.reductions,
         }
     }
 }
 
 fn read_eval(
-    input: impl Read + Seek,
+    mut input: impl Read + Seek,
     limits: Limits,
     each: &mut Each<'_>,
 ) -> Result<Log, LogError> {
-    let mut archive = zip::ZipArchive::new(input)
-        .map_err(|e| LogError::Corrupt(format!(".eval archive: {e}")))?;
+    let directory = Directory::find(&mut input)?;
+    let known = directory.known(&mut input)?;
     let mut expanded = 0u64;
+    let head = known
+        .header
+        .ok_or_else(|| LogError::Corrupt("the archive has no header.json".into()))?;
     let raw: RawHeader = parse(
         "header.json",
-        &entry(&mut archive, "header.json", limits, &mut expanded)?,
+        &entry(&mut input, &directory, &head, limits, &mut expanded)?,
     )?;
     let version = version(&raw.version)?;
-    let mut names: Vec<String> = archive
-        .file_names()
-        .filter(|n| n.starts_with("samples/") && n.ends_with(".json"))
-        .map(str::to_owned)
-        .collect();
-    names.sort();
-    let mut tally = Tally::default();
-    for name in &names {
-        let sample: RawSample = parse(name, &entry(&mut archive, name, limits, &mut expanded)?)?;
-        sample.read_into(&mut tally, each)?;
-    }
-    let raw_reductions: Vec<RawReduction> = if archive.index_for_name("reductions.json").is_some() {
-        parse(
-            "reductions.json",
-            &entry(&mut archive, "reductions.json", limits, &mut expanded)?,
-        )?
-    } else {
-        Vec::new()
+    // Freeing the names' table and growing another for the ids would leave the allocator
+    // holding both (glibc raises its mmap threshold past a large block freed).
+    let mut tally = Tally {
+        seen: known.spare,
+        ..Tally::default()
     };
+    // In the archive's order, not sorted by name: no name comes twice (`known` refused
+    // that), and where the scores go, a key's last score wins whatever the order.
+    let mut records = directory.records();
+    while let Some(record) = records.next(&mut input)? {
+        if record.is_sample() {
+            let bytes = entry(&mut input, &directory, &record, limits, &mut expanded)?;
+            let sample: RawSample = parse(&record.name(), &bytes)?;
+            sample.read_into(&mut tally, each)?;
+        }
+    }
+    if let Some(reductions) = &known.reductions {
+        // Streamed, not held: one reduction a sample and scorer makes it as large as the
+        // samples' scores together.
+        let mut expanding = Expanding::open(
+            &mut input,
+            &directory,
+            reductions,
+            limits,
+            u64::MAX,
+            expanded,
+        )?;
+        let mut stopped = None;
+        let read = {
+            let mut deserializer = serde_json::Deserializer::from_reader(Constants::new(
+                BufReader::new(&mut expanding),
+            ));
+            let mut track = serde_path_to_error::Track::new();
+            Reductions {
+                tally: &mut tally,
+                each,
+                stopped: &mut stopped,
+            }
+            .deserialize(serde_path_to_error::Deserializer::new(
+                &mut deserializer,
+                &mut track,
+            ))
+            .and_then(|()| deserializer.end())
+            .map_err(|e| stream_error("reductions.json", &mut stopped, track, e))
+        };
+        if let Err(e) = read {
+            return Err(expanding.failed.take().unwrap_or(e));
+        }
+        expanding.finish()?;
+    }
     Ok(Log::new(
         Format::Eval,
         header(version, raw.status, raw.eval, raw.results.as_ref()),
         metrics(raw.results.as_ref()),
         tally,
-        reductions(raw_reductions),
     ))
 }
 
@@ -543,46 +779,128 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result
     Ok(value)
 }
 
-/// One entry's bytes, refused when it would expand beyond the limits (whatever its header
-/// claims: the reader stops at the limit).
+/// One entry's bytes, held in memory: at most `max_entry` (see [`Expanding`]).
 fn entry<R: Read + Seek>(
-    archive: &mut zip::ZipArchive<R>,
-    name: &str,
+    input: &mut R,
+    directory: &Directory,
+    entry: &Entry,
     limits: Limits,
     expanded: &mut u64,
 ) -> Result<Vec<u8>, LogError> {
-    let file = archive.by_name(name).map_err(|e| match e {
-        zip::result::ZipError::FileNotFound => {
-            LogError::Corrupt(format!("the archive has no {name}"))
-        }
-        other => LogError::Corrupt(format!("{name}: {other}")),
-    })?;
-    let allowed = (file.compressed_size().max(1) * limits.max_ratio)
-        .max(1 << 20)
-        .min(limits.max_entry);
-    if file.size() > allowed {
-        return Err(LogError::Bomb {
-            entry: name.to_owned(),
-        });
-    }
-    let budget = limits.max_expanded.saturating_sub(*expanded);
-    let cap = allowed.min(budget);
     // What the archive declares is not trusted for the allocation either.
-    let mut bytes = Vec::with_capacity(file.size().min(cap).min(1 << 20) as usize);
-    file.take(cap + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| LogError::Corrupt(format!("{name}: {e}")))?;
-    if bytes.len() as u64 > cap {
-        return Err(if cap == allowed {
-            LogError::Bomb {
-                entry: name.to_owned(),
+    let mut bytes = Vec::with_capacity(entry.size.min(limits.max_entry).min(1 << 20) as usize);
+    let mut expanding =
+        Expanding::open(input, directory, entry, limits, limits.max_entry, *expanded)?;
+    if let Err(e) = expanding.read_to_end(&mut bytes) {
+        return Err(expanding.failure(e));
+    }
+    *expanded += expanding.finish()?;
+    Ok(bytes)
+}
+
+/// An entry's bytes as they expand, checked as they pass: refused beyond what the limits
+/// allow it (whatever its record claims: the reading stops there), and at their end when
+/// they are not what its record says (their size, their CRC-32).
+struct Expanding<'a> {
+    bytes: Box<dyn Read + 'a>,
+    entry: &'a Entry,
+    /// Bytes it may expand to: what its compressed size allows, or what is left of the
+    /// archive's budget.
+    cap: u64,
+    /// Whether the cap is the entry's own (a bomb) rather than the archive's budget.
+    own_cap: bool,
+    max_expanded: u64,
+    read: u64,
+    crc: crc32fast::Hasher,
+    /// Whether the end was reached and checked.
+    ended: bool,
+    /// Why the bytes were refused: an io error cannot carry it through a JSON reader.
+    failed: Option<LogError>,
+}
+
+impl<'a> Expanding<'a> {
+    fn open<R: Read + Seek>(
+        input: &'a mut R,
+        directory: &Directory,
+        entry: &'a Entry,
+        limits: Limits,
+        max_entry: u64,
+        expanded: u64,
+    ) -> Result<Self, LogError> {
+        let allowed = entry
+            .compressed
+            .max(1)
+            .saturating_mul(limits.max_ratio)
+            .max(1 << 20)
+            .min(max_entry);
+        if entry.size > allowed {
+            return Err(LogError::Bomb {
+                entry: entry.name().into_owned(),
+            });
+        }
+        let cap = allowed.min(limits.max_expanded.saturating_sub(expanded));
+        Ok(Expanding {
+            bytes: directory.open(input, entry)?,
+            entry,
+            cap,
+            own_cap: cap == allowed,
+            max_expanded: limits.max_expanded,
+            read: 0,
+            crc: crc32fast::Hasher::new(),
+            ended: false,
+            failed: None,
+        })
+    }
+
+    /// What a reading that failed with `error` answers.
+    fn failure(&mut self, error: std::io::Error) -> LogError {
+        self.failed
+            .take()
+            .unwrap_or_else(|| LogError::Corrupt(format!("{}: {error}", self.entry.name())))
+    }
+
+    /// Reads what is left, and answers the bytes the entry expanded to.
+    fn finish(mut self) -> Result<u64, LogError> {
+        if let Err(e) = std::io::copy(&mut self, &mut std::io::sink()) {
+            return Err(self.failure(e));
+        }
+        Ok(self.read)
+    }
+
+    fn refuse(&mut self, why: LogError) -> std::io::Error {
+        let error = std::io::Error::other(why.to_string());
+        self.failed = Some(why);
+        error
+    }
+}
+
+impl Read for Expanding<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() || self.ended {
+            return Ok(0);
+        }
+        let n = self.bytes.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.cap {
+            let why = if self.own_cap {
+                LogError::Bomb {
+                    entry: self.entry.name().into_owned(),
+                }
+            } else {
+                LogError::TooLarge(self.max_expanded)
+            };
+            return Err(self.refuse(why));
+        }
+        if n == 0 {
+            self.ended = true;
+            if let Err(why) = self.entry.check(self.read, self.crc.clone().finalize()) {
+                return Err(self.refuse(why));
             }
         } else {
-            LogError::TooLarge(limits.max_expanded)
-        });
+            self.crc.update(&buf[..n]);
+        }
+        Ok(n)
     }
-    *expanded += bytes.len() as u64;
-    Ok(bytes)
 }
 
 fn header(version: i64, status: String, eval: RawEval, results: Option<&RawResults>) -> Header {
@@ -644,27 +962,6 @@ fn metrics(results: Option<&RawResults>) -> Vec<Metric> {
                 sample_count: summary.scored_samples,
                 unscored_count: summary.unscored_samples,
             });
-        }
-    }
-    out
-}
-
-fn reductions(raw: Vec<RawReduction>) -> Vec<Reduction> {
-    let mut out = Vec::new();
-    for reduction in raw {
-        for sample in reduction.samples {
-            let sample_id = id_text(&sample.sample_id);
-            for (key, value) in split(&sample.value) {
-                let Some(value) = ScoreValue::from_json(value) else {
-                    continue;
-                };
-                out.push(Reduction {
-                    scorer: key.unwrap_or(&reduction.scorer).to_owned(),
-                    reducer: reduction.reducer.clone(),
-                    sample_id: sample_id.clone(),
-                    value,
-                });
-            }
         }
     }
     out
@@ -785,15 +1082,6 @@ struct RawScore {
 }
 
 #[derive(Deserialize)]
-struct RawReduction {
-    scorer: String,
-    #[serde(default)]
-    reducer: Option<String>,
-    #[serde(default)]
-    samples: Vec<RawReducedSample>,
-}
-
-#[derive(Deserialize)]
 struct RawReducedSample {
     #[serde(default)]
     value: Value,
@@ -817,11 +1105,12 @@ impl RawSample {
         tally.samples += 1;
         tally.seen.insert(id_hash(&sample_id));
         if let Some(error) = self.error {
-            tally.errors.push(SampleError {
+            tally.errors += 1;
+            each(Item::Error(SampleError {
                 sample_id: sample_id.clone(),
                 epoch,
                 message: error.message,
-            });
+            }))?;
         }
         for (scorer, score) in self.scores.unwrap_or_default() {
             let metadata = score
@@ -833,7 +1122,7 @@ impl RawSample {
                     continue;
                 };
                 tally.scores += 1;
-                each(Score {
+                each(Item::Score(Score {
                     sample_id: sample_id.clone(),
                     epoch,
                     scorer: key.unwrap_or(&scorer).to_owned(),
@@ -841,7 +1130,7 @@ impl RawSample {
                     answer: score.answer.clone(),
                     explanation: score.explanation.clone(),
                     metadata: metadata.clone(),
-                })?;
+                }))?;
             }
         }
         Ok(())

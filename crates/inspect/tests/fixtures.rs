@@ -5,7 +5,7 @@
 use std::io::{Cursor, Read, Write};
 use std::path::PathBuf;
 
-use jointeval_inspect::{Format, Limits, Log, LogError, Metric, Score, ScoreValue, read};
+use jointeval_inspect::{Format, Item, Limits, Log, LogError, Metric, Score, ScoreValue, read};
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> PathBuf {
@@ -329,53 +329,147 @@ fn every_feature_log_reads_as_inspect_reads_it() {
     }
 }
 
-/// Reading a log a score at a time hands on exactly the scores a whole reading keeps, in
-/// the same order, and counts the rest alike; an error of the receiver ends the reading
-/// and is what the reader answers.
+/// Reading a log an item at a time hands on exactly the scores, errored samples and
+/// reductions a whole reading keeps, in the same order, and counts them alike; an error of
+/// the receiver ends the reading, wherever in the log it comes, and is what the reader
+/// answers.
 #[test]
-fn a_log_read_a_score_at_a_time_gives_what_a_whole_reading_keeps() {
+fn a_log_read_an_item_at_a_time_gives_what_a_whole_reading_keeps() {
     for name in [
         "arith_epochs.json",
         "arith_epochs.eval",
         "features/dict_scores.json",
         "features/errored.eval",
+        "features/reducers.eval",
         "features/unscored.json",
     ] {
         let whole = read(open(name), Limits::default()).expect(name);
-        let mut handed = Vec::new();
+        let (mut scores, mut errors, mut reductions) = (Vec::new(), Vec::new(), Vec::new());
         let streamed =
-            jointeval_inspect::read_each(open(name), None, Limits::default(), &mut |s| {
-                handed.push(s);
+            jointeval_inspect::read_each(open(name), None, Limits::default(), &mut |item| {
+                match item {
+                    Item::Score(s) => scores.push(s),
+                    Item::Error(e) => errors.push(e),
+                    Item::Reduction(r) => reductions.push(r),
+                }
                 Ok(())
             })
             .expect(name);
-        assert_eq!(handed, whole.scores, "{name}");
-        assert!(streamed.scores.is_empty(), "{name}");
-        assert_eq!(streamed.score_count, whole.scores.len(), "{name}");
+        assert_eq!(scores, whole.scores, "{name}");
+        assert_eq!(errors, whole.errors, "{name}");
+        assert_eq!(reductions, whole.reductions, "{name}");
+        assert!(
+            streamed.scores.is_empty() && streamed.errors.is_empty(),
+            "{name}"
+        );
+        assert!(streamed.reductions.is_empty(), "{name}");
+        assert_eq!(
+            (
+                streamed.score_count,
+                streamed.error_count,
+                streamed.reduction_count
+            ),
+            (scores.len(), errors.len(), reductions.len()),
+            "{name}"
+        );
         assert_eq!(
             Log {
-                scores: whole.scores.clone(),
+                scores,
+                errors,
+                reductions,
                 ..streamed
             },
             whole,
             "{name}"
         );
-        let mut taken = 0;
-        let stopped =
-            jointeval_inspect::read_each(open(name), None, Limits::default(), &mut |_| {
-                taken += 1;
-                if taken == 3 {
-                    Err(LogError::Corrupt("the receiver is full".into()))
-                } else {
-                    Ok(())
+        for kind in ["score", "error", "reduction"] {
+            let stops_here = |item: &Item| {
+                matches!(
+                    (kind, item),
+                    ("score", Item::Score(_))
+                        | ("error", Item::Error(_))
+                        | ("reduction", Item::Reduction(_))
+                )
+            };
+            let mut taken = 0;
+            let mut stopped_at = None;
+            let stopped =
+                jointeval_inspect::read_each(open(name), None, Limits::default(), &mut |item| {
+                    taken += 1;
+                    if stopped_at.is_none() && stops_here(&item) {
+                        stopped_at = Some(taken);
+                        Err(LogError::Corrupt("the receiver is full".into()))
+                    } else {
+                        Ok(())
+                    }
+                });
+            match stopped_at {
+                Some(at) => {
+                    assert_eq!(
+                        stopped,
+                        Err(LogError::Corrupt("the receiver is full".into())),
+                        "{name}: stopped at a {kind}"
+                    );
+                    assert_eq!(taken, at, "{name}: nothing was read past the error");
                 }
-            });
-        assert_eq!(
-            stopped,
-            Err(LogError::Corrupt("the receiver is full".into())),
-            "{name}"
+                None => assert!(stopped.is_ok(), "{name} has no {kind}: {stopped:?}"),
+            }
+        }
+    }
+}
+
+/// A reduction's keys in any order but one read alike: Inspect's (scorer, reducer,
+/// samples), and sorted by name (reducer, samples, scorer), whose samples wait for their
+/// scorer. A reducer named after samples handed on as having none is refused, saying why.
+#[test]
+fn a_reduction_reads_alike_whatever_the_order_of_its_keys() {
+    let json = std::fs::read(fixture("arith_epochs.json")).expect("fixture");
+    let log: Value = serde_json::from_slice(&json).expect("JSON");
+    let samples = serde_json::to_string(&log["reductions"][0]["samples"]).expect("json");
+    let count = log["reductions"][0]["samples"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(count > 0);
+    let with = |reduction: &str| {
+        let mut changed = log.clone();
+        changed["reductions"] = Value::Null;
+        let text = serde_json::to_string(&changed).expect("json").replace(
+            r#""reductions":null"#,
+            &format!(r#""reductions":[{reduction}]"#),
         );
-        assert_eq!(taken, 3, "{name}: nothing was read past the error");
+        read(Cursor::new(text.into_bytes()), Limits::default())
+    };
+    for reduction in [
+        format!(r#"{{"scorer": "match", "reducer": "max", "samples": {samples}}}"#),
+        format!(r#"{{"reducer": "max", "samples": {samples}, "scorer": "match"}}"#),
+        format!(r#"{{"samples": {samples}, "scorer": "match", "reducer": "max"}}"#),
+    ] {
+        let read = with(&reduction).expect(&reduction);
+        assert_eq!(read.reduction_count, count, "{reduction}");
+        assert_eq!(read.reductions.len(), count, "{reduction}");
+        assert!(
+            read.reductions
+                .iter()
+                .all(|r| r.scorer == "match" && r.reducer.as_deref() == Some("max")),
+            "{reduction}"
+        );
+    }
+    for (reduction, refusal) in [
+        (
+            format!(r#"{{"scorer": "match", "samples": {samples}, "reducer": "mean"}}"#),
+            "reductions[0]: `reducer` comes after `samples`",
+        ),
+        (
+            format!(r#"{{"reducer": "mean", "samples": {samples}}}"#),
+            "reductions[0]: missing field `scorer`",
+        ),
+    ] {
+        match with(&reduction) {
+            Err(LogError::Corrupt(message)) => {
+                assert!(message.contains(refusal), "{refusal}: {message}")
+            }
+            other => panic!("{refusal}: {other:?}"),
+        }
     }
 }
 

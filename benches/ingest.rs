@@ -8,6 +8,8 @@
 //! does), and serves the real router in this process on 127.0.0.1:0. The API side is one
 //! NDJSON request streamed in chunks, as a harness would send it.
 
+#[path = "common/peak.rs"]
+mod peak;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -18,23 +20,6 @@ use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use support::TestApp;
 use support::story::{active_exercise, new_run};
-
-/// A field of /proc/self/status, in KiB.
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Resets the peak resident size to the current one (Linux), so that the peak read
-/// after a request is what the request added.
-fn reset_peak() -> u64 {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    status_kib("VmRSS:")
-}
 
 fn score(i: usize) -> Value {
     json!({"sample_id": format!("sample-{i:07}"), "epoch": 1 + (i % 3) as i32, "scorer": "match",
@@ -103,7 +88,7 @@ async fn main() {
         .chunks(1 << 20)
         .map(|c| Ok(c.to_vec()))
         .collect();
-    let before_kib = reset_peak();
+    let before_kib = peak::reset_peak();
     let started = Instant::now();
     let response = app
         .client
@@ -119,7 +104,7 @@ async fn main() {
     let status = response.status();
     let answer: Value = response.json().await.expect("json");
     let api_secs = started.elapsed().as_secs_f64();
-    let added_mib = (status_kib("VmHWM:").saturating_sub(before_kib)) as f64 / 1024.0;
+    let added_mib = (peak::peak_kib().saturating_sub(before_kib)) as f64 / 1024.0;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["stored"], rows as u64);
 

@@ -7,73 +7,17 @@
 //!     cargo bench --bench inspect_memory              # 20,000, 100,000 and 1,000,000
 //!     cargo bench --bench inspect_memory -- 50000     # one count
 
-use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+#[path = "common/logs.rs"]
+mod logs;
+#[path = "common/peak.rs"]
+mod peak;
+
+use std::io::Read;
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use jointeval_inspect::Limits;
-use serde_json::{Value, json};
-
-fn fixture() -> Value {
-    let path = format!(
-        "{}/tests/fixtures/inspect/arith_small.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("JSON")
-}
-
-/// The fixture's first sample under another id, as the reader sees a sample.
-fn sample(template: &Value, i: usize) -> Value {
-    let mut s = template.clone();
-    s["id"] = json!(format!("g{i:07}"));
-    s
-}
-
-fn generate(dir: &Path, scores: usize) -> (PathBuf, PathBuf) {
-    let log = fixture();
-    let template = {
-        let first = &log["samples"][0];
-        json!({"id": first["id"], "epoch": 1, "scores": first["scores"],
-               "metadata": first["metadata"], "target": first["target"]})
-    };
-    let per_sample = template["scores"].as_object().map_or(1, |s| s.len().max(1));
-    let samples = scores.div_ceil(per_sample);
-    let mut header = log.clone();
-    header["samples"] = Value::Null;
-    header["eval"]["dataset"]["samples"] = json!(samples);
-    header["eval"]["dataset"]["sample_ids"] = json!([]);
-
-    let json_path = dir.join(format!("log-{scores}.json"));
-    let mut out = BufWriter::new(std::fs::File::create(&json_path).expect("create"));
-    let mut head = header.clone();
-    head.as_object_mut().expect("object").remove("samples");
-    let head = serde_json::to_string(&head).expect("json");
-    write!(out, "{},\"samples\":[", &head[..head.len() - 1]).expect("write");
-    for i in 0..samples {
-        if i > 0 {
-            out.write_all(b",").expect("write");
-        }
-        serde_json::to_writer(&mut out, &sample(&template, i)).expect("write");
-    }
-    out.write_all(b"]}").expect("write");
-    out.flush().expect("flush");
-
-    let eval_path = dir.join(format!("log-{scores}.eval"));
-    let file = std::fs::File::create(&eval_path).expect("create");
-    let mut zip = zip::ZipWriter::new(BufWriter::new(file));
-    let options =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Zstd);
-    for i in 0..samples {
-        zip.start_file(format!("samples/g{i:07}_epoch_1.json"), options)
-            .expect("entry");
-        serde_json::to_writer(&mut zip, &sample(&template, i)).expect("write");
-    }
-    zip.start_file("header.json", options).expect("entry");
-    serde_json::to_writer(&mut zip, &header).expect("write");
-    zip.finish().expect("finish");
-    (json_path, eval_path)
-}
 
 /// In a process of its own: reads one log, and prints what it read and its peak memory.
 fn read_one(how: &str, path: &Path) {
@@ -86,8 +30,8 @@ fn read_one(how: &str, path: &Path) {
     let scores = match how {
         "each" => {
             let mut scores = 0usize;
-            jointeval_inspect::read_each(file, None, limits, &mut |_| {
-                scores += 1;
+            jointeval_inspect::read_each(file, None, limits, &mut |item| {
+                scores += usize::from(matches!(item, jointeval_inspect::Item::Score(_)));
                 Ok(())
             })
             .expect("read");
@@ -101,19 +45,8 @@ fn read_one(how: &str, path: &Path) {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "{scores} scores in {secs:.2} s, peak resident {:.1} MiB",
-        peak_resident_kib() as f64 / 1024.0
+        peak::peak_kib() as f64 / 1024.0
     );
-}
-
-/// This process's peak resident set (`VmHWM`): its own address space's, unlike
-/// `getrusage`'s `ru_maxrss`, which keeps the peak of the process that forked it.
-fn peak_resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .expect("/proc/self/status")
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
 }
 
 fn main() {
@@ -132,7 +65,11 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("mkdir");
     let me = std::env::current_exe().expect("this program");
     for n in counts {
-        let (json_log, eval_log) = generate(&dir, n);
+        let logs::Generated {
+            json: json_log,
+            eval: eval_log,
+            ..
+        } = logs::generate(&dir, n);
         for path in [&json_log, &eval_log] {
             let size = std::fs::metadata(path).expect("size").len() as f64 / (1024.0 * 1024.0);
             for how in ["each", "whole"] {

@@ -562,6 +562,97 @@ async fn a_log_of_an_unknown_version_or_shape_is_refused_and_writes_nothing() {
     );
 }
 
+/// A log of more scores, reductions and errored samples than one batch of the writer
+/// (5,000) imports whole: each kind is written a batch at a time as it is read, and every
+/// row arrives, the last partial batch of each kind too.
+#[tokio::test]
+async fn a_log_larger_than_a_batch_of_each_kind_imports_whole() {
+    let s = setup(HttpSettings::default()).await;
+    let log: Value = serde_json::from_slice(&fixture("arith_small.json")).expect("JSON");
+    let first = &log["samples"][0];
+    let samples = 12_002;
+    let mut generated = log.clone();
+    generated["eval"]["eval_id"] = json!("batched-12002");
+    generated["eval"]["dataset"]["samples"] = json!(samples);
+    generated["eval"]["dataset"]["sample_ids"] = json!([]);
+    // Every other sample scored by both scorers, the others ended in an error.
+    generated["samples"] = (0..samples)
+        .map(|i| {
+            let id = format!("g{i:05}");
+            if i % 2 == 0 {
+                json!({"id": id, "epoch": 1, "scores": first["scores"], "target": first["target"]})
+            } else {
+                json!({"id": id, "epoch": 1, "error": {"message": format!("sample {i} failed")}})
+            }
+        })
+        .collect();
+    generated["reductions"] = ["match", "includes"]
+        .iter()
+        .map(|scorer| {
+            let reduced: Vec<Value> = (0..samples)
+                .step_by(2)
+                .map(|i| json!({"value": (i % 3) as f64 / 2.0, "sample_id": format!("g{i:05}")}))
+                .collect();
+            json!({"scorer": scorer, "samples": reduced})
+        })
+        .collect();
+    let run = s.running_run(json!({})).await;
+    let imported = s
+        .upload(
+            &s.evaluator,
+            run,
+            "batched.json",
+            serde_json::to_vec(&generated).expect("json"),
+            "",
+        )
+        .await;
+    assert_eq!(imported.status(), 200);
+    let answer: Value = imported.json().await.expect("json");
+    let (scored, errored) = (samples / 2, samples / 2);
+    assert_eq!(answer["scores"], 2 * scored);
+    assert_eq!(answer["reductions"], 2 * scored);
+    assert_eq!(answer["errored_samples"], errored);
+    let count = |sql: &'static str| {
+        let pool = s.app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(run)
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+        }
+    };
+    assert_eq!(
+        count("select count(*) from run_samples where run_id = $1").await,
+        2 * scored as i64
+    );
+    assert_eq!(
+        count("select count(*) from run_reductions where run_id = $1").await,
+        2 * scored as i64
+    );
+    assert_eq!(
+        count("select count(*) from run_sample_errors where run_id = $1").await,
+        errored as i64
+    );
+    // What is stored is what the log says: each reduction's value, each error's message.
+    assert_eq!(
+        count(
+            "select count(*) from run_reductions where run_id = $1
+             and value_number = (substr(sample_id, 2)::int % 3) / 2.0"
+        )
+        .await,
+        2 * scored as i64
+    );
+    assert_eq!(
+        count(
+            "select count(*) from run_sample_errors where run_id = $1
+             and message = 'sample ' || substr(sample_id, 2)::int || ' failed'"
+        )
+        .await,
+        errored as i64
+    );
+}
+
 /// A run's reductions and errored samples are the run's: another institute, a third
 /// one, a disabled account and an outsider read none of them before its release.
 #[tokio::test]

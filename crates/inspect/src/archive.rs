@@ -83,7 +83,12 @@ fn read_at(input: &mut (impl Read + Seek), at: u64, buf: &mut [u8]) -> Result<()
     input
         .seek(SeekFrom::Start(at))
         .and_then(|_| input.read_exact(buf))
-        .map_err(|e| corrupt(format!("at byte {at}: {e}")))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                corrupt(format!("it ends before byte {}", at + buf.len() as u64))
+            }
+            _ => corrupt(format!("at byte {at}: {e}")),
+        })
 }
 
 impl Directory {
@@ -125,7 +130,9 @@ impl Directory {
     }
 
     /// Walks the whole directory, checking every record before any sample is read: a name
-    /// that comes twice is refused (readers differ on which of the two they read).
+    /// that comes twice is refused (readers differ on which of the two they read), and so
+    /// are entries that need more bytes together than lie before the directory, which can
+    /// only be entries sharing their bytes (a bomb's way to expand one span many times).
     pub fn known(&self, input: &mut (impl Read + Seek)) -> Result<Known, LogError> {
         // 8 bytes a name; the hashes are keyed afresh so that a collision, a false refusal,
         // cannot be made on purpose.
@@ -133,10 +140,17 @@ impl Directory {
         let mut names = HashSet::new();
         let mut header = None;
         let mut reductions = None;
+        let mut used = 0u64;
         let mut records = self.records();
         while let Some(entry) = records.next(input)? {
             if !names.insert(keys.hash_one(&entry.name)) {
                 return Err(corrupt(format!("it names {} twice", entry.name())));
+            }
+            used = used
+                .saturating_add((LOCAL_LEN + entry.name.len()) as u64)
+                .saturating_add(entry.compressed);
+            if used > self.start {
+                return Err(corrupt("its entries overlap"));
             }
             match entry.name.as_slice() {
                 b"header.json" => header = Some(entry),
@@ -193,8 +207,8 @@ impl Directory {
     }
 }
 
-/// The end-of-central-directory record, and where it is: the last one whose comment ends
-/// the archive.
+/// The end-of-central-directory record, and where it is: the last one whose comment fits
+/// in the archive (bytes may follow it, as Python's `zipfile` allows).
 fn end_record(input: &mut (impl Read + Seek), len: u64) -> Result<(u64, Vec<u8>), LogError> {
     let tail_len = len.min((END_LEN + usize::from(u16::MAX)) as u64);
     let mut tail = vec![0u8; tail_len as usize];
@@ -203,7 +217,7 @@ fn end_record(input: &mut (impl Read + Seek), len: u64) -> Result<(u64, Vec<u8>)
         .rev()
         .find(|&at| {
             &tail[at..at + 4] == END
-                && at + END_LEN + usize::from(le16(&tail, at + 20)) == tail.len()
+                && at + END_LEN + usize::from(le16(&tail, at + 20)) <= tail.len()
         });
     let at = found.ok_or_else(|| corrupt("it has no end of central directory record"))?;
     tail.drain(..at);
@@ -226,7 +240,10 @@ fn zip64_end(
         return Ok(None);
     }
     let at = le64(&locator, 8);
-    if at >= locator_at {
+    if at
+        .checked_add(ZIP64_END_LEN as u64)
+        .is_none_or(|end| end > locator_at)
+    {
         return Err(corrupt("its zip64 end record lies past its end"));
     }
     let mut record = [0u8; ZIP64_END_LEN];
@@ -287,7 +304,10 @@ impl Records<'_> {
         entry.read_zip64(extra)?;
         self.next += len;
         if le16(&fixed, 8) & 1 != 0 {
-            return Err(LogError::Corrupt(format!("{}: is encrypted", entry.name())));
+            return Err(LogError::Corrupt(format!(
+                "{}: it is encrypted, which this service does not read",
+                entry.name()
+            )));
         }
         let data_end = entry
             .offset

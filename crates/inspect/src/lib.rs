@@ -391,6 +391,7 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_, '_> {
                     tally: &mut *self.tally,
                     each: &mut *self.each,
                     stopped: &mut *self.stopped,
+                    window: None,
                 })?,
                 "samples" => map.next_value_seed(Samples {
                     tally: &mut *self.tally,
@@ -444,6 +445,25 @@ impl<'de> serde::de::Visitor<'de> for Samples<'_, '_> {
     }
 }
 
+/// How far the reading of a streamed archive entry has come, shared by its bytes
+/// ([`Expanding`]) and the visitor that reads them, which marks where each element it
+/// holds begins: no one element (a reduced sample, or the samples held for their scorer)
+/// may pass the bound on an entry held whole, though the entry as a whole may.
+#[derive(Default)]
+struct Window {
+    read: std::cell::Cell<u64>,
+    start: std::cell::Cell<u64>,
+}
+
+impl Window {
+    /// An element begins where the bytes read have come to.
+    fn mark(window: Option<&Window>) {
+        if let Some(window) = window {
+            window.start.set(window.read.get());
+        }
+    }
+}
+
 /// A log's `reductions` (a list of one scorer's and reducer's values, one a sample), each
 /// sample's value handed on as it is read: as Inspect writes them, a reduction names its
 /// scorer and reducer before its samples. Where the samples come before the scorer (keys
@@ -453,6 +473,7 @@ struct Reductions<'r, 'e> {
     tally: &'r mut Tally,
     each: &'r mut Each<'e>,
     stopped: &'r mut Option<LogError>,
+    window: Option<&'r Window>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Reductions<'_, '_> {
@@ -480,6 +501,7 @@ impl<'de> serde::de::Visitor<'de> for Reductions<'_, '_> {
                 tally: &mut *self.tally,
                 each: &mut *self.each,
                 stopped: &mut *self.stopped,
+                window: self.window,
             })?
             .is_some()
         {}
@@ -492,6 +514,7 @@ struct OneReduction<'r, 'e> {
     tally: &'r mut Tally,
     each: &'r mut Each<'e>,
     stopped: &'r mut Option<LogError>,
+    window: Option<&'r Window>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for OneReduction<'_, '_> {
@@ -515,15 +538,36 @@ impl<'de> serde::de::Visitor<'de> for OneReduction<'_, '_> {
         let mut reducer: Option<String> = None;
         let mut held: Option<Vec<RawReducedSample>> = None;
         let mut handed_on = false;
-        while let Some(key) = map.next_key::<String>()? {
+        loop {
+            // Samples held for their scorer count as one element, whatever follows them.
+            if held.is_none() {
+                Window::mark(self.window);
+            }
+            let Some(key) = map.next_key::<String>()? else {
+                break;
+            };
             match key.as_str() {
-                "scorer" | "reducer" if handed_on => {
-                    return Err(A::Error::custom(format!(
-                        "`{key}` comes after `samples`, which were read as having none"
-                    )));
+                "scorer" => {
+                    let named: String = map.next_value()?;
+                    if handed_on && scorer.as_deref() != Some(named.as_str()) {
+                        return Err(A::Error::custom(
+                            "`scorer` comes again after `samples`, naming another",
+                        ));
+                    }
+                    scorer = Some(named);
                 }
-                "scorer" => scorer = Some(map.next_value()?),
-                "reducer" => reducer = map.next_value()?,
+                "reducer" => {
+                    let named: Option<String> = map.next_value()?;
+                    if handed_on && named != reducer {
+                        return Err(A::Error::custom(
+                            "`reducer` comes after `samples`, which were read as reduced by none",
+                        ));
+                    }
+                    reducer = named;
+                }
+                "samples" if handed_on || held.is_some() => {
+                    return Err(A::Error::duplicate_field("samples"));
+                }
                 "samples" => match scorer.as_deref() {
                     Some(scorer) => {
                         handed_on = true;
@@ -533,9 +577,10 @@ impl<'de> serde::de::Visitor<'de> for OneReduction<'_, '_> {
                             tally: &mut *self.tally,
                             each: &mut *self.each,
                             stopped: &mut *self.stopped,
+                            window: self.window,
                         })?;
                     }
-                    None => held = map.next_value()?,
+                    None => held = Some(map.next_value()?),
                 },
                 _ => {
                     map.next_value::<serde::de::IgnoredAny>()?;
@@ -551,6 +596,7 @@ impl<'de> serde::de::Visitor<'de> for OneReduction<'_, '_> {
             tally: self.tally,
             each: self.each,
             stopped: self.stopped,
+            window: self.window,
         };
         for sample in held.into_iter().flatten() {
             reduced.hand_on(sample)?;
@@ -566,6 +612,7 @@ struct Reduced<'r, 'e> {
     tally: &'r mut Tally,
     each: &'r mut Each<'e>,
     stopped: &'r mut Option<LogError>,
+    window: Option<&'r Window>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for Reduced<'_, '_> {
@@ -588,7 +635,10 @@ impl<'de> serde::de::Visitor<'de> for Reduced<'_, '_> {
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(sample) = seq.next_element::<RawReducedSample>()? {
+        while let Some(sample) = {
+            Window::mark(self.window);
+            seq.next_element::<RawReducedSample>()?
+        } {
             self.hand_on(sample)?;
         }
         Ok(())
@@ -707,6 +757,7 @@ fn read_eval(
     if let Some(reductions) = &known.reductions {
         // Streamed, not held: one reduction a sample and scorer makes it as large as the
         // samples' scores together.
+        let window = Window::default();
         let mut expanding = Expanding::open(
             &mut input,
             &directory,
@@ -714,7 +765,8 @@ fn read_eval(
             limits,
             u64::MAX,
             expanded,
-        )?;
+        )?
+        .within(&window, limits.max_entry);
         let mut stopped = None;
         let read = {
             let mut deserializer = serde_json::Deserializer::from_reader(Constants::new(
@@ -725,6 +777,7 @@ fn read_eval(
                 tally: &mut tally,
                 each,
                 stopped: &mut stopped,
+                window: Some(&window),
             }
             .deserialize(serde_path_to_error::Deserializer::new(
                 &mut deserializer,
@@ -814,6 +867,8 @@ struct Expanding<'a> {
     crc: crc32fast::Hasher,
     /// Whether the end was reached and checked.
     ended: bool,
+    /// Where the element being read began, and how large one may be.
+    window: Option<(&'a Window, u64)>,
     /// Why the bytes were refused: an io error cannot carry it through a JSON reader.
     failed: Option<LogError>,
 }
@@ -848,8 +903,17 @@ impl<'a> Expanding<'a> {
             read: 0,
             crc: crc32fast::Hasher::new(),
             ended: false,
+            window: None,
             failed: None,
         })
+    }
+
+    /// Bounds each element of the entry, as `window` marks them, to `max_element` bytes.
+    fn within(self, window: &'a Window, max_element: u64) -> Self {
+        Expanding {
+            window: Some((window, max_element)),
+            ..self
+        }
     }
 
     /// What a reading that failed with `error` answers.
@@ -881,6 +945,17 @@ impl Read for Expanding<'_> {
         }
         let n = self.bytes.read(buf)?;
         self.read += n as u64;
+        if let Some((window, max_element)) = self.window {
+            window.read.set(self.read);
+            if self.read - window.start.get() > max_element {
+                let why = LogError::Corrupt(format!(
+                    "{}: one of its elements is larger than {max_element} bytes, more than \
+                     this service holds at once",
+                    self.entry.name()
+                ));
+                return Err(self.refuse(why));
+            }
+        }
         if self.read > self.cap {
             let why = if self.own_cap {
                 LogError::Bomb {

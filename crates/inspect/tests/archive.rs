@@ -140,8 +140,13 @@ fn pack(entries: &[Raw], style: Style) -> Vec<u8> {
         local_header(&mut out, e, style);
         central_record(&mut central, e, offset, style);
     }
-    let (start, size, count) = (out.len() as u64, central.len() as u64, entries.len() as u64);
-    out.extend_from_slice(&central);
+    end(out, &central, entries.len() as u64, style)
+}
+
+/// The entries `out` holds, then their central directory of `count` records.
+fn end(mut out: Vec<u8>, central: &[u8], count: u64, style: Style) -> Vec<u8> {
+    let (start, size) = (out.len() as u64, central.len() as u64);
+    out.extend_from_slice(central);
     if style.zip64 {
         let record_at = out.len() as u64;
         out.extend_from_slice(b"PK\x06\x06");
@@ -367,8 +372,103 @@ fn a_damaged_directory_is_refused() {
     let why = refusal(zip64);
     assert!(why.contains("zip64 end record"), "{why}");
 
-    // Cut anywhere, it is refused, never read as a shorter log.
+    // Cut anywhere, it is refused, never read as a shorter log; so is one whose entries
+    // were cut short under a whole directory.
     for len in (0..plain.len()).step_by(97) {
         assert!(read_bytes(plain[..len].to_vec()).is_err(), "cut at {len}");
+    }
+    let mut short = plain[..start as usize - 100].to_vec();
+    short.extend_from_slice(&plain[start as usize..]);
+    assert!(read_bytes(short).is_err());
+}
+
+/// Records that share one entry's bytes (a bomb's way to expand one span many times) are
+/// refused before anything is expanded.
+#[test]
+fn entries_that_share_their_bytes_are_refused() {
+    let entries = entries_of("arith_small.eval");
+    let header = entries
+        .iter()
+        .find(|e| e.name == "header.json")
+        .expect("header");
+    let mut out = Vec::new();
+    local_header(&mut out, header, PLAIN);
+    let mut central = Vec::new();
+    central_record(&mut central, header, 0, PLAIN);
+    for i in 0..3 {
+        let copy = Raw {
+            // As long as the header's name: each record alone fits before the directory.
+            name: format!("entry{i}.json"),
+            ..header.clone()
+        };
+        central_record(&mut central, &copy, 0, PLAIN);
+    }
+    let why = refusal(end(out, &central, 4, PLAIN));
+    assert_eq!(why, ".eval archive: its entries overlap");
+}
+
+/// Bytes after the end of the directory are not the archive's, as Python's `zipfile`
+/// reads it.
+#[test]
+fn bytes_after_the_archive_are_passed_over() {
+    let entries = entries_of("arith_small.eval");
+    let plain = pack(&entries, PLAIN);
+    let mut followed = plain.clone();
+    followed.extend_from_slice(b"appended by a careless copy");
+    assert_eq!(
+        read_bytes(followed).expect("read"),
+        read_bytes(plain).expect("read")
+    );
+}
+
+/// `reductions.json` is read as it expands, a sample at a time, so it may be larger than
+/// the bound on an entry held whole; what is held of it (samples waiting for a scorer
+/// named after them) is held to that bound.
+#[test]
+fn reductions_larger_than_an_entry_read_unless_held_whole() {
+    let mut entries = entries_of("arith_small.eval");
+    let at = entries
+        .iter()
+        .position(|e| e.name == "reductions.json")
+        .expect("reductions");
+    let largest = entries
+        .iter()
+        .filter(|e| e.name != "reductions.json")
+        .map(|e| e.size)
+        .max()
+        .expect("entries");
+    let limits = Limits {
+        max_entry: largest,
+        ..Limits::default()
+    };
+    // Larger than the bound by more than what the reading buffers ahead of the parser.
+    let sample = r#"{"value": 1.0, "answer": "4", "sample_id": "q0000"}"#;
+    let count = (largest as usize + (64 << 10)) / sample.len();
+    let samples = vec![sample; count].join(",");
+    let reductions = |reduction: String| {
+        let data = format!("[{reduction}]").into_bytes();
+        assert!(data.len() as u64 > largest + (64 << 10));
+        Raw {
+            name: "reductions.json".into(),
+            method: 0,
+            crc32: crc32fast::hash(&data),
+            size: data.len() as u64,
+            data,
+        }
+    };
+    entries[at] = reductions(format!(r#"{{"scorer": "match", "samples": [{samples}]}}"#));
+    let read = read(Cursor::new(pack(&entries, PLAIN)), limits).expect("streamed");
+    assert_eq!(read.reductions.len(), count);
+
+    entries[at] = reductions(format!(r#"{{"samples": [{samples}], "scorer": "match"}}"#));
+    match jointeval_inspect::read(Cursor::new(pack(&entries, PLAIN)), limits) {
+        Err(LogError::Corrupt(why)) => assert_eq!(
+            why,
+            format!(
+                "reductions.json: one of its elements is larger than {largest} bytes, more \
+                 than this service holds at once"
+            )
+        ),
+        other => panic!("held whole: {other:?}"),
     }
 }

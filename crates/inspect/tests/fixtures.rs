@@ -443,6 +443,10 @@ fn a_reduction_reads_alike_whatever_the_order_of_its_keys() {
         format!(r#"{{"scorer": "match", "reducer": "max", "samples": {samples}}}"#),
         format!(r#"{{"reducer": "max", "samples": {samples}, "scorer": "match"}}"#),
         format!(r#"{{"samples": {samples}, "scorer": "match", "reducer": "max"}}"#),
+        // Named again after the samples, but as they were read.
+        format!(
+            r#"{{"scorer": "match", "reducer": "max", "samples": {samples}, "scorer": "match", "reducer": "max"}}"#
+        ),
     ] {
         let read = with(&reduction).expect(&reduction);
         assert_eq!(read.reduction_count, count, "{reduction}");
@@ -462,6 +466,14 @@ fn a_reduction_reads_alike_whatever_the_order_of_its_keys() {
         (
             format!(r#"{{"reducer": "mean", "samples": {samples}}}"#),
             "reductions[0]: missing field `scorer`",
+        ),
+        (
+            format!(r#"{{"scorer": "match", "samples": {samples}, "scorer": "includes"}}"#),
+            "reductions[0]: `scorer` comes again after `samples`, naming another",
+        ),
+        (
+            format!(r#"{{"scorer": "match", "samples": {samples}, "samples": []}}"#),
+            "reductions[0]: duplicate field `samples`",
         ),
     ] {
         match with(&reduction) {

@@ -43,7 +43,7 @@ try:
     from jointeval_client import AuthenticatedClient, Client
     from jointeval_client.api.accounts import create_account, grant_membership
     from jointeval_client.api.auth import token
-    from jointeval_client.api.exercises import agree, create_exercise
+    from jointeval_client.api.exercises import agree, create_exercise, get_exercise
     from jointeval_client.api.me import change_password, me
     from jointeval_client.api.protocols import create_draft, create_protocol, review_version, submit_version
     from jointeval_client.api.runs import create_run
@@ -244,7 +244,9 @@ def main() -> None:
     )
     assert isinstance(exercise, ExerciseView)
     for admin in (us_admin, uk_admin):
-        exercise = call(agree, exercise.id, client=admin, body=AgreeRequest())
+        # An agreement binds to the plan as read: its ETag goes back as If-Match.
+        read = get_exercise.sync_detailed(exercise.id, client=admin)
+        exercise = call(agree, exercise.id, client=admin, body=AgreeRequest(), if_match=read.headers["etag"])
     assert isinstance(exercise, ExerciseView)
 
     # The run, queued for the `inspect` harness. Its config names the task and the model,

@@ -160,7 +160,9 @@ class Jointeval:
             "participants": ["US", "UK"],
             "starts_at": now.isoformat(), "ends_at": (now + dt.timedelta(days=1)).isoformat()})
         for admin in (us_admin, uk_admin):
-            exercise = self.call(admin, "POST", f"/v1/exercises/{exercise['id']}/agree", 200, "agree", {})
+            path = f"/v1/exercises/{exercise['id']}"
+            read = admin.get(self.url + path, timeout=TIMEOUT).headers["etag"]
+            exercise = self.call(admin, "POST", f"{path}/agree", 200, "agree", {}, headers={"if-match": read})
         if exercise["status"] != "active":
             raise ServerError(f"the exercise agreed by both admins is {exercise['status']}, not active")
         harness = self.call(us_admin, "POST", "/v1/accounts", 201, "create the service account", {

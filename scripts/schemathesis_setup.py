@@ -94,6 +94,14 @@ class Api:
     def login(self, **form: str) -> str:
         return self.call("POST", "/v1/auth/token", body=form)["access_token"]
 
+    def etag(self, path: str, token: str) -> str:
+        """The ETag of what `path` answers `token` now (an agreement binds to it)."""
+        request = urllib.request.Request(
+            self.base_url + path, method="GET", headers={"authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return str(response.headers["etag"])
+
 
 def new_person(api: Api, admin: str, code: str, role: str, suffix: str) -> tuple[str, str]:
     """A person of the admin's institute holding `role`: (account id, access token)."""
@@ -219,7 +227,9 @@ def main() -> None:
     )
     exercise_id = exercise["id"]
     for code in INSTITUTES:
-        api.call("POST", f"/v1/exercises/{exercise_id}/agree", tokens[f"admin-{code}"], {})
+        admin = tokens[f"admin-{code}"]
+        read = api.etag(f"/v1/exercises/{exercise_id}", admin)
+        api.call("POST", f"/v1/exercises/{exercise_id}/agree", admin, {}, headers={"if-match": read})
 
     def new_run(token: str, key: str) -> str:
         run = api.call(

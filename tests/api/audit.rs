@@ -853,10 +853,15 @@ async fn every_mutating_route_writes_exactly_one_audit_event() {
         (&usa, us_admin.id, "planned"),
         (&uka, uk_admin.id, "active"),
     ] {
+        let read = app.get_as(token, &exercise_path).await.headers()["etag"]
+            .to_str()
+            .expect("etag")
+            .to_owned();
         let agreed = s
             .call(
                 ("POST", "/v1/exercises/{id}/agree"),
-                post(&app, token, &format!("{exercise_path}/agree"), &json!({})),
+                post(&app, token, &format!("{exercise_path}/agree"), &json!({}))
+                    .header("if-match", read),
                 200,
                 admin,
                 Object::Is(exercise),

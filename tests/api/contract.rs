@@ -49,6 +49,18 @@ fn takes_body(op: &str) -> bool {
     spec["paths"][path][method.to_lowercase()]["requestBody"].is_object()
 }
 
+/// Whether the operation names `If-Match` among its parameters.
+fn takes_if_match(op: &str) -> bool {
+    let spec = serde_json::to_value(jointeval_api::openapi()).expect("spec");
+    let (method, path) = op.split_once(' ').expect("op");
+    spec["paths"][path][method.to_lowercase()]["parameters"]
+        .as_array()
+        .is_some_and(|ps| {
+            ps.iter()
+                .any(|p| p["in"] == "header" && p["name"] == "If-Match")
+        })
+}
+
 fn takes_query(op: &str) -> bool {
     let spec = serde_json::to_value(jointeval_api::openapi()).expect("spec");
     let (method, path) = op.split_once(' ').expect("op");
@@ -254,7 +266,7 @@ async fn send(
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    if op.starts_with("PATCH") {
+    if takes_if_match(op) {
         // The body is read before the version is compared.
         request = request.header("if-match", "\"0\"");
     }
@@ -403,8 +415,13 @@ async fn common_probes(app: &TestApp, w: &World, ops: &[Op]) -> Vec<(Op, Answer)
                 ));
             }
         }
-        if op.starts_with("PATCH") {
-            let method = Method::PATCH;
+        if takes_if_match(op) {
+            let method: Method = op
+                .split(' ')
+                .next()
+                .expect("method")
+                .parse()
+                .expect("method");
             for (what, if_match) in [("no If-Match", None), ("a stale If-Match", Some("\"0\""))] {
                 for token in [&w.admin, &w.author] {
                     let mut request = app
@@ -697,6 +714,8 @@ async fn specific_probes(app: &TestApp, w: &World) -> Vec<(Op, Answer)> {
         // neither JSON nor a zip.
         step("PATCH /v1/exercises/{id}", &w.author, active.clone(), plan.clone()).if_match(&active_tag),
         step("PATCH /v1/exercises/{id}", &w.author, planned.clone(), plan.clone()).if_match("\"0\""),
+        step("POST /v1/exercises/{id}/agree", &w.reviewer, format!("{planned}/agree"), json!({}))
+            .if_match("\"0\""),
         step("POST /v1/exercises/{id}/cancel", &w.author, format!("{planned}/cancel"), json!({})).twice(),
         step("POST /v1/exercises/{id}/runs", &w.evaluator, format!("{planned}/runs"), new_run(&w.protocol)),
         step("POST /v1/exercises/{id}/runs/inspect-log", &w.evaluator, format!("{planned}/{from_log}"), json!({})),

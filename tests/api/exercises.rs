@@ -89,12 +89,7 @@ async fn an_exercise_starts_when_every_participant_agrees_to_its_current_plan() 
         .await
         .expect("json");
     assert_eq!(listed["items"], json!([]));
-    problem(
-        app.post_as(&jp_admin, &format!("{path}/agree"), &json!({}))
-            .await,
-        404,
-    )
-    .await;
+    problem(app.agree(&jp_admin, &path, &json!({})).await, 404).await;
 
     // Only the lead changes the plan; authors do not agree.
     problem(
@@ -109,15 +104,10 @@ async fn an_exercise_starts_when_every_participant_agrees_to_its_current_plan() 
         403,
     )
     .await;
-    problem(
-        app.post_as(&us_author, &format!("{path}/agree"), &json!({}))
-            .await,
-        403,
-    )
-    .await;
+    problem(app.agree(&us_author, &path, &json!({})).await, 403).await;
 
     let agreed: Value = app
-        .post_as(&us_reviewer, &format!("{path}/agree"), &json!({}))
+        .agree(&us_reviewer, &path, &json!({}))
         .await
         .json()
         .await
@@ -160,16 +150,25 @@ async fn an_exercise_starts_when_every_participant_agrees_to_its_current_plan() 
     );
 
     let us: Value = app
-        .post_as(&us_admin, &format!("{path}/agree"), &json!({}))
+        .agree(&us_admin, &path, &json!({}))
         .await
         .json()
         .await
         .expect("json");
     assert_eq!(us["status"], "planned");
     // An agreement with nothing to add needs no body.
+    let read = app.get_as(&uk_reviewer, &path).await.headers()["etag"]
+        .to_str()
+        .expect("etag")
+        .to_owned();
     let uk: Value = app
-        .post_empty(&uk_reviewer, &format!("{path}/agree"))
+        .client
+        .post(app.url(&format!("{path}/agree")))
+        .bearer_auth(&uk_reviewer)
+        .header("if-match", read)
+        .send()
         .await
+        .expect("request")
         .json()
         .await
         .expect("json");
@@ -179,12 +178,7 @@ async fn an_exercise_starts_when_every_participant_agrees_to_its_current_plan() 
     );
 
     // Active: the plan is fixed; the lead completes it.
-    problem(
-        app.post_as(&uk_reviewer, &format!("{path}/agree"), &json!({}))
-            .await,
-        409,
-    )
-    .await;
+    problem(app.agree(&uk_reviewer, &path, &json!({})).await, 409).await;
     let now = app.get_as(&us_author, &path).await.headers()["etag"]
         .to_str()
         .expect("etag")
@@ -220,6 +214,108 @@ async fn an_exercise_starts_when_every_participant_agrees_to_its_current_plan() 
         409,
     )
     .await;
+}
+
+/// An agreement binds to the plan its reviewer read. Reviewer A reads the plan; the lead
+/// changes the model version; reviewer B reads the new plan and agrees; A's agreement with
+/// what A read is refused (412), and the exercise stays planned until A reads the plan it
+/// would start on and agrees to that. Without `If-Match`, or with `*`, an agreement is 428.
+#[tokio::test]
+async fn an_agreement_counts_only_for_the_plan_its_reviewer_read() {
+    let app = TestApp::spawn().await;
+    let protocol = approved_protocol(&app, "joint-cyber", &["US", "UK"]).await;
+    let lead = app
+        .login(&app.person("lead@nist.gov", "US", &[Role::Author]).await)
+        .await;
+    let reviewer_a = app
+        .login(&app.person("rev@aisi.gov.uk", "UK", &[Role::Reviewer]).await)
+        .await;
+    let reviewer_b = app
+        .login(&app.person("rev@nist.gov", "US", &[Role::Reviewer]).await)
+        .await;
+    let created = app
+        .post_as(&lead, "/v1/exercises", &plan(&protocol, &["US", "UK"], 14))
+        .await;
+    assert_eq!(created.status(), 201);
+    let lead_read = created.headers()["etag"].to_str().expect("etag").to_owned();
+    let created: Value = created.json().await.expect("json");
+    let path = format!("/v1/exercises/{}", created["id"].as_str().expect("id"));
+
+    let a_read = app.get_as(&reviewer_a, &path).await;
+    let a_etag = a_read.headers()["etag"].to_str().expect("etag").to_owned();
+    let a_plan: Value = a_read.json().await.expect("json");
+    assert_eq!(a_plan["model"]["version"], "2026-10-01");
+
+    let mut changed = plan(&protocol, &["US", "UK"], 14);
+    changed["model"]["version"] = json!("2026-11-15");
+    assert_eq!(
+        patch(&app, &lead, &path, &lead_read, &changed)
+            .await
+            .status(),
+        200
+    );
+    let b: Value = app
+        .agree(&reviewer_b, &path, &json!({}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (b["agreed"].clone(), b["status"].clone()),
+        (json!(["US"]), json!("planned"))
+    );
+
+    let stale = app
+        .agree_as_read(&reviewer_a, &path, &a_etag, &json!({}))
+        .await;
+    problem(stale, 412).await;
+    for missing in [None, Some("*")] {
+        let mut request = app
+            .client
+            .post(app.url(&format!("{path}/agree")))
+            .bearer_auth(&reviewer_a)
+            .json(&json!({}));
+        if let Some(value) = missing {
+            request = request.header("if-match", value);
+        }
+        problem(request.send().await.expect("request"), 428).await;
+    }
+    let unchanged: Value = app
+        .get_as(&reviewer_a, &path)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (unchanged["agreed"].clone(), unchanged["status"].clone()),
+        (json!(["US"]), json!("planned"))
+    );
+    let agreements: i64 =
+        sqlx::query_scalar("select count(*) from exercise_agreements where exercise_id = $1")
+            .bind(uuid::Uuid::parse_str(created["id"].as_str().expect("id")).expect("uuid"))
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(agreements, 1, "the refused agreements wrote nothing");
+
+    // Having read the plan it starts on, A agrees, and the exercise is active.
+    let read_again = app.get_as(&reviewer_a, &path).await;
+    let etag = read_again.headers()["etag"]
+        .to_str()
+        .expect("etag")
+        .to_owned();
+    let seen: Value = read_again.json().await.expect("json");
+    assert_eq!(seen["model"]["version"], "2026-11-15");
+    let a: Value = app
+        .agree_as_read(&reviewer_a, &path, &etag, &json!({}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (a["agreed"].clone(), a["status"].clone()),
+        (json!(["UK", "US"]), json!("active"))
+    );
 }
 
 #[tokio::test]

@@ -430,6 +430,43 @@ impl TestApp {
             .expect("request")
     }
 
+    /// The caller's agreement to an exercise (`path`, `/v1/exercises/{id}`) as they read
+    /// it now: its `ETag` as `If-Match`, or one that matches nothing when they may not read
+    /// it, so that the service's own refusal shows.
+    pub async fn agree(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        let read = self.get_as(token, path).await;
+        let etag = read
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("\"unread\"")
+            .to_owned();
+        self.agree_as_read(token, path, &etag, body).await
+    }
+
+    /// An agreement to the exercise at `path` bound to `etag`.
+    pub async fn agree_as_read(
+        &self,
+        token: &str,
+        path: &str,
+        etag: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("{path}/agree")))
+            .bearer_auth(token)
+            .header("if-match", etag)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// An exchange as `new` proposes it; approved by `approved_by` when given.
     pub async fn exchange(
         &self,
@@ -818,7 +855,7 @@ pub mod story {
                 .login(&app.person(email, code, &[Role::Admin]).await)
                 .await;
             assert_eq!(
-                app.post_as(&admin, &format!("/v1/exercises/{id}/agree"), &json!({}))
+                app.agree(&admin, &format!("/v1/exercises/{id}"), &json!({}))
                     .await
                     .status(),
                 200

@@ -161,7 +161,9 @@ def world() -> Iterator[World]:
         },
     )
     for admin in (us, uk):
-        admin.call("POST", f"/v1/exercises/{exercise['id']}/agree", json={})
+        path = f"/v1/exercises/{exercise['id']}"
+        read = admin.http.get(path).headers["etag"]
+        admin.call("POST", f"{path}/agree", json={}, headers={"if-match": read})
     harness = us.call(
         "POST",
         "/v1/accounts",

@@ -238,7 +238,22 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
 impl IfMatch {
     /// 412 unless the client read the current version.
     pub fn check(&self, current_etag: &str) -> Result<(), Problem> {
-        if self.0 == current_etag || self.0 == "*" {
+        if self.0 == "*" {
+            Ok(())
+        } else {
+            self.check_read(current_etag)
+        }
+    }
+
+    /// As [`IfMatch::check`], but for an act bound to what was read (an agreement): only
+    /// the ETag read will do, never `*` (428).
+    pub fn check_read(&self, current_etag: &str) -> Result<(), Problem> {
+        if self.0 == "*" {
+            Err(Problem::status(
+                StatusCode::PRECONDITION_REQUIRED,
+                "this binds to what you read: send the ETag you read as If-Match, not *",
+            ))
+        } else if self.0 == current_etag {
             Ok(())
         } else {
             Err(Problem::status(

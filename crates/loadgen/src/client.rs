@@ -139,6 +139,30 @@ impl Session {
     pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
         self.call(Method::GET, path, None, StatusCode::OK).await
     }
+
+    /// Agrees to an exercise as this account reads it now: its `ETag` as `If-Match`.
+    pub async fn agree(&self, exercise: &str) -> anyhow::Result<Value> {
+        let path = format!("/v1/exercises/{exercise}");
+        let read = self
+            .request(Method::GET, &path)
+            .await?
+            .send()
+            .await
+            .with_context(|| format!("GET {path} as {}: no answer", self.name))?;
+        let etag = read
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .with_context(|| format!("GET {path} as {}: no ETag", self.name))?
+            .to_owned();
+        let request = self
+            .request(Method::POST, &format!("{path}/agree"))
+            .await?
+            .header(reqwest::header::IF_MATCH, etag)
+            .json(&serde_json::json!({}));
+        let what = format!("POST {path}/agree as {}", self.name);
+        expect(request, &what, StatusCode::OK).await
+    }
 }
 
 /// Sends `request`; its JSON answer when the status is `status`, else an error with the

@@ -245,15 +245,7 @@ pub async fn fixture(api: &Api, admins: &Admins) -> anyhow::Result<Fixture> {
     let exercise_id = id_of(&exercise, "the exercise")?;
     let mut status = Value::Null;
     for admin in [&us_admin, &uk_admin] {
-        status = admin
-            .call(
-                Method::POST,
-                &format!("/v1/exercises/{exercise_id}/agree"),
-                Some(&json!({})),
-                StatusCode::OK,
-            )
-            .await?["status"]
-            .clone();
+        status = admin.agree(&exercise_id.to_string()).await?["status"].clone();
     }
     anyhow::ensure!(
         status == "active",

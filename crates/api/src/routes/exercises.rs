@@ -473,31 +473,40 @@ pub struct AgreeRequest {
     pub institute: Option<String>,
 }
 
-/// Agrees, for one participating institute, to the current plan. Once every
-/// participant has agreed, the exercise is active.
+/// Agrees, for one participating institute, to the plan as read: `If-Match` must be the
+/// exercise's current `ETag` (428 without it or with `*`, 412 when the exercise changed
+/// since it was read, a new plan or another agreement). Once every participant has agreed,
+/// the exercise is active.
 #[utoipa::path(
     post, path = "/v1/exercises/{id}/agree", tag = "exercises",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The exercise")),
+    params(("id" = Uuid, Path, description = "The exercise"),
+           ("If-Match" = String, Header, description = "The ETag of the exercise as read")),
     request_body(content = Option<AgreeRequest>, description = "Optional: an empty body asks for the defaults"),
     responses(
-        (status = 200, description = "Agreed; `status` says whether the exercise started", body = ExerciseView),
+        (status = 200, description = "Agreed; `status` says whether the exercise started", body = ExerciseView,
+         headers(("ETag" = String, description = "The exercise's new ETag"))),
         (status = 403, description = "Not an admin or reviewer of a participating institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not planned any more", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The exercise changed since it was read", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`institute` is needed or wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing, or `*`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn agree(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
+    if_match: IfMatch,
     OptionalJson(request): OptionalJson<AgreeRequest>,
 ) -> Result<Response, ApiError> {
     let mut work = Work::begin(&state, &caller).await?;
     let exercise =
         crate::access::exercise(&mut work, id, Action::AgreeExercise, Lock::ForUpdate).await?;
     exercise.status.check_agree()?;
+    // Under the row's lock: the plan agreed to is the plan read.
+    if_match.check_read(&etag(&exercise))?;
     let codes = work.codes().await?;
     let institute = choose_capacity(
         request.institute.as_deref().map(|code| codes.id_of(code)),

@@ -261,8 +261,15 @@ def main() -> None:
     runs: dict[str, str] = {}
     runs["released"] = new_run(tokens["evaluator-US"], "released")
     with_results(tokens["evaluator-US"], runs["released"], 20)
-    api.call("POST", f"/v1/runs/{runs['released']}/finish", tokens["evaluator-US"], {"outcome": "succeeded"})
-    api.call("POST", f"/v1/runs/{runs['released']}/release", tokens["reviewer-US"], {})
+    finished = api.call("POST", f"/v1/runs/{runs['released']}/finish", tokens["evaluator-US"], {"outcome": "succeeded"})
+    # A release is bound to the results' digest, as the finish answered it.
+    api.call(
+        "POST",
+        f"/v1/runs/{runs['released']}/release",
+        tokens["reviewer-US"],
+        {},
+        headers={"if-match": f'"{finished["digest"]}"'},
+    )
     runs["running"] = new_run(tokens["evaluator-US"], "running")
     with_results(tokens["evaluator-US"], runs["running"], 10)
     runs["uk"] = new_run(tokens["evaluator-UK"], "uk")

@@ -943,10 +943,12 @@ async fn every_mutating_route_writes_exactly_one_audit_event() {
         )
         .await;
     assert_eq!(finished.body["status"], "succeeded");
+    let digest = finished.body["digest"].as_str().expect("digest");
     let released = s
         .call(
             ("POST", "/v1/runs/{id}/release"),
-            post(&app, &usr, &format!("{run_path}/release"), &json!({})),
+            post(&app, &usr, &format!("{run_path}/release"), &json!({}))
+                .header("if-match", format!("\"{digest}\"")),
             200,
             us_reviewer.id,
             Object::Is(run),

@@ -163,7 +163,7 @@ async fn each_institute_reads_its_own_events_and_nobody_else_reads_any() {
         );
     }
     let released = app
-        .post_empty(&us_reviewer, &format!("/v1/runs/{run}/release"))
+        .release(&us_reviewer, &format!("/v1/runs/{run}"), &json!({}))
         .await;
     assert_eq!(released.status(), 200);
     let uk_view: Value = app

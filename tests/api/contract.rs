@@ -661,6 +661,27 @@ async fn specific_probes(app: &TestApp, w: &World) -> Vec<(Op, Answer)> {
         "runs/inspect-log?protocol_id={}&protocol_version=1",
         w.protocol
     );
+    let finished = format!(
+        "/v1/runs/{}",
+        created(
+            app,
+            &w.evaluator,
+            &format!("{active}/runs"),
+            &new_run(&w.protocol)
+        )
+        .await
+    );
+    for (transition, body) in [
+        ("start", json!({})),
+        ("finish", json!({"outcome": "succeeded"})),
+    ] {
+        expect(
+            app.post_as(&w.evaluator, &format!("{finished}/{transition}"), &body)
+                .await,
+            200,
+        )
+        .await;
+    }
     let (account_tag, approved_tag, active_tag) = (
         etag(app, &w.admin, &account).await,
         etag(app, &w.author, &approved).await,
@@ -727,7 +748,10 @@ async fn specific_probes(app: &TestApp, w: &World) -> Vec<(Op, Answer)> {
         step("POST /v1/runs/{id}/metrics", &w.evaluator, format!("{run}/metrics"),
              json!({"metrics": [{"scorer": "match", "metric": "accuracy", "value": 0.5}]})),
         step("POST /v1/runs/{id}/heartbeat", &w.evaluator, format!("{run}/heartbeat"), json!({"lease_seconds": 300})),
-        step("POST /v1/runs/{id}/release", &w.reviewer, format!("{run}/release"), json!({"institutes": ["UK"]})),
+        step("POST /v1/runs/{id}/release", &w.reviewer, format!("{run}/release"), json!({"institutes": ["UK"]}))
+            .if_match("\"0\""),
+        step("POST /v1/runs/{id}/release", &w.reviewer, format!("{finished}/release"), json!({}))
+            .if_match("\"0\""),
         step("POST /v1/runs/{id}/start", &w.evaluator, format!("{run}/start"), json!({})).twice(),
         step("POST /v1/runs/{id}/samples", &w.evaluator, format!("{run}/samples"),
              json!([{"sample_id": "", "epoch": 0, "scorer": "match", "value": 1.0}])),

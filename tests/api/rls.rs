@@ -147,7 +147,7 @@ async fn without_a_context_the_service_role_reads_and_writes_nothing() {
         )
         .await;
     assert_eq!(
-        app.post_as(&reviewer, &format!("/v1/runs/{run}/release"), &json!({}))
+        app.release(&reviewer, &format!("/v1/runs/{run}"), &json!({}))
             .await
             .status(),
         200
@@ -462,7 +462,7 @@ async fn one_institutes_context_never_reaches_the_others_unreleased_rows() {
         )
         .await;
     assert_eq!(
-        app.post_as(&reviewer, &format!("/v1/runs/{us_run}/release"), &json!({}))
+        app.release(&reviewer, &format!("/v1/runs/{us_run}"), &json!({}))
             .await
             .status(),
         200

@@ -192,12 +192,7 @@ async fn a_run_is_its_institutes_own_until_a_reviewer_releases_it() {
     assert_eq!(stored, 2, "re-sent results are not duplicated");
 
     // Releasing needs a finished run and a reviewer of the executing institute.
-    problem(
-        app.post_as(&uk_reviewer, &format!("{uk_path}/release"), &json!({}))
-            .await,
-        409,
-    )
-    .await;
+    problem(app.release(&uk_reviewer, &uk_path, &json!({})).await, 409).await;
     let finished = app
         .post_as(
             &uk_evaluator,
@@ -216,32 +211,42 @@ async fn a_run_is_its_institutes_own_until_a_reviewer_releases_it() {
         409,
     )
     .await;
-    problem(
-        app.post_as(&uk_evaluator, &format!("{uk_path}/release"), &json!({}))
-            .await,
-        403,
-    )
-    .await;
-    problem(
-        app.post_as(&us_viewer, &format!("{uk_path}/release"), &json!({}))
-            .await,
-        404,
-    )
-    .await;
+    problem(app.release(&uk_evaluator, &uk_path, &json!({})).await, 403).await;
+    problem(app.release(&us_viewer, &uk_path, &json!({})).await, 404).await;
     let p = problem(
-        app.post_as(
-            &uk_reviewer,
-            &format!("{uk_path}/release"),
-            &json!({"institutes": ["JP"]}),
-        )
-        .await,
+        app.release(&uk_reviewer, &uk_path, &json!({"institutes": ["JP"]}))
+            .await,
         422,
     )
     .await;
     assert_eq!(p["errors"][0]["field"], "institutes[0]");
-    let released = app
-        .post_as(&uk_reviewer, &format!("{uk_path}/release"), &json!({}))
-        .await;
+    // A release is bound to the results read: their digest as If-Match, nothing else.
+    let other = format!("\"{}\"", "0".repeat(64));
+    problem(
+        app.release_as_read(&uk_reviewer, &uk_path, &other, &json!({}))
+            .await,
+        412,
+    )
+    .await;
+    for bound in [None, Some("*")] {
+        let mut request = app
+            .client
+            .post(app.url(&format!("{uk_path}/release")))
+            .bearer_auth(&uk_reviewer)
+            .json(&json!({}));
+        if let Some(value) = bound {
+            request = request.header("if-match", value);
+        }
+        problem(request.send().await.expect("request"), 428).await;
+    }
+    let unreleased: Value = app
+        .get_as(&uk_reviewer, &uk_path)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(unreleased["released_to"], json!([]));
+    let released = app.release(&uk_reviewer, &uk_path, &json!({})).await;
     assert_eq!(released.status(), 200);
     assert_eq!(
         released.json::<Value>().await.expect("json")["released_to"],
@@ -602,7 +607,7 @@ async fn the_exercise_summary_shows_each_caller_what_it_may_see() {
 
     let reviewer = login("reviewer@nist.gov", "US", &[Role::Reviewer]).await;
     let released = app
-        .post_as(&reviewer, &format!("/v1/runs/{run}/release"), &json!({}))
+        .release(&reviewer, &format!("/v1/runs/{run}"), &json!({}))
         .await;
     assert_eq!(released.status(), 200);
     assert_eq!(

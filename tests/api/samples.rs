@@ -414,9 +414,7 @@ async fn scores_are_the_executing_institutes_until_released_and_frozen_when_fini
         .login(&app.person("rev@aisi.gov.uk", "UK", &[Role::Reviewer]).await)
         .await;
     assert_eq!(
-        app.post_as(&reviewer, &format!("{path}/release"), &json!({}))
-            .await
-            .status(),
+        app.release(&reviewer, &path, &json!({})).await.status(),
         200
     );
     let page: Value = app

@@ -467,6 +467,41 @@ impl TestApp {
             .expect("request")
     }
 
+    /// The caller's release of a run (`path`, `/v1/runs/{id}`) bound to its `digest` as
+    /// they read it now, or to one that matches nothing when they may not read it.
+    pub async fn release(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        let read = self.get_as(token, path).await;
+        let digest = match read.json::<serde_json::Value>().await {
+            Ok(run) => run["digest"].as_str().unwrap_or("unread").to_owned(),
+            Err(_) => "unread".to_owned(),
+        };
+        self.release_as_read(token, path, &format!("\"{digest}\""), body)
+            .await
+    }
+
+    /// A release of the run at `path` bound to `if_match`.
+    pub async fn release_as_read(
+        &self,
+        token: &str,
+        path: &str,
+        if_match: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("{path}/release")))
+            .bearer_auth(token)
+            .header("if-match", if_match)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// An exchange as `new` proposes it; approved by `approved_by` when given.
     pub async fn exchange(
         &self,

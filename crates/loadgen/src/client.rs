@@ -155,13 +155,32 @@ impl Session {
             .and_then(|v| v.to_str().ok())
             .with_context(|| format!("GET {path} as {}: no ETag", self.name))?
             .to_owned();
+        self.call_as_read(
+            Method::POST,
+            &format!("{path}/agree"),
+            &serde_json::json!({}),
+            &etag,
+            StatusCode::OK,
+        )
+        .await
+    }
+
+    /// A setup call bound to what was read: `etag` as `If-Match`.
+    pub async fn call_as_read(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        etag: &str,
+        status: StatusCode,
+    ) -> anyhow::Result<Value> {
+        let what = format!("{method} {path} as {}", self.name);
         let request = self
-            .request(Method::POST, &format!("{path}/agree"))
+            .request(method, path)
             .await?
             .header(reqwest::header::IF_MATCH, etag)
-            .json(&serde_json::json!({}));
-        let what = format!("POST {path}/agree as {}", self.name);
-        expect(request, &what, StatusCode::OK).await
+            .json(body);
+        expect(request, &what, status).await
     }
 }
 

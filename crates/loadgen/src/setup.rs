@@ -372,7 +372,8 @@ impl Fixture {
                 StatusCode::OK,
             )
             .await?;
-        self.us_author
+        let finished = self
+            .us_author
             .call(
                 Method::POST,
                 &format!("/v1/runs/{run}/finish"),
@@ -381,11 +382,16 @@ impl Fixture {
             )
             .await?;
         if release {
+            // A release is bound to the results' digest, as the run's finish answered it.
+            let digest = finished["digest"]
+                .as_str()
+                .context("the finished run has no digest")?;
             self.us_reviewer
-                .call(
+                .call_as_read(
                     Method::POST,
                     &format!("/v1/runs/{run}/release"),
-                    Some(&json!({"institutes": ["UK"]})),
+                    &json!({"institutes": ["UK"]}),
+                    &format!("\"{digest}\""),
                     StatusCode::OK,
                 )
                 .await?;

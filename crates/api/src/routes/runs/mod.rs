@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::access::{self, Lock};
 use crate::auth::Caller;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, IfMatch, OptionalJson};
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::pagination::{Page, PageQuery};
 use crate::problem::{ApiError, FieldError, Problem};
@@ -383,29 +383,40 @@ pub struct ReleaseRequest {
 }
 
 /// Releases a finished run's results to the exercise's other participants (all, or the
-/// named ones). The release records who, when and the digest; it is never undone.
+/// named ones), bound to the results the reviewer read: `If-Match` is the run's `digest`
+/// as read, quoted (`"…"`; 428 without it or with `*`, 412 when it is another). The
+/// release records who, when and the digest; it is never undone.
 #[utoipa::path(
     post, path = "/v1/runs/{id}/release", tag = "runs",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The run")),
+    params(("id" = Uuid, Path, description = "The run"),
+           ("If-Match" = String, Header, description = "The run's `digest` as read, quoted", example = json!("\"2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae\""))),
     request_body(content = Option<ReleaseRequest>, description = "Optional: an empty body asks for the defaults"),
     responses(
         (status = 200, description = "Released", body = RunView),
         (status = 403, description = "Not a reviewer of the executing institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The run has not finished", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is not the run's digest", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An institute is not another participant of the exercise", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing, or `*`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn release_run(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
+    if_match: IfMatch,
     OptionalJson(request): OptionalJson<ReleaseRequest>,
 ) -> Result<Json<RunView>, ApiError> {
     let mut work = Work::begin(&state, &caller).await?;
     let run = access::run(&mut work, id, Action::ReleaseRun, Lock::ForUpdate).await?;
     run.status.check_release()?;
+    // What is released is what the reviewer read.
+    if_match.check_read(&format!(
+        "\"{}\"",
+        run.digest.as_deref().unwrap_or_default()
+    ))?;
     let exercise = jointeval_store::exercises::get(&mut work, run.exercise_id, false)
         .await?
         .ok_or_else(|| crate::auth::not_found("exercise"))?;

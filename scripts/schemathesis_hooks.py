@@ -17,11 +17,13 @@ import schemathesis
 
 
 @schemathesis.serializer("application/x-ndjson")
-def ndjson(ctx: Any, value: Any) -> dict[str, Any]:
+def ndjson(ctx: Any, value: Any) -> bytes:
+    # The body's bytes: schemathesis sends what a serializer answers as the body (a
+    # mapping would go out form-encoded, as `data=…`).
     if isinstance(value, bytes):
-        return {"data": value}
+        return value
     lines = value if isinstance(value, list) else [value]
-    return {"data": "".join(json.dumps(line) + "\n" for line in lines).encode()}
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
 
 
 @schemathesis.hook

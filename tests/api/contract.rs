@@ -61,6 +61,15 @@ fn takes_if_match(op: &str) -> bool {
         })
 }
 
+/// The method `op` (`"POST /v1/…"`) names.
+fn method_of(op: &str) -> Method {
+    op.split(' ')
+        .next()
+        .expect("method")
+        .parse()
+        .expect("method")
+}
+
 fn takes_query(op: &str) -> bool {
     let spec = serde_json::to_value(jointeval_api::openapi()).expect("spec");
     let (method, path) = op.split_once(' ').expect("op");
@@ -256,13 +265,7 @@ async fn send(
     token: Option<&str>,
     body: Option<(&'static str, Vec<u8>)>,
 ) -> reqwest::Response {
-    let method: Method = op
-        .split(' ')
-        .next()
-        .expect("method")
-        .parse()
-        .expect("method");
-    let mut request = app.client.request(method, app.url(path));
+    let mut request = app.client.request(method_of(op), app.url(path));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -416,12 +419,7 @@ async fn common_probes(app: &TestApp, w: &World, ops: &[Op]) -> Vec<(Op, Answer)
             }
         }
         if takes_if_match(op) {
-            let method: Method = op
-                .split(' ')
-                .next()
-                .expect("method")
-                .parse()
-                .expect("method");
+            let method = method_of(op);
             for (what, if_match) in [("no If-Match", None), ("a stale If-Match", Some("\"0\""))] {
                 for token in [&w.admin, &w.author] {
                     let mut request = app
@@ -601,16 +599,9 @@ impl Step<'_> {
 
 /// Sends one step's request; a `String` body goes as plain text.
 async fn send_step(app: &TestApp, step: &Step<'_>) -> Answer {
-    let method: Method = step
-        .op
-        .split(' ')
-        .next()
-        .expect("method")
-        .parse()
-        .expect("method");
     let mut request = app
         .client
-        .request(method, app.url(&step.path))
+        .request(method_of(step.op), app.url(&step.path))
         .bearer_auth(step.token);
     request = match &step.body {
         Value::String(text) => request

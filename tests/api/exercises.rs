@@ -266,19 +266,19 @@ async fn an_agreement_counts_only_for_the_plan_its_reviewer_read() {
     );
 
     let stale = app
-        .agree_as_read(&reviewer_a, &path, &a_etag, &json!({}))
+        .post_if_match(
+            &reviewer_a,
+            &format!("{path}/agree"),
+            Some(&a_etag),
+            &json!({}),
+        )
         .await;
     problem(stale, 412).await;
     for missing in [None, Some("*")] {
-        let mut request = app
-            .client
-            .post(app.url(&format!("{path}/agree")))
-            .bearer_auth(&reviewer_a)
-            .json(&json!({}));
-        if let Some(value) = missing {
-            request = request.header("if-match", value);
-        }
-        problem(request.send().await.expect("request"), 428).await;
+        let agreed = app
+            .post_if_match(&reviewer_a, &format!("{path}/agree"), missing, &json!({}))
+            .await;
+        problem(agreed, 428).await;
     }
     let unchanged: Value = app
         .get_as(&reviewer_a, &path)
@@ -307,7 +307,12 @@ async fn an_agreement_counts_only_for_the_plan_its_reviewer_read() {
     let seen: Value = read_again.json().await.expect("json");
     assert_eq!(seen["model"]["version"], "2026-11-15");
     let a: Value = app
-        .agree_as_read(&reviewer_a, &path, &etag, &json!({}))
+        .post_if_match(
+            &reviewer_a,
+            &format!("{path}/agree"),
+            Some(&etag),
+            &json!({}),
+        )
         .await
         .json()
         .await

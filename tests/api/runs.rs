@@ -223,21 +223,26 @@ async fn a_run_is_its_institutes_own_until_a_reviewer_releases_it() {
     // A release is bound to the results read: their digest as If-Match, nothing else.
     let other = format!("\"{}\"", "0".repeat(64));
     problem(
-        app.release_as_read(&uk_reviewer, &uk_path, &other, &json!({}))
-            .await,
+        app.post_if_match(
+            &uk_reviewer,
+            &format!("{uk_path}/release"),
+            Some(&other),
+            &json!({}),
+        )
+        .await,
         412,
     )
     .await;
     for bound in [None, Some("*")] {
-        let mut request = app
-            .client
-            .post(app.url(&format!("{uk_path}/release")))
-            .bearer_auth(&uk_reviewer)
-            .json(&json!({}));
-        if let Some(value) = bound {
-            request = request.header("if-match", value);
-        }
-        problem(request.send().await.expect("request"), 428).await;
+        let released = app
+            .post_if_match(
+                &uk_reviewer,
+                &format!("{uk_path}/release"),
+                bound,
+                &json!({}),
+            )
+            .await;
+        problem(released, 428).await;
     }
     let unreleased: Value = app
         .get_as(&uk_reviewer, &uk_path)

@@ -446,25 +446,8 @@ impl TestApp {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("\"unread\"")
             .to_owned();
-        self.agree_as_read(token, path, &etag, body).await
-    }
-
-    /// An agreement to the exercise at `path` bound to `etag`.
-    pub async fn agree_as_read(
-        &self,
-        token: &str,
-        path: &str,
-        etag: &str,
-        body: &serde_json::Value,
-    ) -> reqwest::Response {
-        self.client
-            .post(self.url(&format!("{path}/agree")))
-            .bearer_auth(token)
-            .header("if-match", etag)
-            .json(body)
-            .send()
+        self.post_if_match(token, &format!("{path}/agree"), Some(&etag), body)
             .await
-            .expect("request")
     }
 
     /// The caller's release of a run (`path`, `/v1/runs/{id}`) bound to its `digest` as
@@ -480,26 +463,28 @@ impl TestApp {
             Ok(run) => run["digest"].as_str().unwrap_or("unread").to_owned(),
             Err(_) => "unread".to_owned(),
         };
-        self.release_as_read(token, path, &format!("\"{digest}\""), body)
+        let bound = format!("\"{digest}\"");
+        self.post_if_match(token, &format!("{path}/release"), Some(&bound), body)
             .await
     }
 
-    /// A release of the run at `path` bound to `if_match`.
-    pub async fn release_as_read(
+    /// A POST of JSON with `If-Match` when given: an act bound to what was read.
+    pub async fn post_if_match(
         &self,
         token: &str,
         path: &str,
-        if_match: &str,
+        if_match: Option<&str>,
         body: &serde_json::Value,
     ) -> reqwest::Response {
-        self.client
-            .post(self.url(&format!("{path}/release")))
+        let mut request = self
+            .client
+            .post(self.url(path))
             .bearer_auth(token)
-            .header("if-match", if_match)
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+            .json(body);
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
+        request.send().await.expect("request")
     }
 
     /// An exchange as `new` proposes it; approved by `approved_by` when given.

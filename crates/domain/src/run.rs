@@ -297,12 +297,16 @@ impl Run {
 #[schema(example = json!({"scorer": "match", "metric": "accuracy", "value": 0.85, "stderr": 0.08,
                           "sample_count": 20, "name": "accuracy", "unscored_count": 0}))]
 pub struct MetricValue {
+    #[schema(min_length = 1, max_length = 200)]
     pub scorer: String,
     /// The metric's key: unique within its scorer (Inspect's own, such as `mean2`).
+    #[schema(min_length = 1, max_length = 200)]
     pub metric: String,
     pub value: f64,
+    #[schema(minimum = 0)]
     pub stderr: Option<f64>,
     /// Samples scored.
+    #[schema(minimum = 0)]
     pub sample_count: Option<i64>,
     /// The metric's name, which two of a scorer's metrics may share (Inspect keys them
     /// `mean` and `mean2`): an Inspect import gives it; a harness may.

@@ -530,13 +530,19 @@ impl SampleError {
                           "answer": "42", "explanation": "exact match", "metadata": {"difficulty": "easy"}}))]
 pub struct SampleScore {
     /// The sample's id in the dataset: a string, or an integer (stored as its decimal text).
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
     pub sample_id: SampleId,
+    #[schema(minimum = 0, maximum = 100_000)]
     pub epoch: i32,
+    #[schema(min_length = 1, max_length = 200)]
     pub scorer: String,
     pub value: ScoreValue,
+    #[schema(max_length = 100_000)]
     pub answer: Option<String>,
+    #[schema(max_length = 100_000)]
     pub explanation: Option<String>,
+    /// A JSON object of at most 64 KiB.
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }
 
@@ -583,12 +589,40 @@ pub fn keep_last_of_each_key(scores: &mut Vec<SampleScore>) {
 }
 
 /// A number, or a label such as `C` or `I`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ScoreValue {
     Number(f64),
     Label(String),
 }
+
+/// Written by hand because a derived schema cannot bound a variant's text: a label is
+/// 1 to 200 characters, as [`check_value`] holds it.
+impl utoipa::PartialSchema for ScoreValue {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Double))),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(200)),
+            )
+            .description(Some(
+                "A number, or a label of 1 to 200 characters such as `C` or `I`.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ScoreValue {}
 
 impl ScoreValue {
     /// The value's number by Inspect's rule (`value_to_float`), one rule whether a score

@@ -213,14 +213,17 @@ def main() -> None:
         expect=201,
     )
     assert isinstance(draft, VersionView)
-    call(submit_version, protocol.id, draft.number, client=us_author)
+    submitted = call(submit_version, protocol.id, draft.number, client=us_author)
+    assert isinstance(submitted, VersionView) and isinstance(submitted.content_sha256, str)
     for reviewer in (us_reviewer, uk_reviewer):
+        # A review binds to the content as read: its hash, quoted, goes back as If-Match.
         outcome = call(
             review_version,
             protocol.id,
             draft.number,
             client=reviewer,
             body=ReviewRequest(verdict=Verdict.APPROVE),
+            if_match=f'"{submitted.content_sha256}"',
             expect=201,
         )
         assert isinstance(outcome, ReviewOutcome)

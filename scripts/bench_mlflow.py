@@ -148,10 +148,13 @@ class Jointeval:
                     "scorers": [KEY], "metrics": [KEY], "epochs": 1}],
                 "metrics": [{"name": KEY, "higher_is_better": True, "threshold": None}]}})
         number = version["number"]
-        self.call(evaluator, "POST", f"/v1/protocols/{pid}/versions/{number}/submit", 200, "submit the draft")
+        submitted = self.call(evaluator, "POST", f"/v1/protocols/{pid}/versions/{number}/submit", 200,
+                              "submit the draft")
+        # A review is bound to the content's hash, as the submission answered it.
+        bound = f'"{submitted["content_sha256"]}"'
         for reviewer in reviewers:
             self.call(reviewer, "POST", f"/v1/protocols/{pid}/versions/{number}/reviews", 201,
-                      "approve the version", {"verdict": "approve"})
+                      "approve the version", {"verdict": "approve"}, headers={"if-match": bound})
         now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         exercise = self.call(us_admin, "POST", "/v1/exercises", 201, "plan the exercise", {
             "title": f"Benchmark against MLflow {self.suffix}",

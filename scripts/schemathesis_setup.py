@@ -196,7 +196,8 @@ def main() -> None:
     v1 = api.call(
         "POST", f"/v1/protocols/{protocol_id}/versions", tokens["author-US"], {"content": PROTOCOL_CONTENT}, expect=201
     )
-    api.call("POST", f"/v1/protocols/{protocol_id}/versions/{v1['number']}/submit", tokens["author-US"])
+    submitted = api.call("POST", f"/v1/protocols/{protocol_id}/versions/{v1['number']}/submit", tokens["author-US"])
+    # A review is bound to the content's hash, as the submission answered it.
     for code in INSTITUTES:
         api.call(
             "POST",
@@ -204,6 +205,7 @@ def main() -> None:
             tokens[f"reviewer-{code}"],
             {"verdict": "approve"},
             expect=201,
+            headers={"if-match": f'"{submitted["content_sha256"]}"'},
         )
     api.call(
         "POST", f"/v1/protocols/{protocol_id}/versions", tokens["author-UK"], {"content": PROTOCOL_CONTENT}, expect=201

@@ -748,6 +748,9 @@ async fn every_mutating_route_writes_exactly_one_audit_event() {
         )
         .await;
     assert_eq!(submitted.body["status"], "in_review");
+    let hash = submitted.body["content_sha256"]
+        .as_str()
+        .expect("content_sha256");
     for (token, reviewer, status) in [
         (&usr, us_reviewer.id, "in_review"),
         (&ukr, uk_reviewer.id, "approved"),
@@ -760,7 +763,8 @@ async fn every_mutating_route_writes_exactly_one_audit_event() {
                     token,
                     &format!("{v1}/reviews"),
                     &json!({"verdict": "approve"}),
-                ),
+                )
+                .header("if-match", format!("\"{hash}\"")),
                 201,
                 reviewer,
                 Object::Version(protocol, 1),

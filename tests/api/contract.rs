@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use uuid::Uuid;
 
-use crate::support::story::{active_exercise, new_run};
+use crate::support::story::{active_exercise, default_content, new_run};
 use crate::support::{TestApp, expect, forge_token};
 
 /// An operation of the contract, as `METHOD /template`.
@@ -673,6 +673,27 @@ async fn specific_probes(app: &TestApp, w: &World) -> Vec<(Op, Answer)> {
         )
         .await;
     }
+    let in_review = format!(
+        "/v1/protocols/{}/versions",
+        created(app, &w.author, "/v1/protocols",
+            &json!({"slug": "in-review", "title": "In review", "risk_area": "cyber", "participants": ["US", "UK"]})).await
+    );
+    expect(
+        app.post_as(
+            &w.author,
+            &in_review,
+            &json!({"content": default_content()}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    expect(
+        app.post_as(&w.author, &format!("{in_review}/1/submit"), &json!({}))
+            .await,
+        200,
+    )
+    .await;
     let (account_tag, approved_tag, active_tag) = (
         etag(app, &w.admin, &account).await,
         etag(app, &w.author, &approved).await,
@@ -703,7 +724,7 @@ async fn specific_probes(app: &TestApp, w: &World) -> Vec<(Op, Answer)> {
              format!("/v1/exchanges/{}/approve", w.exchange), json!({})).twice(),
         // Protocols: a taken slug; a second open draft; an approved version edited,
         // submitted or its participants changed; a stale draft; an incomplete one
-        // submitted; a draft reviewed; a retirement repeated.
+        // submitted; a draft reviewed; a review bound to another hash; a retirement repeated.
         step("POST /v1/protocols", &w.author, "/v1/protocols".into(),
              json!({"slug": "joint-runs", "title": "Again", "risk_area": "cyber", "participants": ["US", "UK"]})),
         step("POST /v1/protocols/{id}/versions", &w.author, versions.clone(), json!({})).twice(),
@@ -716,7 +737,9 @@ async fn specific_probes(app: &TestApp, w: &World) -> Vec<(Op, Answer)> {
         step("POST /v1/protocols/{id}/versions/{number}/submit", &w.author,
              format!("{approved}/submit"), json!({})),
         step("POST /v1/protocols/{id}/versions/{number}/reviews", &w.reviewer,
-             format!("{versions}/2/reviews"), json!({"verdict": "approve"})),
+             format!("{versions}/2/reviews"), json!({"verdict": "approve"})).if_match("\"0\""),
+        step("POST /v1/protocols/{id}/versions/{number}/reviews", &w.reviewer,
+             format!("{in_review}/1/reviews"), json!({"verdict": "approve"})).if_match("\"0\""),
         step("PUT /v1/protocols/{id}/participants", &w.admin,
              format!("/v1/protocols/{}/participants", w.protocol), json!({"participants": ["US", "UK", "JP"]})),
         step("POST /v1/protocols/{id}/retire", &w.admin, format!("/v1/protocols/{spare}/retire"), json!({}))

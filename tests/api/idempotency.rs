@@ -8,12 +8,13 @@ use serde_json::{Value, json};
 use crate::support::story::{approved_protocol, default_content};
 use crate::support::{TestApp, problem};
 
-/// A creating request: who sends it, where, a body, another body, and the table whose
-/// rows it makes.
+/// A creating request: who sends it, where, bound to what (`If-Match`), a body, another
+/// body, and the table whose rows it makes.
 struct Creation {
     name: &'static str,
     token: String,
     path: String,
+    if_match: Option<String>,
     body: Value,
     other: Value,
     table: &'static str,
@@ -25,6 +26,9 @@ async fn send(app: &TestApp, c: &Creation, key: Option<&str>, body: &Value) -> r
         .post(app.url(&c.path))
         .bearer_auth(&c.token)
         .json(body);
+    if let Some(tag) = &c.if_match {
+        request = request.header("if-match", tag);
+    }
     if let Some(key) = key {
         request = request.header("idempotency-key", key);
     }
@@ -88,6 +92,18 @@ async fn every_creating_operation_answers_a_retry_with_its_first_answer() {
                 .is_success()
         );
     }
+    let in_review: Value = app
+        .get_as(&reviewer, &format!("{versions}/1"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let content_hash = format!(
+        "\"{}\"",
+        in_review["content_sha256"]
+            .as_str()
+            .expect("content_sha256")
+    );
     let empty: Value = app
         .post_as(&author, "/v1/protocols", &json!({"slug": "idem-empty", "title": "e", "risk_area": "cyber", "participants": ["US", "UK"]}))
         .await
@@ -123,6 +139,7 @@ async fn every_creating_operation_answers_a_retry_with_its_first_answer() {
             name: "a protocol",
             token: author.clone(),
             path: "/v1/protocols".into(),
+            if_match: None,
             body: json!({"slug": "idem-new", "title": "n", "risk_area": "cyber", "participants": ["US", "UK"]}),
             other: json!({"slug": "idem-other", "title": "o", "risk_area": "cyber", "participants": ["US", "UK"]}),
             table: "protocols",
@@ -131,6 +148,7 @@ async fn every_creating_operation_answers_a_retry_with_its_first_answer() {
             name: "a draft",
             token: author.clone(),
             path: format!("/v1/protocols/{empty}/versions"),
+            if_match: None,
             body: json!({"content": default_content()}),
             other: json!({"content": {"objective": "another"}}),
             table: "protocol_versions",
@@ -139,6 +157,7 @@ async fn every_creating_operation_answers_a_retry_with_its_first_answer() {
             name: "an exercise",
             token: author.clone(),
             path: "/v1/exercises".into(),
+            if_match: None,
             body: plan("idem plan"),
             other: plan("another plan"),
             table: "exercises",
@@ -147,6 +166,7 @@ async fn every_creating_operation_answers_a_retry_with_its_first_answer() {
             name: "an exchange",
             token: admin.clone(),
             path: "/v1/exchanges".into(),
+            if_match: None,
             body: exchange(30),
             other: exchange(60),
             table: "exchanges",
@@ -155,6 +175,7 @@ async fn every_creating_operation_answers_a_retry_with_its_first_answer() {
             name: "a membership",
             token: admin.clone(),
             path: format!("/v1/accounts/{}/memberships", staff.id),
+            if_match: None,
             body: grant("viewer"),
             other: grant("author"),
             table: "memberships",
@@ -163,6 +184,7 @@ async fn every_creating_operation_answers_a_retry_with_its_first_answer() {
             name: "a comment",
             token: reviewer.clone(),
             path: format!("{versions}/1/comments"),
+            if_match: None,
             body: json!({"body": "Three epochs are not enough."}),
             other: json!({"body": "Something else."}),
             table: "protocol_comments",
@@ -171,6 +193,7 @@ async fn every_creating_operation_answers_a_retry_with_its_first_answer() {
             name: "a review",
             token: reviewer.clone(),
             path: format!("{versions}/1/reviews"),
+            if_match: Some(content_hash),
             body: json!({"verdict": "approve"}),
             other: json!({"verdict": "request_changes", "comment": "more epochs"}),
             table: "protocol_reviews",

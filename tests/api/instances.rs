@@ -71,11 +71,17 @@ async fn idempotency_approvals_and_the_audit_chain_hold_across_instances() {
     let content = crate::support::story::default_content();
     app.post_as(&author, &versions, &json!({"content": content}))
         .await;
-    assert_eq!(
+    let submitted: Value = crate::support::expect(
         app.post_as(&author, &format!("{versions}/1/submit"), &json!({}))
-            .await
-            .status(),
-        200
+            .await,
+        200,
+    )
+    .await;
+    let bound = format!(
+        "\"{}\"",
+        submitted["content_sha256"]
+            .as_str()
+            .expect("content_sha256")
     );
     let mut reviewers = Vec::new();
     for code in ["US", "UK"] {
@@ -95,6 +101,7 @@ async fn idempotency_approvals_and_the_audit_chain_hold_across_instances() {
             app.client
                 .post(format!("{}{versions}/1/reviews", bases[i % 2]))
                 .bearer_auth(token)
+                .header("if-match", &bound)
                 .json(&json!({"verdict": "approve"}))
                 .send()
         })

@@ -202,27 +202,15 @@ async fn two_institutes_write_review_and_approve_a_protocol_that_a_third_never_s
 
     // Authors do not review their own work; a non-participant cannot review at all.
     let approve = json!({"verdict": "approve"});
-    problem(
-        app.post_as(&ua, &format!("{v1}/reviews"), &approve).await,
-        403,
-    )
-    .await;
-    problem(
-        app.post_as(&ka, &format!("{v1}/reviews"), &approve).await,
-        403,
-    )
-    .await;
-    problem(
-        app.post_as(&ja, &format!("{v1}/reviews"), &approve).await,
-        404,
-    )
-    .await;
+    problem(app.review(&ua, &v1, &approve).await, 403).await;
+    problem(app.review(&ka, &v1, &approve).await, 403).await;
+    problem(app.review(&ja, &v1, &approve).await, 404).await;
 
     // The UK reviewer asks for changes.
     let changes = app
-        .post_as(
+        .review(
             &kr,
-            &format!("{v1}/reviews"),
+            &v1,
             &json!({"verdict": "request_changes", "comment": "Three epochs at least."}),
         )
         .await;
@@ -230,11 +218,7 @@ async fn two_institutes_write_review_and_approve_a_protocol_that_a_third_never_s
     let outcome: Value = changes.json().await.expect("json");
     assert_eq!(outcome["version_status"], "changes_requested");
     assert_eq!(outcome["review"]["institute"], "UK");
-    problem(
-        app.post_as(&ur, &format!("{v1}/reviews"), &approve).await,
-        409,
-    )
-    .await;
+    problem(app.review(&ur, &v1, &approve).await, 409).await;
 
     // A new draft follows, copied from the last version.
     let second = app
@@ -331,14 +315,14 @@ async fn two_institutes_write_review_and_approve_a_protocol_that_a_third_never_s
 
     // Both institutes approve: the version is approved, and immutable.
     let us_ok: Value = app
-        .post_as(&ur, &format!("{v2}/reviews"), &approve)
+        .review(&ur, &v2, &approve)
         .await
         .json()
         .await
         .expect("json");
     assert_eq!(us_ok["version_status"], "in_review");
     let uk_ok: Value = app
-        .post_as(&kr, &format!("{v2}/reviews"), &approve)
+        .review(&kr, &v2, &approve)
         .await
         .json()
         .await
@@ -758,25 +742,25 @@ async fn a_reviewer_reviews_a_version_once_and_a_service_account_reads_only_with
         200
     );
     let first = app
-        .post_as(
+        .review(
             &reviewer,
-            &format!("{base}/1/reviews"),
+            &format!("{base}/1"),
             &json!({"verdict": "approve"}),
         )
         .await;
     assert_eq!(first.status(), 201);
     let again = app
-        .post_as(
+        .review(
             &reviewer,
-            &format!("{base}/1/reviews"),
+            &format!("{base}/1"),
             &json!({"verdict": "approve"}),
         )
         .await;
     problem(again, 409).await;
     let empty_objection = app
-        .post_as(
+        .review(
             &reviewer,
-            &format!("{base}/1/reviews"),
+            &format!("{base}/1"),
             &json!({"verdict": "request_changes"}),
         )
         .await;
@@ -811,6 +795,113 @@ async fn a_reviewer_reviews_a_version_once_and_a_service_account_reads_only_with
             }
         }
     }
+}
+
+#[tokio::test]
+async fn a_review_binds_to_the_content_hash_read_and_a_refused_one_records_nothing() {
+    let app = TestApp::spawn().await;
+    let author = app
+        .login(&app.person("author@nist.gov", "US", &[Role::Author]).await)
+        .await;
+    let reviewer = app
+        .login(
+            &app.person("reviewer@nist.gov", "US", &[Role::Reviewer])
+                .await,
+        )
+        .await;
+    app.institute("UK").await;
+    let id = protocol(&app, &author, "bound-review", "other", json!(["US", "UK"])).await;
+    let v1 = format!("/v1/protocols/{id}/versions/1");
+    assert_eq!(
+        app.post_as(
+            &author,
+            &format!("/v1/protocols/{id}/versions"),
+            &json!({"content": content(1)})
+        )
+        .await
+        .status(),
+        201
+    );
+    assert_eq!(
+        app.post_as(&author, &format!("{v1}/submit"), &json!({}))
+            .await
+            .status(),
+        200
+    );
+
+    // The reviewer reads the version: its body shows the hash a review binds to; its
+    // ETag is the draft's, for editing, and binds nothing here.
+    let read = app.get_as(&reviewer, &v1).await;
+    let draft_etag = etag_of(&read);
+    let read: Value = read.json().await.expect("json");
+    assert_eq!(read["status"], "in_review");
+    let hash = read["content_sha256"].as_str().expect("a content hash");
+    let reviews = format!("{v1}/reviews");
+    let approve = json!({"verdict": "approve"});
+    for (what, if_match, status) in [
+        ("no If-Match", None, 428),
+        ("*", Some("*".to_owned()), 428),
+        ("another hash", Some(format!("\"{}\"", "0".repeat(64))), 412),
+        ("the hash unquoted", Some(hash.to_owned()), 412),
+        ("the version's ETag", Some(draft_etag), 412),
+    ] {
+        let refused = app
+            .post_if_match(&reviewer, &reviews, if_match.as_deref(), &approve)
+            .await;
+        let body = problem(refused, status).await;
+        assert!(
+            !body["detail"].as_str().expect("detail").is_empty(),
+            "{what}"
+        );
+    }
+    let listed: Value = app
+        .get_as(&reviewer, &reviews)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed, json!([]), "a refused review is not recorded");
+
+    let bound = format!("\"{hash}\"");
+    let recorded = app
+        .post_if_match(&reviewer, &reviews, Some(&bound), &approve)
+        .await;
+    assert_eq!(recorded.status(), 201);
+    let outcome: Value = recorded.json().await.expect("json");
+    assert_eq!(outcome["version_status"], "in_review");
+    let listed: Value = app
+        .get_as(&reviewer, &reviews)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed.as_array().expect("reviews").len(), 1);
+
+    // A version in review with no hash has nothing a review could bind to.
+    let uk_reviewer = app
+        .login(
+            &app.person("reviewer@aisi.gov.uk", "UK", &[Role::Reviewer])
+                .await,
+        )
+        .await;
+    sqlx::query("update protocol_versions set content_sha256 = null where protocol_id = $1")
+        .bind(uuid::Uuid::parse_str(&id).expect("id"))
+        .execute(&app.pool)
+        .await
+        .expect("the hash removed");
+    problem(
+        app.post_if_match(&uk_reviewer, &reviews, Some("\"\""), &approve)
+            .await,
+        409,
+    )
+    .await;
+    let unchanged: Value = app
+        .get_as(&uk_reviewer, &v1)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(unchanged["status"], "in_review");
 }
 
 #[tokio::test]

@@ -468,6 +468,28 @@ impl TestApp {
             .await
     }
 
+    /// The caller's review of a protocol version (`path`, `/v1/protocols/{id}/versions/{n}`)
+    /// bound to its `content_sha256` as they read it now, or to one that matches nothing
+    /// when they may not read it or it has none.
+    pub async fn review(
+        &self,
+        token: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        let read = self.get_as(token, path).await;
+        let hash = match read.json::<serde_json::Value>().await {
+            Ok(version) => version["content_sha256"]
+                .as_str()
+                .unwrap_or("unread")
+                .to_owned(),
+            Err(_) => "unread".to_owned(),
+        };
+        let bound = format!("\"{hash}\"");
+        self.post_if_match(token, &format!("{path}/reviews"), Some(&bound), body)
+            .await
+    }
+
     /// A POST of JSON with `If-Match` when given: an act bound to what was read.
     pub async fn post_if_match(
         &self,
@@ -834,9 +856,9 @@ pub mod story {
                 .await;
             let reviewer = app.login(&reviewer).await;
             let review = app
-                .post_as(
+                .review(
                     &reviewer,
-                    &format!("{versions}/1/reviews"),
+                    &format!("{versions}/1"),
                     &json!({"verdict": "approve"}),
                 )
                 .await;

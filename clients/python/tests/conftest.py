@@ -138,13 +138,14 @@ def world() -> Iterator[World]:
     draft = author.api.call(
         "POST", f"/v1/protocols/{protocol['id']}/versions", expect=201, json={"content": PROTOCOL_CONTENT}
     )
-    author.api.call("POST", f"/v1/protocols/{protocol['id']}/versions/{draft['number']}/submit")
+    submitted = author.api.call("POST", f"/v1/protocols/{protocol['id']}/versions/{draft['number']}/submit")
     for reviewer in (us_reviewer, uk_reviewer):
         reviewer.api.call(
             "POST",
             f"/v1/protocols/{protocol['id']}/versions/{draft['number']}/reviews",
             expect=201,
             json={"verdict": "approve"},
+            headers={"if-match": f'"{submitted["content_sha256"]}"'},
         )
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     exercise = us.call(

@@ -207,7 +207,7 @@ pub async fn fixture(api: &Api, admins: &Admins) -> anyhow::Result<Fixture> {
         )
         .await?;
     let version = draft["number"].as_i64().context("the draft's number")?;
-    us_author
+    let submitted = us_author
         .call(
             Method::POST,
             &format!("/v1/protocols/{protocol_id}/versions/{version}/submit"),
@@ -215,12 +215,17 @@ pub async fn fixture(api: &Api, admins: &Admins) -> anyhow::Result<Fixture> {
             StatusCode::OK,
         )
         .await?;
+    // A review is bound to the content's hash, as the submission answered it.
+    let hash = submitted["content_sha256"]
+        .as_str()
+        .context("the submitted version has no content hash")?;
     for reviewer in [&us_reviewer, &uk_reviewer] {
         reviewer
-            .call(
+            .call_as_read(
                 Method::POST,
                 &format!("/v1/protocols/{protocol_id}/versions/{version}/reviews"),
-                Some(&json!({"verdict": "approve"})),
+                &json!({"verdict": "approve"}),
+                &format!("\"{hash}\""),
                 StatusCode::CREATED,
             )
             .await?;

@@ -51,7 +51,8 @@ pub struct VersionView {
     pub number: i32,
     pub status: VersionStatus,
     pub content: ProtocolContent,
-    /// sha256 of the canonical content, recorded when the version was submitted.
+    /// sha256 of the canonical content, recorded when the version was submitted; a
+    /// review sends it, quoted, as `If-Match`.
     pub content_sha256: Option<String>,
     /// The version this one was copied from.
     pub based_on: Option<i32>,
@@ -225,13 +226,14 @@ pub async fn list_versions(
     Ok(Json(versions.into_iter().map(VersionView::from).collect()))
 }
 
-/// Reads a version, with its `ETag`.
+/// Reads a version, with its `ETag`, the `If-Match` to edit a draft with; a review binds
+/// instead to the body's `content_sha256`, quoted.
 #[utoipa::path(
     get, path = "/v1/protocols/{id}/versions/{number}", tag = "protocols",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The protocol"), ("number" = i32, Path, description = "The version number")),
     responses(
-        (status = 200, description = "The version", body = VersionView, headers(("ETag" = String, description = "Send as If-Match to edit"))),
+        (status = 200, description = "The version", body = VersionView, headers(("ETag" = String, description = "Send as If-Match to edit the draft; a review sends the `content_sha256`, quoted"))),
         (status = 404, description = "No such protocol or version", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -19,7 +19,7 @@ use crate::AppState;
 use crate::access::Lock;
 use crate::auth::Caller;
 use crate::conflicts::OnConstraint;
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, IfMatch};
 use crate::idempotency::{self, IdempotencyHeader, IdempotentJson};
 use crate::problem::{ApiError, Problem};
 use crate::views::Codes;
@@ -74,26 +74,32 @@ pub struct ReviewOutcome {
     pub version_status: VersionStatus,
 }
 
-/// Reviews a version in review. The version is approved once every participating
-/// institute has approved it and no request for changes stands; any request for
-/// changes sends it back.
+/// Reviews a version in review, bound to the content the reviewer read: `If-Match` is
+/// the version's `content_sha256` as its body shows it, quoted (`"…"`; 428 without it or
+/// with `*`, 412 when it is another, the version's `ETag` too: that one is for editing a
+/// draft). The version is approved once every participating institute has approved it
+/// and no request for changes stands; any request for changes sends it back.
 #[utoipa::path(
     post, path = "/v1/protocols/{id}/versions/{number}/reviews", tag = "protocols",
     security(("bearer" = [])),
-    params(IdempotencyHeader, ("id" = Uuid, Path, description = "The protocol"), ("number" = i32, Path, description = "The version number")),
+    params(IdempotencyHeader, ("id" = Uuid, Path, description = "The protocol"), ("number" = i32, Path, description = "The version number"),
+           ("If-Match" = String, Header, description = "The version's `content_sha256` as read, quoted", example = json!("\"9f2b5c0e6a1d4b7f8e3c2a1b0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e\""))),
     request_body = ReviewRequest,
     responses(
         (status = 201, description = "Recorded", body = ReviewOutcome),
         (status = 403, description = "Not a reviewer of a participating institute, or an editor of this version", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such protocol or version", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not in review, or reviewed by this reviewer already", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` is not the version's content hash", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing, or `*`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn review_version(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((id, number)): ApiPath<(Uuid, i32)>,
+    if_match: IfMatch,
     IdempotentJson { key, request }: IdempotentJson<ReviewRequest>,
 ) -> Result<Response, ApiError> {
     let mut work = Work::begin(&state, &caller).await?;
@@ -110,6 +116,11 @@ pub async fn review_version(
     )
     .await?;
     version.status.check_review()?;
+    // What is reviewed is what the reviewer read.
+    let read = version.content_sha256.as_deref().ok_or(VersionStateError(
+        "the version in review has no content hash",
+    ))?;
+    if_match.check_read(&format!("\"{read}\""))?;
     request.verdict.check_comment(&request.comment)?;
     let codes = work.codes().await?;
     let institute = choose_capacity(

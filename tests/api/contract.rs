@@ -770,6 +770,11 @@ async fn specific_probes(app: &TestApp, w: &World) -> Vec<(Op, Answer)> {
         step("POST /v1/runs/{id}/samples", &w.evaluator, format!("{run}/samples"),
              json!([{"sample_id": "", "epoch": 0, "scorer": "match", "value": 1.0}])),
         step("POST /v1/runs/{id}/cancel", &w.evaluator, format!("{run}/cancel"), json!({})).twice(),
+        // Comparisons: of a run still running, and of runs nobody may read.
+        step("GET /v1/comparisons", &w.evaluator,
+             format!("/v1/comparisons?a={}&b={}&scorer=match", w.run, &finished["/v1/runs/".len()..]), Value::Null),
+        step("GET /v1/comparisons", &w.evaluator,
+             format!("/v1/comparisons?a={}&b={}&scorer=match", Uuid::now_v7(), Uuid::now_v7()), Value::Null),
     ];
     let mut out = Vec::new();
     for step in &steps {

@@ -76,6 +76,35 @@ pub(crate) async fn run(
     Ok(run)
 }
 
+/// Two runs the caller may both read, for a comparison. One that is hidden (or absent)
+/// is the same 404 whichever of the two it is, so that the answer tells nothing of which.
+pub(crate) async fn run_pair(
+    work: &mut Work<'_>,
+    a: Uuid,
+    b: Uuid,
+) -> Result<(Run, Run), ApiError> {
+    let hidden = || not_found("pair of runs: one or both are not runs you may read");
+    let mut read = Vec::with_capacity(2);
+    for id in [a, b] {
+        let run = jointeval_store::runs::get(work, id, false)
+            .await?
+            .ok_or_else(hidden)?;
+        let resource = Resource::Run {
+            institute_id: run.institute_id,
+            released_to: &run.released_to,
+        };
+        match decide(&work.caller.actor, Action::ReadRun, &resource) {
+            Ok(()) => {}
+            Err(Denial::NotFound) => return Err(hidden()),
+            Err(denial) => return Err(Caller::deny(denial, "run")),
+        }
+        read.push(run);
+    }
+    let b = read.pop().expect("two runs read");
+    let a = read.pop().expect("two runs read");
+    Ok((a, b))
+}
+
 /// An exercise the caller may see, and may do `action` to.
 pub(crate) async fn exercise(
     work: &mut Work<'_>,

@@ -3,6 +3,7 @@
 //! handler gives it (`on_constraint`), instead of each handler building its own.
 
 use axum::http::StatusCode;
+use jointeval_domain::comparison::NotComparable;
 use jointeval_domain::exchange::TransitionRefused;
 use jointeval_domain::exercise::ExerciseStateError;
 use jointeval_domain::protocol::VersionStateError;
@@ -42,6 +43,12 @@ impl From<VersionStateError> for ApiError {
 impl From<TransitionRefused> for ApiError {
     fn from(e: TransitionRefused) -> Self {
         state("exchange-state", e.0)
+    }
+}
+
+impl From<NotComparable> for ApiError {
+    fn from(e: NotComparable) -> Self {
+        state("not-comparable", e.0)
     }
 }
 

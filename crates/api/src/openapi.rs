@@ -41,6 +41,7 @@ use crate::routes;
         (name = "protocols", description = "Evaluation protocols, their versions, reviews and discussion"),
         (name = "exercises", description = "Joint testing exercises, started by every participant's agreement"),
         (name = "runs", description = "Test runs, their results, and their release to the partners"),
+        (name = "comparisons", description = "Paired comparisons of two runs of one protocol version: do the institutes get the same answer"),
         (name = "institutes", description = "The parties to the partnership"),
         (name = "audit", description = "The tamper-evident audit trail of every change, and signed checkpoints of it"),
     )

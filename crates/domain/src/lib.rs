@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod canonical;
+pub mod comparison;
 pub mod conformance;
 pub mod exchange;
 pub mod exercise;

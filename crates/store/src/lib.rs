@@ -6,6 +6,7 @@
 pub mod accounts;
 mod actor;
 pub mod audit;
+pub mod comparisons;
 pub mod credentials;
 mod error;
 pub mod exchanges;

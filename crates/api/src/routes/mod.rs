@@ -1,6 +1,7 @@
 mod accounts;
 mod audit;
 mod auth;
+mod comparisons;
 mod docs;
 mod exchanges;
 mod exercises;
@@ -110,6 +111,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::reductions::list_sample_errors))
         .routes(routes!(runs::summary::exercise_summary))
         .routes(routes!(runs::export::export_samples))
+        .routes(routes!(comparisons::compare_runs))
         .fallback(docs::not_found)
 }
 

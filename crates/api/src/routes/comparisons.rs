@@ -1,0 +1,238 @@
+//! Paired comparisons of two runs of one protocol version: do two institutes get the same
+//! answer, by how much do they differ, and how sure can they be.
+
+use axum::Json;
+use axum::extract::State;
+use jointeval_domain::ValidationError;
+use jointeval_domain::comparison::{
+    self, AgreementComparison, NumericComparison, Reducer, Unmatched, check_pair,
+};
+use jointeval_domain::run::Run;
+use jointeval_store::comparisons::{Selection, UNMATCHED_LISTED};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::access;
+use crate::auth::Caller;
+use crate::extract::ApiQuery;
+use crate::problem::{ApiError, Problem};
+use crate::views::Codes;
+use crate::work::Work;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ComparisonQuery {
+    /// One run; differences are `a − b`.
+    pub a: Uuid,
+    /// The other run, of the same protocol version.
+    pub b: Uuid,
+    /// The scorer whose values are compared.
+    #[param(min_length = 1, max_length = 200)]
+    pub scorer: String,
+    /// Only this epoch's scores. Without it (and without `reducer`), scores pair by
+    /// sample and epoch.
+    #[param(minimum = 0, maximum = 100_000)]
+    pub epoch: Option<i32>,
+    /// Reduce each sample's epochs to one value first, then pair by sample.
+    pub reducer: Option<Reducer>,
+    /// A field of the scores' metadata whose values are clusters: the interval and the test
+    /// then use the clustered standard error.
+    #[param(min_length = 1, max_length = 200)]
+    pub cluster: Option<String>,
+}
+
+impl ComparisonQuery {
+    fn validate(&self) -> Result<(), ValidationError> {
+        for (field, text) in [
+            ("scorer", Some(&self.scorer)),
+            ("cluster", self.cluster.as_ref()),
+        ] {
+            if text.is_some_and(|t| t.is_empty() || t.chars().count() > 200) {
+                return Err(ValidationError::new(field, "must be 1 to 200 characters"));
+            }
+        }
+        if self.epoch.is_some_and(|e| !(0..=100_000).contains(&e)) {
+            return Err(ValidationError::new(
+                "epoch",
+                "must be between 0 and 100000",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A compared run, as cited: its results digest names exactly the scores compared.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComparedRun {
+    pub run_id: Uuid,
+    /// The executing institute's code.
+    pub institute: String,
+    pub digest: Option<String>,
+    /// Scores of the selection in this run.
+    pub scored: i64,
+}
+
+impl ComparedRun {
+    fn new(run: &Run, codes: &Codes, scored: i64) -> Self {
+        Self {
+            run_id: run.id,
+            institute: codes.of(run.institute_id),
+            digest: run.digest.clone(),
+            scored,
+        }
+    }
+}
+
+/// How the scores were paired.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Pairing {
+    /// `sample_epoch`, or `sample` when a reducer reduced the epochs.
+    pub by: PairedBy,
+    pub epoch: Option<i32>,
+    pub reducer: Option<Reducer>,
+    pub cluster: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PairedBy {
+    SampleEpoch,
+    Sample,
+}
+
+/// The samples scored in one run only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnmatchedSamples {
+    pub a_only: i64,
+    pub b_only: i64,
+    /// The first of them by (sample id, epoch), at most 100 of each.
+    pub a_only_samples: Vec<Unmatched>,
+    pub b_only_samples: Vec<Unmatched>,
+}
+
+/// The paired comparison of two runs' scores.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "protocol_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d20", "protocol_version": 2, "scorer": "match",
+    "a": {"run_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d60", "institute": "US",
+          "digest": "9f2c0c1d6b0e4d8a5a7f3e21c4b6d8e0f1a2b3c4d5e6f708192a3b4c5d6e7f80", "scored": 150},
+    "b": {"run_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d61", "institute": "UK",
+          "digest": "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9", "scored": 150},
+    "pairing": {"by": "sample_epoch", "epoch": null, "reducer": null, "cluster": null},
+    "matched": 150,
+    "unmatched": {"a_only": 0, "b_only": 0, "a_only_samples": [], "b_only_samples": []},
+    "numeric": {"pairs": 150, "mean_a": 0.62, "mean_b": 0.5533333333333333,
+                "mean_difference": 0.06666666666666667, "paired_stderr": 0.0308, "unpaired_stderr": 0.0569,
+                "clustered_stderr": null, "clusters": null, "stderr": "paired", "degrees_of_freedom": 149,
+                "confidence_interval": {"level": 0.95, "lower": 0.0058, "upper": 0.1275},
+                "t_statistic": 2.1636, "p_value": 0.0321},
+    "agreement": {"pairs": 150, "agreement_rate": 0.8667, "cohen_kappa": 0.7241,
+                  "mcnemar": {"first_in_a_second_in_b": 5, "second_in_a_first_in_b": 15, "statistic": 5, "p_value": 0.0414},
+                  "krippendorff_alpha": {"nominal": 0.7222, "ordinal": 0.7222, "interval": 0.7222},
+                  "categories": [{"label": "I", "number": 0.0}, {"label": "C", "number": 1.0}],
+                  "table": [{"a": "I", "b": "I", "count": 52}, {"a": "I", "b": "C", "count": 5},
+                            {"a": "C", "b": "I", "count": 15}, {"a": "C", "b": "C", "count": 78}]},
+    "notes": []}))]
+pub struct Comparison {
+    pub protocol_id: Uuid,
+    pub protocol_version: i32,
+    pub scorer: String,
+    pub a: ComparedRun,
+    pub b: ComparedRun,
+    pub pairing: Pairing,
+    /// Pairs scored in both runs.
+    pub matched: i64,
+    pub unmatched: UnmatchedSamples,
+    /// Over the matched pairs whose two values are numbers; absent without any.
+    pub numeric: Option<NumericComparison>,
+    /// Over the matched pairs, their values read as categories; absent without any, or
+    /// when the values are too many to be categories.
+    pub agreement: Option<AgreementComparison>,
+    /// Why a statistic is absent, or what to know in reading one.
+    pub notes: Vec<String>,
+}
+
+/// Compares two runs of one protocol version, sample by sample: both means, the paired
+/// difference with its standard errors (paired, unpaired for contrast, clustered when a
+/// cluster field is named), a 95 % t interval and the paired test; and the agreement of
+/// their values as categories (Cohen's kappa, McNemar's test, Krippendorff's alpha).
+/// Computed over the scores of exactly the two runs, both of which the caller may read.
+#[utoipa::path(
+    get, path = "/v1/comparisons", tag = "comparisons",
+    security(("bearer" = [])),
+    params(ComparisonQuery),
+    responses(
+        (status = 200, description = "The comparison", body = Comparison),
+        (status = 404, description = "One or both runs are not runs the caller may read (the answer does not say which)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The runs ran different protocol versions, or one has not finished", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn compare_runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ComparisonQuery>,
+) -> Result<Json<Comparison>, ApiError> {
+    query.validate()?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let (a, b) = access::run_pair(&mut work, query.a, query.b).await?;
+    check_pair(&a, &b)?;
+    let sums = jointeval_store::comparisons::sums(
+        &mut work,
+        &Selection {
+            a: a.id,
+            b: b.id,
+            scorer: &query.scorer,
+            epoch: query.epoch,
+            reducer: query.reducer,
+            cluster: query.cluster.as_deref(),
+        },
+    )
+    .await?;
+    let codes = work.codes().await?;
+    work.commit().await?;
+    let mut notes = Vec::new();
+    if sums.a_only + sums.b_only > 0 {
+        notes.push(format!(
+            "{} of run a's and {} of run b's scores have no partner in the other run: left out",
+            sums.a_only, sums.b_only
+        ));
+        if sums.a_only.max(sums.b_only) > UNMATCHED_LISTED {
+            notes.push(format!(
+                "the unmatched samples listed are the first {UNMATCHED_LISTED} of each run"
+            ));
+        }
+    }
+    let numeric = comparison::numeric(&sums.numeric, sums.clusters.as_ref(), &mut notes);
+    let agreement = comparison::agreement(sums.categories, sums.table, &mut notes);
+    Ok(Json(Comparison {
+        protocol_id: a.protocol_id,
+        protocol_version: a.protocol_version,
+        scorer: query.scorer,
+        a: ComparedRun::new(&a, &codes, sums.matched + sums.a_only),
+        b: ComparedRun::new(&b, &codes, sums.matched + sums.b_only),
+        pairing: Pairing {
+            by: if query.reducer.is_some() {
+                PairedBy::Sample
+            } else {
+                PairedBy::SampleEpoch
+            },
+            epoch: query.epoch,
+            reducer: query.reducer,
+            cluster: query.cluster,
+        },
+        matched: sums.matched,
+        unmatched: UnmatchedSamples {
+            a_only: sums.a_only,
+            b_only: sums.b_only,
+            a_only_samples: sums.a_only_listed,
+            b_only_samples: sums.b_only_listed,
+        },
+        numeric,
+        agreement,
+        notes,
+    }))
+}

@@ -1,0 +1,449 @@
+//! Paired comparisons of two runs: the numbers, the edge cases, and who may compare what.
+//! The expected figures are scipy's, statsmodels' and the `krippendorff` package's on the
+//! same scores (the CI's scripts/check-statistics checks real Inspect logs the same way).
+
+use jointeval_domain::Role;
+use serde_json::{Value, json};
+
+use crate::support::story::{active_exercise, new_run};
+use crate::support::{TestApp, expect, problem};
+
+const A: [f64; 10] = [0.9, 0.4, 0.75, 0.1, 0.6, 0.3, 0.8, 0.55, 0.2, 0.95];
+const B: [f64; 10] = [0.7, 0.5, 0.75, 0.0, 0.4, 0.35, 0.6, 0.5, 0.25, 0.8];
+const TOPIC: [&str; 10] = ["x", "x", "y", "y", "y", "z", "z", "w", "w", "w"];
+const VERDICT_A: &str = "CCIICICCIC";
+const VERDICT_B: &str = "CIIICCCIIC";
+
+fn close(got: &Value, want: f64) {
+    let got = got
+        .as_f64()
+        .unwrap_or_else(|| panic!("{got} is not a number"));
+    assert!((got - want).abs() < 1e-12, "{got} != {want}");
+}
+
+/// A run of `institute`, with these scores, finished: its id.
+async fn finished_run(
+    app: &TestApp,
+    evaluator: &str,
+    exercise: &str,
+    protocol: &str,
+    scores: Vec<Value>,
+) -> String {
+    let run = expect(
+        app.post_as(
+            evaluator,
+            &format!("/v1/exercises/{exercise}/runs"),
+            &new_run(protocol),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = run["id"].as_str().expect("id").to_owned();
+    let path = format!("/v1/runs/{id}");
+    expect(
+        app.post_as(evaluator, &format!("{path}/start"), &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    expect(
+        app.post_as(evaluator, &format!("{path}/samples"), &json!(scores))
+            .await,
+        200,
+    )
+    .await;
+    expect(
+        app.post_as(
+            evaluator,
+            &format!("{path}/finish"),
+            &json!({"outcome": "succeeded"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    id
+}
+
+fn scores(values: &[f64], verdicts: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            json!({"sample_id": format!("s{i}"), "epoch": 1, "scorer": "match", "value": v,
+                   "metadata": {"topic": TOPIC[i]}})
+        })
+        .collect();
+    out.extend(verdicts.chars().enumerate().map(|(i, v)| {
+        json!({"sample_id": format!("s{i}"), "epoch": 1, "scorer": "verdict", "value": v.to_string()})
+    }));
+    out
+}
+
+struct World {
+    app: TestApp,
+    exercise: String,
+    protocol: String,
+    us_evaluator: String,
+    uk_evaluator: String,
+    us_run: String,
+    uk_run: String,
+}
+
+/// A US run and a UK run of one protocol version, each unreleased.
+async fn world() -> World {
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise(&app).await;
+    let us_evaluator = app
+        .login(&app.person("eval@nist.gov", "US", &[Role::Evaluator]).await)
+        .await;
+    let uk_evaluator = app
+        .login(
+            &app.person("eval@aisi.gov.uk", "UK", &[Role::Evaluator])
+                .await,
+        )
+        .await;
+    let us_run = finished_run(
+        &app,
+        &us_evaluator,
+        &exercise,
+        &protocol,
+        scores(&A, VERDICT_A),
+    )
+    .await;
+    let uk_run = finished_run(
+        &app,
+        &uk_evaluator,
+        &exercise,
+        &protocol,
+        scores(&B, VERDICT_B),
+    )
+    .await;
+    World {
+        app,
+        exercise,
+        protocol,
+        us_evaluator,
+        uk_evaluator,
+        us_run,
+        uk_run,
+    }
+}
+
+fn comparison(a: &str, b: &str, rest: &str) -> String {
+    format!("/v1/comparisons?a={a}&b={b}&scorer={rest}")
+}
+
+#[tokio::test]
+async fn a_comparison_pairs_by_sample_and_its_numbers_are_scipys() {
+    let w = world().await;
+    let reviewer = w
+        .app
+        .login(&w.app.person("rev@nist.gov", "US", &[Role::Reviewer]).await)
+        .await;
+    expect(
+        w.app
+            .release(&reviewer, &format!("/v1/runs/{}", w.us_run), &json!({}))
+            .await,
+        200,
+    )
+    .await;
+
+    let got = expect(
+        w.app
+            .get_as(&w.uk_evaluator, &comparison(&w.us_run, &w.uk_run, "match"))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(got["matched"], 10);
+    assert_eq!(got["a"]["institute"], "US");
+    assert_eq!(got["b"]["institute"], "UK");
+    assert_eq!(got["pairing"]["by"], "sample_epoch");
+    let n = &got["numeric"];
+    close(&n["mean_a"], 0.555);
+    close(&n["mean_b"], 0.485);
+    close(&n["mean_difference"], 0.07000000000000002);
+    close(&n["paired_stderr"], 0.03666666666666667);
+    close(&n["unpaired_stderr"], 0.12213380640374175);
+    close(&n["t_statistic"], 1.9090909090909096);
+    close(&n["p_value"], 0.08859039531146623);
+    close(&n["confidence_interval"]["lower"], -0.012945762635934166);
+    close(&n["confidence_interval"]["upper"], 0.1529457626359342);
+    assert_eq!(n["degrees_of_freedom"], 9);
+    assert_eq!(n["stderr"], "paired");
+    // Graded values read as categories too, but are not a 2×2 table.
+    assert_eq!(
+        got["notes"],
+        json!(["the values take 15 categories: McNemar's test needs exactly two"])
+    );
+
+    // Clustered by a metadata field, as Inspect's stderr(cluster=…), with G − 1 degrees.
+    let clustered = expect(
+        w.app
+            .get_as(
+                &w.uk_evaluator,
+                &comparison(&w.us_run, &w.uk_run, "match&cluster=topic"),
+            )
+            .await,
+        200,
+    )
+    .await;
+    let n = &clustered["numeric"];
+    assert_eq!(n["stderr"], "clustered");
+    assert_eq!(
+        (n["clusters"].as_i64(), n["degrees_of_freedom"].as_i64()),
+        (Some(4), Some(3))
+    );
+    close(&n["clustered_stderr"], 0.013366625103842272);
+    close(&n["p_value"], 0.013551303742563036);
+    close(&n["confidence_interval"]["lower"], 0.02746143332416473);
+    close(&n["confidence_interval"]["upper"], 0.11253856667583531);
+
+    // Labels: agreement, statsmodels' kappa and exact McNemar, Krippendorff's alpha.
+    let labels = expect(
+        w.app
+            .get_as(
+                &w.uk_evaluator,
+                &comparison(&w.us_run, &w.uk_run, "verdict"),
+            )
+            .await,
+        200,
+    )
+    .await;
+    let g = &labels["agreement"];
+    close(&g["agreement_rate"], 0.7);
+    close(&g["cohen_kappa"], 0.3999999999999999);
+    close(&g["mcnemar"]["p_value"], 1.0);
+    assert_eq!(g["mcnemar"]["statistic"], 1);
+    close(&g["krippendorff_alpha"]["nominal"], 0.4242424242424242);
+    close(&g["krippendorff_alpha"]["interval"], 0.4242424242424242);
+    assert_eq!(
+        g["table"],
+        json!([{"a": "I", "b": "I", "count": 3}, {"a": "I", "b": "C", "count": 1},
+               {"a": "C", "b": "I", "count": 2}, {"a": "C", "b": "C", "count": 4}])
+    );
+    // The labels' numbers (C 1, I 0) give the numeric comparison too.
+    close(&labels["numeric"]["mean_difference"], 0.1);
+}
+
+#[tokio::test]
+async fn a_comparison_with_a_run_the_caller_may_not_read_is_one_404_whichever_it_is() {
+    let w = world().await;
+    let app = &w.app;
+    let hidden = comparison(&w.us_run, &w.uk_run, "match");
+    let swapped = comparison(&w.uk_run, &w.us_run, "match");
+    let absent = comparison(&w.uk_run, &uuid::Uuid::now_v7().to_string(), "match");
+    let mut bodies = Vec::new();
+    for path in [&hidden, &swapped, &absent] {
+        bodies.push(problem(app.get_as(&w.uk_evaluator, path).await, 404).await);
+    }
+    assert!(bodies.windows(2).all(|p| p[0] == p[1]), "{bodies:?}");
+    assert!(
+        !bodies[0].to_string().contains(&w.us_run),
+        "the answer names no run: {}",
+        bodies[0]
+    );
+    // The US may compare its own run with the UK's only once the UK releases it.
+    problem(app.get_as(&w.us_evaluator, &hidden).await, 404).await;
+    // A third institute and an outsider see neither.
+    let fr = app
+        .login(&app.person("viewer@inria.fr", "FR", &[Role::Viewer]).await)
+        .await;
+    problem(app.get_as(&fr, &hidden).await, 404).await;
+    problem(app.get(&hidden).await, 401).await;
+
+    // Released to the UK: the UK compares, any role of it; the US still may not.
+    let reviewer = app
+        .login(&app.person("rev@nist.gov", "US", &[Role::Reviewer]).await)
+        .await;
+    expect(
+        app.release(&reviewer, &format!("/v1/runs/{}", w.us_run), &json!({}))
+            .await,
+        200,
+    )
+    .await;
+    let uk_viewer = app
+        .login(
+            &app.person("viewer@aisi.gov.uk", "UK", &[Role::Viewer])
+                .await,
+        )
+        .await;
+    expect(app.get_as(&uk_viewer, &hidden).await, 200).await;
+    problem(app.get_as(&w.us_evaluator, &hidden).await, 404).await;
+    problem(app.get_as(&fr, &hidden).await, 404).await;
+    // A US run against itself: its own.
+    let own = comparison(&w.us_run, &w.us_run, "match");
+    let itself = expect(app.get_as(&w.us_evaluator, &own).await, 200).await;
+    assert_eq!(itself["numeric"]["mean_difference"], 0.0);
+}
+
+#[tokio::test]
+async fn edge_cases_are_clear_answers_never_errors_or_nan() {
+    let w = world().await;
+    let app = &w.app;
+    let us = &w.us_evaluator;
+    let run = |scores: Vec<Value>| finished_run(app, us, &w.exercise, &w.protocol, scores);
+    let score = |id: &str, epoch: i32, value: Value| json!({"sample_id": id, "epoch": epoch, "scorer": "s", "value": value});
+
+    // No matched samples: counted and listed, no statistics, each absence noted.
+    let left = run(vec![score("a", 1, json!(1.0))]).await;
+    let right = run(vec![score("b", 1, json!(1.0))]).await;
+    let none = expect(app.get_as(us, &comparison(&left, &right, "s")).await, 200).await;
+    assert_eq!(none["matched"], 0);
+    assert_eq!(
+        none["unmatched"],
+        json!({"a_only": 1, "b_only": 1, "a_only_samples": [{"sample_id": "a", "epoch": 1}],
+               "b_only_samples": [{"sample_id": "b", "epoch": 1}]})
+    );
+    assert_eq!(
+        (&none["numeric"], &none["agreement"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(none["notes"].as_array().map(Vec::len), Some(3), "{none}");
+
+    // One matched sample: means and a difference, no standard error.
+    let one = expect(app.get_as(us, &comparison(&left, &left, "s")).await, 200).await;
+    assert_eq!(one["numeric"]["pairs"], 1);
+    assert_eq!(one["numeric"]["paired_stderr"], Value::Null);
+    assert_eq!(one["numeric"]["p_value"], Value::Null);
+
+    // Every difference zero: a zero-width interval, no test.
+    let twice = run(vec![score("a", 1, json!(1.0)), score("b", 1, json!(0.0))]).await;
+    let again = run(vec![score("a", 1, json!(1.0)), score("b", 1, json!(0.0))]).await;
+    let zero = expect(app.get_as(us, &comparison(&twice, &again, "s")).await, 200).await;
+    assert_eq!(zero["numeric"]["paired_stderr"], 0.0);
+    assert_eq!(zero["numeric"]["t_statistic"], Value::Null);
+    assert_eq!(
+        zero["numeric"]["confidence_interval"],
+        json!({"level": 0.95, "lower": 0.0, "upper": 0.0})
+    );
+    close(&zero["agreement"]["cohen_kappa"], 1.0);
+
+    // Labels that are not numbers: no numeric statistics; nominal agreement only.
+    let words = run(vec![
+        score("a", 1, json!("red")),
+        score("b", 1, json!("blue")),
+        score("c", 1, json!("red")),
+    ])
+    .await;
+    let others = run(vec![
+        score("a", 1, json!("red")),
+        score("b", 1, json!("green")),
+        score("c", 1, json!("red")),
+    ])
+    .await;
+    let labels = expect(app.get_as(us, &comparison(&words, &others, "s")).await, 200).await;
+    assert_eq!(labels["numeric"], Value::Null);
+    close(&labels["agreement"]["agreement_rate"], 2.0 / 3.0);
+    assert_eq!(
+        labels["agreement"]["krippendorff_alpha"]["interval"],
+        Value::Null
+    );
+    assert!(labels["agreement"]["krippendorff_alpha"]["nominal"].is_number());
+
+    // Epochs of different counts: by epoch the third is unmatched; reduced, all pair.
+    let three = run((1..=3).map(|e| score("a", e, json!(e as f64))).collect()).await;
+    let two = run((1..=2).map(|e| score("a", e, json!(1.0))).collect()).await;
+    let by_epoch = expect(app.get_as(us, &comparison(&three, &two, "s")).await, 200).await;
+    assert_eq!(
+        (
+            by_epoch["matched"].as_i64(),
+            by_epoch["unmatched"]["a_only"].as_i64()
+        ),
+        (Some(2), Some(1))
+    );
+    let reduced = expect(
+        app.get_as(us, &comparison(&three, &two, "s&reducer=mean"))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(reduced["pairing"]["by"], "sample");
+    assert_eq!(reduced["matched"], 1);
+    close(&reduced["numeric"]["mean_difference"], 1.0);
+    let median = expect(
+        app.get_as(us, &comparison(&three, &two, "s&reducer=max"))
+            .await,
+        200,
+    )
+    .await;
+    close(&median["numeric"]["mean_a"], 3.0);
+    let epoch = expect(
+        app.get_as(us, &comparison(&three, &two, "s&epoch=2")).await,
+        200,
+    )
+    .await;
+    close(&epoch["numeric"]["mean_a"], 2.0);
+
+    // A cluster field missing on some samples: said, and no clustered test.
+    let missing = expect(
+        app.get_as(us, &comparison(&twice, &again, "s&cluster=topic"))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(missing["numeric"]["clustered_stderr"], Value::Null);
+    assert_eq!(missing["numeric"]["p_value"], Value::Null);
+    assert!(
+        missing["notes"]
+            .to_string()
+            .contains("2 of 2 numeric pairs have no `topic`"),
+        "{missing}"
+    );
+
+    // Nothing in the answer is NaN or infinite: the bodies parsed as JSON above.
+    for bad in [
+        "s&epoch=-1",
+        "s&reducer=sum",
+        "s&cluster=",
+        "s&colour=red",
+        "",
+    ] {
+        problem(app.get_as(us, &comparison(&twice, &again, bad)).await, 422).await;
+    }
+    problem(
+        app.get_as(us, &format!("/v1/comparisons?a={twice}&scorer=s"))
+            .await,
+        422,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_unfinished_run_is_not_compared() {
+    let w = world().await;
+    let app = &w.app;
+    let running = expect(
+        app.post_as(
+            &w.us_evaluator,
+            &format!("/v1/exercises/{}/runs", w.exercise),
+            &new_run(&w.protocol),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let running = running["id"].as_str().expect("id");
+    let refused = problem(
+        app.get_as(&w.us_evaluator, &comparison(&w.us_run, running, "match"))
+            .await,
+        409,
+    )
+    .await;
+    assert_eq!(refused["type"], "urn:jointeval:problem:not-comparable");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("run b is queued")
+    );
+    // The same request of a UK run: the UK's unreleased run is still a 404, not a 409.
+    problem(
+        app.get_as(&w.us_evaluator, &comparison(&w.uk_run, running, "match"))
+            .await,
+        404,
+    )
+    .await;
+}

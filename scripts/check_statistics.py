@@ -18,7 +18,7 @@ Every figure of each answer is computed again from the log files themselves
 1), counts exactly; a statistic the service leaves null must be one the independent
 side cannot compute, and the other way round. Any mismatch exits 1 naming the request,
 the figure and both values. It prints a table of what was checked and, with --show
-QUERY, the answer to that query as JSON.
+QUERY, checks that query too and prints its answer as JSON.
 
     python check_statistics.py --base-url URL --log-a A.eval --log-b B.eval [--show QUERY]
 """
@@ -472,13 +472,23 @@ def number(answer: dict[str, Any], label: str) -> float | None:
     return next(c["number"] for c in answer["agreement"]["categories"] if c["label"] == label)
 
 
+def shown_query(text: str) -> dict[str, Any]:
+    """--show's query, checked like the others: a scorer of the task, and known parameters."""
+    query: dict[str, Any] = dict(urllib.parse.parse_qsl(text))
+    if query.get("scorer") not in SCORERS or not set(query) <= {"scorer", "epoch", "reducer", "cluster"}:
+        raise SystemExit(f"check_statistics: --show takes scorer={'|'.join(SCORERS)} and epoch, reducer or cluster")
+    if "epoch" in query:
+        query["epoch"] = int(query["epoch"])
+    return query
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--log-a", required=True, type=Path, help="imported into the US run (run a)")
     parser.add_argument("--log-b", required=True, type=Path, help="imported into the UK run (run b)")
     parser.add_argument(
-        "--show", metavar="QUERY", help="print the answer to this query (e.g. 'scorer=verdict&epoch=1')"
+        "--show", metavar="QUERY", help="check this query too, and print its answer (e.g. 'scorer=verdict&epoch=1')"
     )
     args = parser.parse_args()
     # Inspect's alpha warns that nominal is a poor level for numbers: it is one of three here.
@@ -489,27 +499,33 @@ def main() -> None:
 
     checks: list[Check] = []
     rows = []
-    for scorer in SCORERS:
-        for pairing in PAIRINGS:
-            query = {"scorer": scorer, **pairing}
-            request = urllib.parse.urlencode(query)
-            answer = api.call("GET", comparison_path(run_a, run_b, query), partner)
-            these = compare(
-                request, answer, expected(select(logs[0], scorer, query), select(logs[1], scorer, query), query)
+    queries = [{"scorer": scorer, **pairing} for scorer in SCORERS for pairing in PAIRINGS]
+    shown = shown_query(args.show) if args.show else None
+    if shown is not None and shown not in queries:
+        queries.append(shown)
+    shown_answer = None
+    for query in queries:
+        request = urllib.parse.urlencode(query)
+        answer = api.call("GET", comparison_path(run_a, run_b, query), partner)
+        if query == shown:
+            shown_answer = answer
+        scorer = query["scorer"]
+        these = compare(
+            request, answer, expected(select(logs[0], scorer, query), select(logs[1], scorer, query), query)
+        )
+        checks += these
+        worst = max((c.difference or 0.0 for c in these if c.tolerant), default=0.0)
+        rows.append(
+            (
+                request,
+                answer["matched"],
+                answer["unmatched"]["a_only"],
+                answer["unmatched"]["b_only"],
+                sum(c.tolerant for c in these),
+                sum(not c.tolerant for c in these),
+                worst,
             )
-            checks += these
-            worst = max((c.difference or 0.0 for c in these if c.tolerant), default=0.0)
-            rows.append(
-                (
-                    request,
-                    answer["matched"],
-                    answer["unmatched"]["a_only"],
-                    answer["unmatched"]["b_only"],
-                    sum(c.tolerant for c in these),
-                    sum(not c.tolerant for c in these),
-                    worst,
-                )
-            )
+        )
 
     print(f"{'request':<42} {'pairs':>5} {'a/b only':>8} {'figures':>7} {'exact':>5} {'worst |Δ|':>10}")
     for request, pairs, a_only, b_only, figures, exact, worst in rows:
@@ -523,9 +539,8 @@ def main() -> None:
         f"({worst.figure}, {worst.request})"
     )
     print("against: " + ", ".join(f"{source} ({count})" for source, count in sorted(sources.items())))
-    if args.show:
-        query = dict(urllib.parse.parse_qsl(args.show))
-        print(json.dumps(api.call("GET", comparison_path(run_a, run_b, query), partner), indent=2))
+    if shown_answer is not None:
+        print(json.dumps(shown_answer, indent=2))
     failed = [c for c in checks if not c.ok]
     for c in failed:
         print(

@@ -164,8 +164,11 @@ class Jointeval:
             "starts_at": now.isoformat(), "ends_at": (now + dt.timedelta(days=1)).isoformat()})
         for admin in (us_admin, uk_admin):
             path = f"/v1/exercises/{exercise['id']}"
-            read = admin.get(self.url + path, timeout=TIMEOUT).headers["etag"]
-            exercise = self.call(admin, "POST", f"{path}/agree", 200, "agree", {}, headers={"if-match": read})
+            read = admin.get(self.url + path, timeout=TIMEOUT)
+            if read.status_code != 200:
+                raise ServerError(f"reading the exercise answered {read.status_code}: {read.text}")
+            exercise = self.call(admin, "POST", f"{path}/agree", 200, "agree", {},
+                                 headers={"if-match": read.headers["etag"]})
         if exercise["status"] != "active":
             raise ServerError(f"the exercise agreed by both admins is {exercise['status']}, not active")
         harness = self.call(us_admin, "POST", "/v1/accounts", 201, "create the service account", {

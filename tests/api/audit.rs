@@ -819,7 +819,7 @@ async fn every_mutating_route_writes_exactly_one_audit_event() {
     let plan = |title: &str| {
         json!({
             "title": title,
-            "model": {"provider": "ExampleAI", "name": "example-large", "version": "1", "access": "public_api"},
+            "model": {"provider": "Inspect", "name": "mockllm", "version": "model", "access": "public_api"},
             "protocol_versions": [{"protocol_id": protocol, "number": 1}],
             "participants": ["US", "UK"],
             "starts_at": now.to_rfc3339(), "ends_at": (now + chrono::Duration::days(7)).to_rfc3339()
@@ -990,12 +990,15 @@ async fn every_mutating_route_writes_exactly_one_audit_event() {
         .await;
     assert_eq!(cancelled.body["status"], "cancelled");
     // A harness claims the next queued run and renews its lease.
-    let mut mock_run = new_run(&protocol_text);
-    mock_run["model_version"] = json!("mockllm/model");
-    let third = post(&app, &use_, &format!("{exercise_path}/runs"), &mock_run)
-        .send()
-        .await
-        .expect("send");
+    let third = post(
+        &app,
+        &use_,
+        &format!("{exercise_path}/runs"),
+        &new_run(&protocol_text),
+    )
+    .send()
+    .await
+    .expect("send");
     assert_eq!(third.status(), 201);
     let third = uuid_at(&third.json::<Value>().await.expect("json"), "/id");
     let harness_id = app

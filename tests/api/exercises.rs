@@ -274,7 +274,7 @@ async fn an_agreement_counts_only_for_the_plan_its_reviewer_read() {
         )
         .await;
     problem(stale, 412).await;
-    for missing in [None, Some("*")] {
+    for missing in [None, Some("*"), Some(" * ")] {
         let agreed = app
             .post_if_match(&reviewer_a, &format!("{path}/agree"), missing, &json!({}))
             .await;
@@ -306,6 +306,27 @@ async fn an_agreement_counts_only_for_the_plan_its_reviewer_read() {
         .to_owned();
     let seen: Value = read_again.json().await.expect("json");
     assert_eq!(seen["model"]["version"], "2026-11-15");
+    // A weak ETag does not bind (If-Match compares strongly); an outsider who sends `*`
+    // learns nothing of the exercise.
+    let weak = app
+        .post_if_match(
+            &reviewer_a,
+            &format!("{path}/agree"),
+            Some(&format!("W/{etag}")),
+            &json!({}),
+        )
+        .await;
+    problem(weak, 412).await;
+    let outsider = app
+        .login(&app.person("rev@inria.fr", "FR", &[Role::Reviewer]).await)
+        .await;
+    let p = problem(
+        app.post_if_match(&outsider, &format!("{path}/agree"), Some("*"), &json!({}))
+            .await,
+        404,
+    )
+    .await;
+    assert!(!p.to_string().contains("If-Match"), "{p}");
     let a: Value = app
         .post_if_match(
             &reviewer_a,

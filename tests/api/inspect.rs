@@ -330,8 +330,15 @@ async fn every_fixture_imports_to_exactly_the_numbers_inspect_wrote() {
             .collect();
         if name.starts_with("arith_small") {
             assert!(fields.is_empty(), "{name} follows the protocol: {fields:?}");
+            assert_eq!(view["comparable"], true, "{name}");
         } else {
-            assert_eq!(fields, ["task"], "{name} ran another task");
+            // Another task, and every other difference from the protocol's one task.
+            assert_eq!(
+                fields,
+                ["task", "dataset.name", "dataset.sample_count", "epochs"],
+                "{name} ran another task"
+            );
+            assert_eq!(view["comparable"], false, "{name}");
         }
     }
 }
@@ -1002,20 +1009,26 @@ async fn bad_foreign_and_unauthorised_logs_change_nothing() {
     assert_eq!(p["errors"][0]["field"], "status");
     assert_eq!(s.stored(run).await, (0, 0, 0));
 
-    // A log of another model than the run's, or of another task or model than its
-    // config names: refused, naming the field.
-    for (config, model_version, field) in [
-        (json!({}), "example-large-1", "eval.model"),
-        (json!({"task": "gpqa"}), "mockllm/model", "eval.task"),
+    // A log of another model than the exercise's (and so the run's), or of another task
+    // or model than its config names: refused, naming the field. A run may name the model
+    // otherwise than its log does.
+    let mut foreign: Value = serde_json::from_slice(&json).expect("json");
+    foreign["eval"]["model"] = json!("openai/gpt-4o");
+    let foreign = serde_json::to_vec(&foreign).expect("bytes");
+    for (config, model_version, log, field) in [
+        (json!({}), "mockllm/model", &foreign, "eval.model"),
+        (json!({}), "mockllm-model", &foreign, "eval.model"),
+        (json!({"task": "gpqa"}), "mockllm/model", &json, "eval.task"),
         (
             json!({"model": "openai/gpt-4o"}),
-            "mockllm/model",
+            "model",
+            &json,
             "eval.model",
         ),
     ] {
         let other = s.running_run_of(config, model_version).await;
         let p = problem(
-            s.upload(&s.evaluator, other, "arith_small.json", json.clone(), "")
+            s.upload(&s.evaluator, other, "arith_small.json", log.clone(), "")
                 .await,
             409,
         )

@@ -7,6 +7,7 @@ mod admin;
 mod audit;
 mod audit_read;
 mod auth;
+mod comparability;
 mod comparisons;
 mod connections;
 mod contract;

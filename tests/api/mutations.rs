@@ -42,10 +42,12 @@ fn mutate(rng: &mut Rng, original: &[u8]) -> Vec<u8> {
 
 /// A new running run of the exercise, for mockllm's logs: its path.
 async fn running_run(app: &TestApp, token: &str, exercise: &str, protocol: &str) -> String {
-    let mut body = new_run(protocol);
-    body["model_version"] = json!("mockllm/model");
     let run: Value = app
-        .post_as(token, &format!("/v1/exercises/{exercise}/runs"), &body)
+        .post_as(
+            token,
+            &format!("/v1/exercises/{exercise}/runs"),
+            &new_run(protocol),
+        )
         .await
         .json()
         .await

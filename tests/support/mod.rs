@@ -882,7 +882,7 @@ pub mod story {
         let created: Value = app
             .post_as(&lead, "/v1/exercises", &json!({
                 "title": "Joint test",
-                "model": {"provider": "ExampleAI", "name": "example-large", "version": "1", "access": "public_api"},
+                "model": {"provider": "Inspect", "name": "mockllm", "version": "model", "access": "public_api"},
                 "protocol_versions": [{"protocol_id": protocol, "number": 1}],
                 "participants": ["US", "UK"],
                 "starts_at": start.to_rfc3339(), "ends_at": (start + chrono::Duration::days(7)).to_rfc3339()
@@ -908,6 +908,6 @@ pub mod story {
 
     pub fn new_run(protocol: &str) -> Value {
         json!({"protocol_id": protocol, "protocol_version": 1, "harness": {"name": "inspect", "version": "0.3.285"},
-               "config": {"temperature": 0}, "model_version": "example-large-1"})
+               "config": {"temperature": 0}, "model_version": "mockllm/model"})
     }
 }

@@ -163,8 +163,9 @@ def world() -> Iterator[World]:
     )
     for admin in (us, uk):
         path = f"/v1/exercises/{exercise['id']}"
-        read = admin.http.get(path).headers["etag"]
-        admin.call("POST", f"{path}/agree", json={}, headers={"if-match": read})
+        read = admin.http.get(path)
+        assert read.status_code == 200, read.text
+        admin.call("POST", f"{path}/agree", json={}, headers={"if-match": read.headers["etag"]})
     harness = us.call(
         "POST",
         "/v1/accounts",

@@ -230,15 +230,27 @@ pub(crate) async fn exchange(
     Ok(exchange)
 }
 
+/// Where a new run goes.
+pub(crate) struct Placement {
+    /// The executing institute.
+    pub institute: Uuid,
+    pub codes: Arc<Codes>,
+    /// What is wrong with the run's protocol version or model, to report with the
+    /// request's other field errors.
+    pub errors: Vec<FieldError>,
+}
+
 /// Where a new run goes: the executing institute (given, or the caller's one capacity),
 /// checked by the policy, in an active exercise; and whether the protocol version is one
-/// of the exercise's (a field error to report with the others).
+/// of the exercise's and the model (`model`: the field that names it, and its value; none
+/// before it is known) the exercise's model under test.
 pub(crate) async fn place_run(
     work: &mut Work<'_>,
     exercise_id: Uuid,
     institute: Option<&str>,
     protocol_version: (Uuid, i32),
-) -> Result<(Uuid, Arc<Codes>, Vec<FieldError>), ApiError> {
+    model: Option<(&str, &str)>,
+) -> Result<Placement, ApiError> {
     let exercise = exercise(work, exercise_id, Action::ReadExercise, Lock::No).await?;
     let codes = work.codes().await?;
     let capacities = execution_capacities(&work.caller.actor, &exercise.participants);
@@ -288,5 +300,14 @@ pub(crate) async fn place_run(
             .into(),
         );
     }
-    Ok((institute, codes, errors))
+    if let Some((field, model)) = model
+        && let Err(e) = exercise.model.check_named_by(field, model)
+    {
+        errors.push(e.into());
+    }
+    Ok(Placement {
+        institute,
+        codes,
+        errors,
+    })
 }

@@ -248,18 +248,33 @@ impl IfMatch {
     /// As [`IfMatch::check`], but for an act bound to what was read (an agreement): only
     /// the ETag read will do, never `*` (428).
     pub fn check_read(&self, current_etag: &str) -> Result<(), Problem> {
+        self.bound(
+            current_etag,
+            "the resource changed since you read it; read it again and retry with its new ETag",
+        )
+    }
+
+    /// As [`IfMatch::check_read`], for an act bound to a hash the resource shows (`what`,
+    /// such as "the run's digest"): `If-Match` is `hash`, quoted.
+    pub fn check_hash(&self, hash: &str, what: &str) -> Result<(), Problem> {
+        self.bound(
+            &format!("\"{hash}\""),
+            &format!(
+                "If-Match is not {what}: send {what} as you read it, quoted (If-Match: \"<{what}>\")"
+            ),
+        )
+    }
+
+    fn bound(&self, expected: &str, stale: &str) -> Result<(), Problem> {
         if self.0 == "*" {
             Err(Problem::status(
                 StatusCode::PRECONDITION_REQUIRED,
                 "this binds to what you read: send the ETag you read as If-Match, not *",
             ))
-        } else if self.0 == current_etag {
+        } else if self.0 == expected {
             Ok(())
         } else {
-            Err(Problem::status(
-                StatusCode::PRECONDITION_FAILED,
-                "the resource changed since you read it; read it again and retry with its new ETag",
-            ))
+            Err(Problem::status(StatusCode::PRECONDITION_FAILED, stale))
         }
     }
 }

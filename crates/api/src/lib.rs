@@ -5,6 +5,7 @@
 
 mod access;
 pub mod auth;
+mod comparability;
 mod conflicts;
 mod connections;
 mod denials;

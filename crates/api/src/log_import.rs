@@ -13,6 +13,7 @@ use chrono::Utc;
 use http_body_util::BodyExt;
 use jointeval_domain::ValidationError;
 use jointeval_domain::conformance::{Deviation, Ran, deviations};
+use jointeval_domain::exercise::ModelUnderTest;
 use jointeval_domain::run::{ImportedLog, MetricValue, Reduction, SampleError, validate_metrics};
 use jointeval_domain::run::{Run, SampleId, SampleScore, ScoreValue as Value};
 use jointeval_inspect::{Format, Item, Limits, Log, LogError, ScoreValue};
@@ -303,25 +304,27 @@ pub(crate) async fn import_into(
         }])
         .into());
     }
-    contradictions(run, log)?;
-    let version =
-        jointeval_store::protocols::get_version(work, run.protocol_id, run.protocol_version, false)
-            .await?
-            .ok_or_else(|| crate::auth::not_found("protocol version"))?;
+    let (content, model) = crate::comparability::standard(work, run).await?;
+    contradictions(run, &model, log)?;
     // The samples actually run (errored ones too), not the dataset's size: a run on part
-    // of the dataset (Inspect's --limit) deviates.
-    let found = deviations(
-        &version.content,
-        &Ran {
-            task: log.header.task.clone(),
-            task_version: log.header.task_version.clone(),
-            dataset_name: log.header.dataset_name.clone(),
-            dataset_samples: Some(log.distinct_samples as i64),
-            epochs: log.header.epochs,
-            scorers: log.header.scorers.clone(),
-            errored_samples: log.error_count as i64,
-        },
-    );
+    // of the dataset (Inspect's --limit) deviates. What a log does not say is stated as
+    // missing (`""`): a log says all of it.
+    let header = &log.header;
+    let ran = Ran {
+        task: Some(header.task.clone()),
+        task_version: Some(header.task_version.clone()),
+        dataset_name: Some(header.dataset_name.clone().unwrap_or_default()),
+        dataset_samples: Some(log.distinct_samples as i64),
+        // Inspect leaves `epochs` out for one.
+        epochs: Some(header.epochs.unwrap_or(1)),
+        scorers: Some(header.scorers.clone()),
+        errored_samples: log.error_count as i64,
+        model: Some(header.model.clone()),
+        generation: Some(header.generate_config.clone()),
+        solver: header.solver.clone(),
+        limits: Some(header.config.as_object().cloned().unwrap_or_default()),
+    };
+    let found = deviations(&content, &model, &ran);
     let metrics: Vec<MetricValue> = log
         .metrics
         .iter()
@@ -508,20 +511,19 @@ fn unreadable(e: LogError) -> ApiError {
     }
 }
 
-/// A run takes only logs of its own model: its `model_version` is the log's model, or
-/// the model's name after the provider (`openai/gpt-4o` ran `gpt-4o`). A run that names
-/// a task or model in its config takes only logs of those.
-fn contradictions(run: &Run, log: &Log) -> Result<(), ApiError> {
-    let model = &log.header.model;
-    let short = model.rsplit('/').next().unwrap_or(model);
-    if run.model_version != *model && run.model_version != short {
+/// A run takes only logs of its exercise's model under test (see
+/// `ModelUnderTest::is_named_by`), which its own `model_version` names too. A run that
+/// names a task or model in its config takes only logs of those.
+fn contradictions(run: &Run, model: &ModelUnderTest, log: &Log) -> Result<(), ApiError> {
+    let ran = &log.header.model;
+    if !model.is_named_by(ran) {
         return Err(Problem::typed(
             StatusCode::CONFLICT,
             "log-contradicts-run",
             "The log contradicts the run",
             format!(
-                "eval.model: the log ran {model:?}, the run is of model version {:?}",
-                run.model_version
+                "eval.model: the log ran {ran:?}, the run is of the exercise's model under test, {} {} version {} ({:?})",
+                model.provider, model.name, model.version, run.model_version
             ),
         )
         .into());

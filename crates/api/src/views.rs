@@ -190,13 +190,14 @@ pub struct HarnessRef {
     "id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d60", "exercise_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d50",
     "protocol_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d20", "protocol_version": 2, "institute": "UK",
     "harness": {"name": "inspect", "version": "0.3.285"}, "config": {"temperature": 0},
-    "model_version": "example-large-2026-10-01", "status": "succeeded",
+    "model_version": "example-large-2026-10-01-release", "status": "succeeded",
     "created_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "created_at": "2026-12-02T09:00:00Z",
     "started_at": "2026-12-02T09:01:00Z", "finished_at": "2026-12-02T10:00:00Z",
     "updated_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "updated_at": "2026-12-02T10:00:00Z",
     "digest": "5d41402abc4b2a76b9719d911017c592ae2b4f0f8d1b1b1c0f5e5a8c1e2f3a4b",
     "digest_formula": "jointeval-results-v1", "released_to": ["US"],
-    "lease": null, "imported_log": null, "deviations": []
+    "lease": null, "imported_log": null,
+    "comparable": false, "deviations": [{"field": "epochs", "protocol": "3", "run": "1"}]
 }))]
 pub struct RunView {
     pub id: Uuid,
@@ -229,8 +230,13 @@ pub struct RunView {
     pub lease: Option<LeaseView>,
     /// The evaluation log its results were imported from (`POST …/inspect-log`).
     pub imported_log: Option<ImportedLog>,
-    /// How what was run differs from the protocol version, as the imported log says: for
-    /// the reviewers who release it.
+    /// The comparability verdict: `true` when the run did what its protocol version and
+    /// its exercise say (no deviation), `false` when `deviations` says how it did not;
+    /// `null` until checked, when a log is imported into it or it finishes.
+    pub comparable: Option<bool>,
+    /// Every difference found between what was run and what the protocol version (or,
+    /// for the model, the exercise) says: from the imported log, or, for results sent
+    /// through the API, from the stored results and the run's `config` when it finished.
     pub deviations: Vec<Deviation>,
 }
 
@@ -246,6 +252,7 @@ pub struct LeaseView {
 
 impl RunView {
     pub(crate) fn new(r: Run, codes: &Codes) -> Self {
+        let comparable = r.comparable();
         let mut released_to: Vec<String> = r.released_to.iter().map(|i| codes.of(*i)).collect();
         released_to.sort();
         Self {
@@ -274,6 +281,7 @@ impl RunView {
                 holder: l.holder,
                 expires_at: l.expires_at,
             }),
+            comparable,
             imported_log: r.imported_log,
             deviations: r.deviations,
         }

@@ -44,6 +44,66 @@ pub fn check_pair(a: &Run, b: &Run) -> Result<(), NotComparable> {
     Ok(())
 }
 
+/// Why a run of an exercise is not in any of its pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeftOut {
+    /// It has not finished (or was cancelled): its results are not final.
+    Unfinished,
+    /// Its verdict has not been taken (a run finished before verdicts were).
+    Unchecked,
+    /// It deviates from its protocol version.
+    Deviates,
+    /// No other comparable run of its protocol version.
+    Alone,
+}
+
+impl LeftOut {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LeftOut::Unfinished => "unfinished",
+            LeftOut::Unchecked => "unchecked",
+            LeftOut::Deviates => "deviates",
+            LeftOut::Alone => "alone",
+        }
+    }
+}
+
+/// An exercise's pairs of runs, and the runs left out of every pair, with why.
+pub type ExercisePairs<'r> = (Vec<(&'r Run, &'r Run)>, Vec<(&'r Run, LeftOut)>);
+
+/// The pairs of an exercise's runs that compare: two finished runs of one protocol
+/// version, each comparable by its verdict, each pair once (`a` the earlier created), by
+/// protocol version and then creation; and the runs left out, with why.
+pub fn comparable_pairs(runs: &[Run]) -> ExercisePairs<'_> {
+    let mut left_out = Vec::new();
+    let mut eligible: Vec<&Run> = Vec::new();
+    for run in runs {
+        match (run.status.is_final(), run.comparable()) {
+            (false, _) => left_out.push((run, LeftOut::Unfinished)),
+            (true, None) => left_out.push((run, LeftOut::Unchecked)),
+            (true, Some(false)) => left_out.push((run, LeftOut::Deviates)),
+            (true, Some(true)) => eligible.push(run),
+        }
+    }
+    eligible.sort_by_key(|r| (r.protocol_id, r.protocol_version, r.created_at, r.id));
+    let mut pairs = Vec::new();
+    for (i, a) in eligible.iter().enumerate() {
+        let before = pairs.len();
+        for b in &eligible[i + 1..] {
+            if (a.protocol_id, a.protocol_version) == (b.protocol_id, b.protocol_version) {
+                pairs.push((*a, *b));
+            }
+        }
+        let paired_before = eligible[..i]
+            .iter()
+            .any(|x| (x.protocol_id, x.protocol_version) == (a.protocol_id, a.protocol_version));
+        if pairs.len() == before && !paired_before {
+            left_out.push((a, LeftOut::Alone));
+        }
+    }
+    (pairs, left_out)
+}
+
 /// What the store sums over the pairs whose two values are numbers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NumericSums {
@@ -480,6 +540,7 @@ fn krippendorff(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     fn close(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-12, "{a} != {b}");
@@ -506,6 +567,74 @@ mod tests {
 
     // scipy.stats.ttest_rel([1,0,1,1,0,1,1,1], [0,0,1,0,0,1,1,0]) and its
     // confidence_interval().
+    fn finished(id: u128, version: i32, comparable: Option<bool>) -> Run {
+        let mut run = Run::example(crate::run::RunStatus::Succeeded);
+        run.id = Uuid::from_u128(id);
+        run.protocol_version = version;
+        run.created_at += chrono::Duration::seconds(id as i64);
+        run.checked_at = comparable.map(|_| run.created_at);
+        if comparable == Some(false) {
+            run.deviations = vec![crate::conformance::Deviation {
+                field: "epochs".into(),
+                protocol: "3".into(),
+                run: "1".into(),
+            }];
+        }
+        run
+    }
+
+    #[test]
+    fn only_finished_runs_of_one_version_pair() {
+        let a = finished(1, 1, Some(true));
+        let mut running = finished(2, 1, Some(true));
+        running.status = crate::run::RunStatus::Running;
+        let other_version = finished(3, 2, Some(true));
+        assert!(
+            check_pair(&a, &finished(4, 1, Some(false))).is_ok(),
+            "a verdict is no bar"
+        );
+        let error = check_pair(&a, &other_version).expect_err("two versions");
+        assert!(error.0.contains("different protocol versions"), "{error}");
+        let error = check_pair(&running, &a).expect_err("running");
+        assert!(error.0.contains("run a is running"), "{error}");
+    }
+
+    #[test]
+    fn an_exercise_pairs_each_two_comparable_runs_of_a_version_once() {
+        let mut cancelled = finished(6, 1, Some(true));
+        cancelled.status = crate::run::RunStatus::Cancelled;
+        let runs = [
+            finished(3, 1, Some(true)),
+            finished(1, 1, Some(true)),
+            finished(2, 1, Some(true)),
+            finished(4, 1, Some(false)),
+            finished(5, 1, None),
+            cancelled,
+            finished(7, 2, Some(true)),
+        ];
+        let (pairs, left_out) = comparable_pairs(&runs);
+        let ids = |r: &Run| r.id.as_u128();
+        assert_eq!(
+            pairs
+                .iter()
+                .map(|(a, b)| (ids(a), ids(b)))
+                .collect::<Vec<_>>(),
+            [(1, 2), (1, 3), (2, 3)]
+        );
+        assert_eq!(
+            left_out
+                .iter()
+                .map(|(r, why)| (ids(r), why.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (4, "deviates"),
+                (5, "unchecked"),
+                (6, "unfinished"),
+                (7, "alone")
+            ]
+        );
+    }
+
     #[test]
     fn the_paired_test_is_scipys() {
         let a = [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0];

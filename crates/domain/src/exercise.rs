@@ -114,7 +114,8 @@ impl FromStr for ModelAccess {
     }
 }
 
-/// The model under test.
+/// The model under test. Every run of the exercise must be of it (see
+/// [`ModelUnderTest::is_named_by`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"provider": "ExampleAI", "name": "example-large", "version": "2026-10-01-release", "access": "public_api"}))]
@@ -139,6 +140,42 @@ impl ModelUnderTest {
             }
         }
         errors
+    }
+
+    /// Whether `model`, as a harness names the model it ran, is this one: its `version`,
+    /// or its `name` and `version` joined by `-`, `/`, `@` or `:`, after any leading
+    /// `/`-separated prefix (the serving API, as Inspect writes `openai/gpt-4o-2024-08-06`
+    /// or `hf/meta-llama/…`). The name alone is not enough: it leaves the version open.
+    pub fn is_named_by(&self, model: &str) -> bool {
+        let forms = [
+            self.version.clone(),
+            format!("{}-{}", self.name, self.version),
+            format!("{}/{}", self.name, self.version),
+            format!("{}@{}", self.name, self.version),
+            format!("{}:{}", self.name, self.version),
+        ];
+        let model = model.trim();
+        std::iter::once(model)
+            .chain(model.match_indices('/').map(|(at, _)| &model[at + 1..]))
+            .any(|suffix| forms.iter().any(|form| form == suffix))
+    }
+
+    /// `model` must be this one (see [`Self::is_named_by`]); the error names `field`.
+    pub fn check_named_by(&self, field: &str, model: &str) -> Result<(), ValidationError> {
+        if self.is_named_by(model) {
+            return Ok(());
+        }
+        Err(ValidationError::new(
+            field,
+            format!(
+                "{model:?} is not the exercise's model under test, {} {} version {}: name its version ({:?}) or its name and version ({:?}), after a provider prefix if you like",
+                self.provider,
+                self.name,
+                self.version,
+                self.version,
+                format!("{}-{}", self.name, self.version),
+            ),
+        ))
     }
 }
 
@@ -248,6 +285,49 @@ mod tests {
             approved: true,
             participants: participants.to_vec(),
         }
+    }
+
+    #[test]
+    fn a_model_is_named_by_its_version_or_its_name_and_version() {
+        let model = |name: &str, version: &str| ModelUnderTest {
+            provider: "OpenAI".into(),
+            name: name.into(),
+            version: version.into(),
+            access: ModelAccess::PublicApi,
+        };
+        let gpt = model("gpt-4o", "2024-08-06");
+        for named in [
+            "2024-08-06",
+            "gpt-4o-2024-08-06",
+            "openai/gpt-4o-2024-08-06",
+            "azureai/openai/gpt-4o@2024-08-06",
+            "gpt-4o:2024-08-06",
+            " gpt-4o/2024-08-06 ",
+        ] {
+            assert!(gpt.is_named_by(named), "{named}");
+        }
+        for other in [
+            "gpt-4o",
+            "openai/gpt-4o",
+            "gpt-4o-2024-05-13",
+            "openai/gpt-4o-2024-08-06-mini",
+            "mockllm/model",
+            "",
+            "2024-08-06x",
+        ] {
+            assert!(!gpt.is_named_by(other), "{other}");
+        }
+        let mock = model("mockllm", "model");
+        assert!(mock.is_named_by("mockllm/model") && mock.is_named_by("model"));
+        let error = gpt
+            .check_named_by("eval.model", "mockllm/model")
+            .expect_err("another model");
+        assert_eq!(error.field, "eval.model");
+        assert!(
+            error.message.contains("gpt-4o-2024-08-06"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Evaluation protocols: what the institutes agree to test, in versions that are
 //! co-authored as drafts, frozen for review, and approved by every participant.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -361,6 +361,55 @@ pub struct Task {
     pub metrics: Vec<String>,
     /// How many times each sample is run.
     pub epochs: u32,
+    /// Generation settings every run must use, by the names of Inspect's
+    /// `GenerateConfig` (`temperature`, `max_tokens`, `seed` …); those not named are free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, example = json!({"temperature": 0, "max_tokens": 4096}))]
+    pub generation: Option<BTreeMap<String, serde_json::Value>>,
+    /// The solver every run must use, as an Inspect log's plan names its steps: one
+    /// solver (`generate`) or a chain joined by `, ` (`system_message, generate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solver: Option<String>,
+    /// Limits every run must use, by Inspect's names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+/// Limits of a sample's run, as Inspect's `eval` takes them; those not given are free.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Messages in a sample's conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub message_limit: Option<u64>,
+    /// Tokens a sample may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub token_limit: Option<u64>,
+    /// Seconds of clock time a sample may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub time_limit: Option<u64>,
+    /// Seconds of working time (clock time less waiting) a sample may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub working_limit: Option<u64>,
+}
+
+impl Limits {
+    /// Each limit given, by its name.
+    pub fn named(&self) -> Vec<(&'static str, u64)> {
+        [
+            ("message_limit", self.message_limit),
+            ("token_limit", self.token_limit),
+            ("time_limit", self.time_limit),
+            ("working_limit", self.working_limit),
+        ]
+        .into_iter()
+        .filter_map(|(name, limit)| limit.map(|l| (name, l)))
+        .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -409,6 +458,7 @@ pub const MAX_METRICS: usize = 100;
 pub const MAX_SCORERS: usize = 20;
 pub const MAX_EPOCHS: u32 = 1_000;
 pub const MAX_SAMPLES: u64 = 100_000_000;
+pub const MAX_SETTINGS: usize = 50;
 
 impl ProtocolContent {
     /// The rules every version obeys, draft or not: bounded sizes, names unique within
@@ -551,6 +601,39 @@ impl ProtocolContent {
                     format!("must be between 1 and {MAX_EPOCHS}"),
                 ));
             }
+            if let Some(generation) = &t.generation {
+                if generation.len() > MAX_SETTINGS {
+                    errors.push(ValidationError::new(
+                        format!("{at}/generation"),
+                        format!("must name at most {MAX_SETTINGS} settings"),
+                    ));
+                }
+                for (key, value) in generation {
+                    let key_at = format!("{at}/generation/{}", pointer_token(key));
+                    name(&mut errors, &key_at, key);
+                    if value.is_null() || value.to_string().len() > MAX_TEXT {
+                        errors.push(ValidationError::new(
+                            key_at,
+                            format!(
+                                "must be a JSON value other than null, of at most {MAX_TEXT} bytes"
+                            ),
+                        ));
+                    }
+                }
+            }
+            if let Some(solver) = &t.solver {
+                text_required(&mut errors, &format!("{at}/solver"), solver, 500);
+            }
+            if let Some(limits) = &t.limits {
+                for (limit, value) in limits.named() {
+                    if value == 0 {
+                        errors.push(ValidationError::new(
+                            format!("{at}/limits/{limit}"),
+                            "must be at least 1",
+                        ));
+                    }
+                }
+            }
         }
         errors
     }
@@ -615,6 +698,11 @@ fn name(errors: &mut Vec<ValidationError>, field: &str, value: &str) {
     }
 }
 
+/// A key as one token of a JSON pointer (RFC 6901).
+fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
 /// One difference between two versions' content, at a JSON pointer.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Change {
@@ -644,7 +732,7 @@ fn diff_values(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &m
         (Value::Object(x), Value::Object(y)) => {
             let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
-                let p = format!("{path}/{}", k.replace('~', "~0").replace('/', "~1"));
+                let p = format!("{path}/{}", pointer_token(k));
                 match (x.get(k), y.get(k)) {
                     (Some(u), Some(v)) => diff_values(&p, u, v, out),
                     (Some(u), None) => out.push(Change {

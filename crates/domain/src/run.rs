@@ -191,8 +191,17 @@ pub struct Run {
     pub lease: Option<Lease>,
     /// The evaluation log its results were imported from, if they were.
     pub imported_log: Option<ImportedLog>,
-    /// How what was run differs from the protocol version, as the log says.
+    /// How what was run differs from the protocol version, as the log or the results say.
     pub deviations: Vec<crate::conformance::Deviation>,
+    /// When `deviations` were found: when a log was imported or the run finished.
+    pub checked_at: Option<DateTime<Utc>>,
+}
+
+impl Run {
+    /// Its comparability verdict: whether it deviates from nothing; `None` until checked.
+    pub fn comparable(&self) -> Option<bool> {
+        self.checked_at.map(|_| self.deviations.is_empty())
+    }
 }
 
 /// An evaluation log imported into a run: what it says was run, and how to fetch it.
@@ -736,6 +745,39 @@ impl SampleScore {
 }
 
 #[cfg(test)]
+impl Run {
+    /// A run of version 1 of protocol 3 in exercise 2, by institute 4, for unit tests.
+    pub(crate) fn example(status: RunStatus) -> Run {
+        let now = DateTime::from_timestamp(1_795_000_000, 0).expect("time");
+        Run {
+            id: Uuid::from_u128(1),
+            exercise_id: Uuid::from_u128(2),
+            protocol_id: Uuid::from_u128(3),
+            protocol_version: 1,
+            institute_id: Uuid::from_u128(4),
+            harness_name: "inspect".into(),
+            harness_version: "0.3".into(),
+            config: serde_json::json!({}),
+            model_version: "m".into(),
+            status,
+            created_by: Uuid::from_u128(5),
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            updated_by: Uuid::from_u128(5),
+            updated_at: now,
+            digest: None,
+            digest_formula: None,
+            released_to: Vec::new(),
+            lease: None,
+            imported_log: None,
+            deviations: Vec::new(),
+            checked_at: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -797,33 +839,13 @@ mod tests {
     }
 
     fn leased(holder: Option<(u128, i64)>, status: RunStatus) -> Run {
-        let now = DateTime::from_timestamp(1_795_000_000, 0).expect("time");
+        let run = Run::example(status);
         Run {
-            id: Uuid::from_u128(1),
-            exercise_id: Uuid::from_u128(2),
-            protocol_id: Uuid::from_u128(3),
-            protocol_version: 1,
-            institute_id: Uuid::from_u128(4),
-            harness_name: "inspect".into(),
-            harness_version: "0.3".into(),
-            config: serde_json::json!({}),
-            model_version: "m".into(),
-            status,
-            created_by: Uuid::from_u128(5),
-            created_at: now,
-            started_at: None,
-            finished_at: None,
-            updated_by: Uuid::from_u128(5),
-            updated_at: now,
-            digest: None,
-            digest_formula: None,
-            released_to: Vec::new(),
             lease: holder.map(|(h, secs)| Lease {
                 holder: Uuid::from_u128(h),
-                expires_at: now + chrono::Duration::seconds(secs),
+                expires_at: run.created_at + chrono::Duration::seconds(secs),
             }),
-            imported_log: None,
-            deviations: Vec::new(),
+            ..run
         }
     }
 

@@ -98,6 +98,11 @@ pub struct Header {
     pub epochs: Option<i64>,
     /// The eval's configuration (`eval.config`: epochs, limits, error handling …).
     pub config: Value,
+    /// The generation settings the model ran with: the task's (`plan.config`) overlaid by
+    /// those given for the model (`eval.model_generate_config`), as Inspect applies them.
+    pub generate_config: serde_json::Map<String, Value>,
+    /// The solver: the plan's steps by name, joined by `, `.
+    pub solver: Option<String>,
     pub inspect_version: Option<String>,
     /// The scorers that reported results, in the log's order: each once, whatever its
     /// reducers or the keys of its values.
@@ -324,7 +329,7 @@ fn read_json(input: impl Read, each: &mut Each<'_>) -> Result<Log, LogError> {
     let version = version(&top.version)?;
     Ok(Log::new(
         Format::Json,
-        header(version, top.status, eval, top.results.as_ref()),
+        header(version, top.status, eval, top.plan, top.results.as_ref()),
         metrics(top.results.as_ref()),
         tally,
     ))
@@ -356,6 +361,7 @@ struct Top {
     version: Value,
     status: String,
     eval: Option<RawEval>,
+    plan: Option<RawPlan>,
     results: Option<RawResults>,
 }
 
@@ -379,6 +385,7 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_, '_> {
             version: current_version(),
             status: String::new(),
             eval: None,
+            plan: None,
             results: None,
         };
         while let Some(key) = map.next_key::<String>()? {
@@ -386,6 +393,7 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_, '_> {
                 "version" => top.version = map.next_value()?,
                 "status" => top.status = map.next_value()?,
                 "eval" => top.eval = Some(map.next_value()?),
+                "plan" => top.plan = map.next_value()?,
                 "results" => top.results = map.next_value()?,
                 "reductions" => map.next_value_seed(Reductions {
                     tally: &mut *self.tally,
@@ -793,7 +801,13 @@ fn read_eval(
     }
     Ok(Log::new(
         Format::Eval,
-        header(version, raw.status, raw.eval, raw.results.as_ref()),
+        header(
+            version,
+            raw.status,
+            raw.eval,
+            raw.plan,
+            raw.results.as_ref(),
+        ),
         metrics(raw.results.as_ref()),
         tally,
     ))
@@ -978,8 +992,36 @@ impl Read for Expanding<'_> {
     }
 }
 
-fn header(version: i64, status: String, eval: RawEval, results: Option<&RawResults>) -> Header {
+fn header(
+    version: i64,
+    status: String,
+    eval: RawEval,
+    plan: Option<RawPlan>,
+    results: Option<&RawResults>,
+) -> Header {
+    let plan = plan.unwrap_or_default();
+    let set = |config: Option<&Value>| {
+        config
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    let mut generate_config = serde_json::Map::new();
+    generate_config.extend(set(plan.get("config")));
+    generate_config.extend(set(Some(&eval.model_generate_config)));
+    let steps: Vec<&str> = plan
+        .get("steps")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|step| step.get("solver").and_then(Value::as_str))
+        .collect();
     Header {
+        generate_config,
+        solver: (!steps.is_empty()).then(|| steps.join(", ")),
         version,
         status,
         eval_id: eval.eval_id,
@@ -1066,8 +1108,14 @@ struct RawHeader {
     status: String,
     eval: RawEval,
     #[serde(default)]
+    plan: Option<RawPlan>,
+    #[serde(default)]
     results: Option<RawResults>,
 }
+
+/// A log's `plan` (its solver steps and the task's generation settings), read leniently:
+/// what it says is recorded, not required.
+type RawPlan = Value;
 
 #[derive(Deserialize)]
 struct RawEval {
@@ -1084,6 +1132,8 @@ struct RawEval {
     dataset: RawDataset,
     #[serde(default)]
     config: Value,
+    #[serde(default)]
+    model_generate_config: Value,
     #[serde(default)]
     packages: BTreeMap<String, String>,
 }

@@ -151,6 +151,13 @@ fn every_fixture_reads_to_exactly_what_inspect_wrote() {
         );
         assert_eq!(log.header.inspect_version.as_deref(), Some("0.3.285"));
         assert_eq!(log.header.scorers, ["match", "includes"]);
+        // The plan's one step, and the task's generation settings (none for the model).
+        assert_eq!(log.header.solver.as_deref(), Some("generate"), "{name}");
+        assert_eq!(
+            Value::Object(log.header.generate_config.clone()),
+            serde_json::json!({"max_connections": 1}),
+            "{name}"
+        );
         let metrics = expected_metrics(&header);
         assert!(!metrics.is_empty());
         assert_eq!(got_metrics(&log.metrics), metrics, "{name}");

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use jointeval_domain::conformance::Deviation;
+use jointeval_domain::conformance::{Deviation, ResultFacts};
 use jointeval_domain::run::{
     ImportedLog, Lease, MetricValue, Reduction, ResultsDigest, Run, RunDescription, RunStatus,
     SampleError, SampleId, SampleScore, ScoreValue, StoredReduction, StoredScore,
@@ -38,6 +38,7 @@ struct Row {
     lease_expires_at: Option<DateTime<Utc>>,
     inspect_log: Option<serde_json::Value>,
     deviations: serde_json::Value,
+    checked_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<Row> for Run {
@@ -73,6 +74,7 @@ impl TryFrom<Row> for Run {
                 .transpose()
                 .map_err(StoreError::corrupt)?,
             deviations: serde_json::from_value(r.deviations).map_err(StoreError::corrupt)?,
+            checked_at: r.checked_at,
         })
     }
 }
@@ -128,7 +130,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Option
                   r.updated_at, r.digest, r.digest_formula,
                   array(select institute_id from run_releases rr
                         where rr.run_id = r.id order by institute_id) as "released_to!",
-                  r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations
+                  r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations, r.checked_at
            from runs r
            where r.id = $1"#,
         id
@@ -177,7 +179,7 @@ pub async fn list_visible(
                   r.updated_at, r.digest, r.digest_formula,
                   array(select institute_id from run_releases rr
                         where rr.run_id = r.id order by institute_id) as "released_to!",
-                  r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations
+                  r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations, r.checked_at
            from runs r
            where r.exercise_id = $1
              and (r.institute_id = any($2)
@@ -249,7 +251,7 @@ pub async fn record_imported_log(
     let log = serde_json::to_value(log).map_err(StoreError::corrupt)?;
     let deviations = serde_json::to_value(deviations).map_err(StoreError::corrupt)?;
     sqlx::query!(
-        "update runs set inspect_log = $2, deviations = $3 where id = $1",
+        "update runs set inspect_log = $2, deviations = $3, checked_at = now() where id = $1",
         id,
         log,
         deviations
@@ -257,6 +259,49 @@ pub async fn record_imported_log(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Records a run's comparability verdict: how it deviates from its protocol version.
+#[tracing::instrument(skip_all)]
+pub async fn record_verdict(
+    conn: &mut PgConnection,
+    id: Uuid,
+    deviations: &[Deviation],
+) -> Result<(), StoreError> {
+    let deviations = serde_json::to_value(deviations).map_err(StoreError::corrupt)?;
+    sqlx::query!(
+        "update runs set deviations = $2, checked_at = now() where id = $1",
+        id,
+        deviations
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// What a run's stored results show of what was run: its distinct samples and epochs
+/// (errored ones among them), its scorers, and its errored samples.
+#[tracing::instrument(skip_all)]
+pub async fn result_facts(conn: &mut PgConnection, id: Uuid) -> Result<ResultFacts, StoreError> {
+    let row = sqlx::query!(
+        r#"with keys as (select sample_id, epoch from run_samples where run_id = $1
+                         union
+                         select sample_id, epoch from run_sample_errors where run_id = $1)
+           select (select count(distinct sample_id) from keys) as "samples!",
+                  (select count(distinct epoch) from keys) as "epochs!",
+                  array(select distinct scorer from run_samples where run_id = $1
+                        order by scorer) as "scorers!",
+                  (select count(*) from run_sample_errors where run_id = $1) as "errored!""#,
+        id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(ResultFacts {
+        samples: row.samples,
+        epochs: row.epochs,
+        scorers: row.scorers,
+        errored_samples: row.errored,
+    })
 }
 
 /// Keeps one chunk of a run's original log.
@@ -782,6 +827,23 @@ pub struct SummaryRow {
     pub value: f64,
     pub stderr: Option<f64>,
     pub sample_count: Option<i64>,
+    /// The run's comparability verdict (see `Run::comparable`).
+    pub comparable: Option<bool>,
+    pub deviations: Vec<Deviation>,
+}
+
+struct SummaryRecord {
+    protocol_id: Uuid,
+    protocol_version: i32,
+    scorer: String,
+    metric: String,
+    institute_id: Uuid,
+    run_id: Uuid,
+    value: f64,
+    stderr: Option<f64>,
+    sample_count: Option<i64>,
+    deviations: serde_json::Value,
+    checked_at: Option<DateTime<Utc>>,
 }
 
 /// The metrics of an exercise's finished runs that `institutes` may see: their own, and
@@ -792,10 +854,10 @@ pub async fn summary(
     exercise_id: Uuid,
     institutes: &[Uuid],
 ) -> Result<Vec<SummaryRow>, StoreError> {
-    Ok(sqlx::query_as!(
-        SummaryRow,
+    let records = sqlx::query_as!(
+        SummaryRecord,
         "select r.protocol_id, r.protocol_version, m.scorer, m.metric, r.institute_id,
-                r.id as run_id, m.value, m.stderr, m.sample_count
+                r.id as run_id, m.value, m.stderr, m.sample_count, r.deviations, r.checked_at
          from runs r join run_metrics m on m.run_id = r.id
          where r.exercise_id = $1 and r.status in ('succeeded', 'failed')
            and (r.institute_id = any($2)
@@ -806,7 +868,27 @@ pub async fn summary(
         institutes
     )
     .fetch_all(conn)
-    .await?)
+    .await?;
+    records
+        .into_iter()
+        .map(|r| {
+            let deviations: Vec<Deviation> =
+                serde_json::from_value(r.deviations).map_err(StoreError::corrupt)?;
+            Ok(SummaryRow {
+                protocol_id: r.protocol_id,
+                protocol_version: r.protocol_version,
+                scorer: r.scorer,
+                metric: r.metric,
+                institute_id: r.institute_id,
+                run_id: r.run_id,
+                value: r.value,
+                stderr: r.stderr,
+                sample_count: r.sample_count,
+                comparable: r.checked_at.map(|_| deviations.is_empty()),
+                deviations,
+            })
+        })
+        .collect()
 }
 
 /// Writes a batch with `COPY`, the fastest way in, when none of its keys is stored yet;

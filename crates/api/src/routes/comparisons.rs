@@ -7,6 +7,7 @@ use jointeval_domain::ValidationError;
 use jointeval_domain::comparison::{
     self, AgreementComparison, NumericComparison, Reducer, Unmatched, check_pair,
 };
+use jointeval_domain::conformance::Deviation;
 use jointeval_domain::run::Run;
 use jointeval_store::comparisons::{Selection, UNMATCHED_LISTED};
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::access;
 use crate::auth::Caller;
-use crate::extract::ApiQuery;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::problem::{ApiError, Problem};
 use crate::views::Codes;
 use crate::work::Work;
@@ -46,22 +47,32 @@ pub struct ComparisonQuery {
 
 impl ComparisonQuery {
     fn validate(&self) -> Result<(), ValidationError> {
-        for (field, text) in [
+        validate_texts(&[
             ("scorer", Some(&self.scorer)),
-            ("cluster", self.cluster.as_ref()),
-        ] {
-            if text.is_some_and(|t| t.is_empty() || t.chars().count() > 200) {
-                return Err(ValidationError::new(field, "must be 1 to 200 characters"));
-            }
-        }
-        if self.epoch.is_some_and(|e| !(0..=100_000).contains(&e)) {
-            return Err(ValidationError::new(
-                "epoch",
-                "must be between 0 and 100000",
-            ));
-        }
-        Ok(())
+            ("cluster", self.cluster.as_deref()),
+        ])?;
+        validate_epoch(self.epoch)
     }
+}
+
+/// The bounds the contract states of a comparison's text parameters.
+fn validate_texts(texts: &[(&str, Option<&str>)]) -> Result<(), ValidationError> {
+    for (field, text) in texts {
+        if text.is_some_and(|t| t.is_empty() || t.chars().count() > 200) {
+            return Err(ValidationError::new(*field, "must be 1 to 200 characters"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_epoch(epoch: Option<i32>) -> Result<(), ValidationError> {
+    if epoch.is_some_and(|e| !(0..=100_000).contains(&e)) {
+        return Err(ValidationError::new(
+            "epoch",
+            "must be between 0 and 100000",
+        ));
+    }
+    Ok(())
 }
 
 /// A compared run, as cited: its results digest names exactly the scores compared.
@@ -73,6 +84,11 @@ pub struct ComparedRun {
     pub digest: Option<String>,
     /// Scores of the selection in this run.
     pub scored: i64,
+    /// The run's comparability verdict (as the run's `comparable`): a run that deviates
+    /// from the protocol version is compared all the same, for whoever asks.
+    pub comparable: Option<bool>,
+    /// How the run deviates from the protocol version.
+    pub deviations: Vec<Deviation>,
 }
 
 impl ComparedRun {
@@ -82,6 +98,8 @@ impl ComparedRun {
             institute: codes.of(run.institute_id),
             digest: run.digest.clone(),
             scored,
+            comparable: run.comparable(),
+            deviations: run.deviations.clone(),
         }
     }
 }
@@ -118,9 +136,11 @@ pub struct UnmatchedSamples {
 #[schema(example = json!({
     "protocol_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d20", "protocol_version": 2, "scorer": "match",
     "a": {"run_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d60", "institute": "US",
-          "digest": "9f2c0c1d6b0e4d8a5a7f3e21c4b6d8e0f1a2b3c4d5e6f708192a3b4c5d6e7f80", "scored": 150},
+          "digest": "9f2c0c1d6b0e4d8a5a7f3e21c4b6d8e0f1a2b3c4d5e6f708192a3b4c5d6e7f80", "scored": 150,
+          "comparable": true, "deviations": []},
     "b": {"run_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d61", "institute": "UK",
-          "digest": "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9", "scored": 150},
+          "digest": "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9", "scored": 150,
+          "comparable": true, "deviations": []},
     "pairing": {"by": "sample_epoch", "epoch": null, "reducer": null, "cluster": null},
     "matched": 150,
     "unmatched": {"a_only": 0, "b_only": 0, "a_only_samples": [], "b_only_samples": []},
@@ -180,20 +200,46 @@ pub async fn compare_runs(
     let mut work = Work::begin(&state, &caller).await?;
     let (a, b) = access::run_pair(&mut work, query.a, query.b).await?;
     check_pair(&a, &b)?;
+    let codes = work.codes().await?;
+    let selected = Selected {
+        scorer: &query.scorer,
+        epoch: query.epoch,
+        reducer: query.reducer,
+        cluster: query.cluster.as_deref(),
+    };
+    let compared = compare(&mut work, &a, &b, &selected, &codes).await?;
+    work.commit().await?;
+    Ok(Json(compared))
+}
+
+/// What of two runs' scores is compared, and how they pair.
+struct Selected<'a> {
+    scorer: &'a str,
+    epoch: Option<i32>,
+    reducer: Option<Reducer>,
+    cluster: Option<&'a str>,
+}
+
+/// The comparison of two runs that [`check_pair`] passed.
+async fn compare(
+    work: &mut Work<'_>,
+    a: &Run,
+    b: &Run,
+    selected: &Selected<'_>,
+    codes: &Codes,
+) -> Result<Comparison, ApiError> {
     let sums = jointeval_store::comparisons::sums(
-        &mut work,
+        work,
         &Selection {
             a: a.id,
             b: b.id,
-            scorer: &query.scorer,
-            epoch: query.epoch,
-            reducer: query.reducer,
-            cluster: query.cluster.as_deref(),
+            scorer: selected.scorer,
+            epoch: selected.epoch,
+            reducer: selected.reducer,
+            cluster: selected.cluster,
         },
     )
     .await?;
-    let codes = work.codes().await?;
-    work.commit().await?;
     let mut notes = Vec::new();
     if sums.a_only + sums.b_only > 0 {
         notes.push(format!(
@@ -208,21 +254,21 @@ pub async fn compare_runs(
     }
     let numeric = comparison::numeric(&sums.numeric, sums.clusters.as_ref(), &mut notes);
     let agreement = comparison::agreement(sums.categories, sums.table, &mut notes);
-    Ok(Json(Comparison {
+    Ok(Comparison {
         protocol_id: a.protocol_id,
         protocol_version: a.protocol_version,
-        scorer: query.scorer,
-        a: ComparedRun::new(&a, &codes, sums.matched + sums.a_only),
-        b: ComparedRun::new(&b, &codes, sums.matched + sums.b_only),
+        scorer: selected.scorer.to_owned(),
+        a: ComparedRun::new(a, codes, sums.matched + sums.a_only),
+        b: ComparedRun::new(b, codes, sums.matched + sums.b_only),
         pairing: Pairing {
-            by: if query.reducer.is_some() {
+            by: if selected.reducer.is_some() {
                 PairedBy::Sample
             } else {
                 PairedBy::SampleEpoch
             },
-            epoch: query.epoch,
-            reducer: query.reducer,
-            cluster: query.cluster,
+            epoch: selected.epoch,
+            reducer: selected.reducer,
+            cluster: selected.cluster.map(str::to_owned),
         },
         matched: sums.matched,
         unmatched: UnmatchedSamples {
@@ -234,5 +280,173 @@ pub async fn compare_runs(
         numeric,
         agreement,
         notes,
+    })
+}
+
+/// What to compare in each pair of an exercise's runs.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ExerciseComparisonQuery {
+    /// The scorer whose values are compared; without it, each scorer the protocol
+    /// version's tasks name.
+    #[param(min_length = 1, max_length = 200)]
+    pub scorer: Option<String>,
+    /// As in `GET /v1/comparisons`.
+    #[param(minimum = 0, maximum = 100_000)]
+    pub epoch: Option<i32>,
+    /// As in `GET /v1/comparisons`.
+    pub reducer: Option<Reducer>,
+    /// As in `GET /v1/comparisons`.
+    #[param(min_length = 1, max_length = 200)]
+    pub cluster: Option<String>,
+}
+
+/// A run of the exercise in no pair, and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeftOutRun {
+    pub run_id: Uuid,
+    pub institute: String,
+    pub protocol_id: Uuid,
+    pub protocol_version: i32,
+    /// `unfinished` (not succeeded or failed), `unchecked` (no comparability verdict),
+    /// `deviates` (see `deviations`), or `alone` (no other comparable run of its version).
+    pub reason: &'static str,
+    pub deviations: Vec<Deviation>,
+}
+
+/// Every pair of an exercise's comparable runs, compared.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "exercise_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d50",
+    "comparisons": [],
+    "left_out": [{"run_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d62", "institute": "UK",
+                  "protocol_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d20", "protocol_version": 2,
+                  "reason": "deviates", "deviations": [{"field": "epochs", "protocol": "3", "run": "1"}]}],
+    "notes": []}))]
+pub struct ExerciseComparisons {
+    pub exercise_id: Uuid,
+    /// Per pair (by protocol version, then the runs' creation; `a` the earlier), per
+    /// scorer: each as `GET /v1/comparisons` answers it. At most 100.
+    pub comparisons: Vec<Comparison>,
+    /// The runs the caller may read that are in no pair.
+    pub left_out: Vec<LeftOutRun>,
+    pub notes: Vec<String>,
+}
+
+/// Comparisons of an exercise answered at most at once.
+const MAX_COMPARISONS: usize = 100;
+/// Runs of an exercise paired at most.
+const MAX_RUNS: usize = 1_000;
+
+/// Compares every pair of the exercise's comparable runs that the caller may read (its
+/// own institutes' runs and those released to them): two finished runs of one protocol
+/// version whose verdicts found no deviation, for the scorer asked or each scorer the
+/// version's tasks name. Runs in no pair are listed, with why.
+#[utoipa::path(
+    get, path = "/v1/exercises/{id}/comparisons", tag = "comparisons",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The exercise"), ExerciseComparisonQuery),
+    responses(
+        (status = 200, description = "The comparisons", body = ExerciseComparisons),
+        (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn compare_exercise(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(exercise_id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<ExerciseComparisonQuery>,
+) -> Result<Json<ExerciseComparisons>, ApiError> {
+    validate_texts(&[
+        ("scorer", query.scorer.as_deref()),
+        ("cluster", query.cluster.as_deref()),
+    ])?;
+    validate_epoch(query.epoch)?;
+    let mut work = Work::begin(&state, &caller).await?;
+    let institutes = access::exercise_runs(&mut work, exercise_id).await?;
+    let runs = jointeval_store::runs::list_visible(
+        &mut work,
+        exercise_id,
+        &institutes,
+        None,
+        MAX_RUNS as i64,
+    )
+    .await?;
+    let codes = work.codes().await?;
+    let (pairs, left_out) = comparison::comparable_pairs(&runs);
+    let mut comparisons = Vec::new();
+    let mut notes = Vec::new();
+    if runs.len() == MAX_RUNS {
+        notes.push(format!(
+            "the exercise has more runs than {MAX_RUNS}: the first {MAX_RUNS} by id are paired"
+        ));
+    }
+    let mut scorers_of: Vec<((Uuid, i32), Vec<String>)> = Vec::new();
+    'pairs: for (a, b) in pairs {
+        let version = (a.protocol_id, a.protocol_version);
+        let scorers = match (
+            &query.scorer,
+            scorers_of.iter().find(|(v, _)| *v == version),
+        ) {
+            (Some(scorer), _) => vec![scorer.clone()],
+            (None, Some((_, known))) => known.clone(),
+            (None, None) => {
+                let known = version_scorers(&mut work, version).await?;
+                scorers_of.push((version, known.clone()));
+                known
+            }
+        };
+        for scorer in &scorers {
+            if comparisons.len() == MAX_COMPARISONS {
+                notes.push(format!(
+                    "more than {MAX_COMPARISONS} comparisons: the first are answered; ask for one scorer, or compare a pair with GET /v1/comparisons"
+                ));
+                break 'pairs;
+            }
+            let selected = Selected {
+                scorer,
+                epoch: query.epoch,
+                reducer: query.reducer,
+                cluster: query.cluster.as_deref(),
+            };
+            comparisons.push(compare(&mut work, a, b, &selected, &codes).await?);
+        }
+    }
+    work.commit().await?;
+    let left_out = left_out
+        .into_iter()
+        .map(|(run, why)| LeftOutRun {
+            run_id: run.id,
+            institute: codes.of(run.institute_id),
+            protocol_id: run.protocol_id,
+            protocol_version: run.protocol_version,
+            reason: why.as_str(),
+            deviations: run.deviations.clone(),
+        })
+        .collect();
+    Ok(Json(ExerciseComparisons {
+        exercise_id,
+        comparisons,
+        left_out,
+        notes,
     }))
+}
+
+/// The scorers a protocol version's tasks name, each once, in order.
+async fn version_scorers(
+    work: &mut Work<'_>,
+    (protocol_id, number): (Uuid, i32),
+) -> Result<Vec<String>, ApiError> {
+    let version = jointeval_store::protocols::get_version(work, protocol_id, number, false)
+        .await?
+        .ok_or_else(|| crate::auth::not_found("protocol version"))?;
+    let mut scorers: Vec<String> = Vec::new();
+    for scorer in version.content.tasks.iter().flat_map(|t| &t.scorers) {
+        if !scorers.contains(scorer) {
+            scorers.push(scorer.clone());
+        }
+    }
+    Ok(scorers)
 }

@@ -249,7 +249,7 @@ fn plan<'a>(
     request_body = PlanRequest,
     responses(
         (status = 201, description = "Planned", body = ExerciseView,
-         headers(("ETag" = String, description = "Send as If-Match to change the plan"), ("Location" = String, description = "The exercise"))),
+         headers(("ETag" = String, description = "Send as If-Match to change the plan, or to agree to it as read"), ("Location" = String, description = "The exercise"))),
         (status = 403, description = "Not an admin or author of the lead institute", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The plan breaks a rule (unapproved version, a participant outside a protocol …)", body = Problem, content_type = "application/problem+json"),
     )
@@ -390,7 +390,7 @@ pub async fn list_exercises(
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The exercise")),
     responses(
-        (status = 200, description = "The exercise", body = ExerciseView, headers(("ETag" = String, description = "Send as If-Match to change the plan"))),
+        (status = 200, description = "The exercise", body = ExerciseView, headers(("ETag" = String, description = "Send as If-Match to change the plan, or to agree to it as read"))),
         (status = 404, description = "No such exercise, or not one the caller's institutes take part in", body = Problem, content_type = "application/problem+json"),
     )
 )]

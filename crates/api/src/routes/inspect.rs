@@ -69,7 +69,7 @@ pub struct ImportQuery {
         (status = 200, description = "Imported (or imported before)", body = Imported),
         (status = 403, description = "Not an evaluator of the executing institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such run", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The run is not running, is leased to another worker, holds another log, or the log's task or model contradicts the run's config", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run is not running, is leased to another worker, holds another log, the log's model is not the exercise's model under test, or its task or model contradicts the run's config", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The log, or what its archive expands to, is over the limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor a zip, or not what its Content-Type declares", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a readable Inspect log (corrupt, truncated, a zip bomb), or its status is not `success`", body = Problem, content_type = "application/problem+json"),
@@ -166,7 +166,7 @@ pub struct CreatedFromLog {
         (status = 409, description = "The exercise is not active", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The log, or what its archive expands to, is over the limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor a zip, or not what its Content-Type declares", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not a readable Inspect log, its status is not `success`, or the protocol version is not the exercise's", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a readable Inspect log, its status is not `success`, its model (`eval.model`) not the exercise's model under test, or the protocol version not the exercise's", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_from_log(
@@ -185,25 +185,34 @@ pub async fn create_from_log(
             exercise_id,
             query.institute.as_deref(),
             (query.protocol_id, query.protocol_version),
+            None,
         )
         .await?;
         work.commit().await?;
         Ok::<_, ApiError>(placed)
     };
-    let (_, _, errors) = placed.await?;
+    let errors = placed.await?.errors;
     if !errors.is_empty() {
         return Err(Problem::validation(errors).into());
     }
     let upload = receive(&state, body, declared).await?;
     // Placed again, in the transaction that creates the run: the exercise may have moved.
     let mut work = Work::begin(&state, &caller).await?;
-    let (institute, codes, _) = crate::access::place_run(
+    let crate::access::Placement {
+        institute,
+        codes,
+        errors,
+    } = crate::access::place_run(
         &mut work,
         exercise_id,
         query.institute.as_deref(),
         (query.protocol_id, query.protocol_version),
+        Some(("eval.model", &upload.log.header.model)),
     )
     .await?;
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors).into());
+    }
     // The same log again (a retry whose answer was lost): the run it made, not another.
     let before =
         jointeval_store::runs::with_eval(&mut work, institute, &upload.log.header.eval_id).await?;

@@ -67,6 +67,40 @@ fn sizes_and_numbers_are_bounded() {
 }
 
 #[test]
+fn a_tasks_settings_solver_and_limits_are_bounded() {
+    let mut c = content();
+    c.tasks[0].generation = Some(BTreeMap::from([
+        ("temperature".to_owned(), serde_json::json!(0)),
+        ("stop_seqs".to_owned(), serde_json::json!(["\n"])),
+    ]));
+    c.tasks[0].solver = Some("system_message, generate".into());
+    c.tasks[0].limits = Some(Limits {
+        message_limit: Some(30),
+        ..Limits::default()
+    });
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
+    let mut generation: BTreeMap<String, serde_json::Value> = (0..=MAX_SETTINGS)
+        .map(|i| (format!("s{i}"), serde_json::json!(i)))
+        .collect();
+    generation.insert("a/b".into(), serde_json::Value::Null);
+    c.tasks[0].generation = Some(generation);
+    c.tasks[0].solver = Some(" ".into());
+    c.tasks[0].limits = Some(Limits {
+        token_limit: Some(0),
+        ..Limits::default()
+    });
+    assert_eq!(
+        fields(c.validate()),
+        [
+            "/tasks/0/generation",
+            "/tasks/0/generation/a~1b",
+            "/tasks/0/solver",
+            "/tasks/0/limits/token_limit"
+        ]
+    );
+}
+
+#[test]
 fn an_empty_draft_is_valid_but_not_ready_for_review() {
     let empty = ProtocolContent::default();
     assert!(empty.validate().is_empty());

@@ -37,7 +37,7 @@ use crate::work::Work;
 #[schema(example = json!({
     "protocol_id": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d20", "protocol_version": 2,
     "harness": {"name": "inspect", "version": "0.3.285"}, "config": {"temperature": 0},
-    "model_version": "example-large-2026-10-01"
+    "model_version": "example-large-2026-10-01-release"
 }))]
 pub struct NewRunRequest {
     pub protocol_id: Uuid,
@@ -46,10 +46,14 @@ pub struct NewRunRequest {
     /// The executing institute (code), when the caller evaluates for more than one.
     pub institute: Option<String>,
     pub harness: HarnessRef,
-    /// The harness configuration, at most 64 KiB of JSON.
+    /// The harness configuration, at most 64 KiB of JSON. What it states by Inspect's
+    /// names (`task`, `dataset`, `solver`, generation settings and limits at its top
+    /// level) is held to the protocol version when the run finishes.
     #[serde(default)]
     pub config: serde_json::Value,
-    /// The model version actually tested.
+    /// The model version actually tested: the exercise's model under test, named by its
+    /// `version`, or its `name` and `version` joined by `-`, `/`, `@` or `:`, after any
+    /// provider prefix (`openai/gpt-4o-2024-08-06`).
     pub model_version: String,
 }
 
@@ -65,7 +69,7 @@ pub struct NewRunRequest {
         (status = 403, description = "Not an evaluator of a participating institute", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exercise", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The exercise is not active", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid, or the key was used for another request", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (the model not the exercise's model under test, the protocol version not the exercise's …), or the key was used for another request", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_run(
@@ -79,11 +83,16 @@ pub async fn create_run(
         work.commit().await?;
         return Ok(first);
     }
-    let (institute, codes, mut errors) = access::place_run(
+    let access::Placement {
+        institute,
+        codes,
+        mut errors,
+    } = access::place_run(
         &mut work,
         exercise_id,
         request.institute.as_deref(),
         (request.protocol_id, request.protocol_version),
+        Some(("model_version", &request.model_version)),
     )
     .await?;
     let described = RunDescription::new(
@@ -209,6 +218,12 @@ async fn move_run(
     let run =
         jointeval_store::runs::set_status(&mut work, id, to, caller.account.id, digest.as_deref())
             .await?;
+    let run = if matches!(to, RunStatus::Succeeded | RunStatus::Failed) {
+        crate::comparability::record_on_finish(&mut work, &run).await?;
+        access::run(&mut work, id, Action::ReadRun, Lock::No).await?
+    } else {
+        run
+    };
     let codes = work.codes().await?;
     let action = match to {
         RunStatus::Running => "run.started",
@@ -413,10 +428,10 @@ pub async fn release_run(
     let run = access::run(&mut work, id, Action::ReleaseRun, Lock::ForUpdate).await?;
     run.status.check_release()?;
     // What is released is what the reviewer read.
-    if_match.check_read(&format!(
-        "\"{}\"",
-        run.digest.as_deref().unwrap_or_default()
-    ))?;
+    if_match.check_hash(
+        run.digest.as_deref().unwrap_or_default(),
+        "the run's digest",
+    )?;
     let exercise = jointeval_store::exercises::get(&mut work, run.exercise_id, false)
         .await?
         .ok_or_else(|| crate::auth::not_found("exercise"))?;

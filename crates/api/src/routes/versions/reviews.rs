@@ -120,7 +120,7 @@ pub async fn review_version(
     let read = version.content_sha256.as_deref().ok_or(VersionStateError(
         "the version in review has no content hash",
     ))?;
-    if_match.check_read(&format!("\"{read}\""))?;
+    if_match.check_hash(read, "the version's content_sha256")?;
     request.verdict.check_comment(&request.comment)?;
     let codes = work.codes().await?;
     let institute = choose_capacity(

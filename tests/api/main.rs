@@ -26,6 +26,7 @@ mod observability;
 mod openapi;
 mod protocols;
 mod queue;
+mod releases;
 mod rls;
 mod runs;
 mod samples;

@@ -187,6 +187,8 @@ pub struct Run {
     pub digest_formula: Option<String>,
     /// Institutes it has been released to.
     pub released_to: Vec<Uuid>,
+    /// Those of them its transcripts were released to as well.
+    pub transcripts_released_to: Vec<Uuid>,
     /// The harness holding it, when one claimed it from the queue.
     pub lease: Option<Lease>,
     /// The evaluation log its results were imported from, if they were.
@@ -818,6 +820,7 @@ mod tests {
             digest: None,
             digest_formula: None,
             released_to: Vec::new(),
+            transcripts_released_to: Vec::new(),
             lease: holder.map(|(h, secs)| Lease {
                 holder: Uuid::from_u128(h),
                 expires_at: now + chrono::Duration::seconds(secs),

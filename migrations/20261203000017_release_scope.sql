@@ -1,6 +1,8 @@
 -- A release says what it releases: the results (metrics and per-sample scores) always,
--- and the transcripts (the original log) only when the releasing reviewer says so,
--- since a log can hold hazardous content a partner should not receive by default.
+-- and the transcripts (the original log, and the answers and explanations a
+-- comparison's disagreements show beside the scores) only when the releasing reviewer
+-- says so, since a log can hold hazardous content a partner should not receive by
+-- default.
 -- Releases stay append-only: releasing the transcripts of a run whose results were
 -- released before adds a row, so that one institute may hold a results row and a
 -- transcripts row of the same run.

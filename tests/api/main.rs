@@ -10,6 +10,7 @@ mod auth;
 mod comparisons;
 mod connections;
 mod contract;
+mod disagreements;
 mod errors;
 mod exercises;
 mod faults;

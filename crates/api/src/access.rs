@@ -89,8 +89,18 @@ pub(crate) async fn transcripts(work: &mut Work<'_>, id: Uuid) -> Result<Run, Ap
     Ok(run)
 }
 
+/// Whether the caller may read the transcripts of `run`, a run it may read.
+pub(crate) fn reads_transcripts(work: &Work<'_>, run: &Run) -> bool {
+    decide(
+        &work.caller.actor,
+        Action::ReadTranscripts,
+        &transcripts_of(run),
+    )
+    .is_ok()
+}
+
 /// A run's transcripts, as the policy judges them.
-pub(crate) fn transcripts_of(run: &Run) -> Resource<'_> {
+fn transcripts_of(run: &Run) -> Resource<'_> {
     Resource::Transcripts {
         institute_id: run.institute_id,
         released_to: &run.released_to,

@@ -227,7 +227,8 @@ pub struct RunView {
     /// The institutes its results (metrics and per-sample scores) have been released to.
     pub released_to: Vec<String>,
     /// Those of them its transcripts were released to as well: the original log
-    /// (`GET …/inspect-log`).
+    /// (`GET …/inspect-log`), and the answers and explanations beside its scores in
+    /// `GET /v1/comparisons/disagreements`.
     pub transcripts_released_to: Vec<String>,
     /// The harness holding it, when one claimed it from the queue (`POST /v1/runs/claim`).
     pub lease: Option<LeaseView>,

@@ -157,7 +157,8 @@ pub enum Action {
     /// Create a run, move it, and write its results.
     ExecuteRun,
     ReleaseRun,
-    /// Read a run's transcripts: its original log.
+    /// Read a run's transcripts: its original log, and the answers and explanations of
+    /// its scores where a comparison's disagreements show them.
     ReadTranscripts,
     /// Read the audit trail (of the partnership).
     ReadAudit,
@@ -541,7 +542,7 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
                 Ok(())
             } else {
                 Err(Denial::Withheld(
-                    "the transcripts of this run (its original log) are not released to your institute; its results are",
+                    "the transcripts of this run (its original log, and the answers and explanations of its scores) are not released to your institute; its results are",
                 ))
             }
         }

@@ -112,6 +112,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::summary::exercise_summary))
         .routes(routes!(runs::export::export_samples))
         .routes(routes!(comparisons::compare_runs))
+        .routes(routes!(comparisons::list_disagreements))
         .fallback(docs::not_found)
 }
 

@@ -380,8 +380,9 @@ pub async fn get_metrics(
 pub struct ReleaseRequest {
     /// Codes of the exercise's other participants to release to; all of them when absent.
     pub institutes: Option<Vec<String>>,
-    /// Release the transcripts too: the original log (`GET …/inspect-log`). A log can
-    /// hold hazardous content, so it is released only when asked for.
+    /// Release the transcripts too: the original log (`GET …/inspect-log`), and the
+    /// answers and explanations beside the scores in `GET /v1/comparisons/disagreements`.
+    /// A log can hold hazardous content, so they are released only when asked for.
     #[serde(default)]
     #[schema(default = false)]
     pub transcripts: bool,

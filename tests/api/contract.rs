@@ -775,6 +775,10 @@ async fn specific_probes(app: &TestApp, w: &World) -> Vec<(Op, Answer)> {
              format!("/v1/comparisons?a={}&b={}&scorer=match", w.run, &finished["/v1/runs/".len()..]), Value::Null),
         step("GET /v1/comparisons", &w.evaluator,
              format!("/v1/comparisons?a={}&b={}&scorer=match", Uuid::now_v7(), Uuid::now_v7()), Value::Null),
+        step("GET /v1/comparisons/disagreements", &w.evaluator,
+             format!("/v1/comparisons/disagreements?a={}&b={}&scorer=match", w.run, &finished["/v1/runs/".len()..]), Value::Null),
+        step("GET /v1/comparisons/disagreements", &w.evaluator,
+             format!("/v1/comparisons/disagreements?a={}&b={}&scorer=match", Uuid::now_v7(), Uuid::now_v7()), Value::Null),
     ];
     let mut out = Vec::new();
     for step in &steps {

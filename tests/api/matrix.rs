@@ -1,6 +1,8 @@
-//! The authorization matrix of the identity endpoints: every endpoint against every kind
-//! of caller. Allowed calls change what they should; every refused call gets the
-//! documented status and changes nothing in the database.
+//! The authorization matrix: every identity endpoint against every kind of caller
+//! (allowed calls change what they should; every refused call gets the documented status
+//! and changes nothing in the database), and the reads of runs that depend on what was
+//! released (the original log, comparisons, disagreements and whose answers they show)
+//! against every kind of reader.
 
 use chrono::{Duration, Utc};
 use jointeval_domain::{Role, Scope};
@@ -666,6 +668,420 @@ async fn every_identity_endpoint_against_every_kind_of_caller() {
                 failures.push(format!(
                     "{} {path} as {actor}: {status} without a problem body",
                     row.method
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {cells} cells wrong:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The callers of the run-reads matrix, in the order of its rows. The runs are the US's
+/// and the UK's in a US–UK exercise; the exchanged UK person holds the US admin role only
+/// while the exchange runs.
+const RUN_READERS: [&str; 11] = [
+    "US evaluator",
+    "US viewer",
+    "US service account with runs:read",
+    "US service account without it",
+    "UK viewer",
+    "UK reviewer",
+    "UK viewer during exchange to US as admin",
+    "UK viewer after exchange to US",
+    "disabled US viewer",
+    "JP admin",
+    "anonymous",
+];
+
+/// What a run read is expected to answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Read {
+    S(u16),
+    /// 404 of type `not-released`: the run is visible, its transcripts are not.
+    NotReleased,
+    /// 200, a page of disagreements whose sides a and b show their answers (true) or
+    /// withhold them (false).
+    Shown(bool, bool),
+}
+
+fn reads(row: &str) -> Vec<Read> {
+    let wants: Vec<Read> = row
+        .split_whitespace()
+        .map(|w| match w {
+            "NR" => Read::NotReleased,
+            "A+B+" => Read::Shown(true, true),
+            "A+B-" => Read::Shown(true, false),
+            "A-B+" => Read::Shown(false, true),
+            "A-B-" => Read::Shown(false, false),
+            status => Read::S(status.parse().expect("a status")),
+        })
+        .collect();
+    assert_eq!(wants.len(), RUN_READERS.len(), "{row}");
+    wants
+}
+
+/// Runs in every state of release: the US's `unreleased`, `results` (released to the UK
+/// without its transcripts) and `transcripts` (with them), each with an Inspect log; and
+/// the UK's `uk`, released to the US without its transcripts, scored unlike the others.
+struct Runs {
+    unreleased: String,
+    results: String,
+    transcripts: String,
+    uk: String,
+}
+
+/// A finished US run with `arith_small.json` imported under its own eval id.
+async fn us_run_with_log(app: &TestApp, evaluator: &str, exercise: &str, protocol: &str) -> String {
+    let mut body = crate::support::story::new_run(protocol);
+    body["model_version"] = json!("mockllm/model");
+    let run: Value = app
+        .post_as(evaluator, &format!("/v1/exercises/{exercise}/runs"), &body)
+        .await
+        .json()
+        .await
+        .expect("run");
+    let id = run["id"].as_str().expect("id").to_owned();
+    let mut log: Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/inspect/arith_small.json"
+        ))
+        .expect("fixture"),
+    )
+    .expect("a JSON log");
+    log["eval"]["eval_id"] = json!(Uuid::now_v7().simple().to_string());
+    let started = app
+        .post_as(evaluator, &format!("/v1/runs/{id}/start"), &json!({}))
+        .await;
+    assert_eq!(started.status(), 200);
+    let imported = app
+        .post_as(evaluator, &format!("/v1/runs/{id}/inspect-log"), &log)
+        .await;
+    assert_eq!(imported.status(), 200, "import");
+    let finished = app
+        .post_as(
+            evaluator,
+            &format!("/v1/runs/{id}/finish"),
+            &json!({"outcome": "succeeded"}),
+        )
+        .await;
+    assert_eq!(finished.status(), 200);
+    id
+}
+
+async fn runs(app: &TestApp) -> Runs {
+    let (exercise, protocol) = crate::support::story::active_exercise(app).await;
+    let us = app
+        .login(
+            &app.person("m-eval@nist.gov", "US", &[Role::Evaluator])
+                .await,
+        )
+        .await;
+    let us_reviewer = app
+        .login(&app.person("m-rev@nist.gov", "US", &[Role::Reviewer]).await)
+        .await;
+    let uk = app
+        .login(
+            &app.person("m-eval@aisi.gov.uk", "UK", &[Role::Evaluator])
+                .await,
+        )
+        .await;
+    let uk_reviewer = app
+        .login(
+            &app.person("m-rev@aisi.gov.uk", "UK", &[Role::Reviewer])
+                .await,
+        )
+        .await;
+    let unreleased = us_run_with_log(app, &us, &exercise, &protocol).await;
+    let results = us_run_with_log(app, &us, &exercise, &protocol).await;
+    let transcripts = us_run_with_log(app, &us, &exercise, &protocol).await;
+    for (run, body) in [
+        (&results, json!({})),
+        (&transcripts, json!({"transcripts": true})),
+    ] {
+        let released = app
+            .release(&us_reviewer, &format!("/v1/runs/{run}"), &body)
+            .await;
+        assert_eq!(released.status(), 200);
+    }
+    // The UK's run: every sample of the US's scored the other way.
+    let scores: Value = app
+        .get_as(
+            &us,
+            &format!("/v1/runs/{unreleased}/samples?scorer=match&limit=1000"),
+        )
+        .await
+        .json()
+        .await
+        .expect("scores");
+    let flipped: Vec<Value> = scores["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|s| {
+            let other = if s["value"] == json!("C") { "I" } else { "C" };
+            json!({"sample_id": s["sample_id"], "epoch": s["epoch"], "scorer": "match",
+                   "value": other, "answer": "a UK answer", "explanation": "a UK reason"})
+        })
+        .collect();
+    assert!(!flipped.is_empty());
+    let run: Value = app
+        .post_as(
+            &uk,
+            &format!("/v1/exercises/{exercise}/runs"),
+            &crate::support::story::new_run(&protocol),
+        )
+        .await
+        .json()
+        .await
+        .expect("run");
+    let uk_run = run["id"].as_str().expect("id").to_owned();
+    for (path, body) in [
+        ("start", json!({})),
+        ("samples", json!(flipped)),
+        ("finish", json!({"outcome": "succeeded"})),
+    ] {
+        let done = app
+            .post_as(&uk, &format!("/v1/runs/{uk_run}/{path}"), &body)
+            .await;
+        assert_eq!(done.status(), 200, "{path}");
+    }
+    let released = app
+        .release(&uk_reviewer, &format!("/v1/runs/{uk_run}"), &json!({}))
+        .await;
+    assert_eq!(released.status(), 200);
+    Runs {
+        unreleased,
+        results,
+        transcripts,
+        uk: uk_run,
+    }
+}
+
+/// The tokens of [`RUN_READERS`], in order.
+async fn run_readers(app: &TestApp) -> Vec<Option<String>> {
+    let (us, uk) = (app.institute("US").await, app.institute("UK").await);
+    let us_admin = app.person("m-admin@nist.gov", "US", &[Role::Admin]).await;
+    let uk_admin = app
+        .person("m-admin@aisi.gov.uk", "UK", &[Role::Admin])
+        .await;
+    let people = [
+        app.person("r-eval@nist.gov", "US", &[Role::Evaluator])
+            .await,
+        app.person("r-viewer@nist.gov", "US", &[Role::Viewer]).await,
+    ];
+    let uk_people = [
+        app.person("r-viewer@aisi.gov.uk", "UK", &[Role::Viewer])
+            .await,
+        app.person("r-rev@aisi.gov.uk", "UK", &[Role::Reviewer])
+            .await,
+        app.person("r-during@aisi.gov.uk", "UK", &[Role::Viewer])
+            .await,
+        app.person("r-after@aisi.gov.uk", "UK", &[Role::Viewer])
+            .await,
+    ];
+    let now = Utc::now();
+    for (person, starts, ends) in [
+        (
+            &uk_people[2],
+            now - Duration::hours(1),
+            now + Duration::days(30),
+        ),
+        (
+            &uk_people[3],
+            now - Duration::days(30),
+            now - Duration::days(1),
+        ),
+    ] {
+        app.exchange(
+            &NewExchange {
+                account_id: person.id,
+                home_institute_id: uk,
+                host_institute_id: us,
+                roles: &[Role::Admin],
+                starts_at: starts,
+                ends_at: ends,
+                proposed_by: uk_admin.id,
+                proposed_by_institute_id: uk,
+            },
+            Some(us_admin.id),
+        )
+        .await;
+    }
+    let disabled = app.person("r-gone@nist.gov", "US", &[Role::Viewer]).await;
+    let jp = app.person("r-admin@aist.go.jp", "JP", &[Role::Admin]).await;
+    let reader = app
+        .service(
+            "US",
+            "jes_reader-secret",
+            &[Scope::RunsRead],
+            &[Role::Viewer],
+        )
+        .await;
+    let unscoped = app
+        .service(
+            "US",
+            "jes_writer-secret",
+            &[Scope::ResultsWrite],
+            &[Role::Viewer],
+        )
+        .await;
+    let mut tokens = Vec::new();
+    for person in &people {
+        tokens.push(Some(app.login(person).await));
+    }
+    tokens.push(Some(app.service_login(reader, "jes_reader-secret").await));
+    tokens.push(Some(app.service_login(unscoped, "jes_writer-secret").await));
+    for person in &uk_people {
+        tokens.push(Some(app.login(person).await));
+    }
+    tokens.push(Some(app.login(&disabled).await));
+    sqlx::query("update accounts set status = 'disabled' where id = $1")
+        .bind(disabled.id)
+        .execute(&app.pool)
+        .await
+        .expect("disable");
+    tokens.push(Some(app.login(&jp).await));
+    tokens.push(None);
+    tokens
+}
+
+struct ReadRow {
+    path: fn(&Runs) -> String,
+    /// What each of [`RUN_READERS`] gets, in order (see [`reads`]).
+    want: &'static str,
+}
+
+fn read_rows() -> Vec<ReadRow> {
+    // Columns: US evaluator, US viewer, US service (runs:read), US service (without),
+    // UK viewer, UK reviewer, UK during exchange (a US admin through it), UK after
+    // exchange, disabled, JP admin, anonymous.
+    vec![
+        ReadRow {
+            path: |r| format!("/v1/runs/{}/inspect-log", r.unreleased),
+            want: "200 200 200 403 404 404 200 404 401 404 401",
+        },
+        ReadRow {
+            path: |r| format!("/v1/runs/{}/inspect-log", r.results),
+            want: "200 200 200 403 NR NR 200 NR 401 404 401",
+        },
+        ReadRow {
+            path: |r| format!("/v1/runs/{}/inspect-log", r.transcripts),
+            want: "200 200 200 403 200 200 200 200 401 404 401",
+        },
+        ReadRow {
+            // The UK's run has no log: its own readers are told so, the US that it may
+            // not read its transcripts, whether there is one or not.
+            path: |r| format!("/v1/runs/{}/inspect-log", r.uk),
+            want: "NR NR NR 403 404 404 404 404 401 404 401",
+        },
+        ReadRow {
+            path: |r| format!("/v1/comparisons?a={}&b={}&scorer=match", r.unreleased, r.uk),
+            want: "200 200 200 403 404 404 200 404 401 404 401",
+        },
+        ReadRow {
+            path: |r| format!("/v1/comparisons?a={}&b={}&scorer=match", r.results, r.uk),
+            want: "200 200 200 403 200 200 200 200 401 404 401",
+        },
+        ReadRow {
+            path: |r| {
+                format!(
+                    "/v1/comparisons/disagreements?a={}&b={}&scorer=match",
+                    r.unreleased, r.uk
+                )
+            },
+            want: "A+B- A+B- A+B- 403 404 404 A+B+ 404 401 404 401",
+        },
+        ReadRow {
+            path: |r| {
+                format!(
+                    "/v1/comparisons/disagreements?a={}&b={}&scorer=match",
+                    r.results, r.uk
+                )
+            },
+            want: "A+B- A+B- A+B- 403 A-B+ A-B+ A+B+ A-B+ 401 404 401",
+        },
+        ReadRow {
+            path: |r| {
+                format!(
+                    "/v1/comparisons/disagreements?a={}&b={}&scorer=match",
+                    r.transcripts, r.uk
+                )
+            },
+            want: "A+B- A+B- A+B- 403 A+B+ A+B+ A+B+ A+B+ 401 404 401",
+        },
+        // A run against itself: no disagreement, for whoever may read it.
+        ReadRow {
+            path: |r| {
+                format!(
+                    "/v1/comparisons/disagreements?a={}&b={}&scorer=match",
+                    r.uk, r.uk
+                )
+            },
+            want: "200 200 200 403 200 200 200 200 401 404 401",
+        },
+    ]
+}
+
+#[tokio::test]
+async fn every_run_read_against_every_kind_of_caller() {
+    let app = TestApp::spawn().await;
+    let runs = runs(&app).await;
+    let tokens = run_readers(&app).await;
+    let mut failures = Vec::new();
+    let rows = read_rows();
+    let cells = rows.len() * RUN_READERS.len();
+    for row in rows {
+        let path = (row.path)(&runs);
+        for (reader, (token, want)) in RUN_READERS.iter().zip(tokens.iter().zip(reads(row.want))) {
+            let mut request = app.client.get(app.url(&path));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.expect("send");
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await.unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let got = match (status, want) {
+                (404, _) if body["type"] == "urn:jointeval:problem:not-released" => {
+                    Read::NotReleased
+                }
+                (200, Read::Shown(..)) => match body["items"].as_array() {
+                    Some(items) if !items.is_empty() => {
+                        let shown = |side: &str| {
+                            items.iter().all(|i| {
+                                i[side]["transcripts_withheld"] == false
+                                    && i[side]["answer"].is_string()
+                            })
+                        };
+                        let withheld = |side: &str| {
+                            items.iter().all(|i| {
+                                i[side]["transcripts_withheld"] == true
+                                    && i[side]["answer"].is_null()
+                                    && i[side]["explanation"].is_null()
+                            })
+                        };
+                        match (shown("a") || withheld("a"), shown("b") || withheld("b")) {
+                            (true, true) => Read::Shown(shown("a"), shown("b")),
+                            _ => Read::S(200),
+                        }
+                    }
+                    _ => Read::S(200),
+                },
+                _ => Read::S(status),
+            };
+            if got != want {
+                failures.push(format!(
+                    "GET {path} as {reader}: wanted {want:?}, got {got:?}"
+                ));
+            }
+            if status >= 400 && body["status"] != status {
+                failures.push(format!(
+                    "GET {path} as {reader}: {status} without a problem body"
                 ));
             }
         }

@@ -710,3 +710,164 @@ async fn a_host_sees_an_exchanged_person_only_while_the_exchange_runs() {
         .expect("move the window");
     assert!(host_sees().await, "in progress, the host sees its guest");
 }
+
+#[tokio::test]
+async fn a_partner_reaches_a_log_only_once_its_transcripts_are_released() {
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise(&app).await;
+    let (us, uk, jp) = (
+        app.institute("US").await,
+        app.institute("UK").await,
+        app.institute("JP").await,
+    );
+    let us_user = app
+        .person("rls-log@nist.gov", "US", &[Role::Evaluator])
+        .await;
+    let evaluator = app.login(&us_user).await;
+    let uk_user = app
+        .person("rls-log@aisi.gov.uk", "UK", &[Role::Admin, Role::Reviewer])
+        .await;
+    let jp_user = app
+        .person("rls-log@aist.go.jp", "JP", &[Role::Viewer])
+        .await;
+    let mut body = new_run(&protocol);
+    body["model_version"] = json!("mockllm/model");
+    let created: Value = app
+        .post_as(&evaluator, &format!("/v1/exercises/{exercise}/runs"), &body)
+        .await
+        .json()
+        .await
+        .expect("run");
+    let run: Uuid = created["id"].as_str().expect("id").parse().expect("uuid");
+    let path = format!("/v1/runs/{run}");
+    let started = app
+        .post_as(&evaluator, &format!("{path}/start"), &json!({}))
+        .await;
+    assert_eq!(started.status(), 200);
+    let imported = app
+        .client
+        .post(app.url(&format!("{path}/inspect-log")))
+        .bearer_auth(&evaluator)
+        .header("content-type", "application/zip")
+        .body(
+            std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/inspect/arith_small.eval"
+            ))
+            .expect("fixture"),
+        )
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(imported.status(), 200);
+    let finished = app
+        .post_as(
+            &evaluator,
+            &format!("{path}/finish"),
+            &json!({"outcome": "succeeded"}),
+        )
+        .await;
+    assert_eq!(finished.status(), 200);
+    let stored: i64 = sqlx::query_scalar("select count(*) from run_log_chunks where run_id = $1")
+        .bind(run)
+        .fetch_one(&app.pool)
+        .await
+        .expect("count as the owner");
+    assert!(stored > 0);
+
+    // What each context reaches of the run and of its log, as the service's role.
+    let service = app.db.service_pool();
+    let reach = |who: ActingAs| {
+        let service = service.clone();
+        async move {
+            let mut tx = jointeval_store::begin(&service, &who).await.expect("begin");
+            let seen = jointeval_store::runs::get(&mut tx, run, false)
+                .await
+                .expect("get")
+                .is_some();
+            let chunks: i64 =
+                sqlx::query_scalar("select count(*) from run_log_chunks where run_id = $1")
+                    .bind(run)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("count");
+            let first = jointeval_store::runs::log_chunk(&mut tx, run, 0)
+                .await
+                .expect("chunk")
+                .is_some();
+            tx.rollback().await.expect("rollback");
+            assert_eq!(first, chunks > 0);
+            (seen, chunks)
+        }
+    };
+    let us_ctx = || acting(&us_user, vec![us]);
+    let uk_ctx = || acting(&uk_user, vec![uk]);
+    let jp_ctx = || acting(&jp_user, vec![jp]);
+    assert_eq!(reach(us_ctx()).await, (true, stored));
+    assert_eq!(reach(uk_ctx()).await, (false, 0));
+
+    // The UK cannot open the log itself: no forged release of the transcripts, whoever
+    // the row says executed the run, and no release of its own to read it by.
+    for executing in [uk, us] {
+        assert!(
+            refused(
+                &app,
+                uk_ctx(),
+                "insert into run_releases (run_id, institute_id, released_by, digest,
+                                           executing_institute_id, transcripts)
+                 values ($1, $2, $3, 'forged', $4, true)",
+                &[run, uk, uk_user.id, executing],
+            )
+            .await,
+            "a forged transcripts release (executing {executing})"
+        );
+    }
+
+    let reviewer = app
+        .login(
+            &app.person("rls-log-rev@nist.gov", "US", &[Role::Reviewer])
+                .await,
+        )
+        .await;
+    let released = app.release(&reviewer, &path, &json!({})).await;
+    assert_eq!(released.status(), 200);
+    // The results alone: the run, and not one chunk of its log.
+    assert_eq!(reach(uk_ctx()).await, (true, 0));
+    // A release of the results may not be turned into one of the transcripts: releases
+    // are never changed, and the UK may not write one.
+    let widened = sqlx::query("update run_releases set transcripts = true where run_id = $1")
+        .bind(run)
+        .execute(&app.pool)
+        .await;
+    assert!(widened.is_err(), "a release is never changed");
+    assert!(
+        refused(
+            &app,
+            uk_ctx(),
+            "insert into run_releases (run_id, institute_id, released_by, digest,
+                                       executing_institute_id, transcripts)
+             values ($1, $2, $3, 'forged', $4, true)",
+            &[run, uk, uk_user.id, us],
+        )
+        .await
+    );
+    assert_eq!(reach(uk_ctx()).await, (true, 0));
+
+    let released = app
+        .release(&reviewer, &path, &json!({"transcripts": true}))
+        .await;
+    assert_eq!(released.status(), 200);
+    assert_eq!(reach(uk_ctx()).await, (true, stored));
+    assert_eq!(reach(us_ctx()).await, (true, stored));
+    assert_eq!(reach(jp_ctx()).await, (false, 0));
+    // Reading is not writing: the UK adds nothing to the US's log.
+    assert!(
+        refused(
+            &app,
+            uk_ctx(),
+            "insert into run_log_chunks (run_id, n, data) values ($1, 9999, '\\x00')",
+            &[run],
+        )
+        .await
+    );
+}

@@ -76,6 +76,38 @@ pub(crate) async fn run(
     Ok(run)
 }
 
+/// A run whose transcripts the caller may read: 404 as [`run`] answers it for a run it
+/// may not see, and a 404 saying so when the run's transcripts were not released to it.
+pub(crate) async fn transcripts(work: &mut Work<'_>, id: Uuid) -> Result<Run, ApiError> {
+    let run = run(work, id, Action::ReadRun, Lock::No).await?;
+    decide(
+        &work.caller.actor,
+        Action::ReadTranscripts,
+        &transcripts_of(&run),
+    )
+    .map_err(|d| Caller::deny(d, "run"))?;
+    Ok(run)
+}
+
+/// Whether the caller may read the transcripts of `run`, a run it may read.
+pub(crate) fn reads_transcripts(work: &Work<'_>, run: &Run) -> bool {
+    decide(
+        &work.caller.actor,
+        Action::ReadTranscripts,
+        &transcripts_of(run),
+    )
+    .is_ok()
+}
+
+/// A run's transcripts, as the policy judges them.
+fn transcripts_of(run: &Run) -> Resource<'_> {
+    Resource::Transcripts {
+        institute_id: run.institute_id,
+        released_to: &run.released_to,
+        transcripts_released_to: &run.transcripts_released_to,
+    }
+}
+
 /// Two runs the caller may both read, for a comparison. One that is hidden (or absent)
 /// is the same 404 whichever of the two it is, so that the answer tells nothing of which.
 pub(crate) async fn run_pair(

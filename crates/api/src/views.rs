@@ -196,6 +196,7 @@ pub struct HarnessRef {
     "updated_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "updated_at": "2026-12-02T10:00:00Z",
     "digest": "5d41402abc4b2a76b9719d911017c592ae2b4f0f8d1b1b1c0f5e5a8c1e2f3a4b",
     "digest_formula": "jointeval-results-v1", "released_to": ["US"],
+    "transcripts_released_to": [],
     "lease": null, "imported_log": null,
     "comparable": false, "deviations": [{"field": "epochs", "protocol": "3", "run": "1"}]
 }))]
@@ -224,8 +225,12 @@ pub struct RunView {
     /// How `digest` was taken: `jointeval-results-v1`, or `jointeval-metrics-v0` for a
     /// run finished before the digest covered the scores (the metrics only).
     pub digest_formula: Option<String>,
-    /// The institutes it has been released to.
+    /// The institutes its results (metrics and per-sample scores) have been released to.
     pub released_to: Vec<String>,
+    /// Those of them its transcripts were released to as well: the original log
+    /// (`GET …/inspect-log`), and the answers and explanations beside its scores in
+    /// `GET /v1/comparisons/disagreements`.
+    pub transcripts_released_to: Vec<String>,
     /// The harness holding it, when one claimed it from the queue (`POST /v1/runs/claim`).
     pub lease: Option<LeaseView>,
     /// The evaluation log its results were imported from (`POST …/inspect-log`).
@@ -253,8 +258,13 @@ pub struct LeaseView {
 impl RunView {
     pub(crate) fn new(r: Run, codes: &Codes) -> Self {
         let comparable = r.comparable();
-        let mut released_to: Vec<String> = r.released_to.iter().map(|i| codes.of(*i)).collect();
-        released_to.sort();
+        let sorted_codes = |ids: &[Uuid]| {
+            let mut codes: Vec<String> = ids.iter().map(|i| codes.of(*i)).collect();
+            codes.sort();
+            codes
+        };
+        let released_to = sorted_codes(&r.released_to);
+        let transcripts_released_to = sorted_codes(&r.transcripts_released_to);
         Self {
             id: r.id,
             exercise_id: r.exercise_id,
@@ -277,6 +287,7 @@ impl RunView {
             digest: r.digest,
             digest_formula: r.digest_formula,
             released_to,
+            transcripts_released_to,
             lease: r.lease.map(|l| LeaseView {
                 holder: l.holder,
                 expires_at: l.expires_at,

@@ -157,6 +157,9 @@ pub enum Action {
     /// Create a run, move it, and write its results.
     ExecuteRun,
     ReleaseRun,
+    /// Read a run's transcripts: its original log, and the answers and explanations of
+    /// its scores where a comparison's disagreements show them.
+    ReadTranscripts,
     /// Read the audit trail (of the partnership).
     ReadAudit,
     /// Claim queued runs from the queue (harnesses).
@@ -228,17 +231,27 @@ pub enum Resource<'a> {
         institute_id: Uuid,
         released_to: &'a [Uuid],
     },
+    /// A run's transcripts: the run as [`Resource::Run`] has it, and the institutes its
+    /// transcripts were released to (a release of its results alone leaves them out).
+    Transcripts {
+        institute_id: Uuid,
+        released_to: &'a [Uuid],
+        transcripts_released_to: &'a [Uuid],
+    },
 }
 
 /// Why not: `NotFound` when the actor may not even know the resource exists
 /// (answered 404), `Forbidden` when it may see it but not do this (403), and
 /// `MissingScope` when a service account's roles would allow it but its token lacks the
-/// scope (403, `insufficient_scope` in RFC 6750's words).
+/// scope (403, `insufficient_scope` in RFC 6750's words); `Withheld` when the actor may
+/// see the object but a part of it was not released to its institutes (a 404 naming that
+/// part, since saying so tells nothing the object's visibility does not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denial {
     NotFound,
     Forbidden(&'static str),
     MissingScope(Scope),
+    Withheld(&'static str),
 }
 
 pub type Decision = Result<(), Denial>;
@@ -510,6 +523,26 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
             } else {
                 Err(Denial::Forbidden(
                     "only reviewers of the executing institute release its results",
+                ))
+            }
+        }
+        (
+            ReadTranscripts,
+            Resource::Transcripts {
+                institute_id,
+                released_to,
+                transcripts_released_to,
+            },
+        ) => {
+            see_run(actor, *institute_id, released_to)?;
+            let staff = actor.staff_institutes();
+            if staff.contains(institute_id)
+                || transcripts_released_to.iter().any(|i| staff.contains(i))
+            {
+                Ok(())
+            } else {
+                Err(Denial::Withheld(
+                    "the transcripts of this run (its original log, and the answers and explanations of its scores) are not released to your institute; its results are",
                 ))
             }
         }

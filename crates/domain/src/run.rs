@@ -187,6 +187,8 @@ pub struct Run {
     pub digest_formula: Option<String>,
     /// Institutes it has been released to.
     pub released_to: Vec<Uuid>,
+    /// Those of them its transcripts were released to as well.
+    pub transcripts_released_to: Vec<Uuid>,
     /// The harness holding it, when one claimed it from the queue.
     pub lease: Option<Lease>,
     /// The evaluation log its results were imported from, if they were.
@@ -769,6 +771,7 @@ impl Run {
             digest: None,
             digest_formula: None,
             released_to: Vec::new(),
+            transcripts_released_to: Vec::new(),
             lease: None,
             imported_log: None,
             deviations: Vec::new(),

@@ -170,3 +170,177 @@ pub async fn sums(conn: &mut PgConnection, selection: &Selection<'_>) -> Result<
 fn json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, StoreError> {
     serde_json::from_value(value).map_err(StoreError::corrupt)
 }
+
+/// Where a page of disagreements continues: after the pair of this key, in the list's
+/// order (numeric pairs first, largest |a − b| first, then the others; ties by sample id
+/// and epoch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisagreementKey {
+    /// 0 for a pair of two numbers, 1 for the others.
+    pub class: i32,
+    /// −|a − b| for a pair of numbers, 0 for the others.
+    pub key: f64,
+    pub sample_id: String,
+    /// −1 when the epochs are reduced.
+    pub epoch: i32,
+}
+
+impl DisagreementKey {
+    /// Before every pair.
+    pub fn first() -> Self {
+        Self {
+            class: -1,
+            key: 0.0,
+            sample_id: String::new(),
+            epoch: 0,
+        }
+    }
+}
+
+/// One pair whose values differ, as stored; the answers and explanations only of the
+/// sides the caller may read the transcripts of, and never when the epochs are reduced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisagreementRow {
+    pub sample_id: String,
+    /// −1 when the epochs are reduced.
+    pub epoch: i32,
+    pub a_number: Option<f64>,
+    pub a_label: Option<String>,
+    pub b_number: Option<f64>,
+    pub b_label: Option<String>,
+    pub class: i32,
+    pub key: f64,
+    pub a_answer: Option<String>,
+    pub a_explanation: Option<String>,
+    pub b_answer: Option<String>,
+    pub b_explanation: Option<String>,
+}
+
+impl DisagreementRow {
+    pub fn key(&self) -> DisagreementKey {
+        DisagreementKey {
+            class: self.class,
+            key: self.key,
+            sample_id: self.sample_id.clone(),
+            epoch: self.epoch,
+        }
+    }
+}
+
+/// Whose transcripts the caller may read, of the two runs compared.
+#[derive(Debug, Clone, Copy)]
+pub struct Transcripts {
+    pub a: bool,
+    pub b: bool,
+}
+
+/// A page of the matched pairs of `selection` whose values differ, after `after`, in the
+/// order of [`DisagreementKey`]: computed in PostgreSQL, a page at a time. Each page
+/// joins the two runs' scores of the scorer and keeps the `limit` first pairs past the
+/// cursor (a top-N sort, never a sort of every pair); only the page's rows are read again
+/// for their answers and explanations. Values differ when their labels differ or, for two
+/// numbers without labels, the numbers do; reduced values are numbers.
+#[tracing::instrument(skip_all)]
+pub async fn disagreements(
+    conn: &mut PgConnection,
+    selection: &Selection<'_>,
+    transcripts: Transcripts,
+    after: &DisagreementKey,
+    limit: i64,
+) -> Result<Vec<DisagreementRow>, StoreError> {
+    let Some(reducer) = selection.reducer else {
+        return Ok(sqlx::query_as!(
+            DisagreementRow,
+            r#"with pairs as (
+                   select a.sample_id, a.epoch, a.value_number as xa, a.value_label as la,
+                          b.value_number as xb, b.value_label as lb,
+                          (a.value_number is null or b.value_number is null)::int as class,
+                          coalesce(-abs(a.value_number - b.value_number), 0) as key
+                   from run_samples a
+                   join run_samples b
+                     on b.run_id = $2 and b.scorer = $3
+                    and b.sample_id = a.sample_id and b.epoch = a.epoch
+                   where a.run_id = $1 and a.scorer = $3 and ($4::int is null or a.epoch = $4)
+                     and case when a.value_label is null and b.value_label is null
+                              then a.value_number <> b.value_number
+                              else a.value_label is distinct from b.value_label end
+               ),
+               page as (
+                   select * from pairs
+                   where (class, key, sample_id, epoch) > ($5, $6, $7, $8)
+                   order by class, key, sample_id, epoch
+                   limit $9
+               )
+               select p.sample_id as "sample_id!", p.epoch as "epoch!",
+                      p.xa as a_number, p.la as a_label, p.xb as b_number, p.lb as b_label,
+                      p.class as "class!", p.key as "key!",
+                      case when $10 then ra.answer end as a_answer,
+                      case when $10 then ra.explanation end as a_explanation,
+                      case when $11 then rb.answer end as b_answer,
+                      case when $11 then rb.explanation end as b_explanation
+               from page p
+               join run_samples ra
+                 on ra.run_id = $1 and ra.sample_id = p.sample_id and ra.epoch = p.epoch
+                and ra.scorer = $3
+               join run_samples rb
+                 on rb.run_id = $2 and rb.sample_id = p.sample_id and rb.epoch = p.epoch
+                and rb.scorer = $3
+               order by p.class, p.key, p.sample_id, p.epoch"#,
+            selection.a,
+            selection.b,
+            selection.scorer,
+            selection.epoch,
+            after.class,
+            after.key,
+            after.sample_id,
+            after.epoch,
+            limit,
+            transcripts.a,
+            transcripts.b,
+        )
+        .fetch_all(conn)
+        .await?);
+    };
+    Ok(sqlx::query_as!(
+        DisagreementRow,
+        r#"with reduced as (
+               select run_id, sample_id,
+                      case $5::text
+                          when 'mean' then avg(value_number)
+                          when 'median' then percentile_cont(0.5) within group (order by value_number)
+                          when 'max' then max(value_number)
+                          else min(value_number)
+                      end as x
+               from run_samples
+               where run_id in ($1, $2) and scorer = $3 and ($4::int is null or epoch = $4)
+               group by run_id, sample_id
+           ),
+           pairs as (
+               select a.sample_id, a.x as xa, b.x as xb,
+                      (a.x is null or b.x is null)::int as class,
+                      coalesce(-abs(a.x - b.x), 0) as key
+               from reduced a join reduced b on b.run_id = $2 and b.sample_id = a.sample_id
+               where a.run_id = $1 and a.x is distinct from b.x
+           )
+           select sample_id as "sample_id!", -1 as "epoch!",
+                  xa as a_number, null::text as a_label, xb as b_number, null::text as b_label,
+                  class as "class!", key as "key!",
+                  null::text as a_answer, null::text as a_explanation,
+                  null::text as b_answer, null::text as b_explanation
+           from pairs
+           where (class, key, sample_id) > ($6, $7, $8)
+           order by class, key, sample_id
+           limit $9"#,
+        selection.a,
+        selection.b,
+        selection.scorer,
+        selection.epoch,
+        reducer.as_str(),
+        after.class,
+        after.key,
+        after.sample_id,
+        limit,
+    )
+    .fetch_all(conn)
+    .await?)
+}

@@ -34,6 +34,7 @@ struct Row {
     digest: Option<String>,
     digest_formula: Option<String>,
     released_to: Vec<Uuid>,
+    transcripts_released_to: Vec<Uuid>,
     lease_holder: Option<Uuid>,
     lease_expires_at: Option<DateTime<Utc>>,
     inspect_log: Option<serde_json::Value>,
@@ -64,6 +65,7 @@ impl TryFrom<Row> for Run {
             digest: r.digest,
             digest_formula: r.digest_formula,
             released_to: r.released_to,
+            transcripts_released_to: r.transcripts_released_to,
             lease: match (r.lease_holder, r.lease_expires_at) {
                 (Some(holder), Some(expires_at)) => Some(Lease { holder, expires_at }),
                 _ => None,
@@ -128,8 +130,11 @@ pub async fn get(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Option
                   r.harness_name, r.harness_version, r.config, r.model_version, r.status,
                   r.created_by, r.created_at, r.started_at, r.finished_at, r.updated_by,
                   r.updated_at, r.digest, r.digest_formula,
-                  array(select institute_id from run_releases rr
+                  array(select distinct institute_id from run_releases rr
                         where rr.run_id = r.id order by institute_id) as "released_to!",
+                  array(select institute_id from run_releases rr
+                        where rr.run_id = r.id and rr.transcripts
+                        order by institute_id) as "transcripts_released_to!",
                   r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations, r.checked_at
            from runs r
            where r.id = $1"#,
@@ -177,8 +182,11 @@ pub async fn list_visible(
                   r.harness_name, r.harness_version, r.config, r.model_version, r.status,
                   r.created_by, r.created_at, r.started_at, r.finished_at, r.updated_by,
                   r.updated_at, r.digest, r.digest_formula,
-                  array(select institute_id from run_releases rr
+                  array(select distinct institute_id from run_releases rr
                         where rr.run_id = r.id order by institute_id) as "released_to!",
+                  array(select institute_id from run_releases rr
+                        where rr.run_id = r.id and rr.transcripts
+                        order by institute_id) as "transcripts_released_to!",
                   r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations, r.checked_at
            from runs r
            where r.exercise_id = $1
@@ -447,28 +455,39 @@ pub async fn metrics(
     .await?)
 }
 
-/// Releases a run to `institutes`, recording who and the digest released. Institutes
-/// it was released to before keep their first release.
+/// Releases a run's results to `institutes`, and its transcripts too with `transcripts`,
+/// recording who and the digest released. A release an institute holds already is kept
+/// as it was: the results again add nothing, the transcripts add a row beside a release
+/// of the results alone. Answers the institutes this release reached anew.
 #[tracing::instrument(skip_all)]
 pub async fn release(
     conn: &mut PgConnection,
     run_id: Uuid,
     institutes: &[Uuid],
+    transcripts: bool,
     by: Uuid,
     digest: &str,
-) -> Result<Run, StoreError> {
-    sqlx::query!(
-        "insert into run_releases (run_id, institute_id, released_by, digest, executing_institute_id)
-         select $1, unnest($2::uuid[]), $3, $4, (select institute_id from runs where id = $1)
-         on conflict do nothing",
+) -> Result<(Run, Vec<Uuid>), StoreError> {
+    let mut reached = sqlx::query_scalar!(
+        r#"insert into run_releases (run_id, institute_id, released_by, digest,
+                                   executing_institute_id, transcripts)
+           select $1, i, $3, $4, (select institute_id from runs where id = $1), $5
+           from unnest($2::uuid[]) as i
+           where not exists (select 1 from run_releases rr
+                             where rr.run_id = $1 and rr.institute_id = i
+                               and (rr.transcripts or not $5))
+           on conflict do nothing
+           returning institute_id"#,
         run_id,
         institutes,
         by,
-        digest
+        digest,
+        transcripts
     )
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    written(conn, run_id).await
+    reached.sort();
+    Ok((written(conn, run_id).await?, reached))
 }
 
 /// One sample score, flattened for storage.

@@ -64,6 +64,14 @@ impl Caller {
                 .denied()
                 .into()
             }
+            Denial::Withheld(reason) => Problem::typed(
+                StatusCode::NOT_FOUND,
+                "not-released",
+                "Not released to your institute",
+                reason,
+            )
+            .denied()
+            .into(),
         }
     }
 }

@@ -9,7 +9,9 @@ use jointeval_domain::comparison::{
 };
 use jointeval_domain::conformance::Deviation;
 use jointeval_domain::run::Run;
-use jointeval_store::comparisons::{Selection, UNMATCHED_LISTED};
+use jointeval_store::comparisons::{
+    DisagreementKey, DisagreementRow, Selection, Transcripts, UNMATCHED_LISTED,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -18,6 +20,7 @@ use crate::AppState;
 use crate::access;
 use crate::auth::Caller;
 use crate::extract::{ApiPath, ApiQuery};
+use crate::pagination::{ListQuery, Page, PageQuery, key_text};
 use crate::problem::{ApiError, Problem};
 use crate::views::Codes;
 use crate::work::Work;
@@ -449,4 +452,167 @@ async fn version_scorers(
         }
     }
     Ok(scorers)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DisagreementQuery {
+    /// One run; differences are `a − b`.
+    pub a: Uuid,
+    /// The other run, of the same protocol version.
+    pub b: Uuid,
+    /// The scorer whose values are compared.
+    #[param(min_length = 1, max_length = 200)]
+    pub scorer: String,
+    /// Only this epoch's scores. Without it (and without `reducer`), scores pair by
+    /// sample and epoch.
+    #[param(minimum = 0, maximum = 100_000)]
+    pub epoch: Option<i32>,
+    /// Reduce each sample's epochs to one value first, then pair by sample.
+    pub reducer: Option<Reducer>,
+}
+
+/// One side of a pair that disagrees.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DisagreeingValue {
+    /// The value as reported (a number, or a label such as `C`); the reduced number when
+    /// a reducer reduced the epochs.
+    pub value: serde_json::Value,
+    /// Its number (see the README's "Scores and their numbers"); `null` for a label
+    /// without one.
+    pub number: Option<f64>,
+    /// The score's answer, where the caller may read this run's transcripts; `null`
+    /// otherwise, and when the epochs are reduced.
+    pub answer: Option<String>,
+    /// The score's explanation, on the same terms as `answer`.
+    pub explanation: Option<String>,
+    /// `true` when the run's transcripts are not released to the caller's institute, so
+    /// that `answer` and `explanation` are left out whatever they hold.
+    pub transcripts_withheld: bool,
+}
+
+/// A matched pair whose values differ.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "sample_id": "q0017", "epoch": 1,
+    "a": {"value": 1.0, "number": 1.0, "answer": "42", "explanation": "matches the target",
+          "transcripts_withheld": false},
+    "b": {"value": 0.0, "number": 0.0, "answer": null, "explanation": null,
+          "transcripts_withheld": true},
+    "difference": 1.0}))]
+pub struct Disagreement {
+    pub sample_id: String,
+    /// `null` when a reducer reduced the epochs.
+    pub epoch: Option<i32>,
+    pub a: DisagreeingValue,
+    pub b: DisagreeingValue,
+    /// `a − b`, when both values are numbers.
+    pub difference: Option<f64>,
+}
+
+impl Disagreement {
+    fn new(row: DisagreementRow, shown: Transcripts) -> Self {
+        let side = |number: Option<f64>,
+                    label: Option<String>,
+                    answer: Option<String>,
+                    explanation: Option<String>,
+                    shown: bool| DisagreeingValue {
+            value: match label {
+                Some(label) => serde_json::Value::from(label),
+                None => number.map_or(serde_json::Value::Null, serde_json::Value::from),
+            },
+            number,
+            answer,
+            explanation,
+            transcripts_withheld: !shown,
+        };
+        Self {
+            epoch: (row.epoch >= 0).then_some(row.epoch),
+            difference: row.a_number.zip(row.b_number).map(|(a, b)| a - b),
+            sample_id: row.sample_id,
+            a: side(
+                row.a_number,
+                row.a_label,
+                row.a_answer,
+                row.a_explanation,
+                shown.a,
+            ),
+            b: side(
+                row.b_number,
+                row.b_label,
+                row.b_answer,
+                row.b_explanation,
+                shown.b,
+            ),
+        }
+    }
+}
+
+/// Lists the matched pairs of two runs whose values differ, for reviewers to read: pairs
+/// of numbers first, the largest |a − b| first, then the pairs that differ and are not
+/// both numbers; ties by sample id, then epoch. Paired as `GET /v1/comparisons` pairs
+/// them (by sample and epoch, one epoch, or epochs reduced). Each side's answer and
+/// explanation are shown only where the caller may read that run's transcripts: its own
+/// institute's run, or one whose transcripts were released to its institute.
+#[utoipa::path(
+    get, path = "/v1/comparisons/disagreements", tag = "comparisons",
+    security(("bearer" = [])),
+    params(DisagreementQuery, PageQuery),
+    responses(
+        (status = 200, description = "A page of the pairs that disagree", body = Page<Disagreement>),
+        (status = 404, description = "One or both runs are not runs the caller may read (the answer does not say which)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The runs ran different protocol versions, or one has not finished", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A parameter is invalid, or the cursor is not one this service gave out", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_disagreements(
+    State(state): State<AppState>,
+    caller: Caller,
+    ListQuery {
+        filter: query,
+        page,
+    }: ListQuery<DisagreementQuery>,
+) -> Result<Json<Page<Disagreement>>, ApiError> {
+    validate_texts(&[("scorer", Some(&query.scorer))])?;
+    validate_epoch(query.epoch)?;
+    let after = match page.after_key::<(i32, u64, String, i32)>()? {
+        Some((class, key, sample_id, epoch)) => DisagreementKey {
+            class,
+            key: f64::from_bits(key),
+            sample_id,
+            epoch,
+        },
+        None => DisagreementKey::first(),
+    };
+    let mut work = Work::begin(&state, &caller).await?;
+    let (a, b) = access::run_pair(&mut work, query.a, query.b).await?;
+    check_pair(&a, &b)?;
+    let shown = Transcripts {
+        a: access::reads_transcripts(&work, &a),
+        b: access::reads_transcripts(&work, &b),
+    };
+    let rows = jointeval_store::comparisons::disagreements(
+        &mut work,
+        &Selection {
+            a: a.id,
+            b: b.id,
+            scorer: &query.scorer,
+            epoch: query.epoch,
+            reducer: query.reducer,
+            cluster: None,
+        },
+        shown,
+        &after,
+        page.fetch(),
+    )
+    .await?;
+    work.commit().await?;
+    // The key's number goes by its bits: a difference past the largest double is
+    // infinite, which JSON cannot hold.
+    let page = Page::from_rows(rows, page.limit, |r| {
+        let key = r.key();
+        key_text(&(key.class, key.key.to_bits(), key.sample_id, key.epoch))
+    });
+    Ok(Json(page.map(|row| Disagreement::new(row, shown))))
 }

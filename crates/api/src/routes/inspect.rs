@@ -315,7 +315,9 @@ fn created_from_log(
         (status = 200, description = "The log, byte for byte; `ETag` is its sha256", content(
             (JsonLog = "application/json"), (EvalArchive = "application/zip"),
         )),
-        (status = 404, description = "No such run, or no log imported into it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run, no log imported into it, or (type `not-released`) a run whose results alone were released to the caller's institute, not its transcripts", body = Problem, content_type = "application/problem+json",
+         example = json!({"type": "urn:jointeval:problem:not-released", "title": "Not released to your institute", "status": 404,
+                          "detail": "the transcripts of this run (its original log, and the answers and explanations of its scores) are not released to your institute; its results are"})),
     )
 )]
 pub async fn download_log(
@@ -324,7 +326,7 @@ pub async fn download_log(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
     let mut work = Work::begin(&state, &caller).await?;
-    let run = crate::access::run(&mut work, id, Action::ReadRun, Lock::No).await?;
+    let run = crate::access::transcripts(&mut work, id).await?;
     work.commit().await?;
     let Some(log) = run.imported_log else {
         return Err(

@@ -113,6 +113,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::export::export_samples))
         .routes(routes!(comparisons::compare_runs))
         .routes(routes!(comparisons::compare_exercise))
+        .routes(routes!(comparisons::list_disagreements))
         .fallback(docs::not_found)
 }
 

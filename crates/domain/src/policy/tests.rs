@@ -88,6 +88,8 @@ enum Want {
     Forbidden,
     /// 403 for the token's scopes: the roles would allow it.
     Unscoped,
+    /// 404 for a part of a visible object that was not released.
+    Withheld,
 }
 use Want::*;
 
@@ -97,6 +99,7 @@ fn outcome(decision: Decision) -> Want {
         Err(Denial::NotFound) => NotFound,
         Err(Denial::Forbidden(_)) => Forbidden,
         Err(Denial::MissingScope(_)) => Unscoped,
+        Err(Denial::Withheld(_)) => Withheld,
     }
 }
 
@@ -712,6 +715,58 @@ fn a_run_belongs_to_its_institute_until_released() {
     }
     assert_eq!(execution_capacities(&us_evaluator, &[US, UK]), [US]);
     assert!(execution_capacities(&us_reviewer, &[US, UK]).is_empty());
+}
+
+#[test]
+fn a_runs_transcripts_are_its_institutes_until_released_with_them() {
+    let w = world();
+    let us_evaluator = person(30, US, &[(US, Role::Evaluator)]);
+    let uk_viewer = person(33, UK, &[(UK, Role::Viewer)]);
+    let jp_viewer = person(34, JP, &[(JP, Role::Viewer)]);
+    let mut reader = person(35, US, &[(US, Role::Viewer)]);
+    reader.kind = AccountKind::Service;
+    reader.scopes = vec![Scope::RunsRead];
+    let mut unscoped = reader.clone();
+    unscoped.scopes = vec![Scope::ResultsWrite];
+    let unreleased = Resource::Transcripts {
+        institute_id: US,
+        released_to: &[],
+        transcripts_released_to: &[],
+    };
+    let results_only = Resource::Transcripts {
+        institute_id: US,
+        released_to: &[UK, JP],
+        transcripts_released_to: &[JP],
+    };
+    let table: Vec<(&Actor, &Resource<'_>, Want)> = vec![
+        (&us_evaluator, &unreleased, Allow),
+        (&w.us_viewer, &results_only, Allow),
+        (&reader, &unreleased, Allow),
+        (&unscoped, &unreleased, Unscoped),
+        (&uk_viewer, &unreleased, NotFound),
+        (&uk_viewer, &results_only, Withheld),
+        (&jp_viewer, &results_only, Allow),
+        // A UK reviewer who is a US author through an exchange: the US's own.
+        (&w.uk_exchanged, &unreleased, Allow),
+        (&w.jp_admin, &unreleased, NotFound),
+    ];
+    for (actor, resource, want) in table {
+        assert_eq!(
+            outcome(decide(actor, Action::ReadTranscripts, resource)),
+            want,
+            "{:?} of {resource:?}",
+            actor.account_id
+        );
+    }
+    // The action applies to transcripts only; asked of a run, the safe answer.
+    let run = Resource::Run {
+        institute_id: US,
+        released_to: &[],
+    };
+    assert_eq!(
+        outcome(decide(&us_evaluator, Action::ReadTranscripts, &run)),
+        NotFound
+    );
 }
 
 #[test]

@@ -391,16 +391,26 @@ pub async fn get_metrics(
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"institutes": ["US"]}))]
+#[schema(example = json!({"institutes": ["US"], "transcripts": false}))]
 pub struct ReleaseRequest {
     /// Codes of the exercise's other participants to release to; all of them when absent.
     pub institutes: Option<Vec<String>>,
+    /// Release the transcripts too: the original log (`GET …/inspect-log`), and the
+    /// answers and explanations beside the scores in `GET /v1/comparisons/disagreements`.
+    /// A log can hold hazardous content, so they are released only when asked for.
+    #[serde(default)]
+    #[schema(default = false)]
+    pub transcripts: bool,
 }
 
-/// Releases a finished run's results to the exercise's other participants (all, or the
-/// named ones), bound to the results the reviewer read: `If-Match` is the run's `digest`
-/// as read, quoted (`"…"`; 428 without it or with `*`, 412 when it is another). The
-/// release records who, when and the digest; it is never undone.
+/// Releases a finished run's results (its metrics and per-sample scores) to the
+/// exercise's other participants (all, or the named ones), and its transcripts with
+/// `"transcripts": true`, bound to the results the reviewer read: `If-Match` is the run's
+/// `digest` as read, quoted (`"…"`; 428 without it or with `*`, 412 when it is another).
+/// The release records who, when, the digest and whether the transcripts went with it;
+/// it is never undone. What an institute holds already stays as it was: releasing the
+/// results again changes nothing (200, the run as it is), and releasing the transcripts
+/// of a run whose results alone were released adds the transcripts.
 #[utoipa::path(
     post, path = "/v1/runs/{id}/release", tag = "runs",
     security(("bearer" = [])),
@@ -467,10 +477,19 @@ pub async fn release_run(
         }
     };
     let digest = run.digest.clone().unwrap_or_default();
-    let run =
-        jointeval_store::runs::release(&mut work, id, &targets, caller.account.id, &digest).await?;
-    let change = Change::for_run("run.released", &run)
-        .summary(json!({"released_to": targets, "digest": digest}));
+    let (run, reached) = jointeval_store::runs::release(
+        &mut work,
+        id,
+        &targets,
+        request.transcripts,
+        caller.account.id,
+        &digest,
+    )
+    .await?;
+    let change = Change::for_run("run.released", &run).summary(json!({
+        "released_to": targets, "transcripts": request.transcripts, "digest": digest,
+        "newly_released_to": reached,
+    }));
     work.commit_audited(&change).await?;
     tracing::info!(run_id = %id, "run released");
     Ok(Json(RunView::new(run, &codes)))

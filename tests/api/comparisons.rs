@@ -5,7 +5,7 @@
 use jointeval_domain::Role;
 use serde_json::{Value, json};
 
-use crate::support::story::{active_exercise, new_run};
+use crate::support::story::{active_exercise_with, default_content, new_run};
 use crate::support::{TestApp, expect, problem};
 
 const A: [f64; 10] = [0.9, 0.4, 0.75, 0.1, 0.6, 0.3, 0.8, 0.55, 0.2, 0.95];
@@ -93,8 +93,13 @@ struct World {
 
 /// A US run and a UK run of one protocol version, each unreleased.
 async fn world() -> World {
+    world_with(default_content()).await
+}
+
+/// As [`world`], on a protocol version of this content.
+async fn world_with(content: Value) -> World {
     let app = TestApp::spawn().await;
-    let (exercise, protocol) = active_exercise(&app).await;
+    let (exercise, protocol) = active_exercise_with(&app, content).await;
     let us_evaluator = app
         .login(&app.person("eval@nist.gov", "US", &[Role::Evaluator]).await)
         .await;
@@ -133,6 +138,61 @@ async fn world() -> World {
 
 fn comparison(a: &str, b: &str, rest: &str) -> String {
     format!("/v1/comparisons?a={a}&b={b}&scorer={rest}")
+}
+
+#[tokio::test]
+async fn a_protocols_cluster_field_clusters_unless_the_request_names_another() {
+    let mut content = default_content();
+    content["tasks"][0]["cluster"] = json!("topic");
+    let w = world_with(content).await;
+    let reviewer = w
+        .app
+        .login(
+            &w.app
+                .person("rev@aisi.gov.uk", "UK", &[Role::Reviewer])
+                .await,
+        )
+        .await;
+    let released = w
+        .app
+        .release(&reviewer, &format!("/v1/runs/{}", w.uk_run), &json!({}))
+        .await;
+    expect(released, 200).await;
+    let path = comparison(&w.us_run, &w.uk_run, "match");
+    let got = expect(w.app.get_as(&w.us_evaluator, &path).await, 200).await;
+    assert_eq!(got["pairing"]["cluster"], "topic");
+    let n = &got["numeric"];
+    assert_eq!(n["stderr"], "clustered");
+    close(&n["clustered_stderr"], 0.013366625103842272);
+    close(&n["p_value"], 0.013551303742563036);
+    assert!(
+        got["notes"]
+            .as_array()
+            .expect("notes")
+            .iter()
+            .any(|note| note
+                .as_str()
+                .is_some_and(|t| t.contains("the protocol version's cluster field"))),
+        "{got}"
+    );
+    // A field the request names wins, even one the scores lack: then no clustered test.
+    let other = expect(
+        w.app
+            .get_as(&w.us_evaluator, &format!("{path}&cluster=family"))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(other["pairing"]["cluster"], "family");
+    assert_eq!(other["numeric"]["clustered_stderr"], Value::Null, "{other}");
+    assert_eq!(other["numeric"]["p_value"], Value::Null, "{other}");
+    assert!(
+        other["notes"][0]
+            .as_str()
+            .expect("note")
+            .contains("no `family`"),
+        "{other}"
+    );
 }
 
 #[tokio::test]

@@ -373,6 +373,11 @@ pub struct Task {
     /// Limits every run must use, by Inspect's names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// A field of each score's metadata whose values are clusters of related samples (as
+    /// Inspect's `stderr(cluster=…)`): comparisons then use the clustered standard error,
+    /// unless the request names another field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 /// Limits of a sample's run, as Inspect's `eval` takes them; those not given are free.
@@ -461,6 +466,13 @@ pub const MAX_SAMPLES: u64 = 100_000_000;
 pub const MAX_SETTINGS: usize = 50;
 
 impl ProtocolContent {
+    /// The cluster field its tasks name, when they name one and only one.
+    pub fn cluster(&self) -> Option<&str> {
+        let mut named = self.tasks.iter().filter_map(|t| t.cluster.as_deref());
+        let first = named.next()?;
+        named.all(|c| c == first).then_some(first)
+    }
+
     /// The rules every version obeys, draft or not: bounded sizes, names unique within
     /// the version, every metric a task names defined. Field paths are JSON pointers.
     pub fn validate(&self) -> Vec<ValidationError> {
@@ -620,6 +632,9 @@ impl ProtocolContent {
                         ));
                     }
                 }
+            }
+            if let Some(cluster) = &t.cluster {
+                name(&mut errors, &format!("{at}/cluster"), cluster);
             }
             if let Some(solver) = &t.solver {
                 text_required(&mut errors, &format!("{at}/solver"), solver, 500);

@@ -43,7 +43,8 @@ pub struct ComparisonQuery {
     /// Reduce each sample's epochs to one value first, then pair by sample.
     pub reducer: Option<Reducer>,
     /// A field of the scores' metadata whose values are clusters: the interval and the test
-    /// then use the clustered standard error.
+    /// then use the clustered standard error. Without it, the protocol version's cluster
+    /// field, if its tasks name one.
     #[param(min_length = 1, max_length = 200)]
     pub cluster: Option<String>,
 }
@@ -231,6 +232,28 @@ async fn compare(
     selected: &Selected<'_>,
     codes: &Codes,
 ) -> Result<Comparison, ApiError> {
+    let mut notes = Vec::new();
+    // Without a cluster field asked for, the protocol version's, if it names one.
+    let cluster = match selected.cluster {
+        Some(asked) => Some(asked.to_owned()),
+        None => {
+            let version = jointeval_store::protocols::get_version(
+                work,
+                a.protocol_id,
+                a.protocol_version,
+                false,
+            )
+            .await?
+            .ok_or_else(|| crate::auth::not_found("protocol version"))?;
+            let named = version.content.cluster().map(str::to_owned);
+            if let Some(field) = &named {
+                notes.push(format!(
+                    "clustered by `{field}`, the protocol version's cluster field"
+                ));
+            }
+            named
+        }
+    };
     let sums = jointeval_store::comparisons::sums(
         work,
         &Selection {
@@ -239,11 +262,10 @@ async fn compare(
             scorer: selected.scorer,
             epoch: selected.epoch,
             reducer: selected.reducer,
-            cluster: selected.cluster,
+            cluster: cluster.as_deref(),
         },
     )
     .await?;
-    let mut notes = Vec::new();
     if sums.a_only + sums.b_only > 0 {
         notes.push(format!(
             "{} of run a's and {} of run b's scores have no partner in the other run: left out",
@@ -271,7 +293,7 @@ async fn compare(
             },
             epoch: selected.epoch,
             reducer: selected.reducer,
-            cluster: selected.cluster.map(str::to_owned),
+            cluster,
         },
         matched: sums.matched,
         unmatched: UnmatchedSamples {

@@ -78,13 +78,22 @@ fn a_tasks_settings_solver_and_limits_are_bounded() {
         message_limit: Some(30),
         ..Limits::default()
     });
+    c.tasks[0].cluster = Some("topic".into());
     assert!(c.validate().is_empty(), "{:?}", c.validate());
+    assert_eq!(c.cluster(), Some("topic"));
+    let mut second = c.tasks[0].clone();
+    second.name = "other".into();
+    second.cluster = Some("family".into());
+    c.tasks.push(second);
+    assert_eq!(c.cluster(), None, "two fields: none is the protocol's");
+    c.tasks.pop();
     let mut generation: BTreeMap<String, serde_json::Value> = (0..=MAX_SETTINGS)
         .map(|i| (format!("s{i}"), serde_json::json!(i)))
         .collect();
     generation.insert("a/b".into(), serde_json::Value::Null);
     c.tasks[0].generation = Some(generation);
     c.tasks[0].solver = Some(" ".into());
+    c.tasks[0].cluster = Some(String::new());
     c.tasks[0].limits = Some(Limits {
         token_limit: Some(0),
         ..Limits::default()
@@ -94,6 +103,7 @@ fn a_tasks_settings_solver_and_limits_are_bounded() {
         [
             "/tasks/0/generation",
             "/tasks/0/generation/a~1b",
+            "/tasks/0/cluster",
             "/tasks/0/solver",
             "/tasks/0/limits/token_limit"
         ]

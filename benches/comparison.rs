@@ -1,6 +1,7 @@
 //! Comparison benchmark: `GET /v1/comparisons` of two finished runs of ROWS per-sample
-//! scores each (default 1,000,000: 500,000 samples of 2 epochs), and the exercise's
-//! every-pair comparison, each pairing timed over a few requests.
+//! scores each (default 1,000,000: 500,000 samples of 2 epochs), two pages of their
+//! disagreements, and the exercise's every-pair comparison, each timed over a few
+//! requests.
 //!
 //!     cargo bench --bench comparison              # 1,000,000 scores a run
 //!     cargo bench --bench comparison -- 100000    # another count
@@ -122,7 +123,10 @@ async fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    tracing_subscriber::fmt().with_env_filter("warn").init();
+    // The statements of a comparison of a million pairs take seconds: sqlx would warn of each.
+    tracing_subscriber::fmt()
+        .with_env_filter("warn,sqlx=error")
+        .init();
     let app = TestApp::spawn().await;
     let content = json!({
         "objective": "Comparison benchmark",
@@ -164,6 +168,15 @@ async fn main() {
                 .map_or(0, Vec::len)
         );
     }
+    let pages = format!("/v1/comparisons/disagreements?a={a}&b={b}&scorer=match&limit=100");
+    let (fastest, slowest, first) = timed(&app, &token, &pages).await;
+    println!(
+        "GET /v1/comparisons/disagreements, first page of 100  {fastest:.2}–{slowest:.2} s  (largest |a − b| {})",
+        first["items"][0]["difference"]
+    );
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let (fastest, slowest, _) = timed(&app, &token, &format!("{pages}&cursor={cursor}")).await;
+    println!("GET /v1/comparisons/disagreements, second page      {fastest:.2}–{slowest:.2} s");
     let (fastest, slowest, answer) = timed(
         &app,
         &token,

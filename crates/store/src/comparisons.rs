@@ -1,7 +1,9 @@
 //! The sums a paired comparison of two runs needs, computed in PostgreSQL in one
 //! statement: the runs' scores never come into the service's memory.
 
-use jointeval_domain::comparison::{Category, Cell, ClusterSums, NumericSums, Reducer, Unmatched};
+use jointeval_domain::comparison::{
+    Category, Cell, ClusterSums, MAX_CATEGORIES, NumericSums, Reducer, Unmatched,
+};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -38,15 +40,15 @@ pub struct Sums {
 /// the numeric sums, and as itself in the table; a reducer reduces numbers only.
 #[tracing::instrument(skip_all)]
 pub async fn sums(conn: &mut PgConnection, selection: &Selection<'_>) -> Result<Sums, StoreError> {
+    room_to_join(conn, true).await?;
     let row = sqlx::query!(
-        r#"with s as (
-               select run_id, sample_id, epoch, value_number,
-                      coalesce(value_label, value_number::text) as category,
+        r#"with s as not materialized (
+               select run_id, sample_id, epoch, value_number, value_label,
                       metadata ->> $6::text as cluster
                from run_samples
                where run_id in ($1, $2) and scorer = $3 and ($4::int is null or epoch = $4)
            ),
-           reduced as (
+           reduced as not materialized (
                select run_id, sample_id, -1 as epoch,
                       case $5::text
                           when 'mean' then avg(value_number)
@@ -54,29 +56,29 @@ pub async fn sums(conn: &mut PgConnection, selection: &Selection<'_>) -> Result<
                           when 'max' then max(value_number)
                           else min(value_number)
                       end as value_number,
-                      min(cluster) as cluster
+                      null::text as value_label, min(cluster) as cluster
                from s where $5::text is not null
                group by run_id, sample_id
            ),
-           sides as (
-               select run_id, sample_id, epoch, value_number, category, cluster
+           sides as not materialized (
+               select run_id, sample_id, epoch, value_number, value_label, cluster
                from s where $5::text is null
                union all
-               select run_id, sample_id, epoch, value_number, value_number::text, cluster
+               select run_id, sample_id, epoch, value_number, value_label, cluster
                from reduced
            ),
            pairs as materialized (
                select coalesce(a.sample_id, b.sample_id) as sample_id,
                       coalesce(a.epoch, b.epoch) as epoch,
                       a.value_number as xa, b.value_number as xb,
-                      a.category as ca, b.category as cb,
+                      a.value_label as la, b.value_label as lb,
                       coalesce(a.cluster, b.cluster) as cluster,
                       a.sample_id is not null as in_a, b.sample_id is not null as in_b
                from (select * from sides where run_id = $1) a
                full join (select * from sides where run_id = $2) b
                  on a.sample_id = b.sample_id and a.epoch = b.epoch
            ),
-           num as (
+           num as not materialized (
                select xa, xb, xa - xb as d, cluster from pairs
                where xa is not null and xb is not null
            ),
@@ -94,19 +96,28 @@ pub async fn sums(conn: &mut PgConnection, selection: &Selection<'_>) -> Result<
                cross join m
            ),
            matched as (
-               select ca, cb, xa, xb from pairs
-               where in_a and in_b and ca is not null and cb is not null
+               select la, lb, xa, xb from pairs
+               where in_a and in_b and (la is not null or xa is not null)
+                 and (lb is not null or xb is not null)
            ),
            categories as (
-               select category, min(number) as number
-               from (select ca as category, xa as number from matched
-                     union all
-                     select cb, xb from matched) v
-               group by category
+               select coalesce(label, key::text) as category, min(number) as number
+               from (select label, key, min(number) as number
+                     from (select la as label, case when la is null then xa end as key,
+                                  xa as number
+                           from matched
+                           union all
+                           select lb, case when lb is null then xb end, xb from matched) v
+                     group by label, key
+                     limit 202) g
+               group by 1
                limit 101
            ),
            cells as (
-               select ca, cb, count(*) as count from matched group by ca, cb limit 10001
+               select coalesce(la, xa::text) as ca, coalesce(lb, xb::text) as cb, count(*) as count
+               from matched
+               where (select count(*) from categories) <= $8
+               group by 1, 2 limit 10001
            )
            select (select count(*) from pairs where in_a and in_b) as "matched!",
                   (select count(*) from pairs where not in_b) as "a_only!",
@@ -138,6 +149,7 @@ pub async fn sums(conn: &mut PgConnection, selection: &Selection<'_>) -> Result<
         selection.reducer.map(Reducer::as_str),
         selection.cluster,
         UNMATCHED_LISTED,
+        MAX_CATEGORIES as i64,
     )
     .fetch_one(conn)
     .await?;
@@ -165,6 +177,23 @@ pub async fn sums(conn: &mut PgConnection, selection: &Selection<'_>) -> Result<
         categories: json(row.categories)?,
         table: json(row.cells)?,
     })
+}
+
+/// Memory to join two runs' scores in one pass, for the rest of the transaction: a
+/// million pairs' hash table (some 64 MiB) fits, where the default 4 MiB spills it to disk
+/// in batches. With `hash_only`, no merge join either: it would sort both sides by sample
+/// id under the database's collation, which measured slower at a million pairs (the sums;
+/// a page of disagreements keeps the planner's choice, which measured faster).
+async fn room_to_join(conn: &mut PgConnection, hash_only: bool) -> Result<(), StoreError> {
+    sqlx::query!(
+        "select set_config('work_mem', '128MB', true) as work_mem,
+                set_config('enable_mergejoin', case when $1 then 'off' else 'on' end, true)
+                  as merge_join",
+        hash_only
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(())
 }
 
 fn json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, StoreError> {
@@ -248,6 +277,7 @@ pub async fn disagreements(
     after: &DisagreementKey,
     limit: i64,
 ) -> Result<Vec<DisagreementRow>, StoreError> {
+    room_to_join(conn, false).await?;
     let Some(reducer) = selection.reducer else {
         return Ok(sqlx::query_as!(
             DisagreementRow,

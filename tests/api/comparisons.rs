@@ -453,6 +453,45 @@ async fn edge_cases_are_clear_answers_never_errors_or_nan() {
         "{missing}"
     );
 
+    // The label "1" is the number 1, and -0 is 0: one category each, and no disagreement.
+    let named = run(vec![score("a", 1, json!("1")), score("b", 1, json!(-0.0))]).await;
+    let numbered = run(vec![score("a", 1, json!(1.0)), score("b", 1, json!(0.0))]).await;
+    let same = expect(
+        app.get_as(us, &comparison(&named, &numbered, "s")).await,
+        200,
+    )
+    .await;
+    assert_eq!(same["agreement"]["agreement_rate"], 1.0, "{same}");
+    assert_eq!(
+        same["agreement"]["categories"].as_array().map(Vec::len),
+        Some(2),
+        "{same}"
+    );
+    let listed = expect(
+        app.get_as(
+            us,
+            &format!("/v1/comparisons/disagreements?a={named}&b={numbered}&scorer=s"),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(listed["items"], json!([]), "{listed}");
+
+    // Scores whose difference or square leaves double precision: a clear 409.
+    let huge = run(vec![
+        score("a", 1, json!(1e300)),
+        score("b", 1, json!(-1e300)),
+    ])
+    .await;
+    let tiny = run(vec![
+        score("a", 1, json!(-1e300)),
+        score("b", 1, json!(1e300)),
+    ])
+    .await;
+    let p = problem(app.get_as(us, &comparison(&huge, &tiny, "s")).await, 409).await;
+    assert_eq!(p["type"], "urn:jointeval:problem:out-of-range", "{p}");
+
     // Nothing in the answer is NaN or infinite: the bodies parsed as JSON above.
     for bad in [
         "s&epoch=-1",

@@ -2,7 +2,7 @@
 //! to the exercise's model under test (`domain::conformance`), and recorded on the run
 //! when a log is imported into it or, for results sent through the API, when it finishes.
 
-use jointeval_domain::conformance::{Ran, deviations};
+use jointeval_domain::conformance::{Ran, deviations, task_ran};
 use jointeval_domain::exercise::ModelUnderTest;
 use jointeval_domain::protocol::ProtocolContent;
 use jointeval_domain::run::Run;
@@ -36,6 +36,7 @@ pub(crate) async fn record_on_finish(work: &mut Work<'_>, run: &Run) -> Result<(
     let ran = Ran::from_results(facts, &run.model_version, &run.config);
     let (content, model) = standard(work, run).await?;
     let found = deviations(&content, &model, &ran);
-    jointeval_store::runs::record_verdict(work, run.id, &found).await?;
+    let task = task_ran(&content, &ran).map(|t| t.name.as_str());
+    jointeval_store::runs::record_verdict(work, run.id, &found, task).await?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use http_body_util::BodyExt;
 use jointeval_domain::ValidationError;
-use jointeval_domain::conformance::{Deviation, Ran, deviations};
+use jointeval_domain::conformance::{Deviation, Ran, deviations, task_ran};
 use jointeval_domain::exercise::ModelUnderTest;
 use jointeval_domain::run::{ImportedLog, MetricValue, Reduction, SampleError, validate_metrics};
 use jointeval_domain::run::{Run, SampleId, SampleScore, ScoreValue as Value};
@@ -325,6 +325,7 @@ pub(crate) async fn import_into(
         limits: Some(header.config.as_object().cloned().unwrap_or_default()),
     };
     let found = deviations(&content, &model, &ran);
+    let task = task_ran(&content, &ran).map(|t| t.name.clone());
     let metrics: Vec<MetricValue> = log
         .metrics
         .iter()
@@ -371,7 +372,7 @@ pub(crate) async fn import_into(
         imported_by: work.caller.account.id,
         imported_at: Utc::now(),
     };
-    jointeval_store::runs::record_imported_log(work, run.id, &imported, &found)
+    jointeval_store::runs::record_imported_log(work, run.id, &imported, &found, task.as_deref())
         .await
         .on_constraint("runs_inspect_eval_once", || {
             Problem::typed(

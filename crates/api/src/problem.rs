@@ -218,6 +218,13 @@ impl IntoResponse for ApiError {
                 "the request holds text with a NUL character (\\u0000), which cannot be stored",
             )
             .into_response(),
+            ApiError::Store(StoreError::OutOfRange) => Problem::typed(
+                StatusCode::CONFLICT,
+                "out-of-range",
+                "Values out of range",
+                "the scores are too large to compute on in double precision (a difference or a square past 1.8e308)",
+            )
+            .into_response(),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "request failed");
                 Problem::internal().into_response()

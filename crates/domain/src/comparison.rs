@@ -72,7 +72,7 @@ impl LeftOut {
 pub type ExercisePairs<'r> = (Vec<(&'r Run, &'r Run)>, Vec<(&'r Run, LeftOut)>);
 
 /// The pairs of an exercise's runs that compare: two finished runs of one protocol
-/// version, each comparable by its verdict, each pair once (`a` the earlier created), by
+/// version and task, each comparable by its verdict, each pair once (`a` the earlier created), by
 /// protocol version and then creation; and the runs left out, with why.
 pub fn comparable_pairs(runs: &[Run]) -> ExercisePairs<'_> {
     let mut left_out = Vec::new();
@@ -85,18 +85,17 @@ pub fn comparable_pairs(runs: &[Run]) -> ExercisePairs<'_> {
             (true, Some(true)) => eligible.push(run),
         }
     }
-    eligible.sort_by_key(|r| (r.protocol_id, r.protocol_version, r.created_at, r.id));
+    let of = |r: &Run| (r.protocol_id, r.protocol_version, r.checked_task.clone());
+    eligible.sort_by_key(|r| (of(r), r.created_at, r.id));
     let mut pairs = Vec::new();
     for (i, a) in eligible.iter().enumerate() {
         let before = pairs.len();
         for b in &eligible[i + 1..] {
-            if (a.protocol_id, a.protocol_version) == (b.protocol_id, b.protocol_version) {
+            if of(a) == of(b) {
                 pairs.push((*a, *b));
             }
         }
-        let paired_before = eligible[..i]
-            .iter()
-            .any(|x| (x.protocol_id, x.protocol_version) == (a.protocol_id, a.protocol_version));
+        let paired_before = eligible[..i].iter().any(|x| of(x) == of(a));
         if pairs.len() == before && !paired_before {
             left_out.push((a, LeftOut::Alone));
         }
@@ -573,6 +572,7 @@ mod tests {
         run.protocol_version = version;
         run.created_at += chrono::Duration::seconds(id as i64);
         run.checked_at = comparable.map(|_| run.created_at);
+        run.checked_task = Some("t".into());
         if comparable == Some(false) {
             run.deviations = vec![crate::conformance::Deviation {
                 field: "epochs".into(),
@@ -611,6 +611,10 @@ mod tests {
             finished(5, 1, None),
             cancelled,
             finished(7, 2, Some(true)),
+            Run {
+                checked_task: Some("another task".into()),
+                ..finished(8, 1, Some(true))
+            },
         ];
         let (pairs, left_out) = comparable_pairs(&runs);
         let ids = |r: &Run| r.id.as_u128();
@@ -630,6 +634,7 @@ mod tests {
                 (4, "deviates"),
                 (5, "unchecked"),
                 (6, "unfinished"),
+                (8, "alone"),
                 (7, "alone")
             ]
         );

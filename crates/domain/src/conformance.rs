@@ -73,6 +73,15 @@ fn task_of<'a>(content: &'a ProtocolContent, task: &str) -> Option<&'a Task> {
         .find(|t| t.harness.task_ref.split('@').next() == Some(task) || t.name == task)
 }
 
+/// The protocol's task a run is checked against: the one it names, or, when it names
+/// none, the protocol's only task.
+pub fn task_ran<'a>(content: &'a ProtocolContent, ran: &Ran) -> Option<&'a Task> {
+    match &ran.task {
+        Some(name) => task_of(content, name),
+        None => (content.tasks.len() == 1).then(|| &content.tasks[0]),
+    }
+}
+
 /// A setting's value as written, numbers compared as numbers (`0` is `0.0`).
 fn same_setting(a: &Value, b: &Value) -> bool {
     match (a.as_f64(), b.as_f64()) {
@@ -135,16 +144,14 @@ pub fn deviations(content: &ProtocolContent, model: &ModelUnderTest, ran: &Ran) 
     let only = (content.tasks.len() == 1).then(|| &content.tasks[0]);
     // A task the protocol does not have is checked against its one task, if it has only
     // one, so that every other difference shows too.
-    let task = match &ran.task {
-        Some(name) => task_of(content, name).or_else(|| {
-            out.push(deviation("task", known(), name));
-            only
-        }),
-        None => only.or_else(|| {
-            out.push(deviation("task", known(), NOT_STATED));
-            None
-        }),
-    };
+    let task = task_ran(content, ran).or_else(|| {
+        out.push(deviation(
+            "task",
+            known(),
+            ran.task.as_deref().unwrap_or(NOT_STATED),
+        ));
+        ran.task.as_ref().and(only)
+    });
     let Some(task) = task else {
         return out;
     };

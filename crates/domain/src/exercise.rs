@@ -142,22 +142,18 @@ impl ModelUnderTest {
         errors
     }
 
-    /// Whether `model`, as a harness names the model it ran, is this one: its `version`,
-    /// or its `name` and `version` joined by `-`, `/`, `@` or `:`, after any leading
-    /// `/`-separated prefix (the serving API, as Inspect writes `openai/gpt-4o-2024-08-06`
-    /// or `hf/meta-llama/…`). The name alone is not enough: it leaves the version open.
+    /// Whether `model`, as a harness names the model it ran, is this one: its `version`
+    /// alone, or its `name` and `version` joined by `-`, `/`, `@` or `:`, after any
+    /// leading `/`-separated prefix (the serving API, as Inspect writes
+    /// `openai/gpt-4o-2024-08-06`). The name alone is not enough, as it leaves the version
+    /// open; nor the version after a prefix, as `someone/8b` could be any model's.
     pub fn is_named_by(&self, model: &str) -> bool {
-        let forms = [
-            self.version.clone(),
-            format!("{}-{}", self.name, self.version),
-            format!("{}/{}", self.name, self.version),
-            format!("{}@{}", self.name, self.version),
-            format!("{}:{}", self.name, self.version),
-        ];
+        let joined = ['-', '/', '@', ':'].map(|sep| format!("{}{sep}{}", self.name, self.version));
         let model = model.trim();
-        std::iter::once(model)
-            .chain(model.match_indices('/').map(|(at, _)| &model[at + 1..]))
-            .any(|suffix| forms.iter().any(|form| form == suffix))
+        model == self.version
+            || std::iter::once(model)
+                .chain(model.match_indices('/').map(|(at, _)| &model[at + 1..]))
+                .any(|suffix| joined.iter().any(|form| form == suffix))
     }
 
     /// `model` must be this one (see [`Self::is_named_by`]); the error names `field`.
@@ -311,6 +307,7 @@ mod tests {
             "openai/gpt-4o",
             "gpt-4o-2024-05-13",
             "openai/gpt-4o-2024-08-06-mini",
+            "openai/2024-08-06",
             "mockllm/model",
             "",
             "2024-08-06x",
@@ -319,6 +316,10 @@ mod tests {
         }
         let mock = model("mockllm", "model");
         assert!(mock.is_named_by("mockllm/model") && mock.is_named_by("model"));
+        assert!(
+            !mock.is_named_by("other/model"),
+            "the version after another's prefix"
+        );
         let error = gpt
             .check_named_by("eval.model", "mockllm/model")
             .expect_err("another model");

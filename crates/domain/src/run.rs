@@ -197,6 +197,8 @@ pub struct Run {
     pub deviations: Vec<crate::conformance::Deviation>,
     /// When `deviations` were found: when a log was imported or the run finished.
     pub checked_at: Option<DateTime<Utc>>,
+    /// The protocol's task it was checked against, by name.
+    pub checked_task: Option<String>,
 }
 
 impl Run {
@@ -776,6 +778,7 @@ impl Run {
             imported_log: None,
             deviations: Vec::new(),
             checked_at: None,
+            checked_task: None,
         }
     }
 }

@@ -98,8 +98,9 @@ pub struct Header {
     pub epochs: Option<i64>,
     /// The eval's configuration (`eval.config`: epochs, limits, error handling …).
     pub config: Value,
-    /// The generation settings the model ran with: the task's (`plan.config`) overlaid by
-    /// those given for the model (`eval.model_generate_config`), as Inspect applies them.
+    /// The generation settings the model ran with: those given for the model
+    /// (`eval.model_generate_config`) overlaid by the task's (`plan.config`), as Inspect's
+    /// `Model.generate` merges them.
     pub generate_config: serde_json::Map<String, Value>,
     /// The solver: the plan's steps by name, joined by `, `.
     pub solver: Option<String>,
@@ -1009,9 +1010,10 @@ fn header(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<Vec<_>>()
     };
+    // As Inspect's `Model.generate` merges them: the task's over the model's.
     let mut generate_config = serde_json::Map::new();
-    generate_config.extend(set(plan.get("config")));
     generate_config.extend(set(Some(&eval.model_generate_config)));
+    generate_config.extend(set(plan.get("config")));
     let steps: Vec<&str> = plan
         .get("steps")
         .and_then(Value::as_array)

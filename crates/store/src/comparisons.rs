@@ -41,6 +41,11 @@ pub struct Sums {
 #[tracing::instrument(skip_all)]
 pub async fn sums(conn: &mut PgConnection, selection: &Selection<'_>) -> Result<Sums, StoreError> {
     room_to_join(conn, true).await?;
+    // Scores too large for double precision are refused by the database mid-statement;
+    // the savepoint keeps the transaction usable for the next comparison.
+    sqlx::query!("savepoint comparison")
+        .execute(&mut *conn)
+        .await?;
     let row = sqlx::query!(
         r#"with s as not materialized (
                select run_id, sample_id, epoch, value_number, value_label,
@@ -103,18 +108,19 @@ pub async fn sums(conn: &mut PgConnection, selection: &Selection<'_>) -> Result<
            categories as (
                select coalesce(label, key::text) as category, min(number) as number
                from (select label, key, min(number) as number
-                     from (select la as label, case when la is null then xa end as key,
+                     from (select la as label, case when la is null then xa + 0.0 end as key,
                                   xa as number
                            from matched
                            union all
-                           select lb, case when lb is null then xb end, xb from matched) v
+                           select lb, case when lb is null then xb + 0.0 end, xb from matched) v
                      group by label, key
                      limit 202) g
                group by 1
                limit 101
            ),
            cells as (
-               select coalesce(la, xa::text) as ca, coalesce(lb, xb::text) as cb, count(*) as count
+               select coalesce(la, (xa + 0.0)::text) as ca, coalesce(lb, (xb + 0.0)::text) as cb,
+                      count(*) as count
                from matched
                where (select count(*) from categories) <= $8
                group by 1, 2 limit 10001
@@ -151,8 +157,21 @@ pub async fn sums(conn: &mut PgConnection, selection: &Selection<'_>) -> Result<
         UNMATCHED_LISTED,
         MAX_CATEGORIES as i64,
     )
-    .fetch_one(conn)
-    .await?;
+    .fetch_one(&mut *conn)
+    .await;
+    let row = match row.map_err(StoreError::from) {
+        Ok(row) => row,
+        Err(StoreError::OutOfRange) => {
+            sqlx::query!("rollback to savepoint comparison")
+                .execute(&mut *conn)
+                .await?;
+            return Err(StoreError::OutOfRange);
+        }
+        Err(e) => return Err(e),
+    };
+    sqlx::query!("release savepoint comparison")
+        .execute(conn)
+        .await?;
     Ok(Sums {
         matched: row.matched,
         a_only: row.a_only,
@@ -293,7 +312,11 @@ pub async fn disagreements(
                    where a.run_id = $1 and a.scorer = $3 and ($4::int is null or a.epoch = $4)
                      and case when a.value_label is null and b.value_label is null
                               then a.value_number <> b.value_number
-                              else a.value_label is distinct from b.value_label end
+                              -- As the comparison's categories: a label, or else the
+                              -- number as text (the label "1" is the number 1).
+                              else coalesce(a.value_label, (a.value_number + 0.0)::text)
+                                   is distinct from
+                                   coalesce(b.value_label, (b.value_number + 0.0)::text) end
                ),
                page as (
                    select * from pairs

@@ -13,6 +13,10 @@ pub enum StoreError {
     /// input, not our failure.
     #[error("text PostgreSQL cannot store")]
     UnstorableText,
+    /// Arithmetic on stored values left double precision (SQLSTATE 22003: a difference or
+    /// a square of scores past 1.8e308): the data's limit, not our failure.
+    #[error("a value out of the range of double precision")]
+    OutOfRange,
     /// A stored row breaks a rule the schema should have enforced.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
@@ -37,6 +41,11 @@ impl From<sqlx::Error> for StoreError {
             && matches!(db.code().as_deref(), Some("22021" | "22P05"))
         {
             return StoreError::UnstorableText;
+        }
+        if let sqlx::Error::Database(db) = &e
+            && db.code().as_deref() == Some("22003")
+        {
+            return StoreError::OutOfRange;
         }
         if let sqlx::Error::Database(db) = &e
             && (db.is_unique_violation()

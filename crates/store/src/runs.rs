@@ -40,6 +40,7 @@ struct Row {
     inspect_log: Option<serde_json::Value>,
     deviations: serde_json::Value,
     checked_at: Option<DateTime<Utc>>,
+    checked_task: Option<String>,
 }
 
 impl TryFrom<Row> for Run {
@@ -77,6 +78,7 @@ impl TryFrom<Row> for Run {
                 .map_err(StoreError::corrupt)?,
             deviations: serde_json::from_value(r.deviations).map_err(StoreError::corrupt)?,
             checked_at: r.checked_at,
+            checked_task: r.checked_task,
         })
     }
 }
@@ -135,7 +137,8 @@ pub async fn get(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Option
                   array(select institute_id from run_releases rr
                         where rr.run_id = r.id and rr.transcripts
                         order by institute_id) as "transcripts_released_to!",
-                  r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations, r.checked_at
+                  r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations, r.checked_at,
+                  r.checked_task
            from runs r
            where r.id = $1"#,
         id
@@ -187,7 +190,8 @@ pub async fn list_visible(
                   array(select institute_id from run_releases rr
                         where rr.run_id = r.id and rr.transcripts
                         order by institute_id) as "transcripts_released_to!",
-                  r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations, r.checked_at
+                  r.lease_holder, r.lease_expires_at, r.inspect_log, r.deviations, r.checked_at,
+                  r.checked_task
            from runs r
            where r.exercise_id = $1
              and (r.institute_id = any($2)
@@ -255,14 +259,17 @@ pub async fn record_imported_log(
     id: Uuid,
     log: &ImportedLog,
     deviations: &[Deviation],
+    task: Option<&str>,
 ) -> Result<(), StoreError> {
     let log = serde_json::to_value(log).map_err(StoreError::corrupt)?;
     let deviations = serde_json::to_value(deviations).map_err(StoreError::corrupt)?;
     sqlx::query!(
-        "update runs set inspect_log = $2, deviations = $3, checked_at = now() where id = $1",
+        "update runs set inspect_log = $2, deviations = $3, checked_at = now(), checked_task = $4
+         where id = $1",
         id,
         log,
-        deviations
+        deviations,
+        task
     )
     .execute(conn)
     .await?;
@@ -275,12 +282,14 @@ pub async fn record_verdict(
     conn: &mut PgConnection,
     id: Uuid,
     deviations: &[Deviation],
+    task: Option<&str>,
 ) -> Result<(), StoreError> {
     let deviations = serde_json::to_value(deviations).map_err(StoreError::corrupt)?;
     sqlx::query!(
-        "update runs set deviations = $2, checked_at = now() where id = $1",
+        "update runs set deviations = $2, checked_at = now(), checked_task = $3 where id = $1",
         id,
-        deviations
+        deviations,
+        task
     )
     .execute(conn)
     .await?;

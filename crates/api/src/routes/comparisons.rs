@@ -9,6 +9,7 @@ use jointeval_domain::comparison::{
 };
 use jointeval_domain::conformance::Deviation;
 use jointeval_domain::run::Run;
+use jointeval_store::StoreError;
 use jointeval_store::comparisons::{
     DisagreementKey, DisagreementRow, Selection, Transcripts, UNMATCHED_LISTED,
 };
@@ -191,7 +192,7 @@ pub struct Comparison {
     responses(
         (status = 200, description = "The comparison", body = Comparison),
         (status = 404, description = "One or both runs are not runs the caller may read (the answer does not say which)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The runs ran different protocol versions, or one has not finished", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The runs ran different protocol versions, one has not finished, or their scores are too large to compute on in double precision", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A parameter is invalid", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -436,7 +437,14 @@ pub async fn compare_exercise(
                 reducer: query.reducer,
                 cluster: query.cluster.as_deref(),
             };
-            comparisons.push(compare(&mut work, a, b, &selected, &codes).await?);
+            match compare(&mut work, a, b, &selected, &codes).await {
+                Ok(compared) => comparisons.push(compared),
+                Err(ApiError::Store(StoreError::OutOfRange)) => notes.push(format!(
+                    "runs {} and {} are not compared on `{scorer}`: their scores are too large to compute on in double precision",
+                    a.id, b.id
+                )),
+                Err(e) => return Err(e),
+            }
         }
     }
     work.commit().await?;
@@ -584,7 +592,7 @@ impl Disagreement {
     responses(
         (status = 200, description = "A page of the pairs that disagree", body = Page<Disagreement>),
         (status = 404, description = "One or both runs are not runs the caller may read (the answer does not say which)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The runs ran different protocol versions, or one has not finished", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The runs ran different protocol versions, one has not finished, or their scores are too large to compute on in double precision", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A parameter is invalid, or the cursor is not one this service gave out", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -143,17 +143,25 @@ impl ModelUnderTest {
     }
 
     /// Whether `model`, as a harness names the model it ran, is this one: its `version`
-    /// alone, or its `name` and `version` joined by `-`, `/`, `@` or `:`, after any
-    /// leading `/`-separated prefix (the serving API, as Inspect writes
-    /// `openai/gpt-4o-2024-08-06`). The name alone is not enough, as it leaves the version
-    /// open; nor the version after a prefix, as `someone/8b` could be any model's.
+    /// alone; its `name` and `version` joined by `-`, `/`, `@` or `:`; or its `provider`
+    /// (in any case) and `version` joined by `/`, as Inspect writes
+    /// `openai/gpt-4o-2024-08-06`. The last two may follow a `/`-separated prefix (a
+    /// serving API: `openrouter/openai/…`, `hf/meta-llama/…`). The name alone is not
+    /// enough, as it leaves the version open; nor the version after another prefix, as
+    /// `someone/8b` could be anyone's model.
     pub fn is_named_by(&self, model: &str) -> bool {
         let joined = ['-', '/', '@', ':'].map(|sep| format!("{}{sep}{}", self.name, self.version));
+        let by_provider = format!("{}/{}", self.provider, self.version);
         let model = model.trim();
         model == self.version
             || std::iter::once(model)
                 .chain(model.match_indices('/').map(|(at, _)| &model[at + 1..]))
-                .any(|suffix| joined.iter().any(|form| form == suffix))
+                .any(|suffix| {
+                    joined.iter().any(|form| form == suffix)
+                        // The provider in any case, the version exactly.
+                        || suffix.eq_ignore_ascii_case(&by_provider)
+                            && suffix.ends_with(self.version.as_str())
+                })
     }
 
     /// `model` must be this one (see [`Self::is_named_by`]); the error names `field`.
@@ -164,7 +172,7 @@ impl ModelUnderTest {
         Err(ValidationError::new(
             field,
             format!(
-                "{model:?} is not the exercise's model under test, {} {} version {}: name its version ({:?}) or its name and version ({:?}), after a provider prefix if you like",
+                "{model:?} is not the exercise's model under test, {} {} version {}: name its version ({:?}), or its name and version ({:?}) or provider and version, after a serving API's prefix if you like",
                 self.provider,
                 self.name,
                 self.version,
@@ -299,6 +307,8 @@ mod tests {
             "azureai/openai/gpt-4o@2024-08-06",
             "gpt-4o:2024-08-06",
             " gpt-4o/2024-08-06 ",
+            "openai/2024-08-06",
+            "openrouter/OpenAI/2024-08-06",
         ] {
             assert!(gpt.is_named_by(named), "{named}");
         }
@@ -307,7 +317,7 @@ mod tests {
             "openai/gpt-4o",
             "gpt-4o-2024-05-13",
             "openai/gpt-4o-2024-08-06-mini",
-            "openai/2024-08-06",
+            "someone/2024-08-06",
             "mockllm/model",
             "",
             "2024-08-06x",

@@ -20,7 +20,7 @@ use jointeval_domain::Role;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use support::TestApp;
-use support::story::{active_exercise_with, new_run};
+use support::story::{active_exercise_with, running_run};
 
 /// Requests timed per pairing.
 const REPEATS: usize = 3;
@@ -37,6 +37,7 @@ fn value(i: usize, seed: usize) -> f64 {
     }
 }
 
+/// A run of `rows` scores, loaded by `COPY` and finished: its id.
 async fn finished_run(
     app: &TestApp,
     token: &str,
@@ -45,21 +46,7 @@ async fn finished_run(
     rows: usize,
     seed: usize,
 ) -> String {
-    let run: Value = app
-        .post_as(
-            token,
-            &format!("/v1/exercises/{exercise}/runs"),
-            &new_run(protocol),
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
-    let id = run["id"].as_str().expect("id").to_owned();
-    let started = app
-        .post_as(token, &format!("/v1/runs/{id}/start"), &json!({}))
-        .await;
-    assert_eq!(started.status(), 200);
+    let id = running_run(app, token, exercise, protocol).await;
     let mut data = String::with_capacity(rows * 80);
     for i in 0..rows {
         data.push_str(&format!(

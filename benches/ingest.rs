@@ -19,7 +19,7 @@ use jointeval_domain::Role;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use support::TestApp;
-use support::story::{active_exercise, new_run};
+use support::story::{active_exercise, running_run};
 
 fn score(i: usize) -> Value {
     json!({"sample_id": format!("sample-{i:07}"), "epoch": 1 + (i % 3) as i32, "scorer": "match",
@@ -43,25 +43,6 @@ fn copy_line(run: &str, i: usize) -> String {
     )
 }
 
-async fn running_run(app: &TestApp, exercise: &str, protocol: &str, token: &str) -> String {
-    let run: Value = app
-        .post_as(
-            token,
-            &format!("/v1/exercises/{exercise}/runs"),
-            &new_run(protocol),
-        )
-        .await
-        .json()
-        .await
-        .expect("json");
-    let id = run["id"].as_str().expect("id").to_owned();
-    let started = app
-        .post_as(token, &format!("/v1/runs/{id}/start"), &json!({}))
-        .await;
-    assert_eq!(started.status(), 200);
-    id
-}
-
 #[tokio::main]
 async fn main() {
     let rows: usize = std::env::args()
@@ -80,7 +61,7 @@ async fn main() {
     let token = app.login(&evaluator).await;
 
     // Through the API: one NDJSON request, streamed in 1 MiB chunks.
-    let api_run = running_run(&app, &exercise, &protocol, &token).await;
+    let api_run = running_run(&app, &token, &exercise, &protocol).await;
     let body: String = (0..rows).map(|i| score(i).to_string() + "\n").collect();
     let bytes = body.len();
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = body
@@ -109,7 +90,7 @@ async fn main() {
     assert_eq!(answer["stored"], rows as u64);
 
     // The same rows with COPY, straight into the table, on the same database.
-    let copy_run = running_run(&app, &exercise, &protocol, &token).await;
+    let copy_run = running_run(&app, &token, &exercise, &protocol).await;
     let data: String = (0..rows).map(|i| copy_line(&copy_run, i)).collect();
     let mut conn = PgConnection::connect_with(&app.db.options)
         .await

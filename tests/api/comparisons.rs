@@ -5,7 +5,7 @@
 use jointeval_domain::Role;
 use serde_json::{Value, json};
 
-use crate::support::story::{active_exercise_with, default_content, new_run};
+use crate::support::story::{active_exercise_with, default_content, finished_run, new_run};
 use crate::support::{TestApp, expect, problem};
 
 const A: [f64; 10] = [0.9, 0.4, 0.75, 0.1, 0.6, 0.3, 0.8, 0.55, 0.2, 0.95];
@@ -19,51 +19,6 @@ fn close(got: &Value, want: f64) {
         .as_f64()
         .unwrap_or_else(|| panic!("{got} is not a number"));
     assert!((got - want).abs() < 1e-12, "{got} != {want}");
-}
-
-/// A run of `institute`, with these scores, finished: its id.
-async fn finished_run(
-    app: &TestApp,
-    evaluator: &str,
-    exercise: &str,
-    protocol: &str,
-    scores: Vec<Value>,
-) -> String {
-    let run = expect(
-        app.post_as(
-            evaluator,
-            &format!("/v1/exercises/{exercise}/runs"),
-            &new_run(protocol),
-        )
-        .await,
-        201,
-    )
-    .await;
-    let id = run["id"].as_str().expect("id").to_owned();
-    let path = format!("/v1/runs/{id}");
-    expect(
-        app.post_as(evaluator, &format!("{path}/start"), &json!({}))
-            .await,
-        200,
-    )
-    .await;
-    expect(
-        app.post_as(evaluator, &format!("{path}/samples"), &json!(scores))
-            .await,
-        200,
-    )
-    .await;
-    expect(
-        app.post_as(
-            evaluator,
-            &format!("{path}/finish"),
-            &json!({"outcome": "succeeded"}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    id
 }
 
 fn scores(values: &[f64], verdicts: &str) -> Vec<Value> {

@@ -4,42 +4,8 @@
 use jointeval_domain::Role;
 use serde_json::{Value, json};
 
-use crate::support::story::{active_exercise, new_run};
+use crate::support::story::{active_exercise, finished_run, new_run};
 use crate::support::{TestApp, expect, problem};
-
-/// A run of the evaluator's institute with these scores of scorer `s`, finished: its id.
-async fn finished_run(
-    app: &TestApp,
-    evaluator: &str,
-    exercise: &str,
-    protocol: &str,
-    scores: Vec<Value>,
-) -> String {
-    let run = expect(
-        app.post_as(
-            evaluator,
-            &format!("/v1/exercises/{exercise}/runs"),
-            &new_run(protocol),
-        )
-        .await,
-        201,
-    )
-    .await;
-    let id = run["id"].as_str().expect("id").to_owned();
-    for (path, body) in [
-        ("start", json!({})),
-        ("samples", json!(scores)),
-        ("finish", json!({"outcome": "succeeded"})),
-    ] {
-        expect(
-            app.post_as(evaluator, &format!("/v1/runs/{id}/{path}"), &body)
-                .await,
-            200,
-        )
-        .await;
-    }
-    id
-}
 
 /// Scores of scorer `s`, each with an answer and an explanation naming `side`.
 fn scores(side: &str, values: &[(&str, i32, Value)]) -> Vec<Value> {

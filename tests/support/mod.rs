@@ -910,4 +910,49 @@ pub mod story {
         json!({"protocol_id": protocol, "protocol_version": 1, "harness": {"name": "inspect", "version": "0.3.285"},
                "config": {"temperature": 0}, "model_version": "mockllm/model"})
     }
+
+    /// A run of the caller's institute on version 1 of `protocol`, started: its id.
+    pub async fn running_run(app: &TestApp, token: &str, exercise: &str, protocol: &str) -> String {
+        let run = crate::support::expect(
+            app.post_as(
+                token,
+                &format!("/v1/exercises/{exercise}/runs"),
+                &new_run(protocol),
+            )
+            .await,
+            201,
+        )
+        .await;
+        let id = run["id"].as_str().expect("id").to_owned();
+        crate::support::expect(
+            app.post_as(token, &format!("/v1/runs/{id}/start"), &json!({}))
+                .await,
+            200,
+        )
+        .await;
+        id
+    }
+
+    /// A [`running_run`] with these per-sample scores, finished as succeeded: its id.
+    pub async fn finished_run(
+        app: &TestApp,
+        token: &str,
+        exercise: &str,
+        protocol: &str,
+        scores: Vec<Value>,
+    ) -> String {
+        let id = running_run(app, token, exercise, protocol).await;
+        for (path, body) in [
+            ("samples", json!(scores)),
+            ("finish", json!({"outcome": "succeeded"})),
+        ] {
+            crate::support::expect(
+                app.post_as(token, &format!("/v1/runs/{id}/{path}"), &body)
+                    .await,
+                200,
+            )
+            .await;
+        }
+        id
+    }
 }

@@ -728,6 +728,7 @@ fn reads(row: &str) -> Vec<Read> {
 /// without its transcripts) and `transcripts` (with them), each with an Inspect log; and
 /// the UK's `uk`, released to the US without its transcripts, scored unlike the others.
 struct Runs {
+    exercise: String,
     unreleased: String,
     results: String,
     transcripts: String,
@@ -736,8 +737,7 @@ struct Runs {
 
 /// A finished US run with `arith_small.json` imported under its own eval id.
 async fn us_run_with_log(app: &TestApp, evaluator: &str, exercise: &str, protocol: &str) -> String {
-    let mut body = crate::support::story::new_run(protocol);
-    body["model_version"] = json!("mockllm/model");
+    let body = crate::support::story::new_run(protocol);
     let run: Value = app
         .post_as(evaluator, &format!("/v1/exercises/{exercise}/runs"), &body)
         .await
@@ -855,6 +855,7 @@ async fn runs(app: &TestApp) -> Runs {
         .await;
     assert_eq!(released.status(), 200);
     Runs {
+        exercise,
         unreleased,
         results,
         transcripts,
@@ -1014,6 +1015,13 @@ fn read_rows() -> Vec<ReadRow> {
             },
             want: "A+B- A+B- A+B- 403 A+B+ A+B+ A+B+ A+B+ 401 404 401",
         },
+        // Every comparable pair of the exercise: whoever may read the exercise and its
+        // runs (a service account needs the exercise's scope too, as for its summary),
+        // each seeing only the runs it may read (checked below).
+        ReadRow {
+            path: |r| format!("/v1/exercises/{}/comparisons?scorer=match", r.exercise),
+            want: "200 200 403 403 200 200 200 200 401 404 401",
+        },
         // A run against itself: no disagreement, for whoever may read it.
         ReadRow {
             path: |r| {
@@ -1092,4 +1100,15 @@ async fn every_run_read_against_every_kind_of_caller() {
         failures.len(),
         failures.join("\n")
     );
+    // The exercise's pairs as the UK (its viewer, and an admin of the US through an
+    // exchange that ended) see them: the unreleased US run is in no pair and not left out.
+    let path = format!("/v1/exercises/{}/comparisons?scorer=match", runs.exercise);
+    for token in [&tokens[4], &tokens[7]] {
+        let token = token.as_deref().expect("a UK reader");
+        let seen = crate::support::expect(app.get_as(token, &path).await, 200).await;
+        assert!(
+            !seen.to_string().contains(&runs.unreleased),
+            "an unreleased US run shows: {seen}"
+        );
+    }
 }

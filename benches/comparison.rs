@@ -50,7 +50,7 @@ async fn finished_run(
     let mut data = String::with_capacity(rows * 80);
     for i in 0..rows {
         data.push_str(&format!(
-            "{id}\tsample-{:07}\t{}\tmatch\t{}\t\\N\t\\N\t\\N\t{{\"topic\": \"t{}\"}}\n",
+            "{id}\tsample-{:07}\t{}\tmatch\t{}\t\\N\t{{\"topic\": \"t{}\"}}\n",
             i / 2,
             1 + i % 2,
             value(i, seed),
@@ -62,8 +62,8 @@ async fn finished_run(
         .expect("connect");
     let mut copy = conn
         .copy_in_raw(
-            "copy run_samples (run_id, sample_id, epoch, scorer, value_number, value_label, answer, \
-             explanation, metadata) from stdin",
+            "copy run_samples (run_id, sample_id, epoch, scorer, value_number, value_label, \
+             sample_metadata) from stdin",
         )
         .await
         .expect("copy");

@@ -28,18 +28,22 @@ fn score(i: usize) -> Value {
            "metadata": {"difficulty": i % 5}})
 }
 
-/// The same row in COPY's text format.
-fn copy_line(run: &str, i: usize) -> String {
+/// The same row in COPY's text format: its results for `run_samples`, and its
+/// transcripts for `run_sample_transcripts`.
+fn copy_lines(run: &str, i: usize) -> (String, String) {
     let (number, label) = if i.is_multiple_of(2) {
-        ("\\N".to_owned(), "C".to_owned())
+        ("\\N", "C")
     } else {
-        ("0.5".to_owned(), "\\N".to_owned())
+        ("0.5", "\\N")
     };
-    format!(
-        "{run}\tsample-{i:07}\t{}\tmatch\t{number}\t{label}\t{}\tbenchmark row\t{{\"difficulty\": {}}}\n",
-        1 + i % 3,
-        i % 97,
-        i % 5
+    let key = format!("{run}\tsample-{i:07}\t{}\tmatch", 1 + i % 3);
+    (
+        format!("{key}\t{number}\t{label}\n"),
+        format!(
+            "{key}\t{}\tbenchmark row\t{{\"difficulty\": {}}}\n",
+            i % 97,
+            i % 5
+        ),
     )
 }
 
@@ -91,22 +95,33 @@ async fn main() {
 
     // The same rows with COPY, straight into the table, on the same database.
     let copy_run = running_run(&app, &token, &exercise, &protocol).await;
-    let data: String = (0..rows).map(|i| copy_line(&copy_run, i)).collect();
+    let (results, transcripts): (String, String) =
+        (0..rows).map(|i| copy_lines(&copy_run, i)).unzip();
     let mut conn = PgConnection::connect_with(&app.db.options)
         .await
         .expect("connect");
     let started = Instant::now();
-    let mut copy = conn
-        .copy_in_raw(
-            "copy run_samples (run_id, sample_id, epoch, scorer, value_number, value_label, answer, \
-             explanation, metadata) from stdin",
-        )
-        .await
-        .expect("copy");
-    for chunk in data.as_bytes().chunks(1 << 20) {
-        copy.send(chunk).await.expect("send");
+    let mut copied = 0;
+    for (table, data) in [
+        (
+            "run_samples (run_id, sample_id, epoch, scorer, value_number, value_label)",
+            &results,
+        ),
+        (
+            "run_sample_transcripts (run_id, sample_id, epoch, scorer, answer, explanation, \
+             metadata)",
+            &transcripts,
+        ),
+    ] {
+        let mut copy = conn
+            .copy_in_raw(&format!("copy {table} from stdin"))
+            .await
+            .expect("copy");
+        for chunk in data.as_bytes().chunks(1 << 20) {
+            copy.send(chunk).await.expect("send");
+        }
+        copied = copy.finish().await.expect("finish");
     }
-    let copied = copy.finish().await.expect("finish");
     let copy_secs = started.elapsed().as_secs_f64();
     assert_eq!(copied, rows as u64);
     conn.close().await.expect("close");
@@ -118,7 +133,7 @@ async fn main() {
         bytes as f64 / (1024.0 * 1024.0)
     );
     println!("API (one streamed NDJSON request): {api_secs:.2} s, {api_rate:.0} rows/s");
-    println!("COPY into run_samples:             {copy_secs:.2} s, {copy_rate:.0} rows/s");
+    println!("COPY into the two tables:          {copy_secs:.2} s, {copy_rate:.0} rows/s");
     println!("ratio API / COPY: {:.2}", api_rate / copy_rate);
     // Client and server share this process: the body was built before the peak was
     // reset, so what the request added is the server's (and the HTTP stack's) working set.

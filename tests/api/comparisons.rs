@@ -27,7 +27,7 @@ fn scores(values: &[f64], verdicts: &str) -> Vec<Value> {
         .enumerate()
         .map(|(i, v)| {
             json!({"sample_id": format!("s{i}"), "epoch": 1, "scorer": "match", "value": v,
-                   "metadata": {"topic": TOPIC[i]}})
+                   "sample_metadata": {"topic": TOPIC[i]}})
         })
         .collect();
     out.extend(verdicts.chars().enumerate().map(|(i, v)| {

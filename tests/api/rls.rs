@@ -439,6 +439,7 @@ async fn one_institutes_context_never_reaches_the_others_unreleased_rows() {
         answer: None,
         explanation: None,
         metadata: None,
+        sample_metadata: None,
     };
     let copied = jointeval_store::runs::write_samples(&mut tx, us_run, vec![score]).await;
     assert!(

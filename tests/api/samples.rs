@@ -423,7 +423,31 @@ async fn scores_are_the_executing_institutes_until_released_and_frozen_when_fini
         .json()
         .await
         .expect("json");
-    assert_eq!(page["items"].as_array().expect("items").len(), 5);
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), 5);
+    // The results alone were released: the partner reads the values, not the answers,
+    // explanations or score metadata.
+    for item in items {
+        assert_eq!(item["transcripts_withheld"], true, "{item}");
+        for transcript in ["answer", "explanation", "metadata"] {
+            assert_eq!(item[transcript], Value::Null, "{item}");
+        }
+    }
+    let own: Value = app
+        .get_as(&token, &format!("{path}/samples"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let s1 = own["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["sample_id"] == "s1")
+        .expect("s1");
+    assert_eq!(s1["explanation"], "partial", "{own}");
+    assert_eq!(s1["metadata"], json!({"i": 1}), "{own}");
+    assert_eq!(s1["transcripts_withheld"], false, "{own}");
     // The full export, streamed, as NDJSON and as CSV.
     let ndjson = app.get_as(&us, &format!("{path}/export")).await;
     assert_eq!(ndjson.headers()["content-type"], "application/x-ndjson");
@@ -440,11 +464,35 @@ async fn scores_are_the_executing_institutes_until_released_and_frozen_when_fini
     let rows: Vec<&str> = text.lines().collect();
     assert_eq!(
         rows[0],
-        "sample_id,epoch,scorer,value_number,value_label,answer,explanation,metadata"
+        "sample_id,epoch,scorer,value_number,value_label,sample_metadata"
+    );
+    assert_eq!(rows.len(), 6);
+    assert!(!text.contains("partial"), "the results hold no explanation");
+    for query in ["transcripts=true", "format=csv&transcripts=true"] {
+        let refused = problem(
+            app.get_as(&us, &format!("{path}/export?{query}")).await,
+            404,
+        )
+        .await;
+        assert_eq!(refused["type"], "urn:jointeval:problem:not-released");
+    }
+    let csv = app
+        .get_as(
+            &token,
+            &format!("{path}/export?format=csv&transcripts=true"),
+        )
+        .await;
+    let text = csv.text().await.expect("text");
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        rows[0],
+        "sample_id,epoch,scorer,value_number,value_label,sample_metadata,answer,explanation,metadata"
     );
     assert_eq!(rows.len(), 6);
     assert!(
-        rows.iter().any(|r| r.starts_with("s1,1,match,0.5,,,partial,") && r.ends_with("\"{\"\"i\"\":1}\"")),
+        rows.iter().any(
+            |r| r.starts_with("s1,1,match,0.5,,,,partial,") && r.ends_with("\"{\"\"i\"\":1}\"")
+        ),
         "metadata is quoted: {rows:?}"
     );
     problem(
@@ -592,7 +640,9 @@ async fn exports_a_client_stops_reading_hold_no_connection() {
     // chunk, so that each has begun, and then no further.
     let mut stalled = Vec::new();
     for _ in 0..8 {
-        let mut response = app.get_as(&token, &format!("{path}/export")).await;
+        let mut response = app
+            .get_as(&token, &format!("{path}/export?transcripts=true"))
+            .await;
         assert_eq!(response.status(), 200);
         let first = response
             .chunk()
@@ -905,9 +955,11 @@ async fn a_write_that_fails_ends_the_upload_at_once() {
     assert_eq!(response.status(), 200);
 }
 
-/// What a finished run's digest covers, recomputed here as a partner would: from the
-/// metrics and the NDJSON export alone, by the formula in the README, with no code of the
-/// service's. Changing one score changes it; the order scores arrived in does not.
+/// What a finished run's digests cover, recomputed here as a partner would: the results
+/// digest from the metrics, the NDJSON export and the transcripts digest alone, and the
+/// transcripts digest from the export with transcripts, by the formula in the README,
+/// with no code of the service's. Changing one score, or one answer, changes it; the
+/// order scores arrived in does not.
 #[tokio::test]
 async fn a_finished_runs_digest_covers_its_metrics_and_every_score() {
     use sha2::{Digest, Sha256};
@@ -931,7 +983,10 @@ async fn a_finished_runs_digest_covers_its_metrics_and_every_score() {
         })
         .collect();
     for id in ["Zebra", "apple", "éclair", "10", "9"] {
-        scores.push(json!({"sample_id": id, "epoch": 1, "scorer": "match", "value": 1e-7}));
+        scores.push(
+            json!({"sample_id": id, "epoch": 1, "scorer": "match", "value": 1e-7,
+                           "sample_metadata": {"topic": id, "n": 1e21}}),
+        );
     }
     let metrics = json!({"metrics": [
         {"scorer": "match", "metric": "accuracy", "value": 0.25, "stderr": 0.01, "sample_count": 2_505},
@@ -977,12 +1032,13 @@ async fn a_finished_runs_digest_covers_its_metrics_and_every_score() {
                 .json()
                 .await
                 .expect("finished");
-            assert_eq!(done["digest_formula"], "jointeval-results-v2", "{done}");
-            (path, done["digest"].as_str().expect("a digest").to_owned())
+            assert_eq!(done["digest_formula"], "jointeval-results-v3", "{done}");
+            let digest = |key: &str| done[key].as_str().expect("a digest").to_owned();
+            (path, digest("digest"), digest("transcripts_digest"))
         }
     };
 
-    let (path, digest) = finished(scores.clone()).await;
+    let (path, digest, transcripts_digest) = finished(scores.clone()).await;
 
     // The partner's side: the metrics as canonical lines by scorer and metric, an empty
     // line, then the export's lines by sample id, epoch and scorer, compared as bytes.
@@ -1005,54 +1061,88 @@ async fn a_finished_runs_digest_covers_its_metrics_and_every_score() {
         })
         .collect();
     metric_lines.sort();
-    let export = app
-        .get_as(&evaluator, &format!("{path}/export?format=ndjson"))
-        .await
-        .text()
-        .await
-        .expect("export");
-    let mut score_lines: Vec<(Vec<u8>, i64, Vec<u8>, &str)> = export
-        .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).expect("an NDJSON line");
-            let text = |k: &str| v[k].as_str().expect("text").as_bytes().to_vec();
-            (
-                text("sample_id"),
-                v["epoch"].as_i64().expect("epoch"),
-                text("scorer"),
-                line,
-            )
-        })
-        .collect();
-    assert_eq!(score_lines.len(), scores.len());
-    score_lines.sort();
+    // Each export's lines by sample id, epoch and scorer, compared as bytes.
+    let export = |query: &'static str| {
+        let (app, evaluator, path) = (&app, &evaluator, &path);
+        async move {
+            let text = app
+                .get_as(evaluator, &format!("{path}/export?{query}"))
+                .await
+                .text()
+                .await
+                .expect("export");
+            let mut lines: Vec<(Vec<u8>, i64, Vec<u8>, String)> = text
+                .lines()
+                .map(|line| {
+                    let v: Value = serde_json::from_str(line).expect("an NDJSON line");
+                    let text = |k: &str| v[k].as_str().expect("text").as_bytes().to_vec();
+                    (
+                        text("sample_id"),
+                        v["epoch"].as_i64().expect("epoch"),
+                        text("scorer"),
+                        line.to_owned(),
+                    )
+                })
+                .collect();
+            lines.sort();
+            lines.into_iter().map(|(.., line)| line).collect::<Vec<_>>()
+        }
+    };
+    let hex = |hasher: Sha256| -> String {
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let results = export("format=ndjson").await;
+    let transcripts = export("format=ndjson&transcripts=true").await;
+    assert_eq!(results.len(), scores.len());
+    assert_eq!(transcripts.len(), scores.len());
     let mut hasher = Sha256::new();
-    hasher.update(b"jointeval-results-v2\n");
+    hasher.update(b"jointeval-transcripts-v1\n");
+    for line in &transcripts {
+        hasher.update(line.as_bytes());
+        hasher.update(b"\n");
+    }
+    assert_eq!(
+        hex(hasher),
+        transcripts_digest,
+        "the transcripts digest is not what the README's formula gives"
+    );
+    let mut hasher = Sha256::new();
+    hasher.update(b"jointeval-results-v3\n");
     for (_, _, line) in &metric_lines {
         hasher.update(line.as_bytes());
         hasher.update(b"\n");
     }
     hasher.update(b"\n");
-    for (_, _, _, line) in &score_lines {
+    for line in &results {
         hasher.update(line.as_bytes());
         hasher.update(b"\n");
     }
-    let recomputed: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    hasher.update(b"\n");
+    hasher.update(transcripts_digest.as_bytes());
+    hasher.update(b"\n");
     assert_eq!(
-        recomputed, digest,
+        hex(hasher),
+        digest,
         "the digest is not what the README's formula gives"
     );
 
-    // The same results sent in another order: the same digest.
+    // The same results sent in another order: the same digests.
     let mut reversed = scores.clone();
     reversed.reverse();
-    assert_eq!(finished(reversed).await.1, digest);
+    let again = finished(reversed).await;
+    assert_eq!((&again.1, &again.2), (&digest, &transcripts_digest));
     // One score changed before finishing: another digest.
-    let mut changed = scores;
+    let mut changed = scores.clone();
     changed[1]["value"] = json!(0.75);
     assert_ne!(finished(changed).await.1, digest);
+    // One answer changed: other transcripts, and so another digest, the results the same.
+    let mut answered = scores;
+    answered[1]["answer"] = json!("another answer");
+    let other = finished(answered).await;
+    assert_ne!(other.2, transcripts_digest);
+    assert_ne!(other.1, digest);
 }

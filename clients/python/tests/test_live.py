@@ -100,6 +100,19 @@ def assert_run_holds(api: Api, run_id: str, path: Path, tmp_path: Path, env: dic
     lines = [json.loads(line) for line in (tmp_path / "scores.ndjson").read_text().splitlines()]
     assert {(s["sample_id"], s["epoch"], s["scorer"], s["value"]) for s in lines} == log_scores(log)
     assert len(lines) == 12 * 2
+    assert not any("answer" in s for s in lines), "the results export holds no transcript"
+    with_transcripts = cli(tmp_path, env, "export", run_id, "--transcripts", "-o", "transcripts.ndjson")
+    assert with_transcripts.returncode == 0, with_transcripts.stderr
+    full = [json.loads(line) for line in (tmp_path / "transcripts.ndjson").read_text().splitlines()]
+    assert [(s["sample_id"], s["epoch"], s["scorer"], s["value"]) for s in full] == [
+        (s["sample_id"], s["epoch"], s["scorer"], s["value"]) for s in lines
+    ]
+    assert log.samples is not None
+    assert {(s["sample_id"], s["epoch"], s["scorer"], s["answer"]) for s in full} == {
+        (str(sample.id), sample.epoch, scorer, score.answer)
+        for sample in log.samples
+        for scorer, score in (sample.scores or {}).items()
+    }
     downloaded = cli(tmp_path, env, "download", run_id, "-o", "copy.eval")
     assert downloaded.returncode == 0, downloaded.stderr
     assert (tmp_path / "copy.eval").read_bytes() == path.read_bytes()

@@ -588,6 +588,7 @@ fn score_of(score: &jointeval_inspect::Score) -> Result<SampleScore, ApiError> {
         answer: score.answer.clone(),
         explanation: score.explanation.clone(),
         metadata: score.metadata.clone(),
+        sample_metadata: score.sample_metadata.clone(),
     };
     checked.validate().map_err(|e| {
         ValidationError::new(

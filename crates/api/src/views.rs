@@ -195,7 +195,9 @@ pub struct HarnessRef {
     "started_at": "2026-12-02T09:01:00Z", "finished_at": "2026-12-02T10:00:00Z",
     "updated_by": "0193a4c2-7a1e-7cc0-8a55-3e2f1b0c9d12", "updated_at": "2026-12-02T10:00:00Z",
     "digest": "5d41402abc4b2a76b9719d911017c592ae2b4f0f8d1b1b1c0f5e5a8c1e2f3a4b",
-    "digest_formula": "jointeval-results-v1", "released_to": ["US"],
+    "digest_formula": "jointeval-results-v3",
+    "transcripts_digest": "9b74c9897bac770ffc029102a200c5de6e3f1b4a5d4b0c0cf2c1d8f7f6b1a2c3",
+    "released_to": ["US"],
     "transcripts_released_to": [],
     "lease": null, "imported_log": null,
     "comparable": false, "deviations": [{"field": "epochs", "protocol": "3", "run": "1"}]
@@ -222,9 +224,15 @@ pub struct RunView {
     /// run finished; the README gives the formula, to recompute it from `…/metrics` and
     /// `…/export`.
     pub digest: Option<String>,
-    /// How `digest` was taken: `jointeval-results-v1`, or `jointeval-metrics-v0` for a
-    /// run finished before the digest covered the scores (the metrics only).
+    /// How `digest` was taken: `jointeval-results-v3`; `jointeval-results-v2` or
+    /// `jointeval-results-v1` for a run finished before the transcripts had a digest of
+    /// their own, or before the scores had a `number`; `jointeval-metrics-v0` for one
+    /// finished before the digest covered the scores (the metrics only).
     pub digest_formula: Option<String>,
+    /// sha256 of the run's transcripts (the export with `transcripts=true`), which
+    /// `digest` ends with: a partner holding the results alone checks `digest` with it.
+    /// `null` before the run finished, or for a formula before v3.
+    pub transcripts_digest: Option<String>,
     /// The institutes its results (metrics and per-sample scores) have been released to.
     pub released_to: Vec<String>,
     /// Those of them its transcripts were released to as well: the original log
@@ -286,6 +294,7 @@ impl RunView {
             updated_at: r.updated_at,
             digest: r.digest,
             digest_formula: r.digest_formula,
+            transcripts_digest: r.transcripts_digest,
             released_to,
             transcripts_released_to,
             lease: r.lease.map(|l| LeaseView {

@@ -180,11 +180,14 @@ pub struct Run {
     pub updated_at: DateTime<Utc>,
     /// sha256 of the results, recorded when the run finished (see [`ResultsDigest`]).
     pub digest: Option<String>,
-    /// The formula of `digest`: [`RESULTS_DIGEST_FORMULA`]; `jointeval-results-v1` for a
-    /// run finished before the scores had their `number` (its lines are the export's
-    /// without it); or `jointeval-metrics-v0` for a run finished before the digest
-    /// covered its scores (it covers the metrics only).
+    /// The formula of `digest`: [`RESULTS_DIGEST_FORMULA`]; `jointeval-results-v2` for a
+    /// run finished before the transcripts had a digest of their own (its lines are the
+    /// scores with their transcripts); `jointeval-results-v1` for one finished before the
+    /// scores had their `number`; or `jointeval-metrics-v0` for one finished before the
+    /// digest covered its scores (it covers the metrics only).
     pub digest_formula: Option<String>,
+    /// sha256 of the transcripts, which `digest` ends with; `None` before v3.
+    pub transcripts_digest: Option<String>,
     /// Institutes it has been released to.
     pub released_to: Vec<Uuid>,
     /// Those of them its transcripts were released to as well.
@@ -398,76 +401,172 @@ pub fn validate_metrics(batch: &[MetricValue]) -> Vec<ValidationError> {
 }
 
 /// The formula of the digest a run records when it finishes (see [`ResultsDigest`]).
-pub const RESULTS_DIGEST_FORMULA: &str = "jointeval-results-v2";
+pub const RESULTS_DIGEST_FORMULA: &str = "jointeval-results-v3";
 
-/// The digest a run records of its results when it finishes, what a release certifies:
-/// sha256 over the UTF-8 text of
+/// The first line of a run's transcripts digest (see [`ResultsDigest`]).
+pub const TRANSCRIPTS_DIGEST_FORMULA: &str = "jointeval-transcripts-v1";
+
+/// The digests a run records of its results when it finishes, what a release certifies.
 ///
-/// 1. the line `jointeval-results-v2`;
+/// The transcripts digest is sha256 over the line `jointeval-transcripts-v1`, then each
+/// per-sample score as its line of the NDJSON export with transcripts
+/// ([`StoredScore::transcripts_line`]). The results digest is sha256 over
+///
+/// 1. the line `jointeval-results-v3`;
 /// 2. each metric as canonical JSON (`metric`, `sample_count`, `scorer`, `stderr`,
 ///    `value`), by scorer and then metric name, compared as bytes;
 /// 3. an empty line;
-/// 4. each per-sample score as its line of the NDJSON export ([`StoredScore::line`]), by
-///    sample id (bytes), epoch (number) and scorer (bytes);
+/// 4. each per-sample score as its line of the NDJSON export ([`StoredScore::results_line`]);
+/// 5. an empty line;
+/// 6. the transcripts digest, in hex;
 ///
-/// every line ending in `\n`. The metrics go in at [`ResultsDigest::new`]; the scores
-/// must be fed in that order.
-pub struct ResultsDigest(Sha256);
+/// every line ending in `\n`, the scores by sample id (bytes), epoch (number) and scorer
+/// (bytes). A partner holding the results alone checks the results digest with the
+/// transcripts digest as given; one holding the transcripts checks both. The metrics go
+/// in at [`ResultsDigest::new`]; the scores must be fed in that order.
+pub struct ResultsDigest {
+    results: Sha256,
+    transcripts: Sha256,
+}
+
+/// What [`ResultsDigest`] gives, in hex.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Digests {
+    pub results: String,
+    pub transcripts: String,
+}
 
 impl ResultsDigest {
     pub fn new(metrics: &[MetricValue]) -> Self {
         let mut sorted: Vec<&MetricValue> = metrics.iter().collect();
         sorted.sort_by(|a, b| (&a.scorer, &a.metric).cmp(&(&b.scorer, &b.metric)));
-        let mut hasher = Sha256::new();
-        hasher.update(RESULTS_DIGEST_FORMULA.as_bytes());
-        hasher.update(b"\n");
+        let mut results = Sha256::new();
+        results.update(RESULTS_DIGEST_FORMULA.as_bytes());
+        results.update(b"\n");
         for m in sorted {
             let line = serde_json::json!({
                 "metric": m.metric, "sample_count": m.sample_count, "scorer": m.scorer,
                 "stderr": m.stderr, "value": m.value,
             });
-            hasher.update(crate::canonical::to_bytes(&line));
-            hasher.update(b"\n");
+            results.update(crate::canonical::to_bytes(&line));
+            results.update(b"\n");
         }
-        hasher.update(b"\n");
-        Self(hasher)
+        results.update(b"\n");
+        let mut transcripts = Sha256::new();
+        transcripts.update(TRANSCRIPTS_DIGEST_FORMULA.as_bytes());
+        transcripts.update(b"\n");
+        Self {
+            results,
+            transcripts,
+        }
     }
 
-    /// The next score, as [`StoredScore::line`] gives it.
-    pub fn score(&mut self, line: &[u8]) {
-        self.0.update(line);
-        self.0.update(b"\n");
+    /// The next score.
+    pub fn score(&mut self, score: &StoredScore) {
+        self.results.update(score.results_line());
+        self.results.update(b"\n");
+        self.transcripts.update(score.transcripts_line());
+        self.transcripts.update(b"\n");
     }
 
-    pub fn finish(self) -> String {
-        crate::canonical::hex(&self.0.finalize())
+    pub fn finish(mut self) -> Digests {
+        let transcripts = crate::canonical::hex(&self.transcripts.finalize());
+        self.results.update(b"\n");
+        self.results.update(transcripts.as_bytes());
+        self.results.update(b"\n");
+        Digests {
+            results: crate::canonical::hex(&self.results.finalize()),
+            transcripts,
+        }
     }
 }
 
-/// A stored per-sample score, as the service answers it.
-///
-/// The fields are in alphabetical order, so that its JSON is canonical as serialized:
-/// the NDJSON export's lines are the digest's lines, and a verifier hashes them as read.
+/// A stored per-sample score, as the service answers it: its results, and its
+/// transcripts (`answer`, `explanation`, `metadata`) where the caller may read them.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-#[schema(as = SampleView)]
+#[schema(as = SampleView, example = json!({
+    "sample_id": "17", "epoch": 1, "scorer": "match", "value": "C", "number": 1.0,
+    "sample_metadata": {"topic": "arithmetic"}, "answer": "42",
+    "explanation": "exact match", "metadata": {"difficulty": "easy"},
+    "transcripts_withheld": false}))]
 pub struct StoredScore {
-    pub answer: Option<String>,
-    pub epoch: i32,
-    pub explanation: Option<String>,
-    pub metadata: Option<serde_json::Value>,
-    /// The value as a number, as Inspect's metrics read it (see [`ScoreValue::number`]):
-    /// the number itself, or a label's number; `null` for a label that has none.
-    pub number: Option<f64>,
     pub sample_id: String,
+    pub epoch: i32,
     pub scorer: String,
     /// The value as reported: a number, or a label.
     pub value: serde_json::Value,
+    /// The value as a number, as Inspect's metrics read it (see [`ScoreValue::number`]):
+    /// the number itself, or a label's number; `null` for a label that has none.
+    pub number: Option<f64>,
+    /// The sample's metadata, released with the results: a clustered comparison reads it.
+    #[schema(value_type = Option<Object>)]
+    pub sample_metadata: Option<serde_json::Value>,
+    /// A transcript: `null` when withheld.
+    pub answer: Option<String>,
+    /// A transcript: `null` when withheld.
+    pub explanation: Option<String>,
+    /// The score's metadata (a model grader's transcript, say): `null` when withheld.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// Whether `answer`, `explanation` and `metadata` were withheld: the run's results
+    /// were released to the caller's institutes, its transcripts not.
+    pub transcripts_withheld: bool,
+}
+
+/// A score's line of the NDJSON export: its fields in alphabetical order, so that its
+/// JSON is canonical as serialized and a verifier hashes the lines as read.
+#[derive(Serialize)]
+struct ResultsLine<'a> {
+    epoch: i32,
+    number: Option<f64>,
+    sample_id: &'a str,
+    sample_metadata: &'a Option<serde_json::Value>,
+    scorer: &'a str,
+    value: &'a serde_json::Value,
+}
+
+/// A score's line of the NDJSON export with transcripts, as [`ResultsLine`].
+#[derive(Serialize)]
+struct TranscriptsLine<'a> {
+    answer: &'a Option<String>,
+    epoch: i32,
+    explanation: &'a Option<String>,
+    metadata: &'a Option<serde_json::Value>,
+    number: Option<f64>,
+    sample_id: &'a str,
+    sample_metadata: &'a Option<serde_json::Value>,
+    scorer: &'a str,
+    value: &'a serde_json::Value,
 }
 
 impl StoredScore {
-    /// Its canonical JSON, without a line ending: a line of the NDJSON export.
-    pub fn line(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+    /// Its line of the NDJSON export, without a line ending.
+    pub fn results_line(&self) -> Vec<u8> {
+        serde_json::to_vec(&ResultsLine {
+            epoch: self.epoch,
+            number: self.number,
+            sample_id: &self.sample_id,
+            sample_metadata: &self.sample_metadata,
+            scorer: &self.scorer,
+            value: &self.value,
+        })
+        .unwrap_or_default()
+    }
+
+    /// Its line of the NDJSON export with transcripts, without a line ending.
+    pub fn transcripts_line(&self) -> Vec<u8> {
+        serde_json::to_vec(&TranscriptsLine {
+            answer: &self.answer,
+            epoch: self.epoch,
+            explanation: &self.explanation,
+            metadata: &self.metadata,
+            number: self.number,
+            sample_id: &self.sample_id,
+            sample_metadata: &self.sample_metadata,
+            scorer: &self.scorer,
+            value: &self.value,
+        })
+        .unwrap_or_default()
     }
 }
 
@@ -540,7 +639,8 @@ impl SampleError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"sample_id": "17", "epoch": 1, "scorer": "match", "value": 1.0,
-                          "answer": "42", "explanation": "exact match", "metadata": {"difficulty": "easy"}}))]
+                          "answer": "42", "explanation": "exact match", "metadata": {"difficulty": "easy"},
+                          "sample_metadata": {"topic": "arithmetic"}}))]
 pub struct SampleScore {
     /// The sample's id in the dataset: a string, or an integer (stored as its decimal text).
     #[schema(value_type = String, min_length = 1, max_length = 200)]
@@ -550,13 +650,20 @@ pub struct SampleScore {
     #[schema(min_length = 1, max_length = 200)]
     pub scorer: String,
     pub value: ScoreValue,
+    /// A transcript, released only with the transcripts.
     #[schema(max_length = 100_000)]
     pub answer: Option<String>,
+    /// A transcript, released only with the transcripts.
     #[schema(max_length = 100_000)]
     pub explanation: Option<String>,
-    /// A JSON object of at most 64 KiB.
+    /// The score's metadata, a transcript (a model grader's conversation, say): a JSON
+    /// object of at most 64 KiB.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// The sample's metadata (Inspect's `Sample.metadata`), released with the results:
+    /// a comparison's `cluster` names one of its fields. A JSON object of at most 64 KiB.
+    #[schema(value_type = Option<Object>)]
+    pub sample_metadata: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -736,13 +843,18 @@ impl SampleScore {
                 ));
             }
         }
-        if let Some(metadata) = &self.metadata
-            && (!metadata.is_object() || metadata.to_string().len() > MAX_SAMPLE_METADATA_BYTES)
-        {
-            return Err(ValidationError::new(
-                "metadata",
-                "must be a JSON object of at most 64 KiB",
-            ));
+        for (field, metadata) in [
+            ("metadata", &self.metadata),
+            ("sample_metadata", &self.sample_metadata),
+        ] {
+            if let Some(metadata) = metadata
+                && (!metadata.is_object() || metadata.to_string().len() > MAX_SAMPLE_METADATA_BYTES)
+            {
+                return Err(ValidationError::new(
+                    field,
+                    "must be a JSON object of at most 64 KiB",
+                ));
+            }
         }
         Ok(())
     }
@@ -772,6 +884,7 @@ impl Run {
             updated_at: now,
             digest: None,
             digest_formula: None,
+            transcripts_digest: None,
             released_to: Vec::new(),
             transcripts_released_to: Vec::new(),
             lease: None,
@@ -796,6 +909,7 @@ mod tests {
             answer: None,
             explanation: None,
             metadata: None,
+            sample_metadata: None,
         }
     }
 
@@ -1028,16 +1142,18 @@ mod tests {
         metadata: Option<serde_json::Value>,
     ) -> StoredScore {
         StoredScore {
-            answer: metadata.as_ref().map(|_| "42".to_owned()),
+            sample_id: sample_id.into(),
             epoch: 1,
-            explanation: None,
-            metadata,
+            scorer: "match".into(),
             number: value
                 .as_f64()
                 .or_else(|| value.as_str().and_then(label_number)),
-            sample_id: sample_id.into(),
-            scorer: "match".into(),
             value,
+            sample_metadata: metadata.as_ref().map(|_| serde_json::json!({"topic": "t"})),
+            answer: metadata.as_ref().map(|_| "42".to_owned()),
+            explanation: None,
+            metadata,
+            transcripts_withheld: false,
         }
     }
 
@@ -1060,19 +1176,31 @@ mod tests {
             score("q2", serde_json::json!("C"), None),
         ];
         assert_eq!(
-            String::from_utf8(scores[0].line()).expect("utf-8"),
-            r#"{"answer":"42","epoch":1,"explanation":null,"metadata":{"k":"v"},"number":1.0,"sample_id":"q1","scorer":"match","value":1.0}"#
+            String::from_utf8(scores[0].results_line()).expect("utf-8"),
+            r#"{"epoch":1,"number":1.0,"sample_id":"q1","sample_metadata":{"topic":"t"},"scorer":"match","value":1.0}"#
+        );
+        assert_eq!(
+            String::from_utf8(scores[0].transcripts_line()).expect("utf-8"),
+            r#"{"answer":"42","epoch":1,"explanation":null,"metadata":{"k":"v"},"number":1.0,"sample_id":"q1","sample_metadata":{"topic":"t"},"scorer":"match","value":1.0}"#
         );
         for s in &scores {
-            digest.score(&s.line());
+            digest.score(s);
         }
         assert_eq!(
             digest.finish(),
-            "0d319b643bbebc2fe5d848800c6771fbeeba8b54e89c923e42923ce4366a0a02"
+            Digests {
+                results: "e081085ac40ffdca029c69878b282127f9c1efcd81b16e7a584c90513595aeb9".into(),
+                transcripts: "91fca92b2528e7f1f7f94e356c641755e7f795f40e0b696be1d49e2f332f68f4"
+                    .into(),
+            }
         );
         assert_eq!(
             ResultsDigest::new(&[]).finish(),
-            "bce99583a7fbcdfadf8eae1d9f5eb49bb23d8a939e5d110df5ebb462dcb30259"
+            Digests {
+                results: "4a46a0a4fa46a5762cb1708474e5f15b8baefeb8800c2c599ebe572c16285e7b".into(),
+                transcripts: "67d4734f1b95ef4a7ed2cff9a5f52778c41ae26d20e95eba0e55ca3428aa12d0"
+                    .into(),
+            }
         );
     }
 
@@ -1116,14 +1244,20 @@ mod tests {
     }
 
     #[test]
-    fn a_scores_line_is_its_canonical_json() {
+    fn a_scores_lines_are_its_canonical_json_and_the_results_line_holds_no_transcript() {
         let s = score(
             "q1",
             serde_json::json!(0.25),
             Some(serde_json::json!({"z": 1, "a": [2]})),
         );
-        let value = serde_json::to_value(&s).expect("json");
-        assert_eq!(s.line(), crate::canonical::to_bytes(&value));
+        let mut all = serde_json::to_value(&s).expect("json");
+        let object = all.as_object_mut().expect("an object");
+        object.remove("transcripts_withheld");
+        assert_eq!(s.transcripts_line(), crate::canonical::to_bytes(&all));
+        for transcript in ["answer", "explanation", "metadata"] {
+            all.as_object_mut().expect("an object").remove(transcript);
+        }
+        assert_eq!(s.results_line(), crate::canonical::to_bytes(&all));
     }
 
     #[test]
@@ -1135,8 +1269,10 @@ mod tests {
             ResultsDigest::new(&b).finish()
         );
         assert_ne!(
-            ResultsDigest::new(&a).finish(),
-            ResultsDigest::new(&[m("match", "accuracy", 0.5)]).finish()
+            ResultsDigest::new(&a).finish().results,
+            ResultsDigest::new(&[m("match", "accuracy", 0.5)])
+                .finish()
+                .results
         );
     }
 }

@@ -167,6 +167,10 @@ pub struct Score {
     pub explanation: Option<String>,
     /// The score's metadata (a model grader's transcript, for instance).
     pub metadata: Option<Value>,
+    /// The sample's metadata, from the dataset: its top-level entries whose values are
+    /// strings, numbers, booleans or null, what a cluster can be named by (Inspect's
+    /// `stderr(cluster=…)` reads them); `None` when there are none.
+    pub sample_metadata: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -1188,6 +1192,8 @@ struct RawSample {
     scores: Option<BTreeMap<String, RawScore>>,
     #[serde(default)]
     error: Option<RawError>,
+    #[serde(default)]
+    metadata: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -1239,6 +1245,7 @@ impl RawSample {
                 message: error.message,
             }))?;
         }
+        let sample_metadata = self.metadata.as_ref().and_then(scalar_entries);
         for (scorer, score) in self.scores.unwrap_or_default() {
             let metadata = score
                 .metadata
@@ -1257,9 +1264,22 @@ impl RawSample {
                     answer: score.answer.clone(),
                     explanation: score.explanation.clone(),
                     metadata: metadata.clone(),
+                    sample_metadata: sample_metadata.clone(),
                 }))?;
             }
         }
         Ok(())
     }
+}
+
+/// An object's top-level entries whose values are not arrays or objects, as an object;
+/// `None` when it has none.
+fn scalar_entries(metadata: &Value) -> Option<Value> {
+    let kept: serde_json::Map<String, Value> = metadata
+        .as_object()?
+        .iter()
+        .filter(|(_, v)| !v.is_array() && !v.is_object())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (!kept.is_empty()).then_some(Value::Object(kept))
 }

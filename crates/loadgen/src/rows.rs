@@ -46,27 +46,33 @@ pub fn json_array(start: u64, n: u64) -> Vec<u8> {
 }
 
 /// The columns of `run_samples` that [`copy_text`] fills, in its order.
-pub const COPY_COLUMNS: &str =
-    "run_id, sample_id, epoch, scorer, value_number, value_label, answer, explanation, metadata";
+pub const COPY_COLUMNS: &str = "run_id, sample_id, epoch, scorer, value_number, value_label";
 
-/// Scores `start..start + n` of `run` in COPY's text format: the same rows as [`ndjson`].
-pub fn copy_text(run: Uuid, start: u64, n: u64) -> Vec<u8> {
-    let mut out = String::with_capacity(n as usize * 130);
+/// The columns of `run_sample_transcripts` that [`copy_text`] fills, in its order.
+pub const COPY_TRANSCRIPT_COLUMNS: &str =
+    "run_id, sample_id, epoch, scorer, answer, explanation, metadata";
+
+/// Scores `start..start + n` of `run` in COPY's text format, the same rows as [`ndjson`]:
+/// their results for `run_samples`, and their transcripts for `run_sample_transcripts`.
+pub fn copy_text(run: Uuid, start: u64, n: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut results = String::with_capacity(n as usize * 80);
+    let mut transcripts = String::with_capacity(n as usize * 90);
     for i in start..start + n {
         let (number, label) = if i.is_multiple_of(2) {
             ("\\N", "C")
         } else {
             ("0.5", "\\N")
         };
+        let key = format!("{run}\tsample-{i:07}\t{}\tmatch", 1 + i % 3);
+        let _ = writeln!(results, "{key}\t{number}\t{label}");
         let _ = writeln!(
-            out,
-            "{run}\tsample-{i:07}\t{}\tmatch\t{number}\t{label}\t{}\tbenchmark row\t{{\"difficulty\": {}}}",
-            1 + i % 3,
+            transcripts,
+            "{key}\t{}\tbenchmark row\t{{\"difficulty\": {}}}",
             i % 97,
             i % 5
         );
     }
-    out.into_bytes()
+    (results.into_bytes(), transcripts.into_bytes())
 }
 
 #[cfg(test)]
@@ -105,12 +111,15 @@ mod tests {
     #[test]
     fn copy_rows_match_the_json_rows() {
         let run = Uuid::now_v7();
-        let text = String::from_utf8(copy_text(run, 10, 2)).expect("utf-8");
-        let lines: Vec<&str> = text.lines().collect();
+        let (results, transcripts) = copy_text(run, 10, 2);
+        let results = String::from_utf8(results).expect("utf-8");
+        let transcripts = String::from_utf8(transcripts).expect("utf-8");
+        let lines: Vec<(&str, &str)> = results.lines().zip(transcripts.lines()).collect();
         assert_eq!(lines.len(), 2);
-        for (k, line) in lines.iter().enumerate() {
+        assert_eq!(transcripts.lines().count(), 2);
+        for (k, (result, transcript)) in lines.iter().enumerate() {
             let i = 10 + k as u64;
-            let fields: Vec<&str> = line.split('\t').collect();
+            let fields: Vec<&str> = result.split('\t').collect();
             assert_eq!(fields.len(), COPY_COLUMNS.split(", ").count());
             let want = expected(i);
             assert_eq!(fields[0], run.to_string());
@@ -121,26 +130,13 @@ mod tests {
                 Value::String(label) => assert_eq!((fields[4], fields[5]), ("\\N", label.as_str())),
                 number => assert_eq!((fields[4], fields[5]), (number.to_string().as_str(), "\\N")),
             }
-            assert_eq!(fields[6], want["answer"]);
-            assert_eq!(fields[7], want["explanation"]);
-            let metadata: Value = serde_json::from_str(fields[8]).expect("metadata is JSON");
+            let fields: Vec<&str> = transcript.split('\t').collect();
+            assert_eq!(fields.len(), COPY_TRANSCRIPT_COLUMNS.split(", ").count());
+            assert_eq!(fields[..4], result.split('\t').collect::<Vec<_>>()[..4]);
+            assert_eq!(fields[4], want["answer"]);
+            assert_eq!(fields[5], want["explanation"]);
+            let metadata: Value = serde_json::from_str(fields[6]).expect("metadata is JSON");
             assert_eq!(metadata, want["metadata"]);
         }
-    }
-
-    #[test]
-    fn consecutive_batches_never_repeat_a_key() {
-        // A key sent again is an upsert, a slower path than new rows: batches must not
-        // overlap, or the benchmark would measure the wrong thing.
-        let mut keys = std::collections::HashSet::new();
-        for batch in 0..3 {
-            let body = String::from_utf8(ndjson(batch * 1000, 1000)).expect("utf-8");
-            for line in body.lines() {
-                let v: Value = serde_json::from_str(line).expect("json");
-                let key = (v["sample_id"].to_string(), v["epoch"].to_string());
-                assert!(keys.insert(key), "{line} repeats a key");
-            }
-        }
-        assert_eq!(keys.len(), 3000);
     }
 }

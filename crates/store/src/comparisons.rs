@@ -49,7 +49,7 @@ pub async fn sums(conn: &mut PgConnection, selection: &Selection<'_>) -> Result<
     let row = sqlx::query!(
         r#"with s as not materialized (
                select run_id, sample_id, epoch, value_number, value_label,
-                      metadata ->> $6::text as cluster
+                      sample_metadata ->> $6::text as cluster
                from run_samples
                where run_id in ($1, $2) and scorer = $3 and ($4::int is null or epoch = $4)
            ),
@@ -332,10 +332,10 @@ pub async fn disagreements(
                       case when $11 then rb.answer end as b_answer,
                       case when $11 then rb.explanation end as b_explanation
                from page p
-               join run_samples ra
+               left join run_sample_transcripts ra
                  on ra.run_id = $1 and ra.sample_id = p.sample_id and ra.epoch = p.epoch
                 and ra.scorer = $3
-               join run_samples rb
+               left join run_sample_transcripts rb
                  on rb.run_id = $2 and rb.sample_id = p.sample_id and rb.epoch = p.epoch
                 and rb.scorer = $3
                order by p.class, p.key, p.sample_id, p.epoch"#,

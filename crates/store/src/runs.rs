@@ -5,8 +5,8 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use jointeval_domain::conformance::{Deviation, ResultFacts};
 use jointeval_domain::run::{
-    ImportedLog, Lease, MetricValue, Reduction, ResultsDigest, Run, RunDescription, RunStatus,
-    SampleError, SampleId, SampleScore, ScoreValue, StoredReduction, StoredScore,
+    Digests, ImportedLog, Lease, MetricValue, Reduction, ResultsDigest, Run, RunDescription,
+    RunStatus, SampleError, SampleId, SampleScore, ScoreValue, StoredReduction, StoredScore,
     keep_last_of_each_key,
 };
 use sqlx::PgConnection;
@@ -33,6 +33,7 @@ struct Row {
     updated_at: DateTime<Utc>,
     digest: Option<String>,
     digest_formula: Option<String>,
+    transcripts_digest: Option<String>,
     released_to: Vec<Uuid>,
     transcripts_released_to: Vec<Uuid>,
     lease_holder: Option<Uuid>,
@@ -65,6 +66,7 @@ impl TryFrom<Row> for Run {
             updated_at: r.updated_at,
             digest: r.digest,
             digest_formula: r.digest_formula,
+            transcripts_digest: r.transcripts_digest,
             released_to: r.released_to,
             transcripts_released_to: r.transcripts_released_to,
             lease: match (r.lease_holder, r.lease_expires_at) {
@@ -131,7 +133,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Option
         r#"select r.id, r.exercise_id, r.protocol_id, r.protocol_version, r.institute_id,
                   r.harness_name, r.harness_version, r.config, r.model_version, r.status,
                   r.created_by, r.created_at, r.started_at, r.finished_at, r.updated_by,
-                  r.updated_at, r.digest, r.digest_formula,
+                  r.updated_at, r.digest, r.digest_formula, r.transcripts_digest,
                   array(select distinct institute_id from run_releases rr
                         where rr.run_id = r.id order by institute_id) as "released_to!",
                   array(select institute_id from run_releases rr
@@ -184,7 +186,7 @@ pub async fn list_visible(
         r#"select r.id, r.exercise_id, r.protocol_id, r.protocol_version, r.institute_id,
                   r.harness_name, r.harness_version, r.config, r.model_version, r.status,
                   r.created_by, r.created_at, r.started_at, r.finished_at, r.updated_by,
-                  r.updated_at, r.digest, r.digest_formula,
+                  r.updated_at, r.digest, r.digest_formula, r.transcripts_digest,
                   array(select distinct institute_id from run_releases rr
                         where rr.run_id = r.id order by institute_id) as "released_to!",
                   array(select institute_id from run_releases rr
@@ -390,7 +392,7 @@ pub async fn set_status(
     id: Uuid,
     status: RunStatus,
     by: Uuid,
-    digest: Option<&str>,
+    digests: Option<&Digests>,
 ) -> Result<Run, StoreError> {
     sqlx::query!(
         "update runs set status = $2, updated_by = $3, updated_at = now(),
@@ -398,14 +400,16 @@ pub async fn set_status(
                 finished_at = case when $2 in ('succeeded', 'failed', 'cancelled') then now() else finished_at end,
                 digest = coalesce($4, digest),
                 digest_formula = case when $4::text is null then digest_formula else $5 end,
+                transcripts_digest = coalesce($6, transcripts_digest),
                 lease_holder = case when $2 in ('succeeded', 'failed', 'cancelled') then null else lease_holder end,
                 lease_expires_at = case when $2 in ('succeeded', 'failed', 'cancelled') then null else lease_expires_at end
          where id = $1",
         id,
         status.as_str(),
         by,
-        digest,
-        jointeval_domain::run::RESULTS_DIGEST_FORMULA
+        digests.map(|d| d.results.as_str()),
+        jointeval_domain::run::RESULTS_DIGEST_FORMULA,
+        digests.map(|d| d.transcripts.as_str()),
     )
     .execute(&mut *conn)
     .await?;
@@ -506,9 +510,39 @@ pub struct SampleRow {
     pub scorer: String,
     pub value_number: Option<f64>,
     pub value_label: Option<String>,
+    pub sample_metadata: Option<serde_json::Value>,
+    /// The transcripts: `None` where the caller may not read them.
     pub answer: Option<String>,
     pub explanation: Option<String>,
     pub metadata: Option<serde_json::Value>,
+}
+
+impl SampleRow {
+    fn has_transcripts(&self) -> bool {
+        self.answer.is_some() || self.explanation.is_some() || self.metadata.is_some()
+    }
+
+    /// The score as the service answers it, its transcripts `withheld` or not.
+    pub fn into_score(self, withheld: bool) -> StoredScore {
+        // A label is the value as reported, its number beside it.
+        let value = match (&self.value_label, self.value_number) {
+            (Some(l), _) => serde_json::json!(l),
+            (None, Some(n)) => serde_json::json!(n),
+            (None, None) => serde_json::Value::Null,
+        };
+        StoredScore {
+            sample_id: self.sample_id,
+            epoch: self.epoch,
+            scorer: self.scorer,
+            value,
+            number: self.value_number,
+            sample_metadata: self.sample_metadata,
+            answer: self.answer.filter(|_| !withheld),
+            explanation: self.explanation.filter(|_| !withheld),
+            metadata: self.metadata.filter(|_| !withheld),
+            transcripts_withheld: withheld,
+        }
+    }
 }
 
 /// Writes scores into a running run, the last of each (sample id, epoch, scorer) in the
@@ -545,6 +579,7 @@ impl From<SampleScore> for SampleRow {
             scorer: score.scorer,
             value_number,
             value_label,
+            sample_metadata: score.sample_metadata,
             answer: score.answer,
             explanation: score.explanation,
             metadata: score.metadata,
@@ -552,8 +587,8 @@ impl From<SampleScore> for SampleRow {
     }
 }
 
-/// Inserts or replaces a batch of scores, keyed by (sample id, epoch, scorer); answers
-/// how many keys were new. The batch must hold each key once.
+/// Inserts or replaces a batch of scores, keyed by (sample id, epoch, scorer), with
+/// their transcripts; answers how many keys were new. The batch must hold each key once.
 #[tracing::instrument(skip_all)]
 async fn upsert_samples(
     conn: &mut PgConnection,
@@ -565,21 +600,18 @@ async fn upsert_samples(
     let scorers: Vec<&str> = rows.iter().map(|r| r.scorer.as_str()).collect();
     let numbers: Vec<Option<f64>> = rows.iter().map(|r| r.value_number).collect();
     let labels: Vec<Option<&str>> = rows.iter().map(|r| r.value_label.as_deref()).collect();
-    let answers: Vec<Option<&str>> = rows.iter().map(|r| r.answer.as_deref()).collect();
-    let explanations: Vec<Option<&str>> = rows.iter().map(|r| r.explanation.as_deref()).collect();
-    let metadata: Vec<Option<serde_json::Value>> =
-        rows.iter().map(|r| r.metadata.clone()).collect();
+    let sample_metadata: Vec<Option<serde_json::Value>> =
+        rows.iter().map(|r| r.sample_metadata.clone()).collect();
     // A row the upsert inserted has no xmax; one it replaced has.
-    Ok(sqlx::query_scalar!(
+    let new = sqlx::query_scalar!(
         r#"with written as (
              insert into run_samples (run_id, sample_id, epoch, scorer, value_number,
-                                      value_label, answer, explanation, metadata)
+                                      value_label, sample_metadata)
              select $1, * from unnest($2::text[], $3::int4[], $4::text[], $5::float8[],
-                                      $6::text[], $7::text[], $8::text[], $9::jsonb[])
+                                      $6::text[], $7::jsonb[])
              on conflict (run_id, sample_id, epoch, scorer) do update
                set value_number = excluded.value_number, value_label = excluded.value_label,
-                   answer = excluded.answer, explanation = excluded.explanation,
-                   metadata = excluded.metadata
+                   sample_metadata = excluded.sample_metadata
              returning xmax = 0 as inserted)
            select count(*) filter (where inserted) as "new!" from written"#,
         run_id,
@@ -588,12 +620,47 @@ async fn upsert_samples(
         &scorers as &[&str],
         &numbers as &[Option<f64>],
         &labels as &[Option<&str>],
+        &sample_metadata as &[Option<serde_json::Value>]
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    // A replaced score's transcripts are replaced too: gone where the new one has none.
+    sqlx::query!(
+        "delete from run_sample_transcripts t
+         using unnest($2::text[], $3::int4[], $4::text[]) k(sample_id, epoch, scorer)
+         where t.run_id = $1 and t.sample_id = k.sample_id and t.epoch = k.epoch
+           and t.scorer = k.scorer",
+        run_id,
+        &ids as &[&str],
+        &epochs,
+        &scorers as &[&str],
+    )
+    .execute(&mut *conn)
+    .await?;
+    let with: Vec<&SampleRow> = rows.iter().filter(|r| r.has_transcripts()).collect();
+    let ids: Vec<&str> = with.iter().map(|r| r.sample_id.as_str()).collect();
+    let epochs: Vec<i32> = with.iter().map(|r| r.epoch).collect();
+    let scorers: Vec<&str> = with.iter().map(|r| r.scorer.as_str()).collect();
+    let answers: Vec<Option<&str>> = with.iter().map(|r| r.answer.as_deref()).collect();
+    let explanations: Vec<Option<&str>> = with.iter().map(|r| r.explanation.as_deref()).collect();
+    let metadata: Vec<Option<serde_json::Value>> =
+        with.iter().map(|r| r.metadata.clone()).collect();
+    sqlx::query!(
+        "insert into run_sample_transcripts (run_id, sample_id, epoch, scorer, answer,
+                                             explanation, metadata)
+         select $1, * from unnest($2::text[], $3::int4[], $4::text[], $5::text[], $6::text[],
+                                  $7::jsonb[])",
+        run_id,
+        &ids as &[&str],
+        &epochs,
+        &scorers as &[&str],
         &answers as &[Option<&str>],
         &explanations as &[Option<&str>],
         &metadata as &[Option<serde_json::Value>]
     )
-    .fetch_one(conn)
-    .await?)
+    .execute(conn)
+    .await?;
+    Ok(new)
 }
 
 /// Writes an imported log's reductions into a running run, a batch of rows to a
@@ -747,6 +814,9 @@ pub struct SampleFilter<'a> {
     pub epoch: Option<i32>,
     pub value_min: Option<f64>,
     pub value_max: Option<f64>,
+    /// Whether to read the transcripts too (row-level security still leaves out those the
+    /// caller may not read).
+    pub transcripts: bool,
 }
 
 /// A page of a run's samples, by (sample id, epoch, scorer), after `after`. It turns
@@ -767,18 +837,31 @@ pub async fn samples(
     sqlx::query!("set local enable_sort = off")
         .execute(&mut *conn)
         .await?;
+    // The transcripts are joined page by page; row-level security leaves them out where
+    // the caller may not read them.
     Ok(sqlx::query_as!(
         SampleRow,
-        "select sample_id, epoch, scorer, value_number, value_label, answer, explanation, metadata
-         from run_samples
-         where run_id = $1
-           and ($2::text is null or scorer = $2)
-           and ($3::int is null or epoch = $3)
-           and (sample_id, epoch, scorer) > ($4, $5, $6)
-           and ($8::float8 is null or value_number >= $8)
-           and ($9::float8 is null or value_number <= $9)
-         order by sample_id, epoch, scorer
-         limit $7",
+        "with page as (
+             select sample_id, epoch, scorer, value_number, value_label, sample_metadata
+             from run_samples
+             where run_id = $1
+               and ($2::text is null or scorer = $2)
+               and ($3::int is null or epoch = $3)
+               and (sample_id, epoch, scorer) > ($4, $5, $6)
+               and ($8::float8 is null or value_number >= $8)
+               and ($9::float8 is null or value_number <= $9)
+             order by sample_id, epoch, scorer
+             limit $7
+         )
+         select p.sample_id as \"sample_id!\", p.epoch as \"epoch!\", p.scorer as \"scorer!\",
+                p.value_number, p.value_label, p.sample_metadata,
+                t.answer as \"answer?\", t.explanation as \"explanation?\",
+                t.metadata as \"metadata?\"
+         from page p
+         left join run_sample_transcripts t
+           on $10 and t.run_id = $1 and t.sample_id = p.sample_id and t.epoch = p.epoch
+          and t.scorer = p.scorer
+         order by p.sample_id, p.epoch, p.scorer",
         run_id,
         filter.scorer,
         filter.epoch,
@@ -787,20 +870,22 @@ pub async fn samples(
         after_scorer,
         limit,
         filter.value_min,
-        filter.value_max
+        filter.value_max,
+        filter.transcripts
     )
     .fetch_all(conn)
     .await?)
 }
 
-/// The digest of a run's results as they stand, to record when it finishes: its metrics
-/// and every score, read in the digest's order a few rows at a time.
-pub async fn results_digest(conn: &mut PgConnection, run_id: Uuid) -> Result<String, StoreError> {
+/// The digests of a run's results as they stand, to record when it finishes: its
+/// metrics and every score, read in the digest's order a few rows at a time. Taken by
+/// the run's institute, which reads its transcripts.
+pub async fn results_digest(conn: &mut PgConnection, run_id: Uuid) -> Result<Digests, StoreError> {
     let metrics = metrics(&mut *conn, run_id).await?;
     let mut digest = ResultsDigest::new(&metrics);
     let mut scores = samples_in_digest_order(conn, run_id);
     while let Some(row) = futures_util::TryStreamExt::try_next(&mut scores).await? {
-        digest.score(&StoredScore::from(row).line());
+        digest.score(&row.into_score(false));
     }
     Ok(digest.finish())
 }
@@ -814,34 +899,18 @@ fn samples_in_digest_order<'c>(
 ) -> impl futures_util::Stream<Item = Result<SampleRow, sqlx::Error>> + 'c {
     sqlx::query_as!(
         SampleRow,
-        r#"select sample_id, epoch, scorer, value_number, value_label, answer, explanation,
-                  metadata
-           from run_samples where run_id = $1
-           order by sample_id collate "C", epoch, scorer collate "C""#,
+        r#"select s.sample_id, s.epoch, s.scorer, s.value_number, s.value_label,
+                  s.sample_metadata, t.answer as "answer?", t.explanation as "explanation?",
+                  t.metadata as "metadata?"
+           from run_samples s
+           left join run_sample_transcripts t
+             on t.run_id = s.run_id and t.sample_id = s.sample_id and t.epoch = s.epoch
+            and t.scorer = s.scorer
+           where s.run_id = $1
+           order by s.sample_id collate "C", s.epoch, s.scorer collate "C""#,
         run_id
     )
     .fetch(conn)
-}
-
-impl From<SampleRow> for StoredScore {
-    fn from(r: SampleRow) -> Self {
-        // A label is the value as reported, its number beside it.
-        let value = match (&r.value_label, r.value_number) {
-            (Some(l), _) => serde_json::json!(l),
-            (None, Some(n)) => serde_json::json!(n),
-            (None, None) => serde_json::Value::Null,
-        };
-        Self {
-            answer: r.answer,
-            epoch: r.epoch,
-            explanation: r.explanation,
-            metadata: r.metadata,
-            number: r.value_number,
-            sample_id: r.sample_id,
-            scorer: r.scorer,
-            value,
-        }
-    }
 }
 
 /// One metric of one finished run, for an exercise's summary.
@@ -932,6 +1001,7 @@ async fn copy_new_samples(
     let run = run_id.to_string();
     for r in rows {
         let number = r.value_number.map(|n| n.to_string());
+        let sample_metadata = r.sample_metadata.as_ref().map(|m| m.to_string());
         let metadata = r.metadata.as_ref().map(|m| m.to_string());
         let fields = [
             Some(run.as_str()),
@@ -940,6 +1010,7 @@ async fn copy_new_samples(
             Some(r.scorer.as_str()),
             number.as_deref(),
             r.value_label.as_deref(),
+            sample_metadata.as_deref(),
             r.answer.as_deref(),
             r.explanation.as_deref(),
             metadata.as_deref(),
@@ -965,21 +1036,37 @@ async fn copy_new_samples(
         // Unchecked queries: the temporary table exists only at run time.
         sqlx::query(
             "create temporary table if not exists run_samples_incoming
-               (like run_samples) on commit drop",
+               (like run_samples, answer text, explanation text, metadata jsonb)
+               on commit drop",
         )
         .execute(&mut *conn)
         .await?;
         let mut copy = conn
             .copy_in_raw(
                 "copy run_samples_incoming (run_id, sample_id, epoch, scorer, value_number, \
-                 value_label, answer, explanation, metadata) from stdin",
+                 value_label, sample_metadata, answer, explanation, metadata) from stdin",
             )
             .await?;
         copy.send(data.as_bytes()).await?;
         copy.finish().await?;
-        sqlx::query("insert into run_samples select * from run_samples_incoming")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "insert into run_samples (run_id, sample_id, epoch, scorer, value_number,
+                                      value_label, sample_metadata)
+             select run_id, sample_id, epoch, scorer, value_number, value_label,
+                    sample_metadata
+             from run_samples_incoming",
+        )
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "insert into run_sample_transcripts (run_id, sample_id, epoch, scorer, answer,
+                                                 explanation, metadata)
+             select run_id, sample_id, epoch, scorer, answer, explanation, metadata
+             from run_samples_incoming
+             where answer is not null or explanation is not null or metadata is not null",
+        )
+        .execute(&mut *conn)
+        .await?;
         sqlx::query("truncate run_samples_incoming")
             .execute(&mut *conn)
             .await

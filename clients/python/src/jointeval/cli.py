@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="a run's per-sample scores")
     export.add_argument("run")
     export.add_argument("--format", choices=["ndjson", "csv"], default="ndjson")
+    export.add_argument(
+        "--transcripts",
+        action="store_true",
+        help="with each score's answer, explanation and metadata (where they were released to you)",
+    )
     export.add_argument("-o", "--output", type=Path, help="where to write them (default: standard output)")
     export.set_defaults(command=_export)
     return parser
@@ -250,11 +255,11 @@ def _download(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     with _connect(args) as client:
         if args.output is None:
-            client.export_scores(args.run, sys.stdout.buffer, args.format)
+            client.export_scores(args.run, sys.stdout.buffer, args.format, args.transcripts)
             sys.stdout.flush()
         else:
             part = args.output.with_name(args.output.name + ".part")
             with part.open("wb") as f:
-                client.export_scores(args.run, f, args.format)
+                client.export_scores(args.run, f, args.format, args.transcripts)
             part.replace(args.output)
     return 0

@@ -165,7 +165,7 @@ OPERATIONS: dict[str, Operation] = {
         body=("application/json", "application/zip"),
     ),
     "download_log": Operation("GET", "/v1/runs/{id}/inspect-log"),
-    "export_samples": Operation("GET", "/v1/runs/{id}/export", query=("format",)),
+    "export_samples": Operation("GET", "/v1/runs/{id}/export", query=("format", "transcripts")),
 }
 
 #: Answers worth another try: the service or the way to it is busy or briefly away.
@@ -312,8 +312,9 @@ class Client:
             raise ApiError("download_log", 200, None, f"the log's sha256 {digest.hexdigest()} is not its ETag {etag}")
         return kind, digest.hexdigest()
 
-    def export_scores(self, run_id: str, to: IO[bytes], format: str = "ndjson") -> None:
-        with self._stream("export_samples", id=run_id, query={"format": format}) as response:
+    def export_scores(self, run_id: str, to: IO[bytes], format: str = "ndjson", transcripts: bool = False) -> None:
+        query = {"format": format, **({"transcripts": "true"} if transcripts else {})}
+        with self._stream("export_samples", id=run_id, query=query) as response:
             for chunk in response.iter_bytes():
                 to.write(chunk)
 

@@ -147,20 +147,30 @@ async fn by_copy(
         states.push((run, conn));
     }
     let budget = Arc::new(AtomicU64::new(0));
-    let statement = format!("copy run_samples ({}) from stdin", rows::COPY_COLUMNS);
+    let statements = (
+        format!("copy run_samples ({}) from stdin", rows::COPY_COLUMNS),
+        format!(
+            "copy run_sample_transcripts ({}) from stdin",
+            rows::COPY_TRANSCRIPT_COLUMNS
+        ),
+    );
     let (ops, elapsed) = drive(states, |_, (run, mut conn)| {
-        let (budget, statement) = (budget.clone(), statement.clone());
+        let (budget, statements) = (budget.clone(), statements.clone());
         async move {
             let mut recorder = Recorder::default();
             let mut next = 0u64;
             while budget.fetch_add(batch, Ordering::Relaxed) + batch <= rows {
-                let data = rows::copy_text(run, next, batch);
-                let bytes = data.len() as u64;
+                let (results, transcripts) = rows::copy_text(run, next, batch);
+                let bytes = (results.len() + transcripts.len()) as u64;
                 let started = Instant::now();
                 let copied = async {
-                    let mut copy = conn.copy_in_raw(&statement).await?;
-                    copy.send(data).await?;
-                    copy.finish().await
+                    let mut copy = conn.copy_in_raw(&statements.0).await?;
+                    copy.send(results).await?;
+                    let n = copy.finish().await?;
+                    let mut copy = conn.copy_in_raw(&statements.1).await?;
+                    copy.send(transcripts).await?;
+                    copy.finish().await?;
+                    Ok::<_, sqlx::Error>(n)
                 }
                 .await;
                 match copied {

@@ -216,7 +216,7 @@ async fn move_run(
         None
     };
     let run =
-        jointeval_store::runs::set_status(&mut work, id, to, caller.account.id, digest.as_deref())
+        jointeval_store::runs::set_status(&mut work, id, to, caller.account.id, digest.as_ref())
             .await?;
     let run = if matches!(to, RunStatus::Succeeded | RunStatus::Failed) {
         crate::comparability::record_on_finish(&mut work, &run).await?;

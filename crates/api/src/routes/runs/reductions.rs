@@ -52,14 +52,16 @@ pub async fn list_reductions(
 }
 
 /// Reads the samples of a run that ended in an error instead of a score, with the
-/// harness's message. Ordered by (sample id, epoch).
+/// harness's message. Ordered by (sample id, epoch). The messages are transcripts (a
+/// traceback can quote the model): the run's institute reads them, and those its
+/// transcripts were released to; the run's `deviations` count them for every reader.
 #[utoipa::path(
     get, path = "/v1/runs/{id}/sample-errors", tag = "runs",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The run"), PageQuery),
     responses(
         (status = 200, description = "A page of errored samples", body = Page<SampleError>),
-        (status = 404, description = "No such run, or one not released to the caller's institutes", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run, one not released to the caller's institutes, or (type `not-released`) one whose results alone were released to them", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_sample_errors(
@@ -71,7 +73,7 @@ pub async fn list_sample_errors(
     let page = page.validate()?;
     let after: Option<(String, i32)> = page.after_key()?;
     let mut work = Work::begin(&state, &caller).await?;
-    access::run(&mut work, id, Action::ReadRun, Lock::No).await?;
+    access::transcripts(&mut work, id).await?;
     let rows = jointeval_store::runs::sample_errors(
         &mut work,
         id,

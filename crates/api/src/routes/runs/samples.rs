@@ -117,7 +117,9 @@ pub struct SampleQuery {
 /// The most sample scores one page holds.
 const MAX_SAMPLE_PAGE: u32 = 1_000;
 
-/// Reads a run's per-sample scores, ordered by (sample id, epoch, scorer).
+/// Reads a run's per-sample scores, ordered by (sample id, epoch, scorer): their results,
+/// and their transcripts where the caller may read them (the run's institute, and those
+/// its transcripts were released to); `transcripts_withheld` says where not.
 #[utoipa::path(
     get, path = "/v1/runs/{id}/samples", tag = "runs",
     security(("bearer" = [])),
@@ -140,7 +142,8 @@ pub async fn list_samples(
     .validate_up_to(MAX_SAMPLE_PAGE)?;
     let after: Option<(String, i32, String)> = page.after_key()?;
     let mut work = Work::begin(&state, &caller).await?;
-    access::run(&mut work, id, Action::ReadRun, Lock::No).await?;
+    let run = access::run(&mut work, id, Action::ReadRun, Lock::No).await?;
+    let transcripts = access::reads_transcripts(&work, &run);
     if query.value_min.is_some_and(|v| !v.is_finite())
         || query.value_max.is_some_and(|v| !v.is_finite())
     {
@@ -156,6 +159,7 @@ pub async fn list_samples(
             epoch: query.epoch,
             value_min: query.value_min,
             value_max: query.value_max,
+            transcripts,
         },
         after.as_ref().map(|(s, e, c)| (s.as_str(), *e, c.as_str())),
         page.fetch(),
@@ -165,5 +169,5 @@ pub async fn list_samples(
     let page = Page::from_rows(rows, page.limit, |r| {
         key_text(&(&r.sample_id, r.epoch, &r.scorer))
     });
-    Ok(Json(page.map(StoredScore::from)))
+    Ok(Json(page.map(|r| r.into_score(!transcripts))))
 }

@@ -32,3 +32,4 @@ mod releases;
 mod rls;
 mod runs;
 mod samples;
+mod transcripts;

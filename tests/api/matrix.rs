@@ -1,8 +1,8 @@
 //! The authorization matrix: every identity endpoint against every kind of caller
 //! (allowed calls change what they should; every refused call gets the documented status
 //! and changes nothing in the database), and the reads of runs that depend on what was
-//! released (the original log, comparisons, disagreements and whose answers they show)
-//! against every kind of reader.
+//! released (the original log, the transcripts export, the errored samples, comparisons,
+//! disagreements and whose answers they show) against every kind of reader.
 
 use chrono::{Duration, Utc};
 use jointeval_domain::{Role, Scope};
@@ -979,6 +979,36 @@ fn read_rows() -> Vec<ReadRow> {
             // not read its transcripts, whether there is one or not.
             path: |r| format!("/v1/runs/{}/inspect-log", r.uk),
             want: "NR NR NR 403 404 404 404 404 401 404 401",
+        },
+        // The transcripts export and the errored samples are transcripts, as the log is;
+        // the results export is the results, for whoever may read the run.
+        ReadRow {
+            path: |r| format!("/v1/runs/{}/export?transcripts=true", r.unreleased),
+            want: "200 200 200 403 404 404 200 404 401 404 401",
+        },
+        ReadRow {
+            path: |r| format!("/v1/runs/{}/export?transcripts=true", r.results),
+            want: "200 200 200 403 NR NR 200 NR 401 404 401",
+        },
+        ReadRow {
+            path: |r| format!("/v1/runs/{}/export?format=csv&transcripts=true", r.results),
+            want: "200 200 200 403 NR NR 200 NR 401 404 401",
+        },
+        ReadRow {
+            path: |r| format!("/v1/runs/{}/export?transcripts=true", r.transcripts),
+            want: "200 200 200 403 200 200 200 200 401 404 401",
+        },
+        ReadRow {
+            path: |r| format!("/v1/runs/{}/export", r.results),
+            want: "200 200 200 403 200 200 200 200 401 404 401",
+        },
+        ReadRow {
+            path: |r| format!("/v1/runs/{}/sample-errors", r.results),
+            want: "200 200 200 403 NR NR 200 NR 401 404 401",
+        },
+        ReadRow {
+            path: |r| format!("/v1/runs/{}/sample-errors", r.transcripts),
+            want: "200 200 200 403 200 200 200 200 401 404 401",
         },
         ReadRow {
             path: |r| format!("/v1/comparisons?a={}&b={}&scorer=match", r.unreleased, r.uk),

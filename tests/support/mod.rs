@@ -874,9 +874,36 @@ pub mod story {
 
     /// An active US–UK exercise on a protocol of this content.
     pub async fn active_exercise_with(app: &TestApp, content: Value) -> (String, String) {
-        let protocol = approved_protocol_with(app, "joint-runs", &["US", "UK"], content).await;
+        active_exercise_among(app, &["US", "UK"], content).await
+    }
+
+    /// The mail domain of an institute's staff in the fixtures.
+    fn domain(code: &str) -> String {
+        match code {
+            "US" => "nist.gov".to_owned(),
+            "UK" => "aisi.gov.uk".to_owned(),
+            other => format!("{}.example", other.to_lowercase()),
+        }
+    }
+
+    /// An active exercise of `participants` (the first leads it), each agreeing by an
+    /// admin of its own, on a protocol of this content: (exercise id, protocol id).
+    pub async fn active_exercise_among(
+        app: &TestApp,
+        participants: &[&str],
+        content: Value,
+    ) -> (String, String) {
+        let protocol = approved_protocol_with(app, "joint-runs", participants, content).await;
+        let lead_code = participants[0];
         let lead = app
-            .login(&app.person("lead@nist.gov", "US", &[Role::Author]).await)
+            .login(
+                &app.person(
+                    &format!("lead@{}", domain(lead_code)),
+                    lead_code,
+                    &[Role::Author],
+                )
+                .await,
+            )
             .await;
         let start = chrono::Utc::now();
         let created: Value = app
@@ -884,7 +911,7 @@ pub mod story {
                 "title": "Joint test",
                 "model": {"provider": "Inspect", "name": "mockllm", "version": "model", "access": "public_api"},
                 "protocol_versions": [{"protocol_id": protocol, "number": 1}],
-                "participants": ["US", "UK"],
+                "participants": participants,
                 "starts_at": start.to_rfc3339(), "ends_at": (start + chrono::Duration::days(7)).to_rfc3339()
             }))
             .await
@@ -892,9 +919,10 @@ pub mod story {
             .await
             .expect("json");
         let id = created["id"].as_str().expect("id").to_owned();
-        for (email, code) in [("agree@nist.gov", "US"), ("agree@aisi.gov.uk", "UK")] {
+        for code in participants {
+            let email = format!("agree@{}", domain(code));
             let admin = app
-                .login(&app.person(email, code, &[Role::Admin]).await)
+                .login(&app.person(&email, code, &[Role::Admin]).await)
                 .await;
             assert_eq!(
                 app.agree(&admin, &format!("/v1/exercises/{id}"), &json!({}))

@@ -183,6 +183,7 @@ fn http_settings(args: &ServeArgs) -> anyhow::Result<HttpSettings> {
         body_limit: args.body_limit,
         ingest_limit: args.ingest_limit,
         request_timeout: Duration::from_secs(args.request_timeout),
+        work_budget: Duration::from_secs(args.request_timeout) / 2,
         ingest_timeout: Duration::from_secs(args.ingest_timeout),
         cors_origins,
         metrics: match &args.metrics_token {

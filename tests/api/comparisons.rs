@@ -407,6 +407,43 @@ async fn edge_cases_are_clear_answers_never_errors_or_nan() {
             .contains("2 of 2 numeric pairs have no `topic`"),
         "{missing}"
     );
+    // The runs put a sample in different clusters: said, and neither run's is taken (the
+    // answer would depend on which run is `a`).
+    let placed = |topics: [&str; 3]| {
+        topics
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut s = score(&format!("p{i}"), 1, json!(i as f64 * 0.5));
+                s["sample_metadata"] = json!({"topic": t});
+                s
+            })
+            .collect::<Vec<_>>()
+    };
+    let here = run(placed(["x", "y", "y"])).await;
+    let there = run(placed(["x", "y", "z"])).await;
+    for (a, b) in [(&here, &there), (&there, &here)] {
+        let split = expect(
+            app.get_as(us, &comparison(a, b, "s&cluster=topic")).await,
+            200,
+        )
+        .await;
+        assert_eq!(split["numeric"]["clustered_stderr"], Value::Null, "{split}");
+        assert!(
+            split["notes"]
+                .to_string()
+                .contains("1 of 3 numeric pairs have another `topic` in one run than in the other"),
+            "{split}"
+        );
+    }
+    let alike = run(placed(["x", "y", "y"])).await;
+    let same = expect(
+        app.get_as(us, &comparison(&here, &alike, "s&cluster=topic"))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(same["numeric"]["clusters"], 2, "{same}");
 
     // The label "1" is the number 1, and -0 is 0: one category each, and no disagreement.
     let named = run(vec![score("a", 1, json!("1")), score("b", 1, json!(-0.0))]).await;
@@ -500,4 +537,61 @@ async fn an_unfinished_run_is_not_compared() {
         404,
     )
     .await;
+}
+
+/// An exercise's comparisons start no new one once the request's work budget is spent
+/// (the first is always made): they answer those made and say how many they left, where
+/// the request would otherwise run into its timeout, a 503.
+#[tokio::test]
+async fn an_exercises_comparisons_stop_at_the_work_budget_and_say_what_they_left() {
+    let scores: Vec<Value> = (0..20)
+        .map(|i| json!({"sample_id": format!("s{i}"), "epoch": 1, "scorer": "match", "value": i % 3}))
+        .collect();
+    for (budget, made) in [
+        (std::time::Duration::ZERO, 1),
+        (std::time::Duration::from_secs(60), 3),
+    ] {
+        let app = TestApp::with_settings(jointeval_api::HttpSettings {
+            work_budget: budget,
+            ..jointeval_api::HttpSettings::default()
+        })
+        .await;
+        let (exercise, protocol) = active_exercise_with(&app, default_content()).await;
+        let us = app
+            .login(&app.person("eval@nist.gov", "US", &[Role::Evaluator]).await)
+            .await;
+        for _ in 0..3 {
+            finished_run(&app, &us, &exercise, &protocol, scores.clone()).await;
+        }
+        let answer = expect(
+            app.get_as(&us, &format!("/v1/exercises/{exercise}/comparisons"))
+                .await,
+            200,
+        )
+        .await;
+        assert_eq!(
+            answer["left_out"],
+            json!([]),
+            "three comparable runs: {answer}"
+        );
+        let comparisons = answer["comparisons"].as_array().expect("comparisons");
+        assert_eq!(comparisons.len(), made, "{answer}");
+        assert!(comparisons.iter().all(|c| c["matched"] == 20), "{answer}");
+        let notes: Vec<&str> = answer["notes"]
+            .as_array()
+            .expect("notes")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        if made == 3 {
+            assert!(notes.is_empty(), "{answer}");
+        } else {
+            assert!(
+                notes
+                    .iter()
+                    .any(|n| n.starts_with("2 more comparisons were not made")),
+                "{answer}"
+            );
+        }
+    }
 }

@@ -14,6 +14,10 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// The same for bulk uploads (per-sample scores, evaluation logs), which take longer.
     pub ingest_timeout: Duration,
+    /// How long a request that does many pieces of work (an exercise's comparisons)
+    /// starts new ones: past it, it answers what it has done and says what it left, well
+    /// before `request_timeout` would answer 503.
+    pub work_budget: Duration,
     /// Origins allowed to call the API from a browser; empty means CORS is closed.
     pub cors_origins: Vec<HeaderValue>,
     /// Who may read the Prometheus metrics on the API's own address.
@@ -29,6 +33,7 @@ impl Default for HttpSettings {
             ingest_limit: 1024 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             ingest_timeout: Duration::from_secs(600),
+            work_budget: Duration::from_secs(15),
             cors_origins: Vec::new(),
             metrics: MetricsAccess::Closed,
             retry_after: Duration::from_secs(5),

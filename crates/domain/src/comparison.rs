@@ -123,6 +123,8 @@ pub struct NumericSums {
 pub struct ClusterSums {
     pub field: String,
     pub pairs_without_field: i64,
+    /// Pairs whose two runs put the sample in different clusters.
+    pub pairs_split: i64,
     pub clusters: i64,
     pub squared_deviation_sum: f64,
 }
@@ -311,9 +313,19 @@ pub fn numeric(
     })
 }
 
-/// Inspect's clustered standard error, or `None` (noted) where Inspect would refuse it:
-/// a pair without the field, or fewer than two clusters.
+/// Inspect's clustered standard error, or `None` (noted) where Inspect would refuse it
+/// (a pair without the field, or fewer than two clusters) or where the runs disagree on
+/// a sample's cluster (either's would be a guess, and the answer would depend on which
+/// run is `a`).
 fn clustered_stderr(c: &ClusterSums, pairs: i64, notes: &mut Vec<String>) -> Option<f64> {
+    if c.pairs_split > 0 {
+        notes.push(format!(
+            "{} of {pairs} numeric pairs have another `{}` in one run than in the other: no \
+             clustered standard error, interval or test",
+            c.pairs_split, c.field
+        ));
+        return None;
+    }
     if c.pairs_without_field > 0 {
         notes.push(format!(
             "{} of {pairs} numeric pairs have no `{}` in their metadata: no clustered standard \
@@ -695,6 +707,7 @@ mod tests {
         let c = ClusterSums {
             field: "topic".into(),
             pairs_without_field: 1,
+            pairs_split: 0,
             clusters: 3,
             squared_deviation_sum: 1.0,
         };
@@ -708,6 +721,26 @@ mod tests {
         assert_eq!((got.clustered_stderr, got.p_value), (None, None));
         assert!(got.paired_stderr.is_some());
         assert!(notes[0].contains("no `topic`"), "{notes:?}");
+    }
+
+    #[test]
+    fn a_sample_in_two_clusters_is_said_and_not_guessed() {
+        let mut notes = vec![];
+        let c = ClusterSums {
+            field: "topic".into(),
+            pairs_without_field: 0,
+            pairs_split: 2,
+            clusters: 3,
+            squared_deviation_sum: 1.0,
+        };
+        let got = numeric(
+            &sums(&[(1.0, 0.0), (0.0, 0.0), (1.0, 1.0)]),
+            Some(&c),
+            &mut notes,
+        )
+        .expect("present");
+        assert_eq!((got.clustered_stderr, got.p_value), (None, None));
+        assert!(notes[0].starts_with("2 of 3 numeric pairs"), "{notes:?}");
     }
 
     fn label(l: &str, n: Option<f64>) -> Category {

@@ -78,19 +78,21 @@ pub async fn sums(conn: &mut PgConnection, selection: &Selection<'_>) -> Result<
                       a.value_number as xa, b.value_number as xb,
                       a.value_label as la, b.value_label as lb,
                       coalesce(a.cluster, b.cluster) as cluster,
+                      a.cluster <> b.cluster as split,
                       a.sample_id is not null as in_a, b.sample_id is not null as in_b
                from (select * from sides where run_id = $1) a
                full join (select * from sides where run_id = $2) b
                  on a.sample_id = b.sample_id and a.epoch = b.epoch
            ),
            num as not materialized (
-               select xa, xb, xa - xb as d, cluster from pairs
+               select xa, xb, xa - xb as d, cluster, split from pairs
                where xa is not null and xb is not null
            ),
            m as (
                select count(*) as n, avg(xa) as mean_a, avg(xb) as mean_b, avg(d) as mean_d,
                       var_samp(xa) as var_a, var_samp(xb) as var_b, var_samp(d) as var_d,
-                      count(*) filter (where cluster is null) as no_cluster
+                      count(*) filter (where cluster is null) as no_cluster,
+                      count(*) filter (where split) as split_cluster
                from num
            ),
            c as (
@@ -139,7 +141,8 @@ pub async fn sums(conn: &mut PgConnection, selection: &Selection<'_>) -> Result<
                    from (select sample_id, epoch from pairs where not in_a
                          order by sample_id, epoch limit $7) u) as "b_only_listed!",
                   m.n as "n!", m.mean_a, m.mean_b, m.mean_d, m.var_a, m.var_b, m.var_d,
-                  m.no_cluster as "no_cluster!", c.clusters as "clusters!",
+                  m.no_cluster as "no_cluster!", m.split_cluster as "split_cluster!",
+                  c.clusters as "clusters!",
                   c.deviation as "deviation!",
                   (select coalesce(jsonb_agg(jsonb_build_object(
                               'label', category, 'number', number)), '[]')
@@ -190,6 +193,7 @@ pub async fn sums(conn: &mut PgConnection, selection: &Selection<'_>) -> Result<
         clusters: selection.cluster.map(|field| ClusterSums {
             field: field.to_owned(),
             pairs_without_field: row.no_cluster,
+            pairs_split: row.split_cluster,
             clusters: row.clusters,
             squared_deviation_sum: row.deviation,
         }),

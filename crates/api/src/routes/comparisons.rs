@@ -409,6 +409,11 @@ pub async fn compare_exercise(
             "the exercise has more runs than {MAX_RUNS}: the first {MAX_RUNS} by id are paired"
         ));
     }
+    let started = std::time::Instant::now();
+    let budget = state.settings.work_budget;
+    // Comparisons begun, and those not made once the budget was spent: the first always
+    // is, so that every answer holds one.
+    let (mut begun, mut unmade) = (0, 0);
     let mut scorers_of: Vec<((Uuid, i32), Vec<String>)> = Vec::new();
     'pairs: for (a, b) in pairs {
         let version = (a.protocol_id, a.protocol_version);
@@ -431,6 +436,11 @@ pub async fn compare_exercise(
                 ));
                 break 'pairs;
             }
+            if begun > 0 && started.elapsed() >= budget {
+                unmade += 1;
+                continue;
+            }
+            begun += 1;
             let selected = Selected {
                 scorer,
                 epoch: query.epoch,
@@ -448,6 +458,12 @@ pub async fn compare_exercise(
         }
     }
     work.commit().await?;
+    if unmade > 0 {
+        notes.push(format!(
+            "{unmade} more comparisons were not made: this request's time budget ({} s) was spent; ask for one scorer, or compare the other pairs with GET /v1/comparisons",
+            budget.as_secs_f64()
+        ));
+    }
     let left_out = left_out
         .into_iter()
         .map(|(run, why)| LeftOutRun {

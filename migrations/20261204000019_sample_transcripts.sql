@@ -10,6 +10,11 @@
 -- reads and which is released with the results. Scores stored before had no sample
 -- metadata: their score metadata is a transcript, and is not copied into it.
 
+-- The scores are moved as the owner: were row-level security to hide some of them from
+-- it, the copy would miss them and the columns would be dropped with them. Off, a policy
+-- in the way is an error instead.
+set local row_security = off;
+
 create table run_sample_transcripts (
     run_id      uuid not null,
     sample_id   text not null,
@@ -41,14 +46,42 @@ alter table run_samples add column sample_metadata jsonb;
 -- with subqueries, and would run its subqueries once per row of a million-row export.
 alter table run_sample_transcripts enable row level security;
 alter table run_sample_transcripts force row level security;
-create policy run_sample_transcripts_scoped on run_sample_transcripts
+-- Read by those the rule names; written, replaced and removed by the run's institute
+-- only (a partner reading the transcripts must not be able to delete them).
+create policy run_sample_transcripts_read on run_sample_transcripts for select
     using (jointeval_system()
            or run_id in (select id from runs where institute_id = any(jointeval_institutes()))
            or run_id in (select run_id from run_releases
-                         where transcripts and institute_id = any(jointeval_institutes())))
+                         where transcripts and institute_id = any(jointeval_institutes())));
+create policy run_sample_transcripts_insert on run_sample_transcripts for insert
     with check (jointeval_system()
                 or run_id in (select id from runs where institute_id = any(jointeval_institutes())));
+create policy run_sample_transcripts_update on run_sample_transcripts for update
+    using (jointeval_system()
+           or run_id in (select id from runs where institute_id = any(jointeval_institutes())))
+    with check (jointeval_system()
+                or run_id in (select id from runs where institute_id = any(jointeval_institutes())));
+create policy run_sample_transcripts_delete on run_sample_transcripts for delete
+    using (jointeval_system()
+           or run_id in (select id from runs where institute_id = any(jointeval_institutes())));
 grant select, insert, update, delete on run_sample_transcripts to jointeval_app;
+
+-- The scores themselves are read by every reader of the run, but written, replaced and
+-- removed by its institute only: a removed score takes its transcripts with it.
+drop policy run_samples_scoped on run_samples;
+create policy run_samples_read on run_samples for select
+    using (jointeval_system() or run_id in (select id from runs));
+create policy run_samples_insert on run_samples for insert
+    with check (jointeval_system()
+                or run_id in (select id from runs where institute_id = any(jointeval_institutes())));
+create policy run_samples_update on run_samples for update
+    using (jointeval_system()
+           or run_id in (select id from runs where institute_id = any(jointeval_institutes())))
+    with check (jointeval_system()
+                or run_id in (select id from runs where institute_id = any(jointeval_institutes())));
+create policy run_samples_delete on run_samples for delete
+    using (jointeval_system()
+           or run_id in (select id from runs where institute_id = any(jointeval_institutes())));
 
 drop policy run_sample_errors_scoped on run_sample_errors;
 create policy run_sample_errors_scoped on run_sample_errors

@@ -5,10 +5,13 @@ real Inspect logs (scripts/check-statistics runs it; see there).
 Over the API alone, as the bootstrapped admins of US and UK (passwords from
 JOINTEVAL_ADMIN_PASSWORD_US and JOINTEVAL_ADMIN_PASSWORD_UK), it builds the world two
 institutes share: people with one role each, a protocol describing the task of
-scripts/check_statistics_task.py approved by both, an exercise on it agreed by both.
-It then imports log A into a run of US and log B into a run of UK, finishes both,
-releases the US run to UK, and asks `GET /v1/comparisons?a=US&b=UK` as UK's evaluator
-for every scorer and pairing in PAIRINGS.
+scripts/check_statistics_task.py approved by both, and another whose task names `topic`
+as its cluster field (the only field of a log's sample metadata the service keeps), an
+exercise on both agreed by both. For each protocol it imports log A into a
+run of US and log B (under another eval id for version 2) into a run of UK, finishes
+both, releases the US run to UK; then it asks `GET /v1/comparisons?a=US&b=UK` as UK's
+evaluator for every scorer and pairing in PAIRINGS, of the second protocol's runs when
+the pairing clusters and of the first's otherwise.
 
 Every figure of each answer is computed again from the log files themselves
 (`inspect_ai.log.read_eval_log`, paired by sample id and epoch here): scipy's
@@ -44,7 +47,7 @@ from typing import Any
 import krippendorff
 import numpy as np
 import scipy.stats
-from inspect_ai.log import read_eval_log
+from inspect_ai.log import read_eval_log, write_eval_log
 from inspect_ai.scorer import SampleScore, Score, ci, stderr, value_to_float
 from inspect_ai.scorer import krippendorff_alpha as inspect_alpha
 from schemathesis_setup import TIMEOUT, Api, ApiError, new_person
@@ -66,7 +69,6 @@ PAIRINGS: list[dict[str, Any]] = [
     {"cluster": "topic"},
     {"reducer": "mean", "cluster": "topic"},
 ]
-CLUSTER = "topic"
 # The service reads as categories at most this many distinct values.
 MAX_CATEGORIES = 100
 TO_FLOAT = value_to_float()
@@ -84,6 +86,13 @@ PROTOCOL_CONTENT: dict[str, Any] = {
         }
     ],
     "metrics": [{"name": "mean", "higher_is_better": True, "threshold": None}],
+}
+CLUSTER = "topic"
+# The second protocol names `topic` as its task's cluster field: of an Inspect log's sample
+# metadata, the service keeps that field alone, and clusters by it.
+CLUSTERED_CONTENT: dict[str, Any] = {
+    **PROTOCOL_CONTENT,
+    "tasks": [{**PROTOCOL_CONTENT["tasks"][0], "cluster": CLUSTER}],
 }
 # The exercise's model under test is the one the logs ran: a run must be of it.
 MODEL = {"provider": "mockllm", "name": "model", "version": "model", "access": "other"}
@@ -107,8 +116,31 @@ def upload_log(api: Api, token: str, run_id: str, path: Path) -> Any:
         raise ApiError(f"POST /v1/runs/{run_id}/inspect-log answered {e.code}: {e.read().decode(errors='replace')}")
 
 
-def build_world(api: Api, log_a: Path, log_b: Path) -> tuple[str, str, str]:
-    """The two finished runs (US's released to UK) and the token of UK's evaluator."""
+def relabelled(path: Path) -> Path:
+    """A copy of a log under another eval id, written by Inspect itself: an institute
+    imports an eval once, and each protocol's runs need their own import of the same
+    scores."""
+    log = read_eval_log(str(path))
+    log.eval.eval_id = secrets.token_hex(11)
+    copy = path.with_name(f"relabelled-{path.name}")
+    write_eval_log(log, str(copy))
+    return copy
+
+
+@dataclass
+class World:
+    """Two finished runs of each protocol (US's released to UK), and the token of UK's
+    evaluator: `plain` of the first, `clustered` of the one naming a cluster field."""
+
+    plain: tuple[str, str]
+    clustered: tuple[str, str]
+    partner: str
+
+    def pair(self, query: dict[str, Any]) -> tuple[str, str]:
+        return self.clustered if "cluster" in query else self.plain
+
+
+def build_world(api: Api, log_a: Path, log_b: Path) -> World:
     suffix = secrets.token_hex(3)
     tokens: dict[str, str] = {}
     for code in ("US", "UK"):
@@ -120,27 +152,35 @@ def build_world(api: Api, log_a: Path, log_b: Path) -> tuple[str, str, str]:
         for role in ("reviewer", "evaluator") + (("author",) if code == "US" else ()):
             _, tokens[f"{role}-{code}"] = new_person(api, admin, code, role, suffix)
 
-    protocol = api.call(
-        "POST",
-        "/v1/protocols",
-        tokens["author-US"],
-        {"slug": f"stats-{suffix}", "title": "Statistics check", "risk_area": "other", "participants": ["US", "UK"]},
-        expect=201,
-    )
-    protocol_id = protocol["id"]
-    version = api.call(
-        "POST", f"/v1/protocols/{protocol_id}/versions", tokens["author-US"], {"content": PROTOCOL_CONTENT}, expect=201
-    )["number"]
-    submitted = api.call("POST", f"/v1/protocols/{protocol_id}/versions/{version}/submit", tokens["author-US"])
-    for code in ("US", "UK"):
-        api.call(
+    # (protocol id, version) of each content: an exercise names a protocol once.
+    versions = []
+    for n, content in enumerate((PROTOCOL_CONTENT, CLUSTERED_CONTENT)):
+        protocol_id = api.call(
             "POST",
-            f"/v1/protocols/{protocol_id}/versions/{version}/reviews",
-            tokens[f"reviewer-{code}"],
-            {"verdict": "approve"},
+            "/v1/protocols",
+            tokens["author-US"],
+            {
+                "slug": f"stats-{suffix}-{n}",
+                "title": "Statistics check",
+                "risk_area": "other",
+                "participants": ["US", "UK"],
+            },
             expect=201,
-            headers={"if-match": f'"{submitted["content_sha256"]}"'},
-        )
+        )["id"]
+        version = api.call(
+            "POST", f"/v1/protocols/{protocol_id}/versions", tokens["author-US"], {"content": content}, expect=201
+        )["number"]
+        submitted = api.call("POST", f"/v1/protocols/{protocol_id}/versions/{version}/submit", tokens["author-US"])
+        for code in ("US", "UK"):
+            api.call(
+                "POST",
+                f"/v1/protocols/{protocol_id}/versions/{version}/reviews",
+                tokens[f"reviewer-{code}"],
+                {"verdict": "approve"},
+                expect=201,
+                headers={"if-match": f'"{submitted["content_sha256"]}"'},
+            )
+        versions.append((protocol_id, version))
 
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     exercise_id = api.call(
@@ -150,7 +190,7 @@ def build_world(api: Api, log_a: Path, log_b: Path) -> tuple[str, str, str]:
         {
             "title": f"Statistics check {suffix}",
             "model": MODEL,
-            "protocol_versions": [{"protocol_id": protocol_id, "number": version}],
+            "protocol_versions": [{"protocol_id": p, "number": v} for p, v in versions],
             "participants": ["US", "UK"],
             "starts_at": now.isoformat(),
             "ends_at": (now + dt.timedelta(days=1)).isoformat(),
@@ -162,15 +202,15 @@ def build_world(api: Api, log_a: Path, log_b: Path) -> tuple[str, str, str]:
         read = api.etag(f"/v1/exercises/{exercise_id}", admin)
         api.call("POST", f"/v1/exercises/{exercise_id}/agree", admin, {}, headers={"if-match": read})
 
-    def finished_run(code: str, log: Path) -> tuple[str, str]:
+    def finished_run(code: str, version: tuple[str, int], log: Path) -> tuple[str, str]:
         token = tokens[f"evaluator-{code}"]
         run_id = api.call(
             "POST",
             f"/v1/exercises/{exercise_id}/runs",
             token,
             {
-                "protocol_id": protocol_id,
-                "protocol_version": version,
+                "protocol_id": version[0],
+                "protocol_version": version[1],
                 "harness": {"name": "inspect", "version": "0.3.285"},
                 "config": {"task": TASK, "model": MODEL_VERSION},
                 "model_version": MODEL_VERSION,
@@ -182,19 +222,22 @@ def build_world(api: Api, log_a: Path, log_b: Path) -> tuple[str, str, str]:
         finished = api.call("POST", f"/v1/runs/{run_id}/finish", token, {"outcome": "succeeded"})
         return run_id, finished["digest"]
 
-    run_a, digest_a = finished_run("US", log_a)
-    run_b, _ = finished_run("UK", log_b)
     partner = tokens["evaluator-UK"]
-    # Not released yet: the partner may not compare with it, and is not told which run hides.
-    api.call("GET", comparison_path(run_a, run_b, {"scorer": SCORERS[0]}), partner, expect=404)
-    api.call(
-        "POST",
-        f"/v1/runs/{run_a}/release",
-        tokens["reviewer-US"],
-        {"institutes": ["UK"]},
-        headers={"if-match": f'"{digest_a}"'},
-    )
-    return run_a, run_b, partner
+    pairs = []
+    for version, logs in zip(versions, [(log_a, log_b), (relabelled(log_a), relabelled(log_b))], strict=True):
+        run_a, digest_a = finished_run("US", version, logs[0])
+        run_b, _ = finished_run("UK", version, logs[1])
+        # Not released yet: the partner may not compare with it, and is not told which run hides.
+        api.call("GET", comparison_path(run_a, run_b, {"scorer": SCORERS[0]}), partner, expect=404)
+        api.call(
+            "POST",
+            f"/v1/runs/{run_a}/release",
+            tokens["reviewer-US"],
+            {"institutes": ["UK"]},
+            headers={"if-match": f'"{digest_a}"'},
+        )
+        pairs.append((run_a, run_b))
+    return World(plain=pairs[0], clustered=pairs[1], partner=partner)
 
 
 def comparison_path(a: str, b: str, query: dict[str, Any]) -> str:
@@ -494,7 +537,7 @@ def main() -> None:
     # Inspect's alpha warns that nominal is a poor level for numbers: it is one of three here.
     logging.getLogger("inspect_ai").setLevel(logging.ERROR)
     api = Api(args.base_url)
-    run_a, run_b, partner = build_world(api, args.log_a, args.log_b)
+    world = build_world(api, args.log_a, args.log_b)
     logs = read_scores(args.log_a), read_scores(args.log_b)
 
     checks: list[Check] = []
@@ -506,7 +549,7 @@ def main() -> None:
     shown_answer = None
     for query in queries:
         request = urllib.parse.urlencode(query)
-        answer = api.call("GET", comparison_path(run_a, run_b, query), partner)
+        answer = api.call("GET", comparison_path(*world.pair(query), query), world.partner)
         if query == shown:
             shown_answer = answer
         scorer = query["scorer"]

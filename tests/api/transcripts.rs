@@ -17,9 +17,11 @@ use crate::support::story::{
 use crate::support::{TestApp, TestUser, expect, problem};
 
 /// Text found only in the transcripts of the marked log, so that a body can be searched
-/// for it: answers, explanations, score metadata, error messages; and sample metadata
-/// nested too deep to be a result.
-const MARKS: [&str; 5] = ["ANSWER-", "EXPLAIN-", "GRADER-", "SANDBOX-", "NESTED-"];
+/// for it: answers, explanations, score metadata, error messages; and the sample's
+/// metadata other than the protocol's cluster field.
+const MARKS: [&str; 6] = [
+    "ANSWER-", "EXPLAIN-", "GRADER-", "SANDBOX-", "NESTED-", "SOLVER-",
+];
 const TOPICS: [&str; 3] = ["algebra", "geometry", "number"];
 /// The keys of a line of the results export, and of the transcripts export.
 const RESULT_KEYS: [&str; 6] = [
@@ -62,7 +64,8 @@ fn marked_log() -> Value {
         let id = sample["id"].as_str().expect("id").to_owned();
         sample["metadata"] = json!({
             "topic": TOPICS[i % 3], "difficulty": i, "hard": i % 2 == 0, "source": null,
-            "weight": 0.25, "nested": {"note": format!("NESTED-{id}")}, "tags": [format!("NESTED-{id}")]
+            "weight": 0.25, "nested": {"note": format!("NESTED-{id}")}, "tags": [format!("NESTED-{id}")],
+            "scratch": format!("SOLVER-{id} wrote this")
         });
         if let Some(score) = sample["scores"].get_mut("match") {
             score["answer"] = json!(format!("ANSWER-{id}"));
@@ -77,17 +80,9 @@ fn marked_log() -> Value {
     log
 }
 
-/// A sample's metadata as a result: its top-level entries of strings, numbers, booleans
-/// and null, and no other.
+/// A sample's metadata as a result: the protocol's cluster field (`topic`) alone.
 fn results_metadata(metadata: &Value) -> Value {
-    let kept = metadata
-        .as_object()
-        .expect("an object")
-        .iter()
-        .filter(|(_, v)| !v.is_object() && !v.is_array())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Value::Object(kept)
+    json!({"topic": metadata["topic"]})
 }
 
 /// Each score of `log`, every field as a reader of its transcripts gets it, in the
@@ -115,6 +110,13 @@ fn scores_of(log: &Value) -> Vec<Value> {
         .collect();
     scores.sort_by_key(order);
     scores
+}
+
+/// The default protocol, its task naming `topic` as its cluster field.
+fn clustered_content() -> Value {
+    let mut content = default_content();
+    content["tasks"][0]["cluster"] = json!("topic");
+    content
 }
 
 /// The errored samples of `log`, as `GET …/sample-errors` gives them.
@@ -215,7 +217,7 @@ struct Shared {
 async fn shared() -> Shared {
     let app = TestApp::spawn().await;
     let (exercise, protocol) =
-        active_exercise_among(&app, &["US", "UK", "FR", "CA"], default_content()).await;
+        active_exercise_among(&app, &["US", "UK", "FR", "CA"], clustered_content()).await;
     let us = app
         .person("tr-eval@nist.gov", "US", &[Role::Evaluator])
         .await;
@@ -457,10 +459,13 @@ async fn the_owner_and_a_transcripts_partner_read_every_transcript_as_sent() {
         seen.push((items, ndjson, full, csv));
     }
     assert_eq!(seen[0], seen[1], "France reads what the US reads");
-    // Metadata nested in a sample's is no result: it is in no read but the log's.
+    // Of the sample's metadata, only the cluster field is a result: the rest is in no
+    // read but the log's.
     let (items, _, full, csv) = &seen[0];
     for body in [&json!(items).to_string(), full, csv] {
-        assert!(!body.contains("NESTED-"), "{body}");
+        for mark in ["NESTED-", "SOLVER-"] {
+            assert!(!body.contains(mark), "{body}");
+        }
     }
 }
 
@@ -655,6 +660,65 @@ async fn visible(app: &TestApp, who: &TestUser, home: &str, table: &str, run: &s
     tx.rollback().await.expect("rollback");
     service.close().await;
     count
+}
+
+/// How many rows of `run` `statement` (an update or a delete, `$1` the run) changes in the
+/// context of `who` acting for `home`; rolled back.
+async fn changed(app: &TestApp, who: &TestUser, home: &str, statement: &str, run: &str) -> u64 {
+    let run: Uuid = run
+        .trim_start_matches("/v1/runs/")
+        .parse()
+        .expect("a run id");
+    let acting = ActingAs::Account {
+        id: who.id,
+        institutes: vec![app.institute(home).await],
+        request: RequestMeta::default(),
+    };
+    let service = app.db.service_pool();
+    let mut tx = jointeval_store::begin(&service, &acting)
+        .await
+        .expect("begin");
+    let done = sqlx::query(statement)
+        .bind(run)
+        .execute(&mut *tx)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    tx.rollback().await.expect("rollback");
+    service.close().await;
+    done.rows_affected()
+}
+
+/// A partner, even one holding the transcripts, changes and removes none of the run's
+/// scores or transcripts (a removed score would take its transcripts with it); the run's
+/// institute can, so each statement below can change rows.
+#[tokio::test]
+async fn only_the_runs_institute_writes_its_scores_and_transcripts() {
+    let s = shared().await;
+    let statements = [
+        "delete from run_sample_transcripts where run_id = $1",
+        "update run_sample_transcripts set answer = 'forged' where run_id = $1",
+        "delete from run_samples where run_id = $1",
+        "update run_samples set value_number = 0 where run_id = $1",
+    ];
+    for statement in statements {
+        for (home, who) in [("UK", &s.uk), ("FR", &s.fr)] {
+            assert_eq!(
+                changed(&s.app, who, home, statement, &s.run).await,
+                0,
+                "{home}: {statement}"
+            );
+        }
+        assert_eq!(
+            changed(&s.app, &s.us, "US", statement, &s.run).await,
+            12,
+            "US: {statement}"
+        );
+    }
+    assert_eq!(
+        visible(&s.app, &s.us, "US", "run_sample_transcripts", &s.run).await,
+        12,
+        "nothing was changed"
+    );
 }
 
 #[tokio::test]

@@ -212,7 +212,12 @@ impl Batches {
 /// Writes the log's scores, errored samples and reductions into the run, read again from
 /// the spooled upload a batch at a time and written as they come: memory holds a few
 /// batches, whatever the log's size. Answers how many score keys were new to the run.
-async fn write_items(work: &mut Work<'_>, run_id: Uuid, upload: &Upload) -> Result<i64, ApiError> {
+async fn write_items(
+    work: &mut Work<'_>,
+    run_id: Uuid,
+    upload: &Upload,
+    cluster: Option<&str>,
+) -> Result<i64, ApiError> {
     let (sender, mut batches) = tokio::sync::mpsc::channel::<Batch>(2);
     let path = upload.spooled.0.clone();
     let (declared, limits) = (upload.declared, upload.limits);
@@ -236,7 +241,10 @@ async fn write_items(work: &mut Work<'_>, run_id: Uuid, upload: &Upload) -> Resu
     while let Some(batch) = batches.recv().await {
         match batch {
             Batch::Scores(scores) => {
-                let scores = scores.iter().map(score_of).collect::<Result<Vec<_>, _>>()?;
+                let scores = scores
+                    .iter()
+                    .map(|s| score_of(s, cluster))
+                    .collect::<Result<Vec<_>, _>>()?;
                 new += crate::ingest::from_scores(work, run_id, scores).await?;
             }
             Batch::Errors(errors) => {
@@ -348,7 +356,7 @@ pub(crate) async fn import_into(
         }
         jointeval_store::runs::upsert_metrics(work, run.id, &metrics).await?;
     }
-    let new = write_items(work, run.id, upload).await?;
+    let new = write_items(work, run.id, upload, content.cluster()).await?;
     jointeval_store::runs::count_new_samples(work, run.id, new).await?;
     keep_original(work, run.id, &upload.spooled).await?;
     let imported = ImportedLog {
@@ -578,8 +586,18 @@ fn value_of(value: &ScoreValue) -> Value {
     }
 }
 
-/// A score of the log as the results API takes it, held to the same rules.
-fn score_of(score: &jointeval_inspect::Score) -> Result<SampleScore, ApiError> {
+/// A score of the log as the results API takes it, held to the same rules. Of the
+/// sample's metadata it keeps the protocol version's cluster field alone: the field both
+/// institutes agreed to cluster by, released with the results. The rest of it, which the
+/// dataset or a solver may have filled with anything, stays in the log, a transcript.
+fn score_of(
+    score: &jointeval_inspect::Score,
+    cluster: Option<&str>,
+) -> Result<SampleScore, ApiError> {
+    let sample_metadata = cluster.and_then(|field| {
+        let value = score.sample_metadata.as_ref()?.get(field)?;
+        Some(serde_json::json!({ field: value }))
+    });
     let checked = SampleScore {
         sample_id: SampleId::Text(score.sample_id.clone()),
         epoch: score.epoch,
@@ -588,7 +606,7 @@ fn score_of(score: &jointeval_inspect::Score) -> Result<SampleScore, ApiError> {
         answer: score.answer.clone(),
         explanation: score.explanation.clone(),
         metadata: score.metadata.clone(),
-        sample_metadata: score.sample_metadata.clone(),
+        sample_metadata,
     };
     checked.validate().map_err(|e| {
         ValidationError::new(

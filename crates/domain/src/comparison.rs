@@ -395,16 +395,17 @@ pub fn agreement(
     table: Vec<Cell>,
     notes: &mut Vec<String>,
 ) -> Option<AgreementComparison> {
-    let pairs: i64 = table.iter().map(|c| c.count).sum();
-    if pairs == 0 {
-        notes.push("no matched pairs: no agreement statistics".into());
-        return None;
-    }
+    // Past 100 categories the table is not counted: that is said first.
     if categories.len() > MAX_CATEGORIES {
         notes.push(format!(
             "the values take more than {MAX_CATEGORIES} distinct values: not read as \
              categories (see the numeric statistics)"
         ));
+        return None;
+    }
+    let pairs: i64 = table.iter().map(|c| c.count).sum();
+    if pairs == 0 {
+        notes.push("no matched pairs: no agreement statistics".into());
         return None;
     }
     let categories = ordered(categories);

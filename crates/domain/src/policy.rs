@@ -542,7 +542,7 @@ pub fn decide(actor: &Actor, action: Action, resource: &Resource<'_>) -> Decisio
                 Ok(())
             } else {
                 Err(Denial::Withheld(
-                    "the transcripts of this run (its original log, and the answers and explanations of its scores) are not released to your institute; its results are",
+                    "the transcripts of this run (its original log, its scores' answers, explanations and metadata, and its errored samples' messages) are not released to your institute; its results are",
                 ))
             }
         }

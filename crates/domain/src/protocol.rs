@@ -373,9 +373,10 @@ pub struct Task {
     /// Limits every run must use, by Inspect's names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
-    /// A field of each score's metadata whose values are clusters of related samples (as
+    /// A field of each sample's metadata whose values are clusters of related samples (as
     /// Inspect's `stderr(cluster=…)`): comparisons then use the clustered standard error,
-    /// unless the request names another field.
+    /// unless the request names another field. Of an Inspect log's sample metadata, this
+    /// field alone is kept, released with the results.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
 }

@@ -167,9 +167,10 @@ pub struct Score {
     pub explanation: Option<String>,
     /// The score's metadata (a model grader's transcript, for instance).
     pub metadata: Option<Value>,
-    /// The sample's metadata, from the dataset: its top-level entries whose values are
-    /// strings, numbers, booleans or null, what a cluster can be named by (Inspect's
-    /// `stderr(cluster=…)` reads them); `None` when there are none.
+    /// The sample's metadata (Inspect's `TaskState.metadata` as the sample ended): its
+    /// top-level entries that can name a cluster, as Inspect's `stderr(cluster=…)` reads
+    /// them (numbers, booleans, null, and strings of at most 200 characters); `None`
+    /// when there are none.
     pub sample_metadata: Option<Value>,
 }
 
@@ -1272,13 +1273,17 @@ impl RawSample {
     }
 }
 
-/// An object's top-level entries whose values are not arrays or objects, as an object;
-/// `None` when it has none.
+/// An object's top-level entries that can name a cluster, as an object; `None` when it
+/// has none. A long text is no cluster's name, and would cost its size on every score.
 fn scalar_entries(metadata: &Value) -> Option<Value> {
     let kept: serde_json::Map<String, Value> = metadata
         .as_object()?
         .iter()
-        .filter(|(_, v)| !v.is_array() && !v.is_object())
+        .filter(|(_, v)| match v {
+            Value::Array(_) | Value::Object(_) => false,
+            Value::String(text) => text.chars().count() <= 200,
+            _ => true,
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     (!kept.is_empty()).then_some(Value::Object(kept))

@@ -139,4 +139,20 @@ mod tests {
             assert_eq!(metadata, want["metadata"]);
         }
     }
+
+    #[test]
+    fn consecutive_batches_never_repeat_a_key() {
+        // A key sent again is an upsert, a slower path than new rows: batches must not
+        // overlap, or the benchmark would measure the wrong thing.
+        let mut keys = std::collections::HashSet::new();
+        for batch in 0..3 {
+            let body = String::from_utf8(ndjson(batch * 1000, 1000)).expect("utf-8");
+            for line in body.lines() {
+                let v: Value = serde_json::from_str(line).expect("json");
+                let key = (v["sample_id"].to_string(), v["epoch"].to_string());
+                assert!(keys.insert(key), "{line} repeats a key");
+            }
+        }
+        assert_eq!(keys.len(), 3000);
+    }
 }

@@ -107,14 +107,28 @@ pub async fn sums(conn: &mut PgConnection, selection: &Selection<'_>) -> Result<
                where in_a and in_b and (la is not null or xa is not null)
                  and (lb is not null or xb is not null)
            ),
+           vals as not materialized (
+               select la as label, case when la is null then xa + 0.0 end as key, xa as number
+               from matched
+               union all
+               select lb, case when lb is null then xb + 0.0 end, xb from matched
+           ),
+           -- More than 100 categories among the first values prove as many among all:
+           -- scores that are not categories (a float of every value) then skip grouping
+           -- every value, which cost a million pairs more than a second.
+           prefix as (
+               select coalesce(label, key::text) as category, min(number) as number
+               from (select * from vals limit 20000) p
+               group by 1
+               limit 101
+           ),
            categories as (
+               select category, number from prefix where (select count(*) from prefix) > $8
+               union all
                select coalesce(label, key::text) as category, min(number) as number
                from (select label, key, min(number) as number
-                     from (select la as label, case when la is null then xa + 0.0 end as key,
-                                  xa as number
-                           from matched
-                           union all
-                           select lb, case when lb is null then xb + 0.0 end, xb from matched) v
+                     from vals
+                     where (select count(*) from prefix) <= $8
                      group by label, key
                      limit 202) g
                group by 1

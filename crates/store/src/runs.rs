@@ -820,7 +820,8 @@ pub struct SampleFilter<'a> {
 }
 
 /// A page of a run's samples, by (sample id, epoch, scorer), after `after`. It turns
-/// sorting off for the rest of the transaction: make it the transaction's last read.
+/// sorting and merge joins off for the rest of the transaction: make it the
+/// transaction's last read.
 #[tracing::instrument(skip_all)]
 pub async fn samples(
     conn: &mut PgConnection,
@@ -835,6 +836,10 @@ pub async fn samples(
     // large upload the statistics still describe a small run, and the planner chose to
     // sort every row after the cursor (a 1,000,000-row export took 47 s).
     sqlx::query!("set local enable_sort = off")
+        .execute(&mut *conn)
+        .await?;
+    // Nor merged with the transcripts, which would read them from the run's first.
+    sqlx::query!("set local enable_mergejoin = off")
         .execute(&mut *conn)
         .await?;
     // The transcripts are joined page by page; row-level security leaves them out where

@@ -21,13 +21,15 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 from .client import ApiError, Client, Unavailable
 from .settings import Connection, save_session, session_file
 from .uploads import Target, upload
+
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -237,6 +239,20 @@ def _upload(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _write_whole(output: Path, write: Callable[[IO[bytes]], T]) -> T:
+    """Writes `output` through `<output>.part`, renamed once complete and removed if not,
+    so that a file by that name is always whole."""
+    part = output.with_name(output.name + ".part")
+    try:
+        with part.open("wb") as f:
+            done = write(f)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    part.replace(output)
+    return done
+
+
 def _download(args: argparse.Namespace) -> int:
     with _connect(args) as client:
         run = client.run(args.run)
@@ -244,10 +260,7 @@ def _download(args: argparse.Namespace) -> int:
         if not log:
             raise Usage(f"run {args.run} holds no log")
         output = args.output or Path(f"{args.run}.{log['format']}")
-        part = output.with_name(output.name + ".part")
-        with part.open("wb") as f:
-            _, sha256 = client.download_log(args.run, f)
-        part.replace(output)
+        _, sha256 = _write_whole(output, lambda f: client.download_log(args.run, f))
     print(f"{output}: eval {log['eval_id']}, sha256 {sha256}")
     return 0
 
@@ -258,8 +271,5 @@ def _export(args: argparse.Namespace) -> int:
             client.export_scores(args.run, sys.stdout.buffer, args.format, args.transcripts)
             sys.stdout.flush()
         else:
-            part = args.output.with_name(args.output.name + ".part")
-            with part.open("wb") as f:
-                client.export_scores(args.run, f, args.format, args.transcripts)
-            part.replace(args.output)
+            _write_whole(args.output, lambda f: client.export_scores(args.run, f, args.format, args.transcripts))
     return 0

@@ -43,9 +43,9 @@ pub struct ComparisonQuery {
     pub epoch: Option<i32>,
     /// Reduce each sample's epochs to one value first, then pair by sample.
     pub reducer: Option<Reducer>,
-    /// A field of the scores' metadata whose values are clusters: the interval and the test
-    /// then use the clustered standard error. Without it, the protocol version's cluster
-    /// field, if its tasks name one.
+    /// A field of the samples' metadata (`sample_metadata`) whose values are clusters: the
+    /// interval and the test then use the clustered standard error. Without it, the
+    /// protocol version's cluster field, if its tasks name one.
     #[param(min_length = 1, max_length = 200)]
     pub cluster: Option<String>,
 }

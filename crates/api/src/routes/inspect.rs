@@ -317,7 +317,7 @@ fn created_from_log(
         )),
         (status = 404, description = "No such run, no log imported into it, or (type `not-released`) a run whose results alone were released to the caller's institute, not its transcripts", body = Problem, content_type = "application/problem+json",
          example = json!({"type": "urn:jointeval:problem:not-released", "title": "Not released to your institute", "status": 404,
-                          "detail": "the transcripts of this run (its original log, and the answers and explanations of its scores) are not released to your institute; its results are"})),
+                          "detail": "the transcripts of this run (its original log, its scores' answers, explanations and metadata, and its errored samples' messages) are not released to your institute; its results are"})),
     )
 )]
 pub async fn download_log(

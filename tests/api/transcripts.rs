@@ -636,9 +636,14 @@ async fn who_may_not_read_the_run_gets_what_a_missing_run_gets() {
     }
 }
 
-/// How many rows of `table` for `run` the database shows in `who`'s context at `home`,
-/// as the service's own role.
-async fn visible(app: &TestApp, who: &TestUser, home: &str, table: &str, run: &str) -> i64 {
+/// A transaction acting as `who` for `home`, on the service's role under row-level
+/// security, and `run`'s id; the caller rolls it back.
+async fn acting_as(
+    app: &TestApp,
+    who: &TestUser,
+    home: &str,
+    run: &str,
+) -> (sqlx::PgPool, jointeval_store::Tx, Uuid) {
     let run: Uuid = run
         .trim_start_matches("/v1/runs/")
         .parse()
@@ -649,9 +654,15 @@ async fn visible(app: &TestApp, who: &TestUser, home: &str, table: &str, run: &s
         request: RequestMeta::default(),
     };
     let service = app.db.service_pool();
-    let mut tx = jointeval_store::begin(&service, &acting)
+    let tx = jointeval_store::begin(&service, &acting)
         .await
         .expect("begin");
+    (service, tx, run)
+}
+
+/// How many rows of `table` for `run` the context of `who` acting for `home` sees.
+async fn visible(app: &TestApp, who: &TestUser, home: &str, table: &str, run: &str) -> i64 {
+    let (service, mut tx, run) = acting_as(app, who, home, run).await;
     let count = sqlx::query_scalar(&format!("select count(*) from {table} where run_id = $1"))
         .bind(run)
         .fetch_one(&mut *tx)
@@ -665,19 +676,7 @@ async fn visible(app: &TestApp, who: &TestUser, home: &str, table: &str, run: &s
 /// How many rows of `run` `statement` (an update or a delete, `$1` the run) changes in the
 /// context of `who` acting for `home`; rolled back.
 async fn changed(app: &TestApp, who: &TestUser, home: &str, statement: &str, run: &str) -> u64 {
-    let run: Uuid = run
-        .trim_start_matches("/v1/runs/")
-        .parse()
-        .expect("a run id");
-    let acting = ActingAs::Account {
-        id: who.id,
-        institutes: vec![app.institute(home).await],
-        request: RequestMeta::default(),
-    };
-    let service = app.db.service_pool();
-    let mut tx = jointeval_store::begin(&service, &acting)
-        .await
-        .expect("begin");
+    let (service, mut tx, run) = acting_as(app, who, home, run).await;
     let done = sqlx::query(statement)
         .bind(run)
         .execute(&mut *tx)

@@ -702,46 +702,29 @@ mod tests {
         assert_eq!(notes.len(), 1);
     }
 
+    /// A pair without the field, or in two clusters: said, and no cluster guessed.
     #[test]
-    fn a_missing_cluster_is_said_and_not_guessed() {
-        let mut notes = vec![];
-        let c = ClusterSums {
-            field: "topic".into(),
-            pairs_without_field: 1,
-            pairs_split: 0,
-            clusters: 3,
-            squared_deviation_sum: 1.0,
-        };
-        let got = numeric(
-            &sums(&[(1.0, 0.0), (0.0, 0.0), (1.0, 1.0)]),
-            Some(&c),
-            &mut notes,
-        )
-        .expect("present");
-        assert_eq!(got.stderr, StderrKind::Clustered);
-        assert_eq!((got.clustered_stderr, got.p_value), (None, None));
-        assert!(got.paired_stderr.is_some());
-        assert!(notes[0].contains("no `topic`"), "{notes:?}");
-    }
-
-    #[test]
-    fn a_sample_in_two_clusters_is_said_and_not_guessed() {
-        let mut notes = vec![];
-        let c = ClusterSums {
-            field: "topic".into(),
-            pairs_without_field: 0,
-            pairs_split: 2,
-            clusters: 3,
-            squared_deviation_sum: 1.0,
-        };
-        let got = numeric(
-            &sums(&[(1.0, 0.0), (0.0, 0.0), (1.0, 1.0)]),
-            Some(&c),
-            &mut notes,
-        )
-        .expect("present");
-        assert_eq!((got.clustered_stderr, got.p_value), (None, None));
-        assert!(notes[0].starts_with("2 of 3 numeric pairs"), "{notes:?}");
+    fn a_missing_or_split_cluster_is_said_and_not_guessed() {
+        for (without, split, said) in [(1, 0, "no `topic`"), (0, 2, "another `topic`")] {
+            let mut notes = vec![];
+            let c = ClusterSums {
+                field: "topic".into(),
+                pairs_without_field: without,
+                pairs_split: split,
+                clusters: 3,
+                squared_deviation_sum: 1.0,
+            };
+            let got = numeric(
+                &sums(&[(1.0, 0.0), (0.0, 0.0), (1.0, 1.0)]),
+                Some(&c),
+                &mut notes,
+            )
+            .expect("present");
+            assert_eq!(got.stderr, StderrKind::Clustered);
+            assert_eq!((got.clustered_stderr, got.p_value), (None, None));
+            assert!(got.paired_stderr.is_some());
+            assert!(notes[0].contains(said), "{notes:?}");
+        }
     }
 
     fn label(l: &str, n: Option<f64>) -> Category {

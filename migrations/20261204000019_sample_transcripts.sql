@@ -83,6 +83,22 @@ create policy run_samples_delete on run_samples for delete
     using (jointeval_system()
            or run_id in (select id from runs where institute_id = any(jointeval_institutes())));
 
+-- The same for the metrics.
+drop policy run_metrics_scoped on run_metrics;
+create policy run_metrics_read on run_metrics for select
+    using (jointeval_system() or run_id in (select id from runs));
+create policy run_metrics_insert on run_metrics for insert
+    with check (jointeval_system()
+                or run_id in (select id from runs where institute_id = any(jointeval_institutes())));
+create policy run_metrics_update on run_metrics for update
+    using (jointeval_system()
+           or run_id in (select id from runs where institute_id = any(jointeval_institutes())))
+    with check (jointeval_system()
+                or run_id in (select id from runs where institute_id = any(jointeval_institutes())));
+create policy run_metrics_delete on run_metrics for delete
+    using (jointeval_system()
+           or run_id in (select id from runs where institute_id = any(jointeval_institutes())));
+
 drop policy run_sample_errors_scoped on run_sample_errors;
 create policy run_sample_errors_scoped on run_sample_errors
     using (jointeval_system()

@@ -693,13 +693,24 @@ async fn changed(app: &TestApp, who: &TestUser, home: &str, statement: &str, run
 #[tokio::test]
 async fn only_the_runs_institute_writes_its_scores_and_transcripts() {
     let s = shared().await;
+    // Each statement, and the table whose rows of the run it changes.
     let statements = [
-        "delete from run_sample_transcripts where run_id = $1",
-        "update run_sample_transcripts set answer = 'forged' where run_id = $1",
-        "delete from run_samples where run_id = $1",
-        "update run_samples set value_number = 0 where run_id = $1",
+        (
+            "delete from run_sample_transcripts where run_id = $1",
+            "run_sample_transcripts",
+        ),
+        (
+            "update run_sample_transcripts set answer = 'forged' where run_id = $1",
+            "run_sample_transcripts",
+        ),
+        ("delete from run_samples where run_id = $1", "run_samples"),
+        (
+            "update run_samples set value_number = 0 where run_id = $1",
+            "run_samples",
+        ),
+        ("delete from run_metrics where run_id = $1", "run_metrics"),
     ];
-    for statement in statements {
+    for (statement, table) in statements {
         for (home, who) in [("UK", &s.uk), ("FR", &s.fr)] {
             assert_eq!(
                 changed(&s.app, who, home, statement, &s.run).await,
@@ -707,9 +718,11 @@ async fn only_the_runs_institute_writes_its_scores_and_transcripts() {
                 "{home}: {statement}"
             );
         }
+        let held = visible(&s.app, &s.us, "US", table, &s.run).await;
+        assert!(held > 0, "the run has {table}");
         assert_eq!(
             changed(&s.app, &s.us, "US", statement, &s.run).await,
-            12,
+            held as u64,
             "US: {statement}"
         );
     }

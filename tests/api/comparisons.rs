@@ -595,3 +595,56 @@ async fn an_exercises_comparisons_stop_at_the_work_budget_and_say_what_they_left
         }
     }
 }
+
+/// An exercise's pairs whose scores leave double precision are left out, each with a
+/// note, and the pairs after them are still compared (the failed statement does not end
+/// the transaction).
+#[tokio::test]
+async fn an_exercises_comparisons_leave_out_pairs_too_large_to_compute() {
+    let app = TestApp::spawn().await;
+    let (exercise, protocol) = active_exercise_with(&app, default_content()).await;
+    let us = app
+        .login(&app.person("eval@nist.gov", "US", &[Role::Evaluator]).await)
+        .await;
+    let scores = |value: &dyn Fn(usize) -> f64| -> Vec<Value> {
+        (0..20)
+            .map(|i| json!({"sample_id": format!("s{i}"), "epoch": 1, "scorer": "match", "value": value(i)}))
+            .collect()
+    };
+    let sign = |i: usize| if i.is_multiple_of(2) { 1.0 } else { -1.0 };
+    let mut runs = Vec::new();
+    for values in [
+        scores(&|i| 1e300 * sign(i)),
+        scores(&|i| -1e300 * sign(i)),
+        scores(&|i| (i % 3) as f64),
+        scores(&|i| (i % 4) as f64),
+    ] {
+        runs.push(finished_run(&app, &us, &exercise, &protocol, values).await);
+    }
+    let answer = expect(
+        app.get_as(&us, &format!("/v1/exercises/{exercise}/comparisons"))
+            .await,
+        200,
+    )
+    .await;
+    let compared: Vec<(&str, &str)> = answer["comparisons"]
+        .as_array()
+        .expect("comparisons")
+        .iter()
+        .map(|c| {
+            (
+                c["a"]["run_id"].as_str().expect("a"),
+                c["b"]["run_id"].as_str().expect("b"),
+            )
+        })
+        .collect();
+    assert_eq!(compared, [(runs[2].as_str(), runs[3].as_str())], "{answer}");
+    let left: Vec<&str> = answer["notes"]
+        .as_array()
+        .expect("notes")
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|n| n.contains("too large to compute on in double precision"))
+        .collect();
+    assert_eq!(left.len(), 5, "every pair with a huge run: {answer}");
+}

@@ -688,8 +688,8 @@ async fn changed(app: &TestApp, who: &TestUser, home: &str, statement: &str, run
 }
 
 /// A partner, even one holding the transcripts, changes and removes none of the run's
-/// scores or transcripts (a removed score would take its transcripts with it); the run's
-/// institute can, so each statement below can change rows.
+/// scores, transcripts or metrics; the run's institute can, so each statement below can
+/// change rows.
 #[tokio::test]
 async fn only_the_runs_institute_writes_its_scores_and_transcripts() {
     let s = shared().await;

@@ -709,6 +709,10 @@ async fn only_the_runs_institute_writes_its_scores_and_transcripts() {
             "run_samples",
         ),
         ("delete from run_metrics where run_id = $1", "run_metrics"),
+        (
+            "update run_metrics set value = 0 where run_id = $1",
+            "run_metrics",
+        ),
     ];
     for (statement, table) in statements {
         for (home, who) in [("UK", &s.uk), ("FR", &s.fr)] {

@@ -411,9 +411,9 @@ pub async fn compare_exercise(
     }
     let started = std::time::Instant::now();
     let budget = state.settings.work_budget;
-    // Comparisons begun, and those not made once the budget was spent: the first always
-    // is, so that every answer holds one.
-    let (mut begun, mut unmade) = (0, 0);
+    // Comparisons not made once the budget was spent. The budget counts only once one is
+    // made, so that every answer holds one if any pair can be compared.
+    let mut unmade = 0;
     let mut scorers_of: Vec<((Uuid, i32), Vec<String>)> = Vec::new();
     'pairs: for (a, b) in pairs {
         let version = (a.protocol_id, a.protocol_version);
@@ -430,17 +430,16 @@ pub async fn compare_exercise(
             }
         };
         for scorer in &scorers {
-            if comparisons.len() == MAX_COMPARISONS {
+            if comparisons.len() + unmade == MAX_COMPARISONS {
                 notes.push(format!(
                     "more than {MAX_COMPARISONS} comparisons: the first are answered; ask for one scorer, or compare a pair with GET /v1/comparisons"
                 ));
                 break 'pairs;
             }
-            if begun > 0 && started.elapsed() >= budget {
+            if !comparisons.is_empty() && started.elapsed() >= budget {
                 unmade += 1;
                 continue;
             }
-            begun += 1;
             let selected = Selected {
                 scorer,
                 epoch: query.epoch,
